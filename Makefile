@@ -1,0 +1,55 @@
+# Everyday commands.  `make test` and `make demo` work on a fresh Debian 12
+# machine with Python 3.11 (run as root, or with sudo available): they install
+# the Debian packages the build and the tests need, create .venv, build the
+# compiled modules and install the package there.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+DEB_PACKAGES := libpcap-dev tcpdump tshark python3-venv python3-dev gcc
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps venv install build test demo bench lint clean
+
+all: install
+
+# Debian packages: only what is missing, so a second run costs nothing.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel Cython
+
+venv: deps $(PY)
+
+install: venv
+	$(PY) -m pip install -q -e '.[test]'
+
+# Rebuild the compiled modules in place after editing a .pyx/.pxd.
+build: venv
+	$(PY) setup.py -q build_ext --inplace
+
+test: install
+	$(PY) -m pytest -q tests
+
+demo: install
+	$(VENV)/bin/analyser replay traces/ftp-loopback.pcap --logs demo-logs
+	@echo; echo "== demo-logs/conn.log"; cat demo-logs/conn.log
+
+bench: install
+	$(PY) bench/run_bench.py
+
+lint: venv
+	$(PY) -m pip install -q ruff
+	$(VENV)/bin/ruff check analyser ringbuf protocols tests bench traces
+
+clean:
+	rm -rf build demo-logs *.egg-info
+	find . -name '*.so' -o -name '*.c' -path './ringbuf/*' -o -name '*.c' -path './analyser/*' | xargs rm -f

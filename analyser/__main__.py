@@ -1,0 +1,4 @@
+"""`python -m analyser` is the `analyser` command."""
+from analyser.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,209 @@
+"""The `analyser` command line.
+
+Role in the data flow: the outermost layer.  It parses options, runs a
+replay (analyser.replay) and prints one screen of summary on stderr.  Bad
+input gets one clear line on stderr and a non-zero exit status, never a
+traceback: 1 for unreadable input, 2 for bad usage.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from analyser import __version__
+
+EXIT_INPUT = 1
+EXIT_USAGE = 2
+
+DESCRIPTION = """\
+A passive protocol analyser: reads packets from trace files, follows every
+TCP, UDP and ICMP connection, and writes Zeek-compatible logs.
+
+examples:
+  analyser replay capture.pcap --logs out/        # out/conn.log (Zeek TSV)
+  analyser replay a.pcap b.pcapng --log-format json --logs out/
+  analyser replay capture.pcap --bpf 'tcp port 21' --checksums verify
+"""
+
+
+def _timeout(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError("expected CLASS=SECONDS, e.g. established=600")
+    try:
+        return name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a number of seconds: %r" % value) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="analyser", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version="analyser " + __version__)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    r = sub.add_parser(
+        "replay", help="analyse trace files (pcap, pcapng) as fast as possible",
+        description="Analyse trace files (pcap or pcapng, any byte order and time "
+                    "resolution) in the order given, as one stream of packets, and "
+                    "write Zeek-compatible logs.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="timeout classes (seconds, defaults as Zeek): opening=5 (SYN "
+               "unanswered), established=300 (inactivity), closing=6, closed=5 "
+               "(linger after close), udp=60, icmp=60")
+    r.add_argument("traces", nargs="+", metavar="TRACE", help="pcap or pcapng file")
+    r.add_argument("--logs", metavar="DIR", default=".",
+                   help="directory for the logs (default: current directory)")
+    r.add_argument("--log-format", choices=("tsv", "json"), default="tsv",
+                   help="Zeek TSV (default) or JSON lines")
+    r.add_argument("--bpf", metavar="EXPR",
+                   help="only analyse packets matching this libpcap filter expression")
+    r.add_argument("--checksums", choices=("ignore", "verify"), default="ignore",
+                   help="ignore (default, as tcpdump and tshark): analyse every packet "
+                        "whatever its checksums; verify (Zeek's default): drop and count "
+                        "packets with bad IP/TCP/UDP checksums, history letter C")
+    r.add_argument("-C", dest="checksums", action="store_const", const="ignore",
+                   help="same as --checksums ignore (Zeek's -C)")
+    r.add_argument("--timeout", metavar="CLASS=SECONDS", type=_timeout, action="append",
+                   default=[], help="override a flow timeout (repeatable)")
+    r.add_argument("--flow-memory", metavar="MB", type=float, default=None,
+                   help="memory budget of the flow table; beyond it the flow nearest "
+                        "its timeout is evicted and counted (default: 512)")
+    r.add_argument("--no-progress", action="store_true",
+                   help="no progress bar, even on a terminal")
+    r.add_argument("-q", "--quiet", action="store_true", help="no summary")
+    return p
+
+
+def _progress_printer(total_bytes: int):
+    import time
+    started = time.monotonic()
+
+    def show(engine, source):
+        done = source.bytes_read
+        frac = min(1.0, done / total_bytes) if total_bytes else 0.0
+        rate = engine.packets / max(1e-9, time.monotonic() - started)
+        bar = "#" * int(frac * 30)
+        sys.stderr.write("\r[%-30s] %5.1f%%  %s packets  %.2f Mpkt/s " %
+                         (bar, 100 * frac, format(engine.packets, ","), rate / 1e6))
+        sys.stderr.flush()
+    return show
+
+
+def format_summary(result) -> str:
+    s = result.stats
+    secs = max(result.wall_seconds, 1e-9)
+    lines = []
+    span = ""
+    if s["first_ts"] is not None:
+        span = ", trace spans %.3f s" % (s["last_ts"] - s["first_ts"])
+    lines.append("packets   %s (%s bytes on the wire)%s" %
+                 (format(s["packets"], ","), format(s["wire_bytes"], ","), span))
+    lines.append("rate      %.0f packets/s, %.3f Gbit/s in %.2f s" %
+                 (s["packets"] / secs, s["wire_bytes"] * 8 / secs / 1e9, secs))
+    lines.append("flows     %s: tcp %s, udp %s, icmp %s (at most %s at once)" %
+                 (format(s["flows_created"], ","), format(s["flows_tcp"], ","),
+                  format(s["flows_udp"], ","), format(s["flows_icmp"], ","),
+                  format(s["max_active_flows"], ",")))
+    lines.append("ended by  timeout %s, eviction %s (flow memory budget: %s flows)" %
+                 (format(s["timeouts"], ","), format(s["evictions"], ","),
+                  format(s["flow_capacity"], ",")))
+    skipped = []
+    if s["filtered_out"]:
+        skipped.append("%s filtered out by --bpf" % format(s["filtered_out"], ","))
+    if s["not_ip"]:
+        skipped.append("%s not IP" % format(s["not_ip"], ","))
+    if s["other_transport"]:
+        skipped.append("%s other IP protocols" % format(s["other_transport"], ","))
+    if s["bad_checksums"]:
+        skipped.append("%s bad TCP/UDP checksums" % format(s["bad_checksums"], ","))
+    if s["fragments_seen"]:
+        skipped.append("%s IP fragments -> %s datagrams" % (
+            format(s["fragments_seen"], ","), format(s["datagrams_reassembled"], ",")))
+    if skipped:
+        lines.append("skipped   " + "; ".join(skipped))
+    malformed = s["malformed"]
+    if malformed:
+        lines.append("malformed %s: %s" % (
+            format(sum(malformed.values()), ","),
+            ", ".join("%s %s" % (k, format(v, ",")) for k, v in sorted(malformed.items()))))
+    else:
+        lines.append("malformed 0")
+    ring = s["ring"]
+    lines.append("ring      %s records written, max occupancy %s, drops %s" % (
+        format(ring.get("records_written", 0), ","), format(ring.get("max_occupancy", 0), ","),
+        format(ring.get("overflow_drops", 0), ",")))
+    if s["timestamps_out_of_order"]:
+        lines.append("note      %s packets had timestamps earlier than the one before" %
+                     format(s["timestamps_out_of_order"], ","))
+    return "\n".join(lines)
+
+
+def _checksum_hint(result, ignore_checksums: bool) -> str | None:
+    s = result.stats
+    if ignore_checksums or not s["decoded"]:
+        return None
+    if s["bad_checksums"] > 0.05 * s["decoded"]:
+        return ("warning: %d%% of TCP/UDP packets had bad checksums and were skipped; "
+                "if the capture was taken on a sending host (checksum offloading), "
+                "run again without --checksums verify" % round(100 * s["bad_checksums"] / s["decoded"]))
+    return None
+
+
+def cmd_replay(args) -> int:
+    from analyser.replay import replay_files, DEFAULT_FLOW_MEMORY_MB
+    from ringbuf.errors import CaptureFileError
+
+    progress = None
+    if not args.no_progress and not args.quiet and sys.stderr.isatty():
+        total = 0
+        for t in args.traces:
+            try:
+                total += os.path.getsize(t)
+            except OSError:
+                pass
+        if total > 50 << 20:
+            progress = _progress_printer(total)
+    try:
+        result = replay_files(
+            args.traces, logs_dir=args.logs, log_format=args.log_format, bpf=args.bpf,
+            ignore_checksums=args.checksums == "ignore", timeouts=dict(args.timeout),
+            flow_memory_mb=args.flow_memory or DEFAULT_FLOW_MEMORY_MB, progress=progress)
+    except CaptureFileError as exc:
+        print("analyser: %s" % exc, file=sys.stderr)
+        return EXIT_INPUT
+    except ValueError as exc:
+        print("analyser: %s" % exc, file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print("analyser: %s" % exc, file=sys.stderr)
+        return EXIT_INPUT
+    if progress is not None:
+        sys.stderr.write("\n")
+    for w in result.warnings:
+        print("analyser: warning: %s" % w, file=sys.stderr)
+    hint = _checksum_hint(result, args.checksums == "ignore")
+    if not args.quiet:
+        print(format_summary(result), file=sys.stderr)
+        print("logs      %s" % os.path.join(args.logs, "conn.log"), file=sys.stderr)
+    if hint:
+        print("analyser: " + hint, file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.command == "replay":
+            return cmd_replay(args)
+    except KeyboardInterrupt:
+        print("analyser: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return EXIT_USAGE

@@ -1,0 +1,569 @@
+# cython: language_level=3
+"""Packet decoding: link layer -> IP -> transport header, in compiled code.
+
+Role in the data flow: source -> ring -> **decode** -> flows -> analysers -> sinks.
+
+`Decoder.decode()` takes one ring record (bytes, captured length, wire length,
+link type) and fills a `Decoded` struct: addresses, ports, TCP flags and
+sequence numbers, where the payload starts and how much of it was captured.
+It allocates nothing per packet and never raises: a packet it cannot use is
+counted under a named reason (`MALFORMED_NAMES`) and skipped.
+
+Link layers: Ethernet (with any stack of 802.1Q / 802.1ad / QinQ tags, MPLS
+label stacks and PPPoE sessions), Linux cooked capture v1 and v2, raw IP
+(LINKTYPE_RAW, IPV4, IPV6) and BSD loopback (NULL, LOOP).  IPv4 and IPv6 (with
+extension headers) are reassembled from fragments in a bounded table
+(`FragmentTable`): overlapping fragments keep the first copy of each byte
+(the policy), and overlaps whose bytes differ are counted separately, as they
+are how IDS evasion works.
+
+Lengths follow the IP header, not the capture: a packet cut short by the
+snap length still counts its full size, which is what connection byte counts
+need; only checksums require the whole segment.
+"""
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from libc.string cimport memcpy, memset, memcmp
+from libc.stdlib cimport malloc, free
+
+# Keep in the order of MalformedReason in decode.pxd.
+MALFORMED_NAMES = (
+    "truncated_link_header",
+    "unknown_link_type",
+    "truncated_vlan_header",
+    "truncated_mpls_header",
+    "truncated_ip_header",
+    "bad_ip_version",
+    "bad_ip_header_length",
+    "bad_ip_total_length",
+    "bad_ip_checksum",
+    "truncated_ipv6_extension_header",
+    "truncated_tcp_header",
+    "bad_tcp_header_length",
+    "truncated_udp_header",
+    "truncated_icmp_header",
+    "fragment_too_big",
+    "fragment_bad_offset",
+    "encapsulation_too_deep",
+)
+
+# Link types (LINKTYPE_* values as stored in pcap and pcapng files).
+cdef enum:
+    LT_NULL = 0
+    LT_EN10MB = 1
+    LT_RAW_OLD1 = 12
+    LT_RAW_OLD2 = 14
+    LT_RAW = 101
+    LT_LOOP = 108
+    LT_LINUX_SLL = 113
+    LT_IPV4 = 228
+    LT_IPV6 = 229
+    LT_LINUX_SLL2 = 276
+
+cdef enum:
+    ETH_IPV4 = 0x0800
+    ETH_IPV6 = 0x86DD
+    ETH_VLAN = 0x8100
+    ETH_QINQ = 0x88A8
+    ETH_QINQ_OLD = 0x9100
+    ETH_MPLS = 0x8847
+    ETH_MPLS_MC = 0x8848
+    ETH_PPPOE = 0x8864
+
+cdef enum:
+    MAX_ENCAP_LAYERS = 16     # VLAN tags + MPLS labels before we call it hostile
+    FRAG_SLOTS = 64           # datagrams under reassembly at once (slots[] in .pxd)
+    FRAG_MAX = 65535          # largest reassembled IP payload
+    FRAG_UNITS = 8192         # 8-byte units in FRAG_MAX
+    FRAG_TIMEOUT_NS = 30000000000
+
+cdef inline uint16_t rd16(const uint8_t* p) noexcept nogil:
+    return (<uint16_t>p[0] << 8) | p[1]
+
+cdef inline uint32_t rd32(const uint8_t* p) noexcept nogil:
+    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
+
+cdef inline void v4mapped(uint8_t* dst16, const uint8_t* v4) noexcept nogil:
+    memset(dst16, 0, 10)
+    dst16[10] = 0xff
+    dst16[11] = 0xff
+    memcpy(dst16 + 12, v4, 4)
+
+cdef inline uint64_t sum16(const uint8_t* p, uint32_t n) noexcept nogil:
+    # Ones' complement sum, big-endian 16-bit words, folded later.
+    cdef uint64_t s = 0
+    cdef uint32_t i = 0
+    while i + 1 < n:
+        s += (<uint32_t>p[i] << 8) | p[i + 1]
+        i += 2
+    if i < n:
+        s += <uint32_t>p[i] << 8
+    return s
+
+cdef inline uint16_t fold(uint64_t s) noexcept nogil:
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return <uint16_t>s
+
+cdef bint transport_checksum_ok(const Decoded* d) noexcept nogil:
+    cdef uint64_t s
+    if d.ip_version == 4:
+        s = sum16(d.src + 12, 4) + sum16(d.dst + 12, 4)
+    else:
+        s = sum16(d.src, 16) + sum16(d.dst, 16)
+    s += d.proto + d.l4_len
+    s += sum16(d.l4, d.l4_len)
+    return fold(s) == 0xffff
+
+
+cdef class FragmentTable:
+    """Bounded IP fragment reassembly: FRAG_SLOTS datagrams of up to 64 KiB."""
+
+    def __cinit__(self):
+        memset(self.slots, 0, sizeof(self.slots))
+        self.out = <uint8_t*>malloc(FRAG_MAX + 60)
+
+    def __dealloc__(self):
+        cdef int i
+        for i in range(FRAG_SLOTS):
+            free(self.slots[i].data)
+            free(self.slots[i].covered)
+        free(self.out)
+
+    cdef FragSlot* find(self, uint8_t version, uint8_t proto, const uint8_t* src,
+                        const uint8_t* dst, uint32_t ident, int64_t ts_ns) noexcept:
+        cdef int i
+        cdef int free_i = -1
+        cdef int oldest_i = 0
+        cdef FragSlot* s
+        for i in range(FRAG_SLOTS):
+            s = &self.slots[i]
+            if s.used and ts_ns - s.first_ts_ns > FRAG_TIMEOUT_NS:
+                s.used = False
+                self.timed_out += 1
+            if not s.used:
+                if free_i < 0:
+                    free_i = i
+                continue
+            if (s.ident == ident and s.version == version and s.proto == proto
+                    and memcmp(s.src, src, 16) == 0 and memcmp(s.dst, dst, 16) == 0):
+                return s
+            if s.first_ts_ns < self.slots[oldest_i].first_ts_ns or not self.slots[oldest_i].used:
+                oldest_i = i
+        if free_i < 0:
+            # Table full: give up the oldest datagram rather than grow.
+            free_i = oldest_i
+            self.evicted += 1
+        s = &self.slots[free_i]
+        if s.data == NULL:
+            s.data = <uint8_t*>malloc(FRAG_MAX)
+            s.covered = <uint8_t*>malloc(FRAG_UNITS // 8)
+            if s.data == NULL or s.covered == NULL:
+                return NULL
+        s.used = True
+        s.version = version
+        s.proto = proto
+        memcpy(s.src, src, 16)
+        memcpy(s.dst, dst, 16)
+        s.ident = ident
+        s.first_ts_ns = ts_ns
+        s.hdr_len = 0
+        s.total = 0
+        s.units_needed = 0
+        s.units_covered = 0
+        memset(s.covered, 0, FRAG_UNITS // 8)
+        return s
+
+    cdef int add(self, FragSlot* s, uint32_t offset, const uint8_t* frag,
+                 uint32_t length, bint more) noexcept:
+        """Insert one fragment.  Returns 1 when the datagram is complete,
+        0 when more is needed, -1 when the fragment is impossible."""
+        cdef uint32_t unit, first_unit, last_unit, start, end, n
+        if offset + length > FRAG_MAX:
+            return -1
+        if more and (length % 8) != 0:
+            return -1
+        if not more:
+            if s.total and s.total != offset + length:
+                return -1          # two different ends
+            s.total = offset + length
+            s.units_needed = (s.total + 7) // 8
+        if length == 0:
+            return 1 if (s.total and s.units_covered >= s.units_needed) else 0
+        first_unit = offset // 8
+        last_unit = (offset + length - 1) // 8
+        for unit in range(first_unit, last_unit + 1):
+            start = unit * 8
+            end = start + 8
+            if end > offset + length:
+                end = offset + length
+            n = end - start
+            if s.covered[unit >> 3] & (1 << (unit & 7)):
+                # First copy wins; differing bytes are an evasion signal.
+                self.overlaps += 1
+                if memcmp(s.data + start, frag + (start - offset), n) != 0:
+                    self.overlaps_differing += 1
+                continue
+            memcpy(s.data + start, frag + (start - offset), n)
+            s.covered[unit >> 3] |= (1 << (unit & 7))
+            s.units_covered += 1
+        if s.total and s.units_covered >= s.units_needed:
+            return 1
+        return 0
+
+
+cdef class Decoder:
+    """Decodes ring records into `Decoded` structs; counts what it rejects."""
+
+    def __cinit__(self, bint verify_ip_checksum=True):
+        self.verify_ip_checksum = verify_ip_checksum
+        memset(self.malformed, 0, sizeof(self.malformed))
+        self.frags = FragmentTable()
+
+    cdef int fail(self, int reason) noexcept:
+        self.malformed[reason] += 1
+        return MALFORMED
+
+    cdef int decode(self, const uint8_t* data, uint32_t caplen, uint32_t wirelen,
+                    uint32_t linktype, int64_t ts_ns, Decoded* out) noexcept:
+        cdef uint32_t off = 0
+        cdef uint32_t ethertype = 0
+        cdef uint32_t af
+        cdef int layers = 0
+        out.vlan = 0
+        out.reassembled = 0
+        if linktype == LT_EN10MB:
+            if caplen < 14:
+                return self.fail(M_TRUNCATED_LINK)
+            ethertype = rd16(data + 12)
+            off = 14
+        elif linktype == LT_LINUX_SLL:
+            if caplen < 16:
+                return self.fail(M_TRUNCATED_LINK)
+            ethertype = rd16(data + 14)
+            off = 16
+        elif linktype == LT_LINUX_SLL2:
+            if caplen < 20:
+                return self.fail(M_TRUNCATED_LINK)
+            ethertype = rd16(data)
+            off = 20
+        elif linktype == LT_RAW or linktype == LT_RAW_OLD1 or linktype == LT_RAW_OLD2 \
+                or linktype == LT_IPV4 or linktype == LT_IPV6:
+            return self.decode_ip(data, caplen, wirelen, ts_ns, out, 0)
+        elif linktype == LT_NULL or linktype == LT_LOOP:
+            if caplen < 4:
+                return self.fail(M_TRUNCATED_LINK)
+            # The address family is in the writer's byte order for NULL and
+            # network order for LOOP; small values tell which.
+            af = rd32(data)
+            if af > 0xffff:
+                af = (data[3] << 24) | (data[2] << 16) | (data[1] << 8) | data[0]
+            if af == 2:
+                ethertype = ETH_IPV4
+            elif af == 24 or af == 28 or af == 30:
+                ethertype = ETH_IPV6
+            else:
+                self.not_ip += 1
+                return NOT_IP
+            off = 4
+        else:
+            return self.fail(M_UNKNOWN_LINKTYPE)
+
+        while True:
+            if ethertype == ETH_IPV4 or ethertype == ETH_IPV6:
+                return self.decode_ip(data + off, caplen - off, wirelen - off
+                                      if wirelen > off else 0, ts_ns, out, 0)
+            layers += 1
+            if layers > MAX_ENCAP_LAYERS:
+                return self.fail(M_ENCAP_TOO_DEEP)
+            if ethertype == ETH_VLAN or ethertype == ETH_QINQ or ethertype == ETH_QINQ_OLD:
+                if caplen < off + 4:
+                    return self.fail(M_TRUNCATED_VLAN)
+                if out.vlan == 0:
+                    out.vlan = rd16(data + off) & 0x0fff
+                ethertype = rd16(data + off + 2)
+                off += 4
+            elif ethertype == ETH_MPLS or ethertype == ETH_MPLS_MC:
+                # Labels until bottom-of-stack, then IP told by its version.
+                while True:
+                    if caplen < off + 4:
+                        return self.fail(M_TRUNCATED_MPLS)
+                    off += 4
+                    if data[off - 2] & 0x01:
+                        break
+                    layers += 1
+                    if layers > MAX_ENCAP_LAYERS:
+                        return self.fail(M_ENCAP_TOO_DEEP)
+                if caplen < off + 1:
+                    return self.fail(M_TRUNCATED_MPLS)
+                if (data[off] >> 4) == 4:
+                    ethertype = ETH_IPV4
+                elif (data[off] >> 4) == 6:
+                    ethertype = ETH_IPV6
+                else:
+                    self.not_ip += 1
+                    return NOT_IP
+            elif ethertype == ETH_PPPOE:
+                if caplen < off + 8:
+                    return self.fail(M_TRUNCATED_LINK)
+                af = rd16(data + off + 6)
+                off += 8
+                if af == 0x0021:
+                    ethertype = ETH_IPV4
+                elif af == 0x0057:
+                    ethertype = ETH_IPV6
+                else:
+                    self.not_ip += 1
+                    return NOT_IP
+            else:
+                self.not_ip += 1
+                return NOT_IP
+
+    cdef int decode_ip(self, const uint8_t* ip, uint32_t caplen, uint32_t avail_wire,
+                       int64_t ts_ns, Decoded* out, int depth) noexcept:
+        cdef uint32_t hlen, total, frag_field, offset, nh, ext_len, ident
+        cdef bint more
+        cdef FragSlot* slot
+        cdef int r
+        if caplen < 1:
+            return self.fail(M_TRUNCATED_IP)
+        if (ip[0] >> 4) == 4:
+            if caplen < 20:
+                return self.fail(M_TRUNCATED_IP)
+            hlen = (ip[0] & 0x0f) * 4
+            if hlen < 20:
+                return self.fail(M_BAD_IP_HEADER_LEN)
+            if caplen < hlen:
+                return self.fail(M_TRUNCATED_IP)
+            total = rd16(ip + 2)
+            if total == 0:
+                # Segmentation offload: the header says 0, the wire tells.
+                total = avail_wire
+            if total < hlen or total > avail_wire:
+                return self.fail(M_BAD_IP_TOTAL_LEN)
+            if self.verify_ip_checksum and depth == 0 and fold(sum16(ip, hlen)) != 0xffff:
+                return self.fail(M_BAD_IP_CHECKSUM)
+            out.ip_version = 4
+            out.proto = ip[9]
+            v4mapped(out.src, ip + 12)
+            v4mapped(out.dst, ip + 16)
+            out.ip_hdr = ip
+            out.ip_len = total
+            frag_field = rd16(ip + 6)
+            more = (frag_field & 0x2000) != 0
+            offset = (frag_field & 0x1fff) * 8
+            if more or offset:
+                if depth:
+                    return self.fail(M_FRAGMENT_BAD_OFFSET)
+                self.fragments_seen += 1
+                if caplen < total:
+                    # A fragment cut by the snap length cannot be rebuilt.
+                    return self.fail(M_TRUNCATED_IP)
+                slot = self.frags.find(4, out.proto, out.src, out.dst, rd16(ip + 4), ts_ns)
+                if slot == NULL:
+                    return self.fail(M_FRAGMENT_TOO_BIG)
+                if offset == 0:
+                    memcpy(slot.hdr, ip, hlen)
+                    slot.hdr_len = hlen
+                r = self.frags.add(slot, offset, ip + hlen, total - hlen, more)
+                if r < 0:
+                    slot.used = False
+                    return self.fail(M_FRAGMENT_TOO_BIG if offset + total - hlen > FRAG_MAX
+                                     else M_FRAGMENT_BAD_OFFSET)
+                if r == 0 or slot.hdr_len == 0:
+                    return FRAGMENT_HELD
+                return self.rebuild(slot, ts_ns, out)
+            out.l4 = ip + hlen
+            out.l4_len = total - hlen
+            out.l4_caplen = min(caplen, total) - hlen
+            return self.decode_transport(out)
+
+        if (ip[0] >> 4) != 6:
+            return self.fail(M_BAD_IP_VERSION)
+        if caplen < 40:
+            return self.fail(M_TRUNCATED_IP)
+        total = 40 + rd16(ip + 4)
+        if rd16(ip + 4) == 0:
+            total = avail_wire        # jumbogram or offload
+        if total > avail_wire or total < 40:
+            return self.fail(M_BAD_IP_TOTAL_LEN)
+        out.ip_version = 6
+        memcpy(out.src, ip + 8, 16)
+        memcpy(out.dst, ip + 24, 16)
+        out.ip_hdr = ip
+        out.ip_len = total
+        nh = ip[6]
+        hlen = 40
+        while True:
+            if nh == 0 or nh == 43 or nh == 60 or nh == 135 or nh == 139 or nh == 140:
+                if caplen < hlen + 8:
+                    return self.fail(M_TRUNCATED_IPV6_EXT)
+                ext_len = (ip[hlen + 1] + 1) * 8
+                nh = ip[hlen]
+                hlen += ext_len
+            elif nh == 51:   # AH counts its length in 4-byte units
+                if caplen < hlen + 8:
+                    return self.fail(M_TRUNCATED_IPV6_EXT)
+                ext_len = (ip[hlen + 1] + 2) * 4
+                nh = ip[hlen]
+                hlen += ext_len
+            elif nh == 44:
+                if caplen < hlen + 8:
+                    return self.fail(M_TRUNCATED_IPV6_EXT)
+                if depth:
+                    return self.fail(M_FRAGMENT_BAD_OFFSET)
+                frag_field = rd16(ip + hlen + 2)
+                offset = frag_field & 0xfff8
+                more = (frag_field & 1) != 0
+                ident = rd32(ip + hlen + 4)
+                nh = ip[hlen]
+                hlen += 8
+                if hlen > total:
+                    return self.fail(M_TRUNCATED_IPV6_EXT)
+                if not more and offset == 0:
+                    continue     # atomic fragment: nothing to reassemble
+                self.fragments_seen += 1
+                if caplen < total:
+                    return self.fail(M_TRUNCATED_IP)
+                slot = self.frags.find(6, <uint8_t>nh, out.src, out.dst, ident, ts_ns)
+                if slot == NULL:
+                    return self.fail(M_FRAGMENT_TOO_BIG)
+                if offset == 0:
+                    memcpy(slot.hdr, ip, 40)
+                    slot.hdr[6] = <uint8_t>nh
+                    slot.hdr_len = 40
+                r = self.frags.add(slot, offset, ip + hlen, total - hlen, more)
+                if r < 0:
+                    slot.used = False
+                    return self.fail(M_FRAGMENT_TOO_BIG if offset + total - hlen > FRAG_MAX
+                                     else M_FRAGMENT_BAD_OFFSET)
+                if r == 0 or slot.hdr_len == 0:
+                    return FRAGMENT_HELD
+                return self.rebuild(slot, ts_ns, out)
+            else:
+                break
+            if hlen > total:
+                return self.fail(M_TRUNCATED_IPV6_EXT)
+        out.proto = <uint8_t>nh
+        out.l4 = ip + hlen
+        out.l4_len = total - hlen
+        out.l4_caplen = (min(caplen, total) - hlen) if min(caplen, total) > hlen else 0
+        return self.decode_transport(out)
+
+    cdef int rebuild(self, FragSlot* slot, int64_t ts_ns, Decoded* out) noexcept:
+        """Lay the completed datagram out as one IP packet and decode it."""
+        cdef uint8_t* p = self.frags.out
+        cdef uint32_t total = slot.hdr_len + slot.total
+        cdef int r
+        memcpy(p, slot.hdr, slot.hdr_len)
+        memcpy(p + slot.hdr_len, slot.data, slot.total)
+        if slot.version == 4:
+            if total > 65535:
+                slot.used = False
+                return self.fail(M_FRAGMENT_TOO_BIG)
+            p[2] = <uint8_t>(total >> 8)
+            p[3] = <uint8_t>(total & 0xff)
+            p[6] = 0
+            p[7] = 0
+        else:
+            p[4] = <uint8_t>(slot.total >> 8)
+            p[5] = <uint8_t>(slot.total & 0xff)
+        slot.used = False
+        self.datagrams_reassembled += 1
+        r = self.decode_ip(p, total, total, ts_ns, out, 1)
+        out.reassembled = 1
+        return r
+
+    cdef int decode_transport(self, Decoded* out) noexcept:
+        cdef const uint8_t* l4 = out.l4
+        cdef uint32_t thl, i, optlen
+        out.tcp_flags = 0
+        out.wscale = -1
+        if out.proto == PROTO_TCP:
+            if out.l4_caplen < 20:
+                return self.fail(M_TRUNCATED_TCP)
+            thl = (l4[12] >> 4) * 4
+            if thl < 20:
+                return self.fail(M_BAD_TCP_HEADER_LEN)
+            if thl > out.l4_len or thl > out.l4_caplen:
+                return self.fail(M_TRUNCATED_TCP)
+            out.sport = rd16(l4)
+            out.dport = rd16(l4 + 2)
+            out.seq = rd32(l4 + 4)
+            out.ack = rd32(l4 + 8)
+            out.tcp_flags = l4[13]
+            out.window = rd16(l4 + 14)
+            out.l4_hdr_len = <uint16_t>thl
+            if (out.tcp_flags & TH_SYN) and thl > 20:
+                # Only the window scale option matters to us (zero windows).
+                i = 20
+                while i < thl:
+                    if l4[i] == 0:
+                        break
+                    if l4[i] == 1:
+                        i += 1
+                        continue
+                    if i + 1 >= thl:
+                        break
+                    optlen = l4[i + 1]
+                    if optlen < 2 or i + optlen > thl:
+                        break
+                    if l4[i] == 3 and optlen == 3:
+                        out.wscale = l4[i + 2]
+                    i += optlen
+        elif out.proto == PROTO_UDP:
+            if out.l4_caplen < 8 or out.l4_len < 8:
+                return self.fail(M_TRUNCATED_UDP)
+            out.sport = rd16(l4)
+            out.dport = rd16(l4 + 2)
+            out.udp_len = rd16(l4 + 4)
+            out.l4_hdr_len = 8
+        elif out.proto == PROTO_ICMP or out.proto == PROTO_ICMP6:
+            if out.l4_caplen < 8 or out.l4_len < 8:
+                return self.fail(M_TRUNCATED_ICMP)
+            out.icmp_type = l4[0]
+            out.icmp_code = l4[1]
+            out.sport = l4[0]
+            out.dport = l4[1]
+            out.l4_hdr_len = 8
+        else:
+            self.other_transport += 1
+            return OTHER_TRANSPORT
+        out.payload = l4 + out.l4_hdr_len
+        out.payload_len = out.l4_len - out.l4_hdr_len
+        out.payload_caplen = out.l4_caplen - out.l4_hdr_len if out.l4_caplen > out.l4_hdr_len else 0
+        if out.payload_caplen > out.payload_len:
+            out.payload_caplen = out.payload_len
+        return DECODED
+
+    def malformed_counts(self):
+        """{reason: count} for every reason seen at least once."""
+        return {MALFORMED_NAMES[i]: self.malformed[i]
+                for i in range(<int>M_REASON_COUNT) if self.malformed[i]}
+
+    def fragment_stats(self):
+        return {"fragments_seen": self.fragments_seen,
+                "datagrams_reassembled": self.datagrams_reassembled,
+                "fragment_overlaps": self.frags.overlaps,
+                "fragment_overlaps_differing": self.frags.overlaps_differing,
+                "fragment_datagrams_evicted": self.frags.evicted,
+                "fragment_datagrams_timed_out": self.frags.timed_out}
+
+    def decode_bytes(self, bytes data, uint32_t linktype, wirelen=None, int64_t ts_ns=0):
+        """Decode one packet from Python (tests, tools).  Returns a dict, or
+        the result name ('not_ip', 'fragment_held', 'malformed', ...)."""
+        cdef Decoded d
+        cdef uint32_t wl = len(data) if wirelen is None else wirelen
+        cdef int r = self.decode(<const uint8_t*><const char*>data, len(data), wl, linktype, ts_ns, &d)
+        if r != DECODED:
+            return ("decoded", "not_ip", "fragment_held", "malformed", "other_transport")[r]
+        return {
+            "ip_version": d.ip_version, "proto": d.proto,
+            "src": bytes(d.src[:16]), "dst": bytes(d.dst[:16]),
+            "sport": d.sport, "dport": d.dport, "ip_len": d.ip_len,
+            "tcp_flags": d.tcp_flags, "seq": d.seq, "ack": d.ack,
+            "payload_len": d.payload_len, "payload_caplen": d.payload_caplen,
+            "payload": bytes(d.payload[:d.payload_caplen]) if d.payload_caplen else b"",
+            "vlan": d.vlan, "reassembled": bool(d.reassembled),
+            "checksum_ok": (transport_checksum_ok(&d)
+                            if d.l4_caplen >= d.l4_len and d.proto in (6, 17) else None),
+        }

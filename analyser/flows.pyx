@@ -1,0 +1,1115 @@
+# cython: language_level=3
+"""Flow table and per-side TCP state, in compiled code.
+
+Role in the data flow: source -> ring -> decode -> **flows** -> analysers -> sinks.
+
+Rules of this module (in the manner of h11's state module):
+
+1. Everything that decides a connection's identity, its originator, its TCP
+   state per side, its history letters, its byte counts and when it ends lives
+   here.  `analyser/connrecord.py` only *reads* the result (conn_state is a
+   pure function of the two end states).
+2. Semantics follow Zeek's, because conn.log readers expect them: sizes come
+   from sequence numbers (SYN and FIN octets excluded), missed bytes are bytes
+   the peer acknowledged that never went past us, history letters are upper
+   case for the originator and repeat logarithmically where Zeek's do.
+3. No Python object is touched per packet.  Python runs once per connection,
+   when its record is handed to `on_finish`.
+
+Theory of operation.  Flows live in one preallocated pool (the memory budget
+sets its size) and are found through a chained hash over the canonical
+5-tuple.  Each flow is in exactly one timeout list (pf's opening, established,
+closing, closed, udp, icmp); every list is ordered by deadline, so expiry only
+looks at list heads and costs O(1) per packet.  When the pool is full the flow
+nearest to its deadline is evicted and counted; nothing is dropped silently.
+
+Sequence numbers are relative to each side's initial sequence number and
+64-bit, with wrap-around tracked as Zeek does (`seq_wraps`), so transfers
+above 4 GiB keep exact sizes.
+
+Gap accounting keeps, per side, how far the stream is contiguous
+(`reassem_seq`) and a few ranges seen above a hole.  When the peer
+acknowledges bytes that never went past us, they are missed bytes (and a `g`
+in the history) -- the same rule Zeek applies, without holding any payload.
+"""
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
+from libc.string cimport memcpy, memset, memcmp
+from libc.stdlib cimport malloc, free
+
+from analyser.decode cimport (Decoded, transport_checksum_ok, PROTO_TCP, PROTO_UDP,
+                              PROTO_ICMP, PROTO_ICMP6, TH_FIN, TH_SYN, TH_RST, TH_ACK)
+
+cdef enum:
+    TOO_LARGE_SEQ_DELTA = 1048576
+    MAX_INITIAL_WINDOW = 16384                 # bytes sent before any ACK, then trim
+    MAX_ABOVE_HOLE_WITHOUT_ACKS = 16384
+    EXCESSIVE_DATA_WITHOUT_ACKS = 10485760
+
+# History masks (per side; the responder's are shifted 16 bits up).
+cdef enum:
+    HIST_SYN = 0x1
+    HIST_FIN = 0x2
+    HIST_RST = 0x4
+    HIST_FIN_RST = 0x8
+    HIST_DATA = 0x10
+    HIST_ACK = 0x20
+    HIST_MULTI_FLAG = 0x40
+
+# first_packet_seen bits
+cdef enum:
+    SEEN_ORIG = 1
+    SEEN_RESP = 2
+
+TIMEOUT_NAMES = ("opening", "established", "closing", "closed", "udp", "icmp")
+# Defaults follow Zeek: attempt delay 5 s, inactivity 5 min, close delay 5 s,
+# linger 5 s + session timer, UDP and ICMP inactivity 1 min.
+DEFAULT_TIMEOUTS = {"opening": 5.0, "established": 300.0, "closing": 6.0,
+                    "closed": 5.0, "udp": 60.0, "icmp": 60.0}
+
+STATE_NAMES = ("INACTIVE", "SYN_SENT", "SYN_ACK_SENT", "PARTIAL", "ESTABLISHED",
+               "CLOSED", "RESET")
+
+# Ports Zeek's base analysers register as likely servers.  A connection first
+# seen without a SYN is turned around when its source port is one of these
+# (and its destination is not); that is when history gets its '^'.
+LIKELY_TCP_SERVER_PORTS = frozenset((
+    21, 22, 23, 25, 53, 79, 80, 81, 88, 135, 139, 143, 389, 443, 445, 465, 502,
+    513, 514, 563, 585, 587, 614, 631, 636, 989, 990, 992, 993, 995, 1080,
+    1434, 1883, 2811, 3128, 3268, 3306, 3389, 5222, 5223, 5269, 5432, 6379,
+    6666, 6667, 6668, 6669, 8000, 8080, 8888, 20000))
+LIKELY_UDP_SERVER_PORTS = frozenset((
+    53, 67, 68, 88, 123, 137, 161, 162, 389, 443, 514, 784, 853, 1812, 2123,
+    2152, 3389, 3544, 4011, 4754, 4789, 5060, 5072, 5353, 5355, 6081, 20000))
+
+cdef uint8_t likely_tcp[65536]
+cdef uint8_t likely_udp[65536]
+memset(likely_tcp, 0, sizeof(likely_tcp))
+memset(likely_udp, 0, sizeof(likely_udp))
+for _p in LIKELY_TCP_SERVER_PORTS:
+    likely_tcp[_p] = 1
+for _p in LIKELY_UDP_SERVER_PORTS:
+    likely_udp[_p] = 1
+
+# ICMP request/reply pairs share a connection: the key's "ports" are the
+# message type and the type that answers it (for one-way messages, the code).
+cdef int icmp4_counterpart(int t, int code, bint* one_way) noexcept:
+    one_way[0] = False
+    if t == 8: return 0
+    if t == 0: return 8
+    if t == 13: return 14
+    if t == 14: return 13
+    if t == 15: return 16
+    if t == 16: return 15
+    if t == 17: return 18
+    if t == 18: return 17
+    if t == 10: return 9
+    if t == 9: return 10
+    one_way[0] = True
+    return code
+
+cdef int icmp6_counterpart(int t, int code, bint* one_way) noexcept:
+    one_way[0] = False
+    if t == 128: return 129
+    if t == 129: return 128
+    if t == 133: return 134
+    if t == 134: return 133
+    if t == 135: return 136
+    if t == 136: return 135
+    if t == 130: return 131
+    if t == 131: return 130
+    if t == 139: return 140
+    if t == 140: return 139
+    one_way[0] = True
+    return code
+
+cdef inline int32_t seq_delta(uint32_t a, uint32_t b) noexcept nogil:
+    return <int32_t>(a - b)
+
+cdef inline uint64_t mix64(uint64_t z) noexcept nogil:
+    # splitmix64 finaliser: cheap and well spread.
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL
+    return z ^ (z >> 31)
+
+cdef inline uint64_t load64(const uint8_t* p) noexcept nogil:
+    cdef uint64_t v
+    memcpy(&v, p, 8)
+    return v
+
+cdef inline bint is_handshake(uint8_t s) noexcept nogil:
+    return s == TCP_INACTIVE or s == TCP_SYN_SENT or s == TCP_SYN_ACK_SENT
+
+cdef inline void set_state(Endpoint* e, uint8_t new_state) noexcept nogil:
+    if new_state != e.state:
+        e.prev_state = e.state
+        e.state = new_state
+
+cdef inline uint64_t full_seq(uint32_t seq, uint32_t wraps) noexcept nogil:
+    return (<uint64_t>wraps << 32) + seq
+
+cdef inline uint64_t endpoint_size(const Endpoint* e, const Endpoint* peer) noexcept nogil:
+    """Bytes sent by this side per sequence numbers (SYN and FIN excluded)."""
+    cdef uint64_t size, last64, ack64
+    if (e.prev_state == TCP_SYN_SENT and e.state == TCP_RESET
+            and peer.state == TCP_INACTIVE and not no_data_acked(e)):
+        return 0      # a half-open connection found and aborted
+    last64 = full_seq(e.last_seq, e.seq_wraps)
+    ack64 = full_seq(e.ack_seq, e.ack_wraps)
+    if last64 > ack64:
+        size = last64 - <uint64_t>e.start_seq
+    else:
+        size = ack64 - <uint64_t>e.start_seq
+    if size != 0:
+        size -= 1
+    if e.fin_cnt > 0 and size != 0:
+        size -= 1
+    return size
+
+cdef inline bint no_data_acked(const Endpoint* e) noexcept nogil:
+    cdef uint64_t ack = full_seq(e.ack_seq, e.ack_wraps)
+    cdef uint64_t start = <uint64_t>e.start_seq
+    return ack == start or ack == start + 1
+
+cdef inline bint is_clean(const Endpoint* e) noexcept nogil:
+    return e.state == TCP_ESTABLISHED or (e.state == TCP_CLOSED and e.prev_state == TCP_ESTABLISHED)
+
+
+cdef class FlowTable:
+    """All flows of one engine: lookup, TCP/UDP/ICMP state, timeouts, records."""
+
+    def __cinit__(self, uint32_t capacity=262144, timeouts=None, bint ignore_checksums=False,
+                  bint key_on_vlan=False, on_finish=None, uint64_t uid_seed=0x5eed):
+        cdef uint32_t nb = 1
+        cdef int i
+        if capacity < 16:
+            capacity = 16
+        self.capacity = capacity
+        self.pool = <Flow*>malloc(sizeof(Flow) * capacity)
+        while nb < capacity * 2:
+            nb <<= 1
+        self.buckets = <int32_t*>malloc(sizeof(int32_t) * nb)
+        if self.pool == NULL or self.buckets == NULL:
+            raise MemoryError("cannot allocate a flow table of %d flows" % capacity)
+        for i in range(nb):
+            self.buckets[i] = -1
+        self.bucket_mask = nb - 1
+        self.free_head = -1
+        self.next_unused = 0
+        for i in range(T_CLASS_COUNT):
+            self.list_head[i] = -1
+            self.list_tail[i] = -1
+        t = dict(DEFAULT_TIMEOUTS)
+        if timeouts:
+            for k, v in timeouts.items():
+                if k not in t:
+                    raise ValueError("unknown timeout %r (known: %s)" % (k, ", ".join(TIMEOUT_NAMES)))
+                if v <= 0:
+                    raise ValueError("timeout %s must be positive, got %r" % (k, v))
+                t[k] = float(v)
+        for i in range(T_CLASS_COUNT):
+            self.timeout[i] = t[TIMEOUT_NAMES[i]]
+        self.ignore_checksums = ignore_checksums
+        self.key_on_vlan = key_on_vlan
+        self.on_finish = on_finish
+        self.uid_seed = uid_seed
+        self.now = 0.0
+
+    def __dealloc__(self):
+        free(self.pool)
+        free(self.buckets)
+
+    @staticmethod
+    def bytes_per_flow():
+        return sizeof(Flow) + 2 * sizeof(int32_t)
+
+    # -- timeout lists --------------------------------------------------------
+
+    cdef void list_remove(self, Flow* f) noexcept:
+        cdef int c = f.tclass
+        if f.list_prev >= 0:
+            self.pool[f.list_prev].list_next = f.list_next
+        else:
+            self.list_head[c] = f.list_next
+        if f.list_next >= 0:
+            self.pool[f.list_next].list_prev = f.list_prev
+        else:
+            self.list_tail[c] = f.list_prev
+        f.list_prev = f.list_next = -1
+
+    cdef void list_append(self, Flow* f, int tclass, double deadline) noexcept:
+        cdef int32_t idx = <int32_t>(f - self.pool)
+        f.tclass = tclass
+        f.deadline = deadline
+        f.list_next = -1
+        f.list_prev = self.list_tail[tclass]
+        if self.list_tail[tclass] >= 0:
+            self.pool[self.list_tail[tclass]].list_next = idx
+        else:
+            self.list_head[tclass] = idx
+        self.list_tail[tclass] = idx
+
+    cdef void reclassify(self, Flow* f) noexcept:
+        """Put the flow in the timeout list its state calls for."""
+        cdef Endpoint* o = &f.ep[0]
+        cdef Endpoint* r = &f.ep[1]
+        cdef int c
+        cdef double deadline
+        if f.proto == PROTO_UDP:
+            c = T_UDP
+        elif f.proto != PROTO_TCP:
+            c = T_ICMP
+        elif f.tclass == T_CLOSED:
+            return          # the close delay runs from the close, not from later packets
+        elif (o.did_close or r.did_close) and (
+                (o.did_close and r.did_close) or o.state == TCP_RESET or r.state == TCP_RESET
+                or o.state == TCP_INACTIVE or r.state == TCP_INACTIVE):
+            c = T_CLOSING
+        elif ((o.state == TCP_SYN_SENT or o.state == TCP_SYN_ACK_SENT) and r.state == TCP_INACTIVE):
+            c = T_OPENING
+            if f.tclass == T_OPENING:
+                return      # the attempt timer runs from the first SYN
+        else:
+            c = T_ESTABLISHED
+        deadline = f.last_time + self.timeout[c]
+        self.list_remove(f)
+        self.list_append(f, c, deadline)
+
+    cdef void mark_closed(self, Flow* f) noexcept:
+        self.list_remove(f)
+        self.list_append(f, T_CLOSED, f.last_time + self.timeout[T_CLOSED])
+
+    cdef void expire(self, double t) noexcept:
+        cdef int c
+        cdef int32_t idx
+        for c in range(T_CLASS_COUNT):
+            while self.list_head[c] >= 0:
+                idx = self.list_head[c]
+                if self.pool[idx].deadline >= t:
+                    break
+                self.timeouts += 1
+                self.finish(&self.pool[idx])
+
+    # -- lookup ---------------------------------------------------------------
+
+    cdef Flow* lookup_or_create(self, const Decoded* d, double t, bint* is_orig,
+                                bint* created) noexcept:
+        cdef const uint8_t* a = d.src
+        cdef const uint8_t* b = d.dst
+        cdef uint16_t pa = d.sport
+        cdef uint16_t pb = d.dport
+        cdef int cmp
+        cdef bint one_way = False
+        cdef uint64_t h
+        cdef int32_t idx
+        cdef Flow* f
+        cdef int i
+        cdef uint16_t vlan = d.vlan if self.key_on_vlan else 0
+        created[0] = False
+        if d.proto == PROTO_ICMP or d.proto == PROTO_ICMP6:
+            if d.proto == PROTO_ICMP:
+                pb = <uint16_t>icmp4_counterpart(d.icmp_type, d.icmp_code, &one_way)
+            else:
+                pb = <uint16_t>icmp6_counterpart(d.icmp_type, d.icmp_code, &one_way)
+            pa = d.icmp_type
+        cmp = memcmp(a, b, 16)
+        if cmp > 0 or (cmp == 0 and pa > pb):
+            a, b = b, a
+            pa, pb = pb, pa
+        h = mix64(load64(a) ^ mix64(load64(a + 8) ^ mix64(load64(b) ^ mix64(load64(b + 8)
+                  ^ ((<uint64_t>pa << 32) | (<uint64_t>pb << 16) | d.proto | (<uint64_t>vlan << 48))))))
+        idx = self.buckets[h & self.bucket_mask]
+        while idx >= 0:
+            f = &self.pool[idx]
+            if (f.key_hash == h and f.port_lo == pa and f.port_hi == pb and f.proto == d.proto
+                    and f.vlan == vlan and memcmp(f.key_lo, a, 16) == 0
+                    and memcmp(f.key_hi, b, 16) == 0):
+                if d.proto == PROTO_ICMP or d.proto == PROTO_ICMP6:
+                    is_orig[0] = memcmp(d.src, f.orig_addr, 16) == 0 and d.icmp_type == f.orig_port
+                else:
+                    is_orig[0] = memcmp(d.src, f.orig_addr, 16) == 0 and d.sport == f.orig_port
+                return f
+            idx = f.hash_next
+        # A new flow: take a free slot, or make one by evicting.
+        if self.free_head >= 0:
+            idx = self.free_head
+            self.free_head = self.pool[idx].hash_next
+        elif self.next_unused < self.capacity:
+            idx = self.next_unused
+            self.next_unused += 1
+        else:
+            idx = self.evict_one()
+            if idx < 0:
+                return NULL
+        f = &self.pool[idx]
+        memset(f, 0, sizeof(Flow))
+        f.in_use = 1
+        f.proto = d.proto
+        f.ip_version = d.ip_version
+        memcpy(f.key_lo, a, 16)
+        memcpy(f.key_hi, b, 16)
+        f.port_lo = pa
+        f.port_hi = pb
+        f.vlan = vlan
+        f.key_hash = h
+        f.hash_next = self.buckets[h & self.bucket_mask]
+        self.buckets[h & self.bucket_mask] = idx
+        memcpy(f.orig_addr, d.src, 16)
+        memcpy(f.resp_addr, d.dst, 16)
+        if d.proto == PROTO_ICMP or d.proto == PROTO_ICMP6:
+            f.orig_port = d.icmp_type
+            f.resp_port = pb if d.icmp_type == pa else pa
+        else:
+            f.orig_port = d.sport
+            f.resp_port = d.dport
+        f.start_time = t
+        f.last_time = t
+        f.number = self.flows_created
+        f.uid = mix64(self.uid_seed + self.flows_created * 0x9e3779b97f4a7c15ULL)
+        for i in range(2):
+            f.ep[i].state = TCP_INACTIVE
+            f.ep[i].prev_state = TCP_INACTIVE
+            f.ep[i].chk_thresh = 1
+            f.ep[i].rxmt_thresh = 1
+            f.ep[i].win0_thresh = 1
+            f.ep[i].gap_thresh = 1
+            f.ep[i].udp_bytes = -1
+            f.ep[i].reassem_seq = 1
+        f.list_prev = f.list_next = -1
+        f.tclass = T_ESTABLISHED
+        self.list_append(f, T_ESTABLISHED, t + self.timeout[T_ESTABLISHED])
+        self.flows_created += 1
+        self.active_flows += 1
+        if self.active_flows > self.max_active_flows:
+            self.max_active_flows = self.active_flows
+        if d.proto == PROTO_TCP:
+            self.flows_by_proto_tcp += 1
+        elif d.proto == PROTO_UDP:
+            self.flows_by_proto_udp += 1
+        else:
+            self.flows_by_proto_icmp += 1
+        is_orig[0] = True
+        created[0] = True
+        self.want_connection(f, d)
+        if f.orig_port != (d.icmp_type if (d.proto == PROTO_ICMP or d.proto == PROTO_ICMP6)
+                           else d.sport) or memcmp(f.orig_addr, d.src, 16) != 0:
+            is_orig[0] = False
+        return f
+
+    cdef void want_connection(self, Flow* f, const Decoded* d) noexcept:
+        """Decide on the first packet who is the originator (Zeek's rules)."""
+        cdef bint flip = False
+        if d.proto == PROTO_TCP:
+            if not (d.tcp_flags & TH_SYN) or (d.tcp_flags & TH_ACK):
+                # No SYN, or a SYN-ACK: guess the server by its port.
+                if likely_tcp[d.sport]:
+                    if likely_tcp[d.dport]:
+                        flip = not (d.tcp_flags & TH_SYN) and d.sport < d.dport
+                    else:
+                        flip = True
+        elif d.proto == PROTO_UDP:
+            flip = likely_udp[d.sport] and not likely_udp[d.dport]
+        if flip and not self.is_broadcast(d.src):
+            self.flip_roles(f)
+
+    cdef bint is_broadcast(self, const uint8_t* addr) noexcept:
+        # After a flip the packet's source becomes the responder.
+        cdef int i
+        for i in range(10):
+            if addr[i] != 0:
+                return False
+        return addr[10] == 0xff and addr[11] == 0xff and addr[12] == 0xff and \
+            addr[13] == 0xff and addr[14] == 0xff and addr[15] == 0xff
+
+    cdef int32_t evict_one(self) noexcept:
+        """Free the flow nearest its deadline (memory budget reached)."""
+        cdef int c, best = -1
+        cdef int32_t idx
+        for c in range(T_CLASS_COUNT):
+            if self.list_head[c] >= 0:
+                if best < 0 or self.pool[self.list_head[c]].deadline < \
+                        self.pool[self.list_head[best]].deadline:
+                    best = c
+        if best < 0:
+            return -1
+        idx = self.list_head[best]
+        self.evictions += 1
+        self.finish(&self.pool[idx])
+        # finish() put the slot on the free list; take it back.
+        self.free_head = self.pool[idx].hash_next
+        return idx
+
+    # -- history --------------------------------------------------------------
+
+    cdef void add_history(self, Flow* f, char code) noexcept:
+        if f.hist_len < HISTORY_MAX:
+            f.history[f.hist_len] = code
+            f.hist_len += 1
+
+    cdef bint conn_check_history(self, Flow* f, uint32_t mask, char code) noexcept:
+        """Add `code` the first time `mask` is seen.  True if seen before."""
+        if (f.hist_seen & mask) == 0:
+            f.hist_seen |= mask
+            self.add_history(f, code)
+            return False
+        return True
+
+    cdef bint scaled_history(self, Flow* f, char code, uint32_t* counter,
+                                    uint32_t* threshold) noexcept:
+        """Letters like t, g, c repeat at 1, 10, 100 ... occurrences."""
+        cdef uint32_t nxt
+        counter[0] += 1
+        if counter[0] == threshold[0]:
+            self.add_history(f, code)
+            nxt = threshold[0] * 10
+            if nxt <= threshold[0]:
+                counter[0] = 0
+            else:
+                threshold[0] = nxt
+            return True
+        return False
+
+    cdef void flip_roles(self, Flow* f) noexcept:
+        cdef uint8_t tmp[16]
+        cdef uint16_t tp
+        cdef Endpoint te
+        memcpy(tmp, f.orig_addr, 16)
+        memcpy(f.orig_addr, f.resp_addr, 16)
+        memcpy(f.resp_addr, tmp, 16)
+        tp = f.orig_port
+        f.orig_port = f.resp_port
+        f.resp_port = tp
+        te = f.ep[0]
+        f.ep[0] = f.ep[1]
+        f.ep[1] = te
+        f.first_packet_seen = ((SEEN_RESP if f.first_packet_seen & SEEN_ORIG else 0)
+                               | (SEEN_ORIG if f.first_packet_seen & SEEN_RESP else 0))
+        f.is_partial = 0
+        self.add_history(f, b'^')
+
+    # -- per packet -----------------------------------------------------------
+
+    cdef void packet(self, const Decoded* d, double t) noexcept:
+        cdef bint is_orig = True
+        cdef bint created = False
+        cdef Flow* f
+        self.now = t
+        self.expire(t)
+        f = self.lookup_or_create(d, t, &is_orig, &created)
+        if f == NULL:
+            return
+        if d.proto == PROTO_TCP:
+            if not created and self.is_reuse(f, d):
+                # A new connection on an old 5-tuple: report the old one.
+                self.finish(f)
+                f = self.lookup_or_create(d, t, &is_orig, &created)
+                if f == NULL:
+                    return
+            self.tcp_packet(f, is_orig, d, t)
+        else:
+            self.udp_packet(f, is_orig, d, t)
+        self.reclassify(f)
+
+    cdef bint is_reuse(self, Flow* f, const Decoded* d) noexcept:
+        cdef Endpoint* o = &f.ep[0]
+        cdef Endpoint* r = &f.ep[1]
+        cdef Endpoint* conn_orig = o
+        if not (d.tcp_flags & TH_SYN):
+            return False
+        if d.tcp_flags & TH_ACK:
+            if o.state != TCP_INACTIVE:
+                return False     # not a half connection
+            conn_orig = r
+        if o.did_close or r.did_close:
+            return True
+        if d.seq == <uint32_t>conn_orig.start_seq:
+            return False
+        if (not (d.tcp_flags & TH_ACK) and conn_orig.state == TCP_SYN_ACK_SENT
+                and r.state == TCP_INACTIVE and d.seq == <uint32_t>r.start_seq):
+            return False         # SYN and SYN-ACK seen in swapped order
+        return True
+
+    cdef void udp_packet(self, Flow* f, bint is_orig, const Decoded* d, double t) noexcept:
+        cdef Endpoint* e = &f.ep[0 if is_orig else 1]
+        cdef int64_t n
+        # Zeek counts the datagram before it checks the checksum.
+        e.pkts += 1
+        e.ip_bytes += d.ip_len
+        if d.proto == PROTO_UDP:
+            if (not self.ignore_checksums and d.l4_caplen >= d.l4_len
+                    and (d.ip_version == 6 or (d.l4[6] | d.l4[7]) != 0)
+                    and not transport_checksum_ok(d)):
+                self.bad_checksums += 1
+                self.scaled_history(f, b'C' if is_orig else b'c', &e.chk_cnt, &e.chk_thresh)
+                return
+            n = <int64_t>d.udp_len - 8
+            if n < 0:
+                n = 0
+            self.conn_check_history(f, 0x1 if is_orig else 0x10000, b'D' if is_orig else b'd')
+        else:
+            n = d.l4_len - 8
+        f.last_time = t
+        if e.udp_bytes < 0:
+            e.udp_bytes = n
+        else:
+            e.udp_bytes += n
+        e.last_time = t
+
+    # -- TCP ------------------------------------------------------------------
+
+    cdef bint ep_is_orig(self, Flow* f, Endpoint* e) noexcept:
+        return e == &f.ep[0]
+
+    cdef bint ep_check_history(self, Flow* f, Endpoint** e, Endpoint** p,
+                               uint32_t mask, char code) noexcept:
+        """Zeek's endpoint-level history check, including the late flip of a
+        connection that began with a SYN-ACK once it turns productive."""
+        if (code == b'A' or code == b'D') and f.hist_len == 1 and f.history[0] == b'H':
+            self.flip_roles(f)
+            f.hist_len = 0
+            self.add_history(f, b'^')
+            self.add_history(f, b'h')
+            f.first_packet_seen |= SEEN_ORIG
+            # The endpoint structs moved with the flip: follow them.
+            e[0], p[0] = p[0], e[0]
+        if not self.ep_is_orig(f, e[0]):
+            mask <<= 16
+            code = code + 32 if b'A' <= code <= b'Z' else code
+        return self.conn_check_history(f, mask, code)
+
+    cdef void ep_add_history(self, Flow* f, Endpoint* e, char code) noexcept:
+        if not self.ep_is_orig(f, e) and b'A' <= code <= b'Z':
+            code = code + 32
+        self.add_history(f, code)
+
+    cdef void tcp_packet(self, Flow* f, bint is_orig, const Decoded* d, double t) noexcept:
+        cdef Endpoint* e = &f.ep[0 if is_orig else 1]
+        cdef Endpoint* p = &f.ep[1 if is_orig else 0]
+        cdef uint8_t flags = d.tcp_flags
+        cdef bint syn = (flags & TH_SYN) != 0
+        cdef bint fin = (flags & TH_FIN) != 0
+        cdef bint rst = (flags & TH_RST) != 0
+        cdef bint ack = (flags & TH_ACK) != 0
+        cdef int64_t length = d.payload_len
+        cdef int64_t seg_len
+        cdef uint32_t base_seq = d.seq
+        cdef uint32_t ack_seq = d.ack
+        cdef uint32_t past_seg
+        cdef bint underflow = False
+        cdef bint ack_underflow = False
+        cdef uint64_t rel_seq, rel_ack = 0, rel_data_seq
+        cdef int32_t delta_last
+        cdef bint do_close = False, gen_event = False
+
+        if (not self.ignore_checksums and d.l4_caplen >= d.l4_len
+                and not transport_checksum_ok(d)):
+            self.bad_checksums += 1
+            self.scaled_history(f, b'C' if is_orig else b'c', &e.chk_cnt, &e.chk_thresh)
+            return
+        e.pkts += 1
+        e.ip_bytes += d.ip_len
+
+        # Partial status is decided by the first packet from each side.
+        if is_orig:
+            if not (f.first_packet_seen & SEEN_ORIG):
+                f.is_partial = (not syn) or ack
+        elif not (f.first_packet_seen & SEEN_RESP) and not f.is_partial:
+            f.is_partial = not syn
+
+        seg_len = length + (1 if syn else 0) + (1 if fin else 0)
+        if rst:
+            seg_len -= length      # data on a RST is not part of the stream
+        past_seg = <uint32_t>(base_seq + <uint32_t>seg_len)
+
+        self.init_endpoint(e, syn, base_seq, past_seg)
+        rel_seq = self.relative_seq(e, base_seq, e.last_seq, e.seq_wraps, &underflow)
+
+        self.update_history(f, &e, &p, flags, rel_seq, length)
+
+        if window_is_zero(d) and not rst and p.state != TCP_CLOSED and e.state != TCP_RESET:
+            self.scaled_history(f, b'W' if self.ep_is_orig(f, e) else b'w',
+                                &e.win0_cnt, &e.win0_thresh)
+
+        if not f.ep[0].did_close or not f.ep[1].did_close:
+            f.last_time = t
+
+        if syn:
+            e.window_scale = d.wscale
+
+        if fin:
+            e.fin_cnt += 1
+            e.fin_seq = rel_seq + <uint64_t>seg_len
+        if rst:
+            e.rst_cnt += 1
+
+        if ack:
+            if (self.ep_is_orig(f, e) and not f.seen_first_ack
+                    and (e.state == TCP_ESTABLISHED or e.state == TCP_SYN_SENT)):
+                f.seen_first_ack = 1
+            if p.state == TCP_INACTIVE:
+                rel_ack = 1
+                p.start_seq = <int64_t><uint32_t>(ack_seq - 1)
+                p.ack_seq = <uint32_t>(ack_seq - 1)
+                p.last_seq = <uint32_t>(ack_seq - 1)
+            else:
+                rel_ack = self.relative_seq(p, ack_seq, p.ack_seq, p.ack_wraps, &ack_underflow)
+                if ack_underflow:
+                    rel_ack = 0
+                elif not rst:
+                    if not (ack_seq == 0 and seq_delta(ack_seq, p.ack_seq) > TOO_LARGE_SEQ_DELTA) \
+                            and seq_delta(ack_seq, p.ack_seq) > 0:
+                        if ack_seq < p.ack_seq:
+                            p.ack_wraps += 1
+                        p.ack_seq = ack_seq
+
+        delta_last = self.update_last_seq(f, e, past_seg, syn, fin, rst, length)
+        e.last_time = t
+
+        self.update_state_machine(f, &e, &p, is_orig, base_seq, ack_seq, length, delta_last,
+                                  syn, fin, rst, ack, &do_close, &gen_event)
+
+        if ack:
+            self.ack_received(f, p, rel_ack)
+
+        rel_data_seq = rel_seq + 1 if syn else rel_seq
+        if length > 0 and d.payload_caplen >= length and not rst and not underflow:
+            self.data_sent(f, e, rel_data_seq, <uint64_t>length)
+
+        self.check_eof(f, e)
+        if do_close:
+            self.connection_closed(f, e, p, gen_event)
+
+    cdef void init_endpoint(self, Endpoint* e, bint syn, uint32_t first_seg_seq,
+                            uint32_t last_seq) noexcept:
+        if e.state == TCP_INACTIVE:
+            if syn:
+                e.ack_seq = first_seg_seq
+                e.start_seq = first_seg_seq
+            else:
+                # Pretend a SYN came just before, so relative numbering holds.
+                e.ack_seq = <uint32_t>(first_seg_seq - 1)
+                e.start_seq = <uint32_t>(first_seg_seq - 1)
+                last_seq = first_seg_seq
+            e.last_seq = last_seq
+        elif e.state == TCP_SYN_SENT or e.state == TCP_SYN_ACK_SENT:
+            if syn and first_seg_seq != <uint32_t>e.start_seq:
+                e.start_seq = first_seg_seq
+                e.ack_seq = first_seg_seq
+                e.last_seq = last_seq
+        elif e.state == TCP_ESTABLISHED or e.state == TCP_PARTIAL:
+            if syn:
+                e.start_seq = first_seg_seq
+                e.ack_seq = first_seg_seq
+                e.last_seq = last_seq
+        elif e.state == TCP_RESET:
+            if syn and e.prev_state == TCP_INACTIVE:
+                e.start_seq = first_seg_seq
+                e.ack_seq = first_seg_seq
+                e.last_seq = last_seq
+
+    cdef uint64_t relative_seq(self, Endpoint* e, uint32_t cur, uint32_t last,
+                               uint32_t wraps, bint* underflow) noexcept:
+        cdef int32_t delta = seq_delta(cur, last)
+        if delta < 0:
+            if wraps and cur > last:
+                wraps -= 1
+        elif delta > 0:
+            if cur < last:
+                wraps += 1
+        if wraps == 0:
+            delta = seq_delta(cur, <uint32_t>e.start_seq)
+            if delta < 0:
+                underflow[0] = True
+            return <uint64_t><int64_t>delta
+        return full_seq(cur, wraps) - <uint64_t>e.start_seq
+
+    cdef void update_history(self, Flow* f, Endpoint** e, Endpoint** p, uint8_t flags,
+                             uint64_t rel_seq, int64_t length) noexcept:
+        cdef int bits = ((flags & TH_SYN) != 0) + ((flags & TH_FIN) != 0) + ((flags & TH_RST) != 0)
+        cdef char code
+        if bits > 1:
+            if (flags & TH_FIN) and (flags & TH_RST):
+                self.ep_check_history(f, e, p, HIST_FIN_RST, b'I')
+            else:
+                self.ep_check_history(f, e, p, HIST_MULTI_FLAG, b'Q')
+        elif bits == 1:
+            if flags & TH_SYN:
+                code = b'H' if (flags & TH_ACK) else b'S'
+                if self.ep_check_history(f, e, p, HIST_SYN, code) and rel_seq != e[0].hist_last_syn:
+                    self.ep_add_history(f, e[0], code)
+                e[0].hist_last_syn = rel_seq
+            if flags & TH_FIN:
+                # A FIN's number comes after its data.
+                if self.ep_check_history(f, e, p, HIST_FIN, b'F') and \
+                        rel_seq + <uint64_t>length != e[0].hist_last_fin:
+                    self.ep_add_history(f, e[0], b'F')
+                e[0].hist_last_fin = rel_seq + <uint64_t>length
+            if flags & TH_RST:
+                if self.ep_check_history(f, e, p, HIST_RST, b'R') and rel_seq != e[0].hist_last_rst:
+                    self.ep_add_history(f, e[0], b'R')
+                e[0].hist_last_rst = rel_seq
+        else:
+            if length:
+                self.ep_check_history(f, e, p, HIST_DATA, b'D')
+            elif flags & TH_ACK:
+                self.ep_check_history(f, e, p, HIST_ACK, b'A')
+
+    cdef int32_t update_last_seq(self, Flow* f, Endpoint* e, uint32_t last_seq, bint syn,
+                                 bint fin, bint rst, int64_t length) noexcept:
+        cdef int32_t delta_last = seq_delta(last_seq, e.last_seq)
+        if (syn or rst) and (delta_last > TOO_LARGE_SEQ_DELTA or delta_last < -TOO_LARGE_SEQ_DELTA):
+            pass        # don't trust outlandish SYN/RST numbers
+        elif fin and e.last_seq == <uint32_t>(e.start_seq + 1):
+            # Only SYN and FIN seen: take the FIN even if it looks backwards
+            # (transfers over 2 GiB).
+            self.set_last_seq(e, last_seq)
+        elif e.state == TCP_RESET:
+            pass
+        elif delta_last > 0:
+            self.set_last_seq(e, last_seq)
+        elif length > 0:
+            self.scaled_history(f, b'T' if self.ep_is_orig(f, e) else b't',
+                                &e.rxmt_cnt, &e.rxmt_thresh)
+        return delta_last
+
+    cdef void set_last_seq(self, Endpoint* e, uint32_t seq) noexcept:
+        if seq < e.last_seq:
+            e.seq_wraps += 1
+        e.last_seq = seq
+
+    cdef void update_state_machine(self, Flow* f, Endpoint** pe, Endpoint** pp, bint is_orig,
+                                   uint32_t base_seq, uint32_t ack_seq, int64_t length,
+                                   int32_t delta_last, bint syn, bint fin, bint rst, bint ack,
+                                   bint* do_close, bint* gen_event) noexcept:
+        cdef Endpoint* e = pe[0]
+        cdef Endpoint* p = pp[0]
+        cdef bint is_reject
+        cdef uint8_t s = e.state
+        if s == TCP_INACTIVE:
+            if syn:
+                if is_orig:
+                    set_state(e, TCP_SYN_ACK_SENT if ack else TCP_SYN_SENT)
+                    # The attempt timer starts here.
+                    self.list_remove(f)
+                    self.list_append(f, T_OPENING, f.last_time + self.timeout[T_OPENING])
+                else:
+                    if not ack and p.state == TCP_SYN_ACK_SENT and base_seq == <uint32_t>e.start_seq:
+                        # SYN-ACK seen before its SYN: turn around and establish.
+                        f.is_partial = 0
+                        self.flip_roles(f)
+                        e, p = p, e
+                        pe[0], pp[0] = e, p
+                        # e (the packet's sender) is the originator now.
+                        set_state(p, TCP_ESTABLISHED)
+                        f.first_packet_seen |= SEEN_ORIG
+                    if p.state == TCP_SYN_SENT:
+                        set_state(p, TCP_ESTABLISHED)
+                    set_state(e, TCP_ESTABLISHED)
+            if fin:
+                set_state(e, TCP_CLOSED)
+                do_close[0] = gen_event[0] = True
+            if rst:
+                set_state(e, TCP_RESET)
+                if is_orig:
+                    is_reject = p.state == TCP_ESTABLISHED
+                else:
+                    is_reject = p.state == TCP_SYN_SENT or p.state == TCP_SYN_ACK_SENT
+                do_close[0] = True
+                gen_event[0] = not is_reject
+            if e.state == TCP_INACTIVE:
+                # is_orig is the packet's direction before any flip above,
+                # as in Zeek.
+                if not is_orig and length == 0 and f.ep[0].state == TCP_SYN_SENT:
+                    pass    # an ACK of the SYN before the SYN-ACK: not partial
+                elif ack and p.state == TCP_ESTABLISHED:
+                    # Saw the SYN-ACK but not the SYN: establish anyway.
+                    set_state(e, TCP_ESTABLISHED)
+                    f.is_partial = 0
+                    f.first_packet_seen |= SEEN_ORIG if is_orig else SEEN_RESP
+                else:
+                    set_state(e, TCP_PARTIAL)
+        elif s == TCP_SYN_SENT or s == TCP_SYN_ACK_SENT:
+            if fin:
+                set_state(e, TCP_CLOSED)
+                do_close[0] = gen_event[0] = True
+            if rst:
+                set_state(e, TCP_RESET)
+                do_close[0] = True
+        elif s == TCP_ESTABLISHED or s == TCP_PARTIAL:
+            if syn and s == TCP_PARTIAL and p.state == TCP_INACTIVE and not ack:
+                set_state(e, TCP_SYN_SENT)
+            if fin and not rst:
+                set_state(e, TCP_CLOSED)
+                if p.state == TCP_RESET and p.prev_state == TCP_CLOSED:
+                    # FIN then RST from the peer was a normal close after all.
+                    set_state(p, TCP_CLOSED)
+                do_close[0] = gen_event[0] = True
+            if rst:
+                set_state(e, TCP_RESET)
+                do_close[0] = True
+        elif s == TCP_CLOSED:
+            if rst and p.state != TCP_CLOSED:
+                set_state(e, TCP_RESET)
+                if not e.did_close:
+                    do_close[0] = True
+
+    # -- gap accounting (reassembly bookkeeping without payload) ---------------
+
+    cdef void data_sent(self, Flow* f, Endpoint* e, uint64_t seq, uint64_t length) noexcept:
+        cdef uint64_t acked = full_seq(e.ack_seq, e.ack_wraps) - <uint64_t>e.start_seq
+        cdef uint64_t upper = seq + length
+        cdef Endpoint* peer = &f.ep[1] if e == &f.ep[0] else &f.ep[0]
+        if e.skip_deliveries:
+            return
+        if seq < acked:
+            if upper <= acked:
+                return       # delivered and acknowledged already
+            seq = acked
+        if upper <= e.trim_seq:
+            return
+        if seq < e.trim_seq:
+            seq = e.trim_seq
+        self.insert_range(e, seq, upper)
+        if no_data_acked(e) and self.bytes_above_hole(e) > MAX_ABOVE_HOLE_WITHOUT_ACKS:
+            e.n_ooo = 0
+            e.skip_deliveries = 1
+        elif self.buffered_bytes(e) > EXCESSIVE_DATA_WITHOUT_ACKS:
+            e.n_ooo = 0
+            e.skip_deliveries = 1
+        elif no_data_acked(e) and endpoint_size(e, peer) > MAX_INITIAL_WINDOW:
+            # Much data, no ACKs at all: we are probably not seeing them.
+            self.trim_to(f, e, e.reassem_seq)
+
+    cdef uint64_t bytes_above_hole(self, Endpoint* e) noexcept:
+        if e.n_ooo == 0:
+            return 0
+        return e.ooo[e.n_ooo - 1].hi - e.reassem_seq
+
+    cdef uint64_t buffered_bytes(self, Endpoint* e) noexcept:
+        cdef uint64_t n = e.reassem_seq - e.trim_seq if e.reassem_seq > e.trim_seq else 0
+        cdef int i
+        for i in range(e.n_ooo):
+            n += e.ooo[i].hi - e.ooo[i].lo
+        return n
+
+    cdef void insert_range(self, Endpoint* e, uint64_t lo, uint64_t hi) noexcept:
+        """Record [lo, hi) as seen; advance the contiguous edge through it."""
+        cdef int i, j
+        if lo <= e.reassem_seq:
+            if hi > e.reassem_seq:
+                e.reassem_seq = hi
+                self.absorb_ranges(e)
+            return
+        # Insert keeping ranges sorted and merged; when full, forget the
+        # highest range (it only makes later gap figures larger, never lost).
+        i = 0
+        while i < e.n_ooo and e.ooo[i].hi < lo:
+            i += 1
+        if i < e.n_ooo and e.ooo[i].lo <= hi:
+            if lo < e.ooo[i].lo:
+                e.ooo[i].lo = lo
+            if hi > e.ooo[i].hi:
+                e.ooo[i].hi = hi
+            # merge following ranges now overlapping
+            j = i + 1
+            while j < e.n_ooo and e.ooo[j].lo <= e.ooo[i].hi:
+                if e.ooo[j].hi > e.ooo[i].hi:
+                    e.ooo[i].hi = e.ooo[j].hi
+                j += 1
+            if j > i + 1:
+                self.remove_ranges(e, i + 1, j - (i + 1))
+            return
+        if e.n_ooo == OOO_RANGES:
+            if i == OOO_RANGES:
+                return
+            e.n_ooo -= 1
+        j = e.n_ooo
+        while j > i:
+            e.ooo[j] = e.ooo[j - 1]
+            j -= 1
+        e.ooo[i].lo = lo
+        e.ooo[i].hi = hi
+        e.n_ooo += 1
+
+    cdef void remove_ranges(self, Endpoint* e, int start, int count) noexcept:
+        cdef int k
+        for k in range(start, e.n_ooo - count):
+            e.ooo[k] = e.ooo[k + count]
+        e.n_ooo -= count
+
+    cdef void absorb_ranges(self, Endpoint* e) noexcept:
+        cdef int n = 0
+        while n < e.n_ooo and e.ooo[n].lo <= e.reassem_seq:
+            if e.ooo[n].hi > e.reassem_seq:
+                e.reassem_seq = e.ooo[n].hi
+            n += 1
+        if n:
+            self.remove_ranges(e, 0, n)
+
+    cdef void gap(self, Flow* f, Endpoint* e, uint64_t length) noexcept:
+        cdef Endpoint* peer = &f.ep[1] if e == &f.ep[0] else &f.ep[0]
+        if is_clean(e) and is_clean(peer):
+            self.scaled_history(f, b'G' if self.ep_is_orig(f, e) else b'g',
+                                &e.gap_cnt, &e.gap_thresh)
+            e.missed_bytes += length
+
+    cdef void trim_to(self, Flow* f, Endpoint* e, uint64_t seq) noexcept:
+        """The peer acknowledged everything below `seq`: what we never saw
+        of it is missed."""
+        cdef int n
+        if seq > e.reassem_seq:
+            if seq <= 2 and f.is_partial:
+                pass     # the faked SYN octet of a partial connection
+            elif not e.skip_deliveries:
+                n = 0
+                while n < e.n_ooo and e.ooo[n].lo < seq:
+                    self.gap(f, e, e.ooo[n].lo - e.reassem_seq)
+                    e.reassem_seq = e.ooo[n].hi
+                    n += 1
+                if n:
+                    self.remove_ranges(e, 0, n)
+                if seq > e.reassem_seq:
+                    self.gap(f, e, seq - e.reassem_seq)
+                    e.reassem_seq = seq
+                self.absorb_ranges(e)
+            else:
+                e.reassem_seq = seq
+        if seq > e.trim_seq:
+            e.trim_seq = seq
+
+    cdef void ack_received(self, Flow* f, Endpoint* e, uint64_t seq) noexcept:
+        if e.fin_cnt > 0 and seq >= e.fin_seq:
+            seq = e.fin_seq - 1
+        if seq <= e.trim_seq:
+            return
+        self.trim_to(f, e, seq)
+        self.check_eof(f, e)
+
+    # -- closing --------------------------------------------------------------
+
+    cdef bint data_pending(self, Flow* f, Endpoint* e) noexcept:
+        cdef Endpoint* peer = &f.ep[1] if e == &f.ep[0] else &f.ep[0]
+        cdef uint64_t delivered, last
+        if e.skip_deliveries:
+            return False
+        delivered = <uint64_t>e.start_seq + e.reassem_seq
+        last = full_seq(e.last_seq, e.seq_wraps)
+        if last < delivered:
+            return False
+        if delivered != last - 1 and delivered != last:
+            return True
+        if e.state != TCP_RESET and peer.n_ooo > 0:
+            return True
+        return False
+
+    cdef void check_eof(self, Flow* f, Endpoint* e) noexcept:
+        cdef Endpoint* peer
+        if (not e.did_eof
+                and (e.fin_cnt > 0 or e.state == TCP_CLOSED or e.state == TCP_RESET)
+                and not self.data_pending(f, e)):
+            e.did_eof = 1
+            if f.close_deferred:
+                peer = &f.ep[1] if e == &f.ep[0] else &f.ep[0]
+                self.connection_closed(f, e, peer, f.deferred_gen_event)
+                f.close_deferred = 0
+
+    cdef void connection_closed(self, Flow* f, Endpoint* e, Endpoint* p, bint gen_event) noexcept:
+        cdef bint close_complete
+        if self.data_pending(f, e):
+            # Data still missing on this side: close once it is all in.
+            f.close_deferred = 1
+            if not f.deferred_gen_event:
+                f.deferred_gen_event = gen_event
+            return
+        f.close_deferred = 0
+        if e.did_close:
+            return
+        e.did_close = 1
+        close_complete = e.state == TCP_RESET or p.did_close or p.state == TCP_INACTIVE
+        if close_complete:
+            self.mark_closed(f)
+
+    # -- end of a connection ---------------------------------------------------
+
+    cdef void finish(self, Flow* f) noexcept:
+        """Report the connection and free its slot."""
+        cdef int32_t idx = <int32_t>(f - self.pool)
+        cdef int32_t* link
+        if self.on_finish is not None:
+            try:
+                self.on_finish(self.record(f))
+            except BaseException as exc:     # a sink's failure must not stop the engine
+                import sys
+                print("analyser: error in connection sink: %r" % (exc,), file=sys.stderr)
+        self.list_remove(f)
+        link = &self.buckets[f.key_hash & self.bucket_mask]
+        while link[0] >= 0 and link[0] != idx:
+            link = &self.pool[link[0]].hash_next
+        if link[0] == idx:
+            link[0] = f.hash_next
+        f.in_use = 0
+        f.hash_next = self.free_head
+        self.free_head = idx
+        self.active_flows -= 1
+
+    cdef dict record(self, Flow* f):
+        cdef Endpoint* o = &f.ep[0]
+        cdef Endpoint* r = &f.ep[1]
+        rec = {
+            "start_time": f.start_time,
+            "last_time": f.last_time,
+            "uid_num": f.uid,
+            "number": f.number,
+            "ip_version": f.ip_version,
+            "orig_addr": bytes(f.orig_addr[:16]),
+            "resp_addr": bytes(f.resp_addr[:16]),
+            "orig_port": f.orig_port,
+            "resp_port": f.resp_port,
+            "proto": f.proto,
+            "vlan": f.vlan,
+            "history": f.history[:f.hist_len].decode("ascii"),
+            "orig_pkts": o.pkts, "orig_ip_bytes": o.ip_bytes,
+            "resp_pkts": r.pkts, "resp_ip_bytes": r.ip_bytes,
+            "service": f.service,
+        }
+        if f.proto == PROTO_TCP:
+            rec["orig_state"] = STATE_NAMES[o.state]
+            rec["resp_state"] = STATE_NAMES[r.state]
+            rec["orig_bytes"] = endpoint_size(o, r)
+            rec["resp_bytes"] = endpoint_size(r, o)
+            rec["missed_bytes"] = o.missed_bytes + r.missed_bytes
+        else:
+            rec["orig_state"] = "ACTIVE" if o.udp_bytes >= 0 else "INACTIVE"
+            rec["resp_state"] = "ACTIVE" if r.udp_bytes >= 0 else "INACTIVE"
+            rec["orig_bytes"] = o.udp_bytes if o.udp_bytes > 0 else 0
+            rec["resp_bytes"] = r.udp_bytes if r.udp_bytes > 0 else 0
+            rec["missed_bytes"] = 0
+        return rec
+
+    def flush(self):
+        """End of input: report every connection still open, oldest first."""
+        cdef int32_t i
+        cdef list open_flows = []
+        for i in range(<int32_t>self.next_unused):
+            if self.pool[i].in_use:
+                open_flows.append((self.pool[i].number, i))
+        open_flows.sort()
+        for _, i in open_flows:
+            self.finish(&self.pool[i])
+
+    def stats(self):
+        return {
+            "flows_created": self.flows_created,
+            "flows_tcp": self.flows_by_proto_tcp,
+            "flows_udp": self.flows_by_proto_udp,
+            "flows_icmp": self.flows_by_proto_icmp,
+            "active_flows": self.active_flows,
+            "max_active_flows": self.max_active_flows,
+            "flow_capacity": self.capacity,
+            "evictions": self.evictions,
+            "timeouts": self.timeouts,
+            "bad_checksums": self.bad_checksums,
+        }
+
+
+cdef inline bint window_is_zero(const Decoded* d) noexcept nogil:
+    return d.proto == PROTO_TCP and d.window == 0

@@ -1,0 +1,59 @@
+# Declarations of the packet ring (see ring.pyx for the theory of operation).
+# Other compiled modules cimport this so that every call below is a C call.
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+
+cdef struct PacketRecord:
+    int64_t ts_ns          # capture timestamp, nanoseconds since the epoch
+    uint32_t caplen        # bytes stored in the ring
+    uint32_t wirelen       # length of the packet on the wire
+    uint32_t linktype      # LINKTYPE_* value of the interface it came from
+    uint32_t iface         # interface index within the source (pcapng), else 0
+    uint64_t offset        # monotonic byte position of the data in the arena
+
+# What the writer does when the ring has no room for one more record.
+cdef enum OverflowPolicy:
+    OVERFLOW_WAIT = 0      # replay: refuse the record; the source retries after
+                           # the engine has processed and acknowledged
+    OVERFLOW_DROP = 1      # live: drop the packet and count it
+
+cdef class Ring:
+    cdef PacketRecord* records
+    cdef uint8_t* arena
+    cdef readonly uint64_t record_capacity   # power of two
+    cdef readonly uint64_t arena_bytes       # power of two
+    cdef uint64_t record_mask
+    cdef uint64_t arena_mask
+    cdef readonly int policy
+    # The three DAG pointers, as monotonic record indices:
+    #   acknowledged <= processed <= write
+    cdef readonly uint64_t write_index
+    cdef readonly uint64_t processed_index
+    cdef readonly uint64_t acknowledged_index
+    cdef uint64_t arena_write            # monotonic byte position of the next write
+    # counters
+    cdef readonly uint64_t records_written
+    cdef readonly uint64_t bytes_written
+    cdef readonly uint64_t overflow_drops       # OVERFLOW_DROP: packets dropped
+    cdef readonly uint64_t overflow_waits       # OVERFLOW_WAIT: times the writer was refused
+    cdef readonly uint64_t oversize_drops       # packets larger than the arena allows
+    cdef readonly uint64_t max_occupancy        # high-water mark, records
+
+    # Writer side: reserve room for one record of `caplen` bytes.  Returns the
+    # record (its data at data_of()) or NULL when there is no room (the policy
+    # decides whether that counted as a drop).  The record becomes visible to
+    # the reader only after commit().
+    cdef PacketRecord* reserve(self, uint32_t caplen) noexcept nogil
+    cdef void commit(self) noexcept nogil
+    # Reader side.
+    cdef PacketRecord* next_unprocessed(self) noexcept nogil   # NULL when none
+    cdef void mark_processed(self) noexcept nogil               # processed_index += 1
+    cdef uint8_t* data_of(self, const PacketRecord* rec) noexcept nogil
+    cdef PacketRecord* record_at(self, uint64_t index) noexcept nogil
+    # Acknowledge every record below `index` (index <= processed_index): their
+    # slots and bytes may be overwritten.  Records in [acknowledged, processed)
+    # are retained.
+    cdef void acknowledge(self, uint64_t index) noexcept nogil
+    cdef uint64_t retained_bytes_c(self) noexcept nogil
+    # Internal helpers (added by ring.pyx).
+    cdef uint64_t arena_acknowledged(self) noexcept nogil  # first byte still in use
+    cdef PacketRecord* refuse(self) noexcept nogil         # count a refusal per policy
