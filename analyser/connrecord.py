@@ -8,39 +8,19 @@ documents it, so it lives here as a table of rules.
 """
 from __future__ import annotations
 
-import ipaddress
 import re
+import socket
 
 PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp"}
 
-# Zeek's default Site::private_address_space, which makes local_orig/local_resp.
-PRIVATE_NETS = tuple(ipaddress.ip_network(n) for n in (
-    "10.0.0.0/8", "192.168.0.0/16", "172.16.0.0/12", "100.64.0.0/10",
-    "127.0.0.0/8", "fe80::/10", "fc00::/7", "::1/128"))
-
 _RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
-_B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
-def uid_string(num: int) -> str:
-    """Zeek-style uid: 'C' and base62 digits."""
-    digits = []
-    while True:
-        num, r = divmod(num, 62)
-        digits.append(_B62[r])
-        if not num:
-            return "C" + "".join(reversed(digits))
 
 
 def address(raw: bytes, ip_version: int) -> str:
+    """Text form of a 16-byte address (IPv4 is stored v4-mapped)."""
     if ip_version == 4:
-        return str(ipaddress.IPv4Address(raw[12:]))
-    return str(ipaddress.IPv6Address(raw))
-
-
-def is_local(addr: str) -> bool:
-    ip = ipaddress.ip_address(addr)
-    return any(ip.version == n.version and ip in n for n in PRIVATE_NETS)
+        return socket.inet_ntop(socket.AF_INET, raw[12:])
+    return socket.inet_ntop(socket.AF_INET6, raw)
 
 
 def tcp_conn_state(os: str, rs: str, orig_size: int, resp_size: int, history: str) -> str:
@@ -93,7 +73,7 @@ def conn_fields(raw: dict, services: tuple[str, ...] = ()) -> dict:
     productive = duration > 0
     return {
         "ts": raw["start_time"],
-        "uid": uid_string(raw["uid_num"]),
+        "uid": raw["uid"],
         "id.orig_h": orig_h,
         "id.orig_p": raw["orig_port"],
         "id.resp_h": resp_h,
@@ -105,8 +85,8 @@ def conn_fields(raw: dict, services: tuple[str, ...] = ()) -> dict:
         "orig_bytes": raw["orig_bytes"] if productive else None,
         "resp_bytes": raw["resp_bytes"] if productive else None,
         "conn_state": state,
-        "local_orig": is_local(orig_h),
-        "local_resp": is_local(resp_h),
+        "local_orig": raw["local_orig"],
+        "local_resp": raw["local_resp"],
         "missed_bytes": raw["missed_bytes"],
         "history": history or None,
         "orig_pkts": raw["orig_pkts"],

@@ -21,7 +21,11 @@ from analyser.flows cimport FlowTable
 
 import time
 
-BATCH = 4096
+cdef enum:
+    # Records per fill: small enough that a batch is still in cache when it is
+    # processed.  The replay ring is small for the same reason (measured: 4 MiB
+    # runs 40% faster than 64 MiB on 1 KB packets); nothing is retained yet.
+    BATCH = 256
 
 
 cdef class Engine:
@@ -41,7 +45,7 @@ cdef class Engine:
 
     def __init__(self, *, on_connection=None, bpf=None, bint ignore_checksums=True,
                  timeouts=None, uint32_t flow_capacity=262144,
-                 uint64_t ring_records=65536, uint64_t ring_bytes=64 << 20,
+                 uint64_t ring_records=65536, uint64_t ring_bytes=4 << 20,
                  bint key_on_vlan=False):
         self.ring = Ring(ring_records, ring_bytes, "wait")
         self.decoder = Decoder(not ignore_checksums)

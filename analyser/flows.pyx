@@ -122,6 +122,44 @@ cdef int icmp6_counterpart(int t, int code, bint* one_way) noexcept:
     one_way[0] = True
     return code
 
+cdef inline bint window_is_zero(const Decoded* d) noexcept nogil:
+    return d.proto == PROTO_TCP and d.window == 0
+
+cdef bint is_private_address(const uint8_t* a) noexcept nogil:
+    """Zeek's default Site::private_address_space (local_orig/local_resp):
+    10/8, 192.168/16, 172.16/12, 100.64/10, 127/8, fe80::/10, fc00::/7, ::1."""
+    cdef int i
+    cdef bint v4 = True
+    for i in range(10):
+        if a[i] != 0:
+            v4 = False
+    if v4 and a[10] == 0xff and a[11] == 0xff:
+        return (a[12] == 10 or (a[12] == 192 and a[13] == 168)
+                or (a[12] == 172 and (a[13] & 0xf0) == 16)
+                or (a[12] == 100 and (a[13] & 0xc0) == 64) or a[12] == 127)
+    if a[0] == 0xfe and (a[1] & 0xc0) == 0x80:
+        return True
+    if (a[0] & 0xfe) == 0xfc:
+        return True
+    for i in range(15):
+        if a[i] != 0:
+            return False
+    return a[15] == 1
+
+cdef str uid_text(uint64_t num):
+    """Zeek-style connection uid: 'C' and the base62 digits of a 64-bit id."""
+    cdef char buf[16]
+    cdef int i = 15
+    cdef const char* digits = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+    while True:
+        buf[i] = digits[num % 62]
+        num //= 62
+        i -= 1
+        if num == 0:
+            break
+    buf[i] = b'C'
+    return buf[i:16].decode("ascii")
+
 cdef inline int32_t seq_delta(uint32_t a, uint32_t b) noexcept nogil:
     return <int32_t>(a - b)
 
@@ -1057,7 +1095,7 @@ cdef class FlowTable:
         rec = {
             "start_time": f.start_time,
             "last_time": f.last_time,
-            "uid_num": f.uid,
+            "uid": uid_text(f.uid),
             "number": f.number,
             "ip_version": f.ip_version,
             "orig_addr": bytes(f.orig_addr[:16]),
@@ -1070,6 +1108,8 @@ cdef class FlowTable:
             "orig_pkts": o.pkts, "orig_ip_bytes": o.ip_bytes,
             "resp_pkts": r.pkts, "resp_ip_bytes": r.ip_bytes,
             "service": f.service,
+            "local_orig": is_private_address(f.orig_addr),
+            "local_resp": is_private_address(f.resp_addr),
         }
         if f.proto == PROTO_TCP:
             rec["orig_state"] = STATE_NAMES[o.state]
@@ -1111,5 +1151,3 @@ cdef class FlowTable:
         }
 
 
-cdef inline bint window_is_zero(const Decoded* d) noexcept nogil:
-    return d.proto == PROTO_TCP and d.window == 0

@@ -15,6 +15,7 @@ zeek_compare and anything else that reads Zeek logs reads ours:
 from __future__ import annotations
 
 import json
+import re
 import os
 import time
 from typing import Iterable, TextIO
@@ -22,37 +23,50 @@ from typing import Iterable, TextIO
 from analyser.schemas import LOGS, Field
 
 
+_NEEDS_ESCAPE = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
 def _escape(s: str) -> str:
-    out = []
-    for ch in s:
-        o = ord(ch)
-        if ch == "\\" or ch == "\t" or o < 0x20 or o == 0x7f:
-            out.append("\\x%02x" % o)
-        else:
-            out.append(ch)
-    return "".join(out)
+    if not _NEEDS_ESCAPE.search(s):
+        return s
+    return _NEEDS_ESCAPE.sub(lambda m: "\\x%02x" % ord(m.group()), s)
 
 
-def _tsv_value(field: Field, value) -> str:
-    if value is None:
-        return "-"
-    t = field.zeek_type
-    if t in ("time", "interval"):
-        return "%.6f" % value
-    if t == "bool":
-        return "T" if value else "F"
-    if t.startswith("set[") or t.startswith("vector["):
-        if not value:
-            return "(empty)"
-        return ",".join(_escape(str(v)) for v in value)
-    if t in ("count", "port", "int"):
-        return str(int(value))
-    s = _escape(str(value))
-    if s == "" :
+def _fmt_time(v) -> str:
+    return "%.6f" % v
+
+
+def _fmt_bool(v) -> str:
+    return "T" if v else "F"
+
+
+def _fmt_count(v) -> str:
+    return str(int(v))
+
+
+def _fmt_set(v) -> str:
+    return ",".join(_escape(str(x)) for x in v) if v else "(empty)"
+
+
+def _fmt_string(v) -> str:
+    s = _escape(str(v))
+    if s == "":
         return "(empty)"
     if s == "-":
-        return "\\x2d"
+        return "\\x2d"      # a literal '-' must not read as unset
     return s
+
+
+def _formatter(zeek_type: str):
+    if zeek_type in ("time", "interval"):
+        return _fmt_time
+    if zeek_type == "bool":
+        return _fmt_bool
+    if zeek_type in ("count", "port", "int"):
+        return _fmt_count
+    if zeek_type.startswith(("set[", "vector[")):
+        return _fmt_set
+    return _fmt_string
 
 
 def _json_value(field: Field, value):
@@ -76,6 +90,7 @@ class ZeekLogWriter:
         self.log_format = log_format
         self.filename = os.path.join(directory, path + ".log")
         self.rows = 0
+        self._tsv_columns = [(f.name, _formatter(f.zeek_type)) for f in self.fields]
         self._out: TextIO = open(self.filename, "w", encoding="utf-8", newline="\n")
         if log_format == "tsv":
             self._header()
@@ -93,7 +108,9 @@ class ZeekLogWriter:
 
     def write(self, row: dict) -> None:
         if self.log_format == "tsv":
-            self._out.write("\t".join(_tsv_value(f, row.get(f.name)) for f in self.fields))
+            get = row.get
+            self._out.write("\t".join(
+                "-" if (v := get(name)) is None else fmt(v) for name, fmt in self._tsv_columns))
             self._out.write("\n")
         else:
             obj = {f.name: _json_value(f, row[f.name]) for f in self.fields
