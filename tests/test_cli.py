@@ -1,0 +1,175 @@
+"""The `analyser` command as a user meets it: help, version, logs in both
+formats, filters, and every kind of bad input (one clear line, an exit status,
+no traceback, and whatever could be read is reported)."""
+import json
+import os
+import struct
+
+import dpkt
+import pytest
+
+from conftest import REPO, read_zeek_log
+from packets import ACK, SYN, TcpPeer, close, handshake, timed, udp_packet, write_pcap
+
+SAMPLE = REPO / "traces" / "http-loopback.pcap"
+
+
+def no_traceback(proc):
+    assert "Traceback" not in proc.stderr, proc.stderr
+
+
+@pytest.fixture
+def small_trace(tmp_path):
+    c, s = TcpPeer("10.1.1.1", 40000, 1), TcpPeer("10.1.1.2", 21, 9)
+    c.connect(s)
+    frames = handshake(c, s) + [c.send(ACK, b"USER anonymous\r\n"), s.send(ACK)] + close(c, s)
+    frames.append(udp_packet("10.1.1.1", "10.1.1.3", 5353, 53, b"q" * 30))
+    return write_pcap(tmp_path / "small.pcap", timed(frames))
+
+
+def test_version_and_help(run_cli):
+    p = run_cli("--version")
+    assert p.returncode == 0 and p.stdout.startswith("analyser ")
+    p = run_cli("replay", "--help")
+    assert p.returncode == 0
+    for option in ("--logs", "--log-format", "--bpf", "--checksums", "--timeout", "--flow-memory"):
+        assert option in p.stdout
+    p = run_cli()
+    assert p.returncode == 2 and "replay" in p.stderr
+
+
+def test_tsv_log_has_zeek_headers_and_rows(run_cli, small_trace, tmp_path):
+    out = tmp_path / "logs"
+    p = run_cli("replay", small_trace, "--logs", out)
+    assert p.returncode == 0, p.stderr
+    text = (out / "conn.log").read_text()
+    lines = text.splitlines()
+    assert lines[0] == "#separator \\x09"
+    assert lines[4] == "#path\tconn"
+    assert lines[6].split("\t")[1:4] == ["ts", "uid", "id.orig_h"]
+    assert lines[7].startswith("#types\ttime\tstring\taddr\tport")
+    assert lines[-1].startswith("#close\t")
+    rows = {r["proto"]: r for r in read_zeek_log(out / "conn.log")}
+    assert rows["tcp"]["conn_state"] == "SF" and rows["tcp"]["orig_bytes"] == "16"
+    assert rows["udp"]["conn_state"] == "S0" and rows["udp"]["duration"] == "-"
+    # The summary says what was read.
+    assert "packets   9" in p.stderr and "tcp 1, udp 1" in p.stderr
+
+
+def test_json_log_uses_zeek_field_names(run_cli, small_trace, tmp_path):
+    out = tmp_path / "logs"
+    p = run_cli("replay", small_trace, "--logs", out, "--log-format", "json", "-q")
+    assert p.returncode == 0 and p.stderr == ""
+    rows = [json.loads(line) for line in (out / "conn.log").read_text().splitlines()]
+    tcp = next(r for r in rows if r["proto"] == "tcp")
+    assert tcp["id.resp_p"] == 21 and tcp["conn_state"] == "SF"
+    assert isinstance(tcp["ts"], float) and tcp["local_orig"] is True
+    udp = next(r for r in rows if r["proto"] == "udp")
+    assert "duration" not in udp        # unset fields are left out, as Zeek does
+
+
+def test_bpf_filter(run_cli, small_trace, tmp_path):
+    out = tmp_path / "logs"
+    p = run_cli("replay", small_trace, "--logs", out, "--bpf", "udp")
+    assert p.returncode == 0
+    assert [r["proto"] for r in read_zeek_log(out / "conn.log")] == ["udp"]
+    assert "8 filtered out by --bpf" in p.stderr
+
+
+def test_bad_filter_is_a_usage_error(run_cli, small_trace, tmp_path):
+    p = run_cli("replay", small_trace, "--logs", tmp_path, "--bpf", "tcp port")
+    assert p.returncode == 2
+    assert p.stderr.startswith("analyser: ") and "filter" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    no_traceback(p)
+
+
+def test_bad_timeout_option(run_cli, small_trace, tmp_path):
+    p = run_cli("replay", small_trace, "--logs", tmp_path, "--timeout", "forever=3")
+    assert p.returncode == 2 and "unknown timeout 'forever'" in p.stderr
+    no_traceback(p)
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("empty.pcap", b"", "is empty"),
+    ("random.pcap", bytes(range(256)) * 20, "is not a pcap or pcapng file"),
+    ("short.pcap", struct.pack("<IHH", 0xa1b2c3d4, 2, 4), "cut short"),
+])
+def test_unreadable_files(run_cli, tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    p = run_cli("replay", path, "--logs", tmp_path / "out")
+    assert p.returncode == 1
+    assert p.stderr.startswith("analyser: ") and message in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    no_traceback(p)
+    assert not (tmp_path / "out" / "conn.log").exists()
+
+
+def test_missing_file_and_directory(run_cli, tmp_path):
+    p = run_cli("replay", tmp_path / "nope.pcap", "--logs", tmp_path)
+    assert p.returncode == 1 and "No such file or directory" in p.stderr
+    p = run_cli("replay", tmp_path, "--logs", tmp_path)
+    assert p.returncode == 1 and "Is a directory" in p.stderr
+    no_traceback(p)
+
+
+def test_truncated_trace_warns_and_keeps_what_was_read(run_cli, small_trace, tmp_path):
+    data = small_trace.read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[:-20])           # the last record loses its tail
+    p = run_cli("replay", cut, "--logs", tmp_path / "out")
+    assert p.returncode == 0, p.stderr
+    assert "truncated" in p.stderr and "8 records read before it" in p.stderr
+    assert "packets   8" in p.stderr
+    rows = read_zeek_log(tmp_path / "out" / "conn.log")
+    assert [r["proto"] for r in rows] == ["tcp"]
+    no_traceback(p)
+
+
+def test_snaplen_cut_packets_still_count_their_full_size(run_cli, tmp_path):
+    c, s = TcpPeer("10.1.1.1", 40000, 1), TcpPeer("10.1.1.2", 8080, 9)
+    c.connect(s)
+    frames = handshake(c, s) + [s.send(ACK, b"p" * 1400), c.send(ACK)] + close(c, s)
+    cut = [(t, f[:68], len(f)) for t, f in timed(frames)]      # snaplen 68
+    path = write_pcap(tmp_path / "snap.pcap", cut, snaplen=68)
+    p = run_cli("replay", path, "--logs", tmp_path / "out")
+    assert p.returncode == 0, p.stderr
+    r = read_zeek_log(tmp_path / "out" / "conn.log")[0]
+    assert r["resp_bytes"] == "1400" and r["resp_ip_bytes"] == str(3 * 40 + 1400)
+    # The peer acknowledged bytes the capture did not keep: Zeek calls them missed.
+    assert r["missed_bytes"] == "1400"
+
+
+def test_malformed_headers_are_counted_in_the_summary(run_cli, tmp_path):
+    good = udp_packet("10.0.0.1", "10.0.0.2", 1000, 2000, b"hello")
+    bad_version = good[:14] + b"\x75" + good[15:]
+    short_ip = good[:14 + 10]
+    frames = [(1.0, good), (1.1, bad_version), (1.2, short_ip), (1.3, b"\x00" * 5)]
+    path = write_pcap(tmp_path / "bad.pcap", frames)
+    p = run_cli("replay", path, "--logs", tmp_path / "out")
+    assert p.returncode == 0
+    assert "malformed 3:" in p.stderr
+    for reason in ("bad_ip_version 1", "truncated_ip_header 1", "truncated_link_header 1"):
+        assert reason in p.stderr
+    assert len(read_zeek_log(tmp_path / "out" / "conn.log")) == 1
+
+
+def test_several_traces_are_one_stream(run_cli, tmp_path):
+    c, s = TcpPeer("10.1.1.1", 40000, 1), TcpPeer("10.1.1.2", 8080, 9)
+    c.connect(s)
+    frames = timed(handshake(c, s) + [c.send(ACK, b"a" * 10)] + close(c, s))
+    first = write_pcap(tmp_path / "a.pcap", frames[:4])
+    second = write_pcap(tmp_path / "b.pcap", frames[4:])
+    p = run_cli("replay", first, second, "--logs", tmp_path / "out")
+    assert p.returncode == 0
+    rows = read_zeek_log(tmp_path / "out" / "conn.log")
+    assert len(rows) == 1 and rows[0]["conn_state"] == "SF" and rows[0]["orig_bytes"] == "10"
+
+
+def test_logs_directory_that_cannot_be_created(run_cli, small_trace, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    p = run_cli("replay", small_trace, "--logs", blocker / "sub")
+    assert p.returncode == 1 and p.stderr.startswith("analyser: ")
+    no_traceback(p)
