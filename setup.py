@@ -16,6 +16,7 @@ MODULES = [
     ("ringbuf.ring", []),
     ("ringbuf.pcapfile", []),
     ("analyser.decode", []),
+    ("analyser.streams", []),
     ("analyser.flows", []),
     ("analyser.engine", []),
     ("ringbuf.bpf", ["pcap"]),

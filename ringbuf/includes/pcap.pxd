@@ -1,0 +1,57 @@
+# libpcap declarations used by the capture side (ringbuf/bpf.pyx, live sources).
+# Only what we call is declared; see pcap/pcap.h and pcap/bpf.h for the rest.
+
+cdef extern from "pcap/pcap.h" nogil:
+    ctypedef unsigned int bpf_u_int32
+
+    struct bpf_insn:
+        unsigned short code
+        unsigned char jt
+        unsigned char jf
+        bpf_u_int32 k
+
+    struct bpf_program:
+        unsigned int bf_len
+        bpf_insn* bf_insns
+
+    struct timeval:
+        long tv_sec
+        long tv_usec
+
+    struct pcap_pkthdr:
+        timeval ts
+        bpf_u_int32 caplen
+        bpf_u_int32 len
+
+    ctypedef struct pcap_t:
+        pass
+
+    bpf_u_int32 PCAP_NETMASK_UNKNOWN
+    int PCAP_ERRBUF_SIZE
+
+    # Data link types (DLT_*) whose numeric value differs from the LINKTYPE_*
+    # value stored in capture files on some platforms.
+    int DLT_EN10MB
+    int DLT_ATM_RFC1483
+    int DLT_RAW
+    int DLT_SLIP_BSDOS
+    int DLT_PPP_BSDOS
+    int DLT_ATM_CLIP
+    int DLT_LOOP
+    int DLT_ENC
+    int DLT_HDLC
+    int DLT_PFSYNC
+    int DLT_PKTAP
+
+    pcap_t* pcap_open_dead(int linktype, int snaplen)
+    void pcap_close(pcap_t* p)
+    int pcap_compile(pcap_t* p, bpf_program* fp, const char* expression,
+                     int optimize, bpf_u_int32 netmask)
+    void pcap_freecode(bpf_program* fp)
+    char* pcap_geterr(pcap_t* p)
+    const char* pcap_lib_version()
+    int pcap_offline_filter(const bpf_program* fp, const pcap_pkthdr* header,
+                            const unsigned char* packet)
+    # Runs a compiled program over one packet: nonzero when it matches.
+    unsigned int bpf_filter(const bpf_insn* program, const unsigned char* packet,
+                            unsigned int wirelen, unsigned int caplen)
