@@ -73,6 +73,14 @@ cdef struct Decoded:
     uint8_t icmp_code
     uint8_t reassembled       # came out of IP fragment reassembly
     uint16_t vlan             # outermost VLAN id, 0 if none
+    # Set by the engine: where the packet's bytes live, so that a stream can
+    # keep them in place (pinned) instead of copying.
+    uint64_t record_index
+    uint8_t in_ring           # 0 for datagrams rebuilt from fragments
+    const uint8_t* frame      # the whole captured frame (for event filters)
+    uint32_t frame_caplen
+    uint32_t frame_wirelen
+    uint32_t linktype
 
 cdef struct FragSlot:
     bint used

@@ -18,6 +18,7 @@ from ringbuf.bpf cimport BpfFilter
 from analyser.decode cimport Decoder, Decoded, DECODED, NOT_IP, FRAGMENT_HELD, \
     MALFORMED, OTHER_TRANSPORT
 from analyser.flows cimport FlowTable
+from analyser.streams cimport Streams
 
 import time
 
@@ -33,6 +34,10 @@ cdef class Engine:
     cdef readonly Ring ring
     cdef readonly Decoder decoder
     cdef readonly FlowTable flows
+    cdef readonly Streams streams
+    cdef readonly object runtime
+    cdef readonly object monitor
+    cdef readonly uint64_t pressure_events
     cdef BpfFilter bpf
     cdef readonly uint64_t packets
     cdef readonly uint64_t wire_bytes
@@ -46,12 +51,40 @@ cdef class Engine:
     def __init__(self, *, on_connection=None, bpf=None, bint ignore_checksums=True,
                  timeouts=None, uint32_t flow_capacity=262144,
                  uint64_t ring_records=65536, uint64_t ring_bytes=4 << 20,
-                 bint key_on_vlan=False):
+                 bint key_on_vlan=False, analysers=None, monitor=None, on_event=None,
+                 uint64_t max_stream_bytes=4 << 20):
+        """analysers: [(Analyser subclass, config dict)]; monitor: an
+        analyser.events.Monitor; on_event: callable(dict) for application events."""
         self.ring = Ring(ring_records, ring_bytes, "wait")
         self.decoder = Decoder(not ignore_checksums)
         self.flows = FlowTable(flow_capacity, timeouts, ignore_checksums, key_on_vlan,
                                on_connection)
         self.bpf = BpfFilter(bpf) if bpf else None
+        self.runtime = None
+        self.streams = None
+        self.monitor = monitor
+        if analysers:
+            from analyser.runtime import Runtime
+            from analyser.connrecord import conn_fields
+            self.runtime = Runtime(emit=on_event, clock=self.flows.trace_time)
+            self.runtime.connection_fields = conn_fields
+            self.streams = Streams(self.ring, self.runtime.ready,
+                                   max_side_bytes=max_stream_bytes,
+                                   on_event=self.stream_event)
+            self.runtime.streams = self.streams
+            self.flows.set_analysers(self.runtime, self.streams, analysers)
+        if monitor is not None:
+            monitor.attach(self.flows)
+
+    def stream_event(self, name, slot, side, a, b):
+        """An event the stream layer found (overlapping bytes that differ)."""
+        from analyser import events
+        if self.monitor is None or not (self.flows.ev_after & events.OVERLAP_DIFFERS):
+            return
+        index = self.flows.index_of_slot(slot)
+        if index >= 0:
+            self.monitor.dispatch(events.OVERLAP_DIFFERS, index, side, a, b, None, None,
+                                  self.flows.trace_time(), 1)
         self.first_ts_ns = -1
         self.last_ts_ns = -1
 
@@ -74,6 +107,12 @@ cdef class Engine:
         if self.decoder.decode(data, rec.caplen, rec.wirelen, rec.linktype, rec.ts_ns,
                                &d) == DECODED:
             self.decoded += 1
+            d.record_index = self.ring.processed_index
+            d.in_ring = not d.reassembled
+            d.frame = data
+            d.frame_caplen = rec.caplen
+            d.frame_wirelen = rec.wirelen
+            d.linktype = rec.linktype
             self.flows.packet(&d, rec.ts_ns * 1e-9)
 
     def run_source(self, PcapFileSource source, progress=None, double progress_every=0.5):
@@ -82,6 +121,7 @@ cdef class Engine:
         cdef PacketRecord* rec
         cdef int n
         cdef uint64_t batches = 0
+        cdef uint64_t target
         cdef double next_report = time.monotonic() + progress_every
         while True:
             n = source.fill(self.ring, BATCH)
@@ -91,10 +131,22 @@ cdef class Engine:
                     break
                 self.process(rec)
                 self.ring.mark_processed()
-            # Nothing is retained yet: every processed record may be reused.
-            self.ring.acknowledge(self.ring.processed_index)
+            # Records that no stream holds may be reused.
+            self.ring.acknowledge_unpinned()
             if n == 0 and source.eof:
                 break
+            if n == 0 and self.ring.write_index == self.ring.processed_index:
+                # The ring is full of records streams still hold: copy the
+                # oldest half out (or give them up as gaps), then go on.
+                self.pressure_events += 1
+                target = self.ring.acknowledged_index + \
+                    (self.ring.processed_index - self.ring.acknowledged_index + 1) // 2
+                if self.streams is not None:
+                    self.streams.relieve(target)
+                self.ring.acknowledge_unpinned()
+                if self.ring.acknowledged_index < target and self.streams is not None:
+                    self.streams.relieve(self.ring.processed_index)
+                    self.ring.acknowledge_unpinned()
             batches += 1
             if progress is not None and (batches & 15) == 0:
                 if time.monotonic() >= next_report:
@@ -122,4 +174,8 @@ cdef class Engine:
         s.update(self.decoder.fragment_stats())
         s.update(self.flows.stats())
         s["ring"] = self.ring.stats()
+        s["ring"]["pressure_events"] = self.pressure_events
+        if self.streams is not None:
+            s.update(self.streams.stats())
+            s.update(self.runtime.counters)
         return s

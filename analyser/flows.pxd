@@ -1,6 +1,7 @@
 # Declarations of the flow table and per-side TCP state (see flows.pyx).
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 from analyser.decode cimport Decoded
+from analyser.streams cimport Streams, StreamPair
 
 # State of one side of a TCP connection, as Zeek names them (conn_state is
 # derived from the pair; see analyser/connrecord.py).
@@ -23,6 +24,20 @@ cdef enum:  # timeout classes
     T_UDP = 4
     T_ICMP = 5
     T_CLASS_COUNT = 6
+
+# Built-in events (bit values; analyser/events.py names them).
+cdef enum:
+    EV_PACKET = 1
+    EV_CONN_START = 2
+    EV_ESTABLISHED = 4
+    EV_STATE_CHANGE = 8
+    EV_NEW_DATA = 16
+    EV_RETRANSMISSION = 32
+    EV_OUT_OF_ORDER = 64
+    EV_OVERLAP_DIFFERS = 128
+    EV_GAP = 256
+    EV_CONN_END = 512
+    EV_TIMEOUT = 1024
 
 cdef enum:
     OOO_RANGES = 8     # out-of-order ranges remembered per side for gap accounting
@@ -103,8 +118,12 @@ cdef struct Flow:
     uint8_t seen_first_ack
     uint8_t close_deferred     # a close waits for missing data (Zeek's close_deferred)
     uint8_t deferred_gen_event
-    uint32_t service           # bit set of services named by analysers
-    uint32_t analyser_slot     # handle for the analyser layer, 0 = none
+    uint32_t service           # unused (services live with the analyser)
+    int32_t slot               # the analyser's runtime slot, -1 = none
+    StreamPair* streams        # per-side reassembly, NULL unless analysed
+    uint8_t bound              # bound to an expectation (see FlowTable.expected)
+    uint8_t quiet              # events switched off for this flow (bit per side)
+    uint8_t end_reason         # why it ended (END_* in flows.pyx)
 
 cdef class FlowTable:
     cdef Flow* pool
@@ -130,6 +149,21 @@ cdef class FlowTable:
     cdef readonly uint64_t flows_by_proto_icmp
     cdef double now
     cdef object on_finish       # Python callable(raw record dict); per connection, not per packet
+    # Analysers (None when the engine runs without them)
+    cdef public object runtime
+    cdef public Streams streams
+    cdef uint8_t tcp_port_analyser[65536]   # index into analyser_classes, 0 = none
+    cdef public list analyser_classes       # [(cls, config)], index 0 unused
+    cdef public list probe_classes
+    cdef public dict expected               # flow number -> Expectation
+    cdef readonly uint64_t analysed_flows
+    # Events: bit masks of what someone subscribed to, before/after the TCP update
+    cdef public uint32_t ev_before
+    cdef public uint32_t ev_after
+    cdef public object event_sink
+    cdef public bint event_frames
+    cdef uint32_t pkt_events    # events of the packet being processed
+    cdef int phase              # 0 before the TCP update, 1 after, 2 both
     # Every method below is compiled (declared here so that other modules
     # call them at C speed).
     cdef void list_remove(self, Flow* f) noexcept
@@ -182,3 +216,12 @@ cdef class FlowTable:
     cdef void connection_closed(self, Flow* f, Endpoint* e, Endpoint* p, bint gen_event) noexcept
     cdef void finish(self, Flow* f) noexcept
     cdef dict record(self, Flow* f)
+    cdef void attach(self, Flow* f) noexcept
+    cdef str addr_text(self, Flow* f, bint orig)
+    cdef object conn_info(self, Flow* f)
+    cdef uint32_t classify(self, Flow* f, bint is_orig, const Decoded* d) noexcept
+    cdef void fire_packet_events(self, Flow* f, bint is_orig, const Decoded* d,
+                                 uint32_t mask, uint32_t events) noexcept
+    cdef void state_events(self, Flow* f, uint8_t old_o, uint8_t old_r) noexcept
+    cdef void fire(self, uint32_t kind, Flow* f, int side, const Decoded* d,
+                   uint64_t a, uint64_t b) noexcept

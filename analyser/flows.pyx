@@ -38,6 +38,18 @@ from libc.stdlib cimport malloc, free
 
 from analyser.decode cimport (Decoded, transport_checksum_ok, PROTO_TCP, PROTO_UDP,
                               PROTO_ICMP, PROTO_ICMP6, TH_FIN, TH_SYN, TH_RST, TH_ACK)
+from analyser.streams cimport Streams, StreamPair
+
+import socket
+
+# Why a connection ended (the conn_end event says it).
+cdef enum:
+    END_EOF = 0        # end of input
+    END_TIMEOUT = 1
+    END_EVICTED = 2
+    END_REUSED = 3     # a new connection on the same 5-tuple replaced it
+
+END_REASONS = ("end_of_input", "timeout", "evicted", "reused")
 
 cdef enum:
     TOO_LARGE_SEQ_DELTA = 1048576
@@ -251,6 +263,38 @@ cdef class FlowTable:
         self.on_finish = on_finish
         self.uid_seed = uid_seed
         self.now = 0.0
+        memset(self.tcp_port_analyser, 0, sizeof(self.tcp_port_analyser))
+        self.runtime = None
+        self.streams = None
+        self.analyser_classes = [None]
+        self.probe_classes = []
+        self.expected = {}
+        self.ev_before = 0
+        self.ev_after = 0
+        self.event_sink = None
+        self.event_frames = False
+
+    def set_analysers(self, runtime, Streams streams, analysers):
+        """Enable analysers: `analysers` is a list of (class, config).  Port
+        analysers are chosen by the responder's port; probing ones by content."""
+        cdef int port
+        self.runtime = runtime
+        self.streams = streams
+        self.analyser_classes = [None]
+        self.probe_classes = []
+        memset(self.tcp_port_analyser, 0, sizeof(self.tcp_port_analyser))
+        for cls, config in analysers:
+            if cls.protocol != "tcp":
+                continue
+            self.analyser_classes.append((cls, config))
+            if len(self.analyser_classes) > 255:
+                raise ValueError("at most 254 TCP analysers")
+            for port in config.get("ports", cls.ports):
+                if not 0 < port < 65536:
+                    raise ValueError("%s: bad port %r" % (cls.name, port))
+                self.tcp_port_analyser[port] = len(self.analyser_classes) - 1
+            if cls.probe_bytes > 0:
+                self.probe_classes.append((cls, config))
 
     def __dealloc__(self):
         free(self.pool)
@@ -325,6 +369,9 @@ cdef class FlowTable:
                 if self.pool[idx].deadline >= t:
                     break
                 self.timeouts += 1
+                self.pool[idx].end_reason = END_TIMEOUT
+                if (self.ev_after & EV_TIMEOUT) and not self.pool[idx].quiet:
+                    self.fire(EV_TIMEOUT, &self.pool[idx], 0, NULL, 0, 0)
                 self.finish(&self.pool[idx])
 
     # -- lookup ---------------------------------------------------------------
@@ -413,6 +460,8 @@ cdef class FlowTable:
             f.ep[i].udp_bytes = -1
             f.ep[i].reassem_seq = 1
         f.list_prev = f.list_next = -1
+        f.slot = -1
+        f.streams = NULL
         f.tclass = T_ESTABLISHED
         self.list_append(f, T_ESTABLISHED, t + self.timeout[T_ESTABLISHED])
         self.flows_created += 1
@@ -431,6 +480,8 @@ cdef class FlowTable:
         if f.orig_port != (d.icmp_type if (d.proto == PROTO_ICMP or d.proto == PROTO_ICMP6)
                            else d.sport) or memcmp(f.orig_addr, d.src, 16) != 0:
             is_orig[0] = False
+        if self.runtime is not None:
+            self.attach(f)
         return f
 
     cdef void want_connection(self, Flow* f, const Decoded* d) noexcept:
@@ -471,6 +522,7 @@ cdef class FlowTable:
             return -1
         idx = self.list_head[best]
         self.evictions += 1
+        self.pool[idx].end_reason = END_EVICTED
         self.finish(&self.pool[idx])
         # finish() put the slot on the free list; take it back.
         self.free_head = self.pool[idx].hash_next
@@ -523,6 +575,8 @@ cdef class FlowTable:
                                | (SEEN_ORIG if f.first_packet_seen & SEEN_RESP else 0))
         f.is_partial = 0
         self.add_history(f, b'^')
+        if f.streams != NULL:
+            self.streams.swap_sides(f.streams)
 
     # -- per packet -----------------------------------------------------------
 
@@ -538,13 +592,33 @@ cdef class FlowTable:
         if d.proto == PROTO_TCP:
             if not created and self.is_reuse(f, d):
                 # A new connection on an old 5-tuple: report the old one.
+                f.end_reason = END_REUSED
                 self.finish(f)
                 f = self.lookup_or_create(d, t, &is_orig, &created)
                 if f == NULL:
                     return
+        if created and ((self.ev_before | self.ev_after) & EV_CONN_START):
+            self.phase = 2
+            self.fire(EV_CONN_START, f, 0, d, 0, 0)
+        self.pkt_events = 0
+        self.phase = 0
+        if self.ev_before and not f.quiet:
+            self.fire_packet_events(f, is_orig, d, self.ev_before & ~EV_CONN_START,
+                                    self.classify(f, is_orig, d))
+        self.phase = 1
+        if d.proto == PROTO_TCP:
             self.tcp_packet(f, is_orig, d, t)
         else:
             self.udp_packet(f, is_orig, d, t)
+            if d.payload_len:
+                self.pkt_events |= EV_NEW_DATA
+        if self.ev_after and not f.quiet:
+            # The packet's sender may have changed role during the update.
+            if d.proto == PROTO_ICMP or d.proto == PROTO_ICMP6:
+                is_orig = memcmp(d.src, f.orig_addr, 16) == 0 and d.icmp_type == f.orig_port
+            else:
+                is_orig = memcmp(d.src, f.orig_addr, 16) == 0 and d.sport == f.orig_port
+            self.fire_packet_events(f, is_orig, d, self.ev_after, self.pkt_events | EV_PACKET)
         self.reclassify(f)
 
     cdef bint is_reuse(self, Flow* f, const Decoded* d) noexcept:
@@ -637,6 +711,7 @@ cdef class FlowTable:
         cdef uint64_t rel_seq, rel_ack = 0, rel_data_seq
         cdef int32_t delta_last
         cdef bint do_close = False, gen_event = False
+        cdef uint8_t old_o, old_r
 
         if (not self.ignore_checksums and d.l4_caplen >= d.l4_len
                 and not transport_checksum_ok(d)):
@@ -699,18 +774,37 @@ cdef class FlowTable:
                             p.ack_wraps += 1
                         p.ack_seq = ack_seq
 
+        if syn and not ack and (e.state == TCP_SYN_SENT or e.state == TCP_SYN_ACK_SENT) \
+                and base_seq == <uint32_t>e.start_seq and e.last_seq == past_seg:
+            self.pkt_events |= EV_RETRANSMISSION          # the same SYN again
         delta_last = self.update_last_seq(f, e, past_seg, syn, fin, rst, length)
         e.last_time = t
 
+        old_o = f.ep[0].state
+        old_r = f.ep[1].state
         self.update_state_machine(f, &e, &p, is_orig, base_seq, ack_seq, length, delta_last,
                                   syn, fin, rst, ack, &do_close, &gen_event)
+        if (self.ev_after & (EV_STATE_CHANGE | EV_ESTABLISHED)) and not f.quiet:
+            self.state_events(f, old_o, old_r)
 
         if ack:
             self.ack_received(f, p, rel_ack)
 
         rel_data_seq = rel_seq + 1 if syn else rel_seq
+        if length > 0:
+            self.pkt_events |= EV_NEW_DATA
+            if not rst and rel_data_seq > e.reassem_seq and not underflow:
+                self.pkt_events |= EV_OUT_OF_ORDER
         if length > 0 and d.payload_caplen >= length and not rst and not underflow:
             self.data_sent(f, e, rel_data_seq, <uint64_t>length)
+            if f.streams != NULL:
+                self.streams.segment(f.streams, 0 if self.ep_is_orig(f, e) else 1,
+                                     rel_data_seq, d.payload, <uint32_t>length, d.in_ring,
+                                     d.record_index)
+        if f.streams != NULL and (fin or rst):
+            # A RST ends the stream where it is; a FIN after its data.
+            self.streams.end(f.streams, 0 if self.ep_is_orig(f, e) else 1,
+                             e.fin_seq - 1 if fin and not rst else 0)
 
         self.check_eof(f, e)
         if do_close:
@@ -805,6 +899,7 @@ cdef class FlowTable:
         elif delta_last > 0:
             self.set_last_seq(e, last_seq)
         elif length > 0:
+            self.pkt_events |= EV_RETRANSMISSION
             self.scaled_history(f, b'T' if self.ep_is_orig(f, e) else b't',
                                 &e.rxmt_cnt, &e.rxmt_thresh)
         return delta_last
@@ -989,6 +1084,8 @@ cdef class FlowTable:
             self.scaled_history(f, b'G' if self.ep_is_orig(f, e) else b'g',
                                 &e.gap_cnt, &e.gap_thresh)
             e.missed_bytes += length
+            if (self.ev_after & EV_GAP) and not f.quiet:
+                self.fire(EV_GAP, f, 0 if self.ep_is_orig(f, e) else 1, NULL, length, 0)
 
     cdef void trim_to(self, Flow* f, Endpoint* e, uint64_t seq) noexcept:
         """The peer acknowledged everything below `seq`: what we never saw
@@ -1017,6 +1114,9 @@ cdef class FlowTable:
     cdef void ack_received(self, Flow* f, Endpoint* e, uint64_t seq) noexcept:
         if e.fin_cnt > 0 and seq >= e.fin_seq:
             seq = e.fin_seq - 1
+        if f.streams != NULL and not (seq <= 2 and f.is_partial):
+            # Bytes acknowledged but never seen will never come: a gap.
+            self.streams.gap_to(f.streams, 0 if self.ep_is_orig(f, e) else 1, seq)
         if seq <= e.trim_seq:
             return
         self.trim_to(f, e, seq)
@@ -1066,18 +1166,185 @@ cdef class FlowTable:
         if close_complete:
             self.mark_closed(f)
 
+    # -- analysers ---------------------------------------------------------------
+
+    cdef void attach(self, Flow* f) noexcept:
+        """A new flow: bind it to an expectation, a port analyser or probes."""
+        cdef uint8_t idx = 0
+        cdef object expectation = None
+        cdef object cls = None
+        cdef object config = None
+        proto = "tcp" if f.proto == PROTO_TCP else ("udp" if f.proto == PROTO_UDP else "icmp")
+        try:
+            if self.runtime.expectations:
+                expectation = self.runtime.match_expectation(
+                    self.addr_text(f, True), self.addr_text(f, False), f.resp_port, proto,
+                    f.start_time)
+            if expectation is not None:
+                f.bound = 1
+                self.expected[f.number] = expectation
+                if expectation.analyser is None:
+                    self.runtime.expected_started(expectation, self.conn_info(f))
+                    return            # counted in bulk: no stream, no Python per packet
+                cls, config = expectation.analyser, {}
+            elif f.proto == PROTO_TCP:
+                idx = self.tcp_port_analyser[f.resp_port]
+                if idx:
+                    cls, config = self.analyser_classes[idx]
+                elif self.probe_classes:
+                    cls, config = self.runtime.prober_class, {"candidates": self.probe_classes}
+            if cls is None or f.proto != PROTO_TCP:
+                return
+            f.slot = self.runtime.new_slot()
+            f.streams = self.streams.create(f.slot)
+            self.analysed_flows += 1
+            conn = self.conn_info(f)
+            if expectation is not None:
+                self.runtime.expected_started(expectation, conn)
+            self.runtime.start(cls, f.slot, conn, config)
+        except BaseException as exc:
+            import sys
+            print("analyser: cannot start an analyser: %r" % (exc,), file=sys.stderr)
+
+    cdef str addr_text(self, Flow* f, bint orig):
+        cdef const uint8_t* a = f.resp_addr
+        if orig:
+            a = f.orig_addr
+        if f.ip_version == 4:
+            return socket.inet_ntop(socket.AF_INET, a[12:16])
+        return socket.inet_ntop(socket.AF_INET6, a[:16])
+
+    cdef object conn_info(self, Flow* f):
+        from analyser.runtime import Connection, ConnId
+        proto = "tcp" if f.proto == PROTO_TCP else ("udp" if f.proto == PROTO_UDP else "icmp")
+        return Connection(uid_text(f.uid),
+                          ConnId(self.addr_text(f, True), f.orig_port,
+                                 self.addr_text(f, False), f.resp_port, proto),
+                          f.start_time)
+
+    def flow_info(self, int32_t index):
+        """The connection a flow-table index names (for event callbacks)."""
+        cdef Flow* f
+        if index < 0 or index >= <int32_t>self.next_unused or not self.pool[index].in_use:
+            return None
+        f = &self.pool[index]
+        info = self.conn_info(f)
+        return info, (STATE_NAMES[f.ep[0].state], STATE_NAMES[f.ep[1].state]), f.history[:f.hist_len].decode("ascii")
+
+    def trace_time(self):
+        """The timestamp of the packet being processed (seconds)."""
+        return self.now
+
+    def index_of_slot(self, int32_t slot):
+        cdef int32_t i
+        for i in range(<int32_t>self.next_unused):
+            if self.pool[i].in_use and self.pool[i].slot == slot:
+                return i
+        return -1
+
+    def set_quiet(self, int32_t index, bint quiet=True):
+        """Stop (or resume) delivering events for one flow."""
+        if 0 <= index < <int32_t>self.next_unused and self.pool[index].in_use:
+            self.pool[index].quiet = 1 if quiet else 0
+
+    # -- events ------------------------------------------------------------------
+
+    cdef uint32_t classify(self, Flow* f, bint is_orig, const Decoded* d) noexcept:
+        """The packet-level events of a packet, judged before the TCP update."""
+        cdef uint32_t ev = EV_PACKET
+        cdef Endpoint* e = &f.ep[0 if is_orig else 1]
+        cdef int64_t length = d.payload_len
+        cdef uint32_t past
+        if length > 0:
+            ev |= EV_NEW_DATA
+        if d.proto != PROTO_TCP or e.state == TCP_INACTIVE:
+            return ev
+        past = <uint32_t>(d.seq + <uint32_t>length + (1 if d.tcp_flags & TH_SYN else 0)
+                          + (1 if d.tcp_flags & TH_FIN else 0))
+        if length > 0 and e.state != TCP_RESET and not (d.tcp_flags & TH_RST) \
+                and seq_delta(past, e.last_seq) <= 0:
+            ev |= EV_RETRANSMISSION
+        elif (d.tcp_flags & TH_SYN) and not (d.tcp_flags & TH_ACK) and \
+                (e.state == TCP_SYN_SENT or e.state == TCP_SYN_ACK_SENT) and \
+                d.seq == <uint32_t>e.start_seq:
+            ev |= EV_RETRANSMISSION
+        elif length > 0 and seq_delta(d.seq, <uint32_t>(e.start_seq + e.reassem_seq)) > 0:
+            ev |= EV_OUT_OF_ORDER
+        return ev
+
+    cdef void fire_packet_events(self, Flow* f, bint is_orig, const Decoded* d,
+                                 uint32_t mask, uint32_t events) noexcept:
+        cdef uint32_t bit
+        for bit in (EV_PACKET, EV_NEW_DATA, EV_RETRANSMISSION, EV_OUT_OF_ORDER):
+            if (events & bit) and (mask & bit):
+                self.fire(bit, f, 0 if is_orig else 1, d, 0, 0)
+
+    cdef void state_events(self, Flow* f, uint8_t old_o, uint8_t old_r) noexcept:
+        if self.ev_after & EV_STATE_CHANGE:
+            if f.ep[0].state != old_o:
+                self.fire(EV_STATE_CHANGE, f, 0, NULL, old_o, f.ep[0].state)
+            if f.ep[1].state != old_r:
+                self.fire(EV_STATE_CHANGE, f, 1, NULL, old_r, f.ep[1].state)
+        if (self.ev_after & EV_ESTABLISHED) and f.ep[0].state == TCP_ESTABLISHED \
+                and f.ep[1].state == TCP_ESTABLISHED \
+                and not (old_o == TCP_ESTABLISHED and old_r == TCP_ESTABLISHED):
+            self.fire(EV_ESTABLISHED, f, 0, NULL, 0, 0)
+
+    cdef void fire(self, uint32_t kind, Flow* f, int side, const Decoded* d,
+                   uint64_t a, uint64_t b) noexcept:
+        """Hand one built-in event to Python (only for subscribed kinds)."""
+        cdef object packet = None
+        cdef object frame = None
+        if self.event_sink is None:
+            return
+        try:
+            if d != NULL:
+                packet = (d.tcp_flags, d.seq, d.ack, d.payload_len, d.ip_len,
+                          d.payload[:d.payload_caplen] if (kind == EV_NEW_DATA and d.payload_caplen) else b"")
+                if self.event_frames and d.frame != NULL:
+                    frame = (d.linktype, d.frame[:d.frame_caplen], d.frame_wirelen)
+            self.event_sink(kind, <int32_t>(f - self.pool), side, a, b, packet, frame, self.now,
+                            self.phase)
+        except BaseException as exc:
+            import sys
+            print("analyser: error in an event callback: %r" % (exc,), file=sys.stderr)
+
     # -- end of a connection ---------------------------------------------------
 
     cdef void finish(self, Flow* f) noexcept:
         """Report the connection and free its slot."""
         cdef int32_t idx = <int32_t>(f - self.pool)
         cdef int32_t* link
-        if self.on_finish is not None:
-            try:
-                self.on_finish(self.record(f))
-            except BaseException as exc:     # a sink's failure must not stop the engine
-                import sys
-                print("analyser: error in connection sink: %r" % (exc,), file=sys.stderr)
+        cdef object services = ()
+        cdef object expectation = None
+        try:
+            if f.streams != NULL:
+                # Deliver what is left, then the end, to the analyser.
+                self.streams.finish(f.streams)
+            if f.slot >= 0:
+                services = self.runtime.services(f.slot)
+            if f.bound:
+                expectation = self.expected.pop(f.number, None)
+                if expectation is not None and expectation.meta.get("service"):
+                    services = (expectation.meta["service"],)
+            rec = self.record(f)
+            rec["services"] = tuple(services)
+            rec["end_reason"] = END_REASONS[f.end_reason]
+            if (self.ev_after & EV_CONN_END) and not f.quiet:
+                self.fire(EV_CONN_END, f, 0, NULL, f.end_reason, 0)
+            if f.slot >= 0:
+                self.runtime.finish(f.slot)
+            if expectation is not None:
+                self.runtime.expected_finished(expectation, rec)
+            if self.on_finish is not None:
+                self.on_finish(rec)
+        except BaseException as exc:     # a sink's failure must not stop the engine
+            import sys
+            print("analyser: error while ending a connection: %r" % (exc,), file=sys.stderr)
+        if f.streams != NULL:
+            self.streams.destroy(f.streams)
+            f.streams = NULL
+        f.slot = -1
         self.list_remove(f)
         link = &self.buckets[f.key_hash & self.bucket_mask]
         while link[0] >= 0 and link[0] != idx:

@@ -1,6 +1,6 @@
 # Declarations of the packet ring (see ring.pyx for the theory of operation).
 # Other compiled modules cimport this so that every call below is a C call.
-from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 
 cdef struct PacketRecord:
     int64_t ts_ns          # capture timestamp, nanoseconds since the epoch
@@ -18,6 +18,7 @@ cdef enum OverflowPolicy:
 
 cdef class Ring:
     cdef PacketRecord* records
+    cdef uint16_t* pins                  # per record slot: how many stream segments hold it
     cdef uint8_t* arena
     cdef readonly uint64_t record_capacity   # power of two
     cdef readonly uint64_t arena_bytes       # power of two
@@ -37,6 +38,7 @@ cdef class Ring:
     cdef readonly uint64_t overflow_waits       # OVERFLOW_WAIT: times the writer was refused
     cdef readonly uint64_t oversize_drops       # packets larger than the arena allows
     cdef readonly uint64_t max_occupancy        # high-water mark, records
+    cdef readonly uint64_t pinned_records       # records held by streams right now
 
     # Writer side: reserve room for one record of `caplen` bytes.  Returns the
     # record (its data at data_of()) or NULL when there is no room (the policy
@@ -57,3 +59,8 @@ cdef class Ring:
     # Internal helpers (added by ring.pyx).
     cdef uint64_t arena_acknowledged(self) noexcept nogil  # first byte still in use
     cdef PacketRecord* refuse(self) noexcept nogil         # count a refusal per policy
+    # Retention by streams: a pinned record is not acknowledged until unpinned.
+    cdef void pin(self, uint64_t index) noexcept nogil
+    cdef void unpin(self, uint64_t index) noexcept nogil
+    # Acknowledge every processed record up to the first pinned one.
+    cdef void acknowledge_unpinned(self) noexcept nogil

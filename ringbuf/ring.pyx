@@ -1,0 +1,291 @@
+"""The packet ring: where captured packets wait between the source and the engine.
+
+Role in the data flow::
+
+    source ──► [ring] ──► decode ──► flow table ──► reassembly ──► analysers ──► sinks
+
+A source (trace file, libpcap, AF_PACKET) *writes* packet records into the ring;
+the engine *processes* them in order; a record stays *retained* after processing
+for as long as a flow still refers to its bytes (a reassembly queue pointing into
+the ring instead of copying), and is *acknowledged* when nothing needs it any more.
+
+Theory of operation
+-------------------
+Three pointers, modelled on an Endace DAG card, are monotonic uint64 record
+indices (they never wrap in practice: 2**64 records)::
+
+    acknowledged_index <= processed_index <= write_index
+
+- ``[acknowledged, processed)`` are *retained*: processed, but their slots and
+  bytes must not change.
+- ``[processed, write)`` are waiting for the engine.
+- The writer may reuse a record slot or an arena byte only once it lies below
+  ``acknowledged``.  When there is no such room the writer is refused
+  (``reserve`` returns NULL): the overflow policy says whether that counted as
+  a drop (live capture) or a wait (replay: the source retries after the engine
+  has caught up).  Nothing is ever overwritten silently.
+
+Record headers live in a power-of-two array indexed by ``index & record_mask``.
+Packet bytes live in a power-of-two byte arena addressed by a monotonic byte
+position (``offset & arena_mask``).  Each record's bytes are contiguous, so a
+decoder can read a packet with plain pointer arithmetic: when a record does not
+fit before the end of the arena its position jumps to the start of the next
+lap, and the skipped tail stays "used" until the records before it are
+acknowledged.  A record larger than the whole arena can never be stored; it is
+refused and counted in ``oversize_drops``.  Because of that skip, an engine
+that keeps R bytes retained can still be refused a P-byte packet whenever
+R + 2P exceeds the arena: retention must stay well below the arena size (the
+engine copies retained bytes out when the ring runs short).
+
+Every ``cdef`` method here is O(1), allocation-free and ``nogil``; the Python
+methods at the bottom exist for tests and status displays only.
+"""
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from libc.stdlib cimport malloc, calloc, free
+from libc.string cimport memcpy
+
+
+cdef uint64_t round_up_to_power_of_two(uint64_t value):
+    cdef uint64_t power = 1
+    while power < value:
+        power <<= 1
+    return power
+
+
+cdef class Ring:
+    def __cinit__(self, record_capacity=65536, arena_bytes=64 * 1024 * 1024,
+                  policy="wait"):
+        self.records = NULL
+        self.arena = NULL
+        if record_capacity < 1:
+            raise ValueError(f"record_capacity must be at least 1, not {record_capacity}")
+        if arena_bytes < 1:
+            raise ValueError(f"arena_bytes must be at least 1, not {arena_bytes}")
+        if policy in ("wait", OVERFLOW_WAIT):
+            self.policy = OVERFLOW_WAIT
+        elif policy in ("drop", OVERFLOW_DROP):
+            self.policy = OVERFLOW_DROP
+        else:
+            raise ValueError(f"policy must be 'wait' or 'drop', not {policy!r}")
+        self.record_capacity = round_up_to_power_of_two(record_capacity)
+        self.arena_bytes = round_up_to_power_of_two(arena_bytes)
+        self.record_mask = self.record_capacity - 1
+        self.arena_mask = self.arena_bytes - 1
+        self.records = <PacketRecord*>malloc(self.record_capacity * sizeof(PacketRecord))
+        self.pins = <uint16_t*>calloc(self.record_capacity, sizeof(uint16_t))
+        self.arena = <uint8_t*>malloc(self.arena_bytes)
+        if self.records == NULL or self.arena == NULL or self.pins == NULL:
+            raise MemoryError(
+                f"cannot allocate a ring of {self.record_capacity} records "
+                f"and {self.arena_bytes} bytes")
+
+    def __dealloc__(self):
+        free(self.records)
+        free(self.pins)
+        free(self.arena)
+        self.records = NULL
+        self.arena = NULL
+
+    # ------------------------------------------------------------------ writer
+
+    cdef uint64_t arena_acknowledged(self) noexcept nogil:
+        # Byte position below which the arena is free: the start of the oldest
+        # unacknowledged record (wrap padding before it is thereby freed too).
+        if self.acknowledged_index == self.write_index:
+            return self.arena_write
+        return self.records[self.acknowledged_index & self.record_mask].offset
+
+    cdef PacketRecord* reserve(self, uint32_t caplen) noexcept nogil:
+        cdef uint64_t offset, position_in_lap
+        cdef PacketRecord* rec
+        if caplen > self.arena_bytes:
+            self.oversize_drops += 1
+            return NULL
+        if self.write_index - self.acknowledged_index >= self.record_capacity:
+            return self.refuse()
+        offset = self.arena_write
+        position_in_lap = offset & self.arena_mask
+        if position_in_lap + caplen > self.arena_bytes:
+            # Keep the packet contiguous: skip the tail, start the next lap.
+            offset += self.arena_bytes - position_in_lap
+        # With nothing unacknowledged the whole arena is free, skipped tail or not.
+        if (self.acknowledged_index != self.write_index
+                and offset + caplen - self.arena_acknowledged() > self.arena_bytes):
+            return self.refuse()
+        rec = &self.records[self.write_index & self.record_mask]
+        rec.offset = offset
+        rec.caplen = caplen
+        rec.wirelen = caplen
+        rec.ts_ns = 0
+        rec.linktype = 0
+        rec.iface = 0
+        return rec
+
+    cdef PacketRecord* refuse(self) noexcept nogil:
+        if self.policy == OVERFLOW_DROP:
+            self.overflow_drops += 1
+        else:
+            self.overflow_waits += 1
+        return NULL
+
+    cdef void commit(self) noexcept nogil:
+        cdef PacketRecord* rec = &self.records[self.write_index & self.record_mask]
+        cdef uint64_t occupancy
+        self.arena_write = rec.offset + rec.caplen
+        self.write_index += 1
+        self.records_written += 1
+        self.bytes_written += rec.caplen
+        occupancy = self.write_index - self.acknowledged_index
+        if occupancy > self.max_occupancy:
+            self.max_occupancy = occupancy
+
+    # ------------------------------------------------------------------ reader
+
+    cdef PacketRecord* next_unprocessed(self) noexcept nogil:
+        if self.processed_index == self.write_index:
+            return NULL
+        return &self.records[self.processed_index & self.record_mask]
+
+    cdef void mark_processed(self) noexcept nogil:
+        if self.processed_index < self.write_index:
+            self.processed_index += 1
+
+    cdef uint8_t* data_of(self, const PacketRecord* rec) noexcept nogil:
+        return self.arena + (rec.offset & self.arena_mask)
+
+    cdef PacketRecord* record_at(self, uint64_t index) noexcept nogil:
+        # Only records still in the ring are addressable.
+        if index < self.acknowledged_index or index >= self.write_index:
+            return NULL
+        return &self.records[index & self.record_mask]
+
+    cdef void acknowledge(self, uint64_t index) noexcept nogil:
+        if index > self.processed_index:
+            index = self.processed_index
+        if index > self.acknowledged_index:
+            self.acknowledged_index = index
+
+    # ------------------------------------------------------------- retention
+
+    cdef void pin(self, uint64_t index) noexcept nogil:
+        # A stream keeps bytes of this record in place instead of copying them.
+        cdef uint16_t* p = &self.pins[index & self.record_mask]
+        if p[0] == 0:
+            self.pinned_records += 1
+        p[0] += 1
+
+    cdef void unpin(self, uint64_t index) noexcept nogil:
+        cdef uint16_t* p = &self.pins[index & self.record_mask]
+        if p[0] == 0:
+            return
+        p[0] -= 1
+        if p[0] == 0:
+            self.pinned_records -= 1
+            if index == self.acknowledged_index:
+                self.acknowledge_unpinned()
+
+    cdef void acknowledge_unpinned(self) noexcept nogil:
+        # The acknowledged pointer stops at the oldest record a stream holds:
+        # everything after it stays retained (DAG semantics), even if unpinned.
+        while (self.acknowledged_index < self.processed_index
+               and self.pins[self.acknowledged_index & self.record_mask] == 0):
+            self.acknowledged_index += 1
+
+    cdef uint64_t retained_bytes_c(self) noexcept nogil:
+        # Arena bytes pinned by retained records: from the oldest one's first
+        # byte to the newest one's last (wrap padding between them included).
+        cdef PacketRecord* newest
+        if self.processed_index == self.acknowledged_index:
+            return 0
+        newest = &self.records[(self.processed_index - 1) & self.record_mask]
+        return (newest.offset + newest.caplen
+                - self.records[self.acknowledged_index & self.record_mask].offset)
+
+    # ------------------------------------------- Python view (tests, status)
+
+    @property
+    def occupancy(self):
+        """Records not yet acknowledged (waiting or retained)."""
+        return self.write_index - self.acknowledged_index
+
+    @property
+    def retained_records(self):
+        return self.processed_index - self.acknowledged_index
+
+    @property
+    def retained_bytes(self):
+        return self.retained_bytes_c()
+
+    @property
+    def free_bytes(self):
+        """Arena bytes not pinned by unacknowledged records (wrap padding counts as used)."""
+        return self.arena_bytes - (self.arena_write - self.arena_acknowledged())
+
+    @property
+    def policy_name(self):
+        return "drop" if self.policy == OVERFLOW_DROP else "wait"
+
+    def write(self, int64_t ts_ns, uint32_t wirelen, uint32_t linktype,
+              const uint8_t[::1] data, uint32_t iface=0):
+        """Reserve, copy and commit one packet; False when the ring refused it."""
+        cdef uint32_t caplen = <uint32_t>data.shape[0]
+        cdef PacketRecord* rec = self.reserve(caplen)
+        if rec == NULL:
+            return False
+        rec.ts_ns = ts_ns
+        rec.wirelen = wirelen
+        rec.linktype = linktype
+        rec.iface = iface
+        if caplen:
+            memcpy(self.data_of(rec), &data[0], caplen)
+        self.commit()
+        return True
+
+    def read(self):
+        """The next unprocessed record as (index, ts_ns, caplen, wirelen, linktype,
+        iface, bytes), marked processed (and so retained until acknowledged);
+        None when the engine has caught up with the writer."""
+        cdef PacketRecord* rec = self.next_unprocessed()
+        if rec == NULL:
+            return None
+        index = self.processed_index
+        data = (<char*>self.data_of(rec))[:rec.caplen]
+        self.mark_processed()
+        return (index, rec.ts_ns, rec.caplen, rec.wirelen, rec.linktype, rec.iface, data)
+
+    def peek(self, uint64_t index):
+        """The bytes of a record still in the ring (retained or waiting), else None."""
+        cdef PacketRecord* rec = self.record_at(index)
+        if rec == NULL:
+            return None
+        return (<char*>self.data_of(rec))[:rec.caplen]
+
+    def ack(self, uint64_t index):
+        """Acknowledge every record below `index` (clamped to the processed pointer)."""
+        self.acknowledge(index)
+
+    def stats(self):
+        return {
+            "record_capacity": self.record_capacity,
+            "arena_bytes": self.arena_bytes,
+            "policy": self.policy_name,
+            "write_index": self.write_index,
+            "processed_index": self.processed_index,
+            "acknowledged_index": self.acknowledged_index,
+            "occupancy": self.write_index - self.acknowledged_index,
+            "retained_records": self.processed_index - self.acknowledged_index,
+            "retained_bytes": self.retained_bytes_c(),
+            "free_bytes": self.free_bytes,
+            "records_written": self.records_written,
+            "bytes_written": self.bytes_written,
+            "overflow_drops": self.overflow_drops,
+            "overflow_waits": self.overflow_waits,
+            "oversize_drops": self.oversize_drops,
+            "max_occupancy": self.max_occupancy,
+            "pinned_records": self.pinned_records,
+        }
+
+    def __repr__(self):
+        return (f"<Ring {self.record_capacity} records, {self.arena_bytes} bytes, "
+                f"{self.policy_name}: ack={self.acknowledged_index} "
+                f"processed={self.processed_index} write={self.write_index}>")
