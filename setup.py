@@ -30,7 +30,7 @@ extensions = [
 
 setup(
     name="analyser",
-    version="0.1.0",
+    version="0.2.0",
     description="Real-time passive protocol analyser framework (compiled flow engine, "
                 "protothread analysers, Zeek-compatible logs)",
     packages=["analyser", "ringbuf", "protocols"],

@@ -1,7 +1,16 @@
 """A real-time passive protocol analyser framework.
 
-The compiled engine (ringbuf/, analyser/decode, analyser/flows,
-analyser/engine) turns packets into connection records; the Python layer
-around it writes logs and runs the CLI.
+The compiled engine (ringbuf/, analyser/decode, flows, streams, engine) turns
+packets into connection records and per-side byte streams; analysers written
+as straight-line Python (`Analyser`) read those streams with blocking calls.
+
+Public API::
+
+    from analyser import Analyser, ORIG, RESP, ANY, Gap, StreamEnd, Monitor
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+from analyser.runtime import ANY, ORIG, RESP, Analyser, Gap, StreamEnd  # noqa: E402
+from analyser.events import Monitor  # noqa: E402
+
+__all__ = ["Analyser", "ORIG", "RESP", "ANY", "Gap", "StreamEnd", "Monitor", "__version__"]

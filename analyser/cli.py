@@ -70,9 +70,28 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--flow-memory", metavar="MB", type=float, default=None,
                    help="memory budget of the flow table; beyond it the flow nearest "
                         "its timeout is evicted and counted (default: 512)")
+    a = r.add_argument_group("analysers and events")
+    a.add_argument("--analyser", metavar="NAME[:KEY=VALUE,...]", action="append", default=[],
+                   help="enable and configure an analyser, e.g. ftp:ports=21,2121 "
+                        "(all known analysers are enabled by default)")
+    a.add_argument("--no-analyser", metavar="NAME", action="append", default=[],
+                   help="disable an analyser ('all' disables every one not named by --analyser)")
+    a.add_argument("--load", metavar="MODULE_OR_FILE", action="append", default=[],
+                   help="load analysers (and a monitor(m) callback hook) from a Python "
+                        "module or file")
+    a.add_argument("--events", metavar="FILE",
+                   help="write application events (and --event kinds) as JSON lines; - = stdout")
+    a.add_argument("--event", metavar="KIND", action="append", default=[],
+                   help="also write this built-in event kind: packet, conn_start, established, "
+                        "state_change, new_data, retransmission, out_of_order, "
+                        "overlap_differs, gap, conn_end, timeout (repeatable)")
     r.add_argument("--no-progress", action="store_true",
                    help="no progress bar, even on a terminal")
     r.add_argument("-q", "--quiet", action="store_true", help="no summary")
+
+    la = sub.add_parser("list-analysers", help="list the analysers and how they are chosen")
+    la.add_argument("--load", metavar="MODULE_OR_FILE", action="append", default=[],
+                    help="also load analysers from this module or file")
     return p
 
 
@@ -130,10 +149,29 @@ def format_summary(result) -> str:
             ", ".join("%s %s" % (k, format(v, ",")) for k, v in sorted(malformed.items()))))
     else:
         lines.append("malformed 0")
+    if "analysers_started" in s:
+        lines.append("analysers %s started, %s errors, %s wake-ups, %s events, %s weirds; "
+                     "expected connections %s announced, %s seen" % (
+                         format(s["analysers_started"], ","), format(s["analyser_errors"], ","),
+                         format(s["analyser_wakeups"], ","), format(s["events_emitted"], ","),
+                         format(s["weirds"], ","), format(s["expectations_added"], ","),
+                         format(s["expectations_matched"], ",")))
+        lines.append("streams   %s bytes delivered, %s skipped in C, gaps %s, overflow %s, "
+                     "overlap conflicts %s" % (
+                         format(s["stream_delivered_bytes"], ","),
+                         format(s["stream_skipped_bytes"], ","),
+                         format(s["stream_gap_bytes"], ","),
+                         format(s["stream_overflow_bytes"], ","),
+                         format(s["stream_overlap_conflicts"], ",")))
     ring = s["ring"]
-    lines.append("ring      %s records written, max occupancy %s, drops %s" % (
-        format(ring.get("records_written", 0), ","), format(ring.get("max_occupancy", 0), ","),
-        format(ring.get("overflow_drops", 0), ",")))
+    lines.append("ring      %s records written, max occupancy %s, drops %s, pressure %s "
+                 "(copied out %s bytes, given up %s)" % (
+                     format(ring.get("records_written", 0), ","),
+                     format(ring.get("max_occupancy", 0), ","),
+                     format(ring.get("overflow_drops", 0), ","),
+                     format(ring.get("pressure_events", 0), ","),
+                     format(s.get("ring_copied_out_bytes", 0), ","),
+                     format(s.get("ring_given_up_bytes", 0), ",")))
     if s["timestamps_out_of_order"]:
         lines.append("note      %s packets had timestamps earlier than the one before" %
                      format(s["timestamps_out_of_order"], ","))
@@ -151,9 +189,55 @@ def _checksum_hint(result, ignore_checksums: bool) -> str | None:
     return None
 
 
+def setup_analysers(args):
+    """(analysers, monitor, event writer) as the options ask; raises
+    registry.AnalyserConfigError or ValueError with a one-line message."""
+    from analyser import registry
+    from analyser.events import BY_NAME, Monitor
+    from analyser.eventlog import EventWriter
+    analysers, hooks = registry.select(args.load, args.analyser, args.no_analyser)
+    for kind in args.event:
+        if kind not in BY_NAME:
+            raise ValueError("unknown event kind %r (known: %s)" % (kind, ", ".join(BY_NAME)))
+    if args.event and not args.events:
+        raise ValueError("--event needs --events FILE")
+    writer = EventWriter(args.events) if args.events else None
+    monitor = None
+    if hooks or args.event:
+        monitor = Monitor()
+        for hook in hooks:
+            hook(monitor)
+        for kind in args.event:
+            monitor.on(kind, lambda ev: writer.write(ev.fields()))
+    return analysers, monitor, writer
+
+
+def cmd_list_analysers(args) -> int:
+    from analyser import registry
+    try:
+        analysers, _ = registry.select(args.load)
+    except (registry.AnalyserConfigError, ValueError) as exc:
+        print("analyser: %s" % exc, file=sys.stderr)
+        return EXIT_USAGE
+    if not analysers:
+        print("no analysers found")
+    for cls, _ in analysers:
+        print(registry.describe(cls))
+    return 0
+
+
 def cmd_replay(args) -> int:
     from analyser.replay import replay_files, DEFAULT_FLOW_MEMORY_MB
     from ringbuf.errors import CaptureFileError
+
+    try:
+        analysers, monitor, writer = setup_analysers(args)
+    except ValueError as exc:
+        print("analyser: %s" % exc, file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print("analyser: cannot write events: %s" % exc, file=sys.stderr)
+        return EXIT_INPUT
 
     progress = None
     if not args.no_progress and not args.quiet and sys.stderr.isatty():
@@ -169,7 +253,9 @@ def cmd_replay(args) -> int:
         result = replay_files(
             args.traces, logs_dir=args.logs, log_format=args.log_format, bpf=args.bpf,
             ignore_checksums=args.checksums == "ignore", timeouts=dict(args.timeout),
-            flow_memory_mb=args.flow_memory or DEFAULT_FLOW_MEMORY_MB, progress=progress)
+            flow_memory_mb=args.flow_memory or DEFAULT_FLOW_MEMORY_MB, progress=progress,
+            analysers=analysers, monitor=monitor,
+            on_event=writer.write if writer is not None else None)
     except CaptureFileError as exc:
         print("analyser: %s" % exc, file=sys.stderr)
         return EXIT_INPUT
@@ -179,6 +265,9 @@ def cmd_replay(args) -> int:
     except OSError as exc:
         print("analyser: %s" % exc, file=sys.stderr)
         return EXIT_INPUT
+    finally:
+        if writer is not None:
+            writer.close()
     if progress is not None:
         sys.stderr.write("\n")
     for w in result.warnings:
@@ -201,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "replay":
             return cmd_replay(args)
+        if args.command == "list-analysers":
+            return cmd_list_analysers(args)
     except KeyboardInterrupt:
         print("analyser: interrupted", file=sys.stderr)
         return 130

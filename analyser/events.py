@@ -61,7 +61,9 @@ class Event:
                  "_info")
 
     def __init__(self, monitor, kind, index, side, a, b, packet, frame, ts):
-        self._monitor, self._index, self._info = monitor, index, None
+        # Resolved now: the flow may be gone by the time a kept event is read.
+        self._monitor, self._index = monitor, index
+        self._info = monitor.flows.flow_info(index) if monitor.flows is not None else None
         self.kind, self.side, self.a, self.b = kind, side, a, b
         self.packet, self.frame, self.ts = packet, frame, ts
 
@@ -70,8 +72,6 @@ class Event:
         return NAMES[self.kind]
 
     def _conn(self):
-        if self._info is None:
-            self._info = self._monitor.flows.flow_info(self._index)
         return self._info
 
     @property

@@ -774,9 +774,9 @@ cdef class FlowTable:
                             p.ack_wraps += 1
                         p.ack_seq = ack_seq
 
-        if syn and not ack and (e.state == TCP_SYN_SENT or e.state == TCP_SYN_ACK_SENT) \
+        if syn and e.state != TCP_INACTIVE and e.state != TCP_RESET \
                 and base_seq == <uint32_t>e.start_seq and e.last_seq == past_seg:
-            self.pkt_events |= EV_RETRANSMISSION          # the same SYN again
+            self.pkt_events |= EV_RETRANSMISSION          # the same SYN (or SYN-ACK) again
         delta_last = self.update_last_seq(f, e, past_seg, syn, fin, rst, length)
         e.last_time = t
 
@@ -1264,9 +1264,8 @@ cdef class FlowTable:
         if length > 0 and e.state != TCP_RESET and not (d.tcp_flags & TH_RST) \
                 and seq_delta(past, e.last_seq) <= 0:
             ev |= EV_RETRANSMISSION
-        elif (d.tcp_flags & TH_SYN) and not (d.tcp_flags & TH_ACK) and \
-                (e.state == TCP_SYN_SENT or e.state == TCP_SYN_ACK_SENT) and \
-                d.seq == <uint32_t>e.start_seq:
+        elif (d.tcp_flags & TH_SYN) and e.state != TCP_RESET and \
+                d.seq == <uint32_t>e.start_seq and e.last_seq == past:
             ev |= EV_RETRANSMISSION
         elif length > 0 and seq_delta(d.seq, <uint32_t>(e.start_seq + e.reassem_seq)) > 0:
             ev |= EV_OUT_OF_ORDER
@@ -1398,9 +1397,11 @@ cdef class FlowTable:
         cdef list open_flows = []
         for i in range(<int32_t>self.next_unused):
             if self.pool[i].in_use:
-                open_flows.append((self.pool[i].number, i))
+                # Expected (child) connections first, so that the connection
+                # that announced them is still there to hear how they ended.
+                open_flows.append((0 if self.pool[i].bound else 1, self.pool[i].number, i))
         open_flows.sort()
-        for _, i in open_flows:
+        for _, _, i in open_flows:
             self.finish(&self.pool[i])
 
     def stats(self):

@@ -40,12 +40,16 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
                  ignore_checksums: bool = True, timeouts: dict | None = None,
                  flow_memory_mb: float = DEFAULT_FLOW_MEMORY_MB,
                  on_connection: Callable[[dict], None] | None = None,
-                 progress: Callable | None = None) -> ReplayResult:
+                 progress: Callable | None = None,
+                 analysers: list | None = None, monitor=None,
+                 on_event: Callable[[dict], None] | None = None) -> ReplayResult:
     """Replay trace files through the engine.
 
     Each finished connection is passed to `on_connection` as a conn.log row
     (a dict keyed by Zeek field names, None for unset), and written to
-    `logs_dir`/conn.log when `logs_dir` is given.  Raises
+    `logs_dir`/conn.log when `logs_dir` is given.  `analysers` is a list of
+    (Analyser subclass, config) to run; their events go to `on_event`.
+    `monitor` (analyser.events.Monitor) receives built-in events.  Raises
     ringbuf.errors.CaptureFileError (before any log is written) when a file
     cannot be read as a capture, and ValueError for a bad filter or option.
     """
@@ -56,7 +60,7 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
 
     def finished(raw: dict) -> None:
         nonlocal count
-        row = conn_fields(raw)
+        row = conn_fields(raw, raw.get("services", ()))
         count += 1
         if writer is not None:
             writer.write(row)
@@ -64,7 +68,8 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
             on_connection(row)
 
     engine = Engine(on_connection=finished, bpf=bpf, ignore_checksums=ignore_checksums,
-                    timeouts=timeouts, flow_capacity=flow_capacity_for(flow_memory_mb))
+                    timeouts=timeouts, flow_capacity=flow_capacity_for(flow_memory_mb),
+                    analysers=analysers, monitor=monitor, on_event=on_event)
     if logs_dir is not None:
         os.makedirs(logs_dir, exist_ok=True)
         writer = ZeekLogWriter(logs_dir, "conn", log_format)
@@ -79,5 +84,7 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
     finally:
         if writer is not None:
             writer.close()
-    return ReplayResult(stats=engine.stats(), wall_seconds=time.perf_counter() - started,
-                        files=paths, warnings=warnings, connections=count)
+    result = ReplayResult(stats=engine.stats(), wall_seconds=time.perf_counter() - started,
+                          files=paths, warnings=warnings, connections=count)
+    result.engine = engine
+    return result

@@ -334,7 +334,9 @@ class Runtime:
         a = self.instances.pop(slot, None)
         if a is None:
             return
-        self.by_uid.pop(a.conn.uid, None)
+        if not getattr(a, "_children", 0):
+            self.by_uid.pop(a.conn.uid, None)
+        # else: kept until its expected connections end, so they can report.
         g = a._greenlet
         if not g.dead:
             # main() is still waiting on a stream that will never deliver.
@@ -408,13 +410,17 @@ class Runtime:
                           "proto": conn.id.proto,
                           "analyser": e.analyser.name if e.analyser else "bulk", **e.meta})
         if parent is not None:
+            parent._children = getattr(parent, "_children", 0) + 1
             self._hook(parent, parent.expected_started, conn, e.meta)
 
     def expected_finished(self, e: Expectation, raw: dict) -> None:
         row = self.connection_fields(raw) if self.connection_fields else raw
         parent = self.by_uid.get(e.parent_uid)
         if parent is not None:
+            parent._children -= 1
             self._hook(parent, parent.expected_ended, row, e.meta)
+            if parent._children <= 0 and parent._slot not in self.instances:
+                self.by_uid.pop(e.parent_uid, None)
 
     def _hook(self, a: Analyser, method, *args) -> None:
         try:

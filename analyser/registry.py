@@ -1,0 +1,175 @@
+"""Finding analysers: the built-in ones in protocols/, modules or files given
+with --load, and installed packages' entry points (group "analyser.analysers").
+
+Role in the data flow: configuration, before any packet.  An analyser is any
+subclass of analyser.Analyser with a `name`; a loaded module may also define
+`monitor(m)` to register event callbacks on an analyser.events.Monitor.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import os
+import pkgutil
+import sys
+from importlib import metadata
+
+from analyser.runtime import Analyser
+
+ENTRY_POINT_GROUP = "analyser.analysers"
+
+
+class AnalyserConfigError(ValueError):
+    """A bad --analyser/--no-analyser/--load: one line for the user."""
+
+
+def analysers_in(module) -> list[type[Analyser]]:
+    found = []
+    for _, obj in inspect.getmembers(module, inspect.isclass):
+        if (issubclass(obj, Analyser) and obj is not Analyser and obj.name
+                and obj.__module__ == module.__name__):
+            found.append(obj)
+    return found
+
+
+def builtin_modules() -> list:
+    import protocols
+    mods = []
+    for info in pkgutil.iter_modules(protocols.__path__):
+        if not info.name.startswith("_"):
+            mods.append(importlib.import_module("protocols." + info.name))
+    return mods
+
+
+def load_module(spec: str):
+    """Import a module by dotted name, or a Python file by path."""
+    try:
+        if spec.endswith(".py") or os.sep in spec:
+            if not os.path.exists(spec):
+                raise AnalyserConfigError("cannot load %r: no such file" % spec)
+            name = "analyser_loaded_" + os.path.splitext(os.path.basename(spec))[0]
+            loader_spec = importlib.util.spec_from_file_location(name, spec)
+            if loader_spec is None or loader_spec.loader is None:
+                raise AnalyserConfigError("cannot load %r: not a Python file" % spec)
+            module = importlib.util.module_from_spec(loader_spec)
+            sys.modules[name] = module
+            loader_spec.loader.exec_module(module)
+            return module
+        return importlib.import_module(spec)
+    except AnalyserConfigError:
+        raise
+    except SyntaxError as exc:
+        raise AnalyserConfigError("cannot load %r: %s (line %s)" % (spec, exc.msg, exc.lineno))
+    except Exception as exc:
+        raise AnalyserConfigError("cannot load %r: %s: %s" % (spec, type(exc).__name__, exc))
+
+
+def entry_point_modules() -> list:
+    mods = []
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+        except Exception as exc:
+            print("analyser: warning: entry point %s cannot be loaded: %s" % (ep.name, exc),
+                  file=sys.stderr)
+            continue
+        mods.append(inspect.getmodule(obj) if inspect.isclass(obj) else obj)
+    return mods
+
+
+def parse_config(cls: type[Analyser], text: str) -> dict:
+    """'ports=21,2121,key=value' -> {'ports': [21, 2121], 'key': value}."""
+    config: dict = {}
+    if not text:
+        return config
+    key = None
+    for part in text.split(","):
+        if "=" in part:
+            key, value = part.split("=", 1)
+            key = key.strip()
+            if key == "ports":
+                config["ports"] = []
+            elif key not in cls.options:
+                known = ", ".join(["ports"] + sorted(cls.options)) or "ports"
+                raise AnalyserConfigError("analyser %s has no option %r (options: %s)" % (
+                    cls.name, key, known))
+        elif key == "ports":
+            value = part
+        else:
+            raise AnalyserConfigError("bad analyser option %r: expected key=value" % part)
+        if key == "ports":
+            try:
+                port = int(value)
+            except ValueError:
+                raise AnalyserConfigError("analyser %s: bad port %r" % (cls.name, value)) from None
+            if not 0 < port < 65536:
+                raise AnalyserConfigError("analyser %s: bad port %r" % (cls.name, value))
+            config["ports"].append(port)
+            continue
+        default = cls.options[key][0]
+        try:
+            if isinstance(default, bool):
+                config[key] = value.lower() in ("1", "true", "yes", "on")
+            elif isinstance(default, (int, float)):
+                config[key] = type(default)(value)
+            else:
+                config[key] = value
+        except ValueError:
+            raise AnalyserConfigError("analyser %s: option %s wants a %s, not %r" % (
+                cls.name, key, type(default).__name__, value)) from None
+    return config
+
+
+def select(load: list[str] = (), enable: list[str] = (), disable: list[str] = (),
+           builtins: bool = True):
+    """Returns ([(cls, config)], [monitor hooks]) as the options ask."""
+    modules = (builtin_modules() if builtins else []) + entry_point_modules()
+    modules += [load_module(spec) for spec in load]
+    known: dict[str, type[Analyser]] = {}
+    hooks = []
+    for m in modules:
+        for cls in analysers_in(m):
+            known[cls.name] = cls
+        hook = getattr(m, "monitor", None)
+        if callable(hook):
+            hooks.append(hook)
+    configs: dict[str, dict] = {}
+    for item in enable:
+        name, _, opts = item.partition(":")
+        if name not in known:
+            raise AnalyserConfigError("unknown analyser %r (known: %s)" % (
+                name, ", ".join(sorted(known)) or "none"))
+        configs[name] = parse_config(known[name], opts)
+    disabled = set()
+    for name in disable:
+        if name == "all":
+            disabled |= set(known) - set(configs)
+        elif name not in known:
+            raise AnalyserConfigError("unknown analyser %r (known: %s)" % (
+                name, ", ".join(sorted(known)) or "none"))
+        else:
+            disabled.add(name)
+    chosen = []
+    for name, cls in sorted(known.items()):
+        if name in disabled:
+            continue
+        config = configs.get(name, {})
+        for key, (default, _) in cls.options.items():
+            config.setdefault(key, default)
+        chosen.append((cls, config))
+    return chosen, hooks
+
+
+def describe(cls: type[Analyser]) -> str:
+    ports = ",".join(str(p) for p in sorted(cls.ports)) or "-"
+    how = []
+    if cls.ports:
+        how.append("ports " + ports)
+    if cls.probe_bytes:
+        how.append("content probe")
+    doc = (inspect.getdoc(cls) or "").split("\n")[0]
+    line = "%-12s %-28s %s" % (cls.name, "; ".join(how) or "expectation only", doc)
+    for key, (default, help_text) in sorted(cls.options.items()):
+        line += "\n%-12s   option %s=%r: %s" % ("", key, default, help_text)
+    return line

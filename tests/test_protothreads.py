@@ -1,0 +1,299 @@
+"""Protothread analysers on crafted segment sequences: blocking reads across
+and within segments, a read on one side while the other piles up, reordering,
+retransmissions, overlaps, gaps, end of stream, skipping in compiled code,
+expectations and error isolation."""
+import struct
+
+import pytest
+
+from analyser.runtime import ANY, ORIG, RESP, Analyser, Gap, StreamEnd
+from packets import ACK, FIN, PSH, RST, TcpPeer, close, handshake, timed
+
+
+def peers(port=7000):
+    c = TcpPeer("10.0.0.1", 40000, 1000)
+    s = TcpPeer("10.0.0.2", port, 5000)
+    c.connect(s)
+    return c, s
+
+
+class Recorder(Analyser):
+    """Reads as the test's `script` says and records what it got."""
+    name = "recorder"
+    ports = {7000}
+    script = []
+    log = []
+
+    def main(self):
+        for op, *args in self.script:
+            try:
+                if op == "read":
+                    self.log.append(("data", args[0], self.read(*args)))
+                elif op == "line":
+                    self.log.append(("line", args[0], self.read_line(*args)))
+                elif op == "skip":
+                    self.log.append(("kept", args[0], self.read_and_skip(*args)))
+                elif op == "any":
+                    side, data = self.read_any()
+                    self.log.append(("any", side, data))
+                elif op == "bulk":
+                    self.bulk(*args)
+            except Gap as g:
+                self.log.append(("gap", g.side, g.size, g.data))
+            except StreamEnd as e:
+                self.log.append(("end", e.side, e.data))
+
+
+def run(replay, frames, script, **kw):
+    Recorder.script = script
+    Recorder.log = []
+    replay(timed(frames), analysers=[(Recorder, {})], **kw)
+    return Recorder.log
+
+
+def test_reads_split_across_many_segments_and_within_one(replay):
+    c, s = peers()
+    frames = handshake(c, s)
+    frames += [c.send(ACK, b"ab"), c.send(ACK, b"cd"), c.send(ACK, b"efghij")]
+    frames += [s.send(ACK)] + close(c, s)
+    log = run(replay, frames, [("read", ORIG, 5), ("read", ORIG, 1), ("read", ORIG, 4),
+                               ("read", ORIG, 1)])
+    assert log == [("data", ORIG, b"abcde"), ("data", ORIG, b"f"), ("data", ORIG, b"ghij"),
+                   ("end", ORIG, b"")]
+
+
+def test_read_on_resp_blocks_while_orig_piles_up_and_stays_intact(replay):
+    c, s = peers()
+    frames = handshake(c, s)
+    body = bytes(range(256)) * 40                      # 10 KB from the client first
+    for i in range(0, len(body), 1000):
+        frames.append(c.send(ACK, body[i:i + 1000]))
+    frames.append(s.send(ACK, b"RESULT"))
+    frames += close(c, s)
+    result = {}
+
+    class Blocked(Recorder):
+        def main(self):
+            result["resp"] = self.read(RESP, 6)              # blocks while ORIG piles up
+            result["orig"] = self.read(ORIG, len(body))
+            result["retained_while_blocked"] = result.get("retained")
+
+    # Watch the ring while the analyser is blocked: the client's bytes are retained.
+    seen = []
+    from analyser.events import Monitor
+    m = Monitor()
+    m.on("new_data", lambda ev: seen.append(replay_engine_ring()))
+    holder = {}
+
+    def replay_engine_ring():
+        return holder["engine"].ring.retained_records if "engine" in holder else None
+
+    import analyser.replay as rp
+    orig_engine = rp.Engine
+
+    def capture(*a, **k):
+        e = orig_engine(*a, **k)
+        holder["engine"] = e
+        return e
+    rp.Engine = capture
+    try:
+        replay(timed(frames), analysers=[(Blocked, {})], monitor=m)
+    finally:
+        rp.Engine = orig_engine
+    assert result["resp"] == b"RESULT"
+    assert result["orig"] == body
+    # While RESP was awaited, the ten ORIG segments were held in the ring.
+    assert max(x for x in seen if x is not None) >= 10
+
+
+def test_out_of_order_and_retransmitted_segments(replay):
+    c, s = peers()
+    frames = handshake(c, s)
+    a = c.send(ACK, b"first-")
+    b = c.send(ACK, b"second-")
+    d = c.send(ACK, b"third")
+    frames += [b, d, a, a, b]                           # reordered, then both again
+    frames += [s.send(ACK)] + close(c, s)
+    log = run(replay, frames, [("read", ORIG, 18)])
+    assert log == [("data", ORIG, b"first-second-third")]
+
+
+def test_overlap_with_equal_and_different_bytes(replay):
+    from analyser.events import Monitor
+    c, s = peers()
+    frames = handshake(c, s)
+    start = c.seq
+    frames.append(c.send(ACK, b"GOOD-DATA"))            # arrives first, wins
+    frames.append(c.send(ACK, b"GOOD", seq=start))      # same bytes again: no conflict
+    frames.append(c.send(ACK, b"EVIL", seq=start))      # different bytes at the same place
+    frames.append(c.send(ACK, b"!"))
+    frames += [s.send(ACK)] + close(c, s)
+    conflicts = []
+    m = Monitor()
+    m.on("overlap_differs", conflicts.append)
+    Recorder.script = [("read", RESP, 1), ("read", ORIG, 10)]   # not reading yet keeps it buffered
+    Recorder.log = []
+    replay(timed(frames), analysers=[(Recorder, {})], monitor=m)
+    assert Recorder.log[-1] == ("data", ORIG, b"GOOD-DATA!")
+    assert len(conflicts) == 1 and conflicts[0].side == ORIG
+
+
+def test_gap_raises_with_its_size_and_reading_resumes_after_it(replay):
+    c, s = peers()
+    frames = handshake(c, s)
+    frames.append(c.send(ACK, b"head"))
+    c.seq += 1000                                       # 1000 bytes never captured
+    frames.append(c.send(ACK, b"tail"))
+    frames.append(s.send(ACK))                          # acknowledges everything
+    frames += close(c, s)
+    log = run(replay, frames, [("read", ORIG, 10), ("read", ORIG, 4)])
+    assert log == [("gap", ORIG, 1000, b"head"), ("data", ORIG, b"tail")]
+
+
+def test_hole_inside_skipped_bytes_is_not_a_gap(replay):
+    c, s = peers()
+    frames = handshake(c, s)
+    frames.append(c.send(ACK, b"HDR:" + b"x" * 96))
+    c.seq += 5000                                        # lost, but inside the skipped body
+    frames.append(c.send(ACK, b"y" * 100))
+    frames.append(c.send(ACK, b"NEXT"))
+    frames.append(s.send(ACK))
+    frames += close(c, s)
+    log = run(replay, frames, [("skip", ORIG, 5200, 4), ("read", ORIG, 4)])
+    assert log == [("kept", ORIG, b"HDR:"), ("data", ORIG, b"NEXT")]
+
+
+def test_end_of_stream_delivers_what_is_left(replay):
+    c, s = peers()
+    frames = handshake(c, s) + [c.send(ACK, b"abc"), s.send(ACK)] + close(c, s)
+    log = run(replay, frames, [("read", ORIG, 10)])
+    assert log == [("end", ORIG, b"abc")]
+
+
+def test_reset_ends_the_stream(replay):
+    c, s = peers()
+    frames = handshake(c, s) + [c.send(ACK, b"ab"), s.send(RST | ACK)]
+    log = run(replay, frames, [("read", RESP, 1)])
+    assert log == [("end", RESP, b"")]
+
+
+def test_read_line_and_read_any(replay):
+    c, s = peers()
+    frames = handshake(c, s)
+    frames += [c.send(ACK, b"USER al"), c.send(ACK, b"ice\r\nPASS"), s.send(ACK, b"331 ok\r\n")]
+    frames += close(c, s)
+    log = run(replay, frames, [("line", ORIG, 100), ("any",), ("line", ORIG, 3)])
+    assert log[0] == ("line", ORIG, b"USER alice\r\n")
+    # Both sides have data waiting; the client's comes first.
+    assert log[1] == ("any", ORIG, b"PASS")
+    # A line longer than the limit comes back cut; here the stream has ended.
+    assert log[2] == ("end", ORIG, b"")
+
+
+def test_overlong_line_is_cut_at_the_limit(replay):
+    c, s = peers()
+    frames = handshake(c, s) + [c.send(ACK, b"x" * 50 + b"\nrest\n"), s.send(ACK)] + close(c, s)
+    log = run(replay, frames, [("line", ORIG, 20), ("line", ORIG, 100), ("line", ORIG, 100)])
+    assert log == [("line", ORIG, b"x" * 20), ("line", ORIG, b"x" * 30 + b"\n"),
+                   ("line", ORIG, b"rest\n")]
+
+
+def test_bulk_side_wakes_python_a_handful_of_times(replay):
+    c, s = peers()
+    frames = handshake(c, s) + [c.send(ACK, b"GET big\n")]
+    for _ in range(500):
+        frames.append(s.send(ACK, b"z" * 1400))
+        frames.append(c.send(ACK))
+    frames += close(c, s)
+    Recorder.script = [("line", ORIG, 100), ("bulk", RESP), ("line", ORIG, 100)]
+    Recorder.log = []
+    replay(timed(frames), analysers=[(Recorder, {})])
+    stats = replay.result.stats
+    assert stats["analyser_wakeups"] <= 3
+    assert stats["stream_skipped_bytes"] == 500 * 1400
+    assert stats["ring"]["pinned_records"] == 0
+
+
+def test_an_exception_ends_only_that_analyser(replay):
+    events = []
+
+    class Broken(Analyser):
+        name = "broken"
+        ports = {7000}
+
+        def main(self):
+            self.read(ORIG, 2)
+            raise ValueError("bad input")
+
+    c, s = peers()
+    frames = handshake(c, s) + [c.send(ACK, b"hello")] + close(c, s)
+    c2, s2 = TcpPeer("10.0.0.3", 40001, 1), TcpPeer("10.0.0.2", 7000, 2)
+    c2.connect(s2)
+    frames += handshake(c2, s2) + [c2.send(ACK, b"again")] + close(c2, s2)
+    rows = replay(timed(frames), analysers=[(Broken, {})], on_event=events.append)
+    errors = [e for e in events if e["event"] == "analyser_error"]
+    assert len(errors) == 2
+    assert errors[0]["error"] == "ValueError: bad input"
+    assert "in main" in errors[0]["where"]
+    assert replay.result.stats["analyser_errors"] == 2
+    assert [r["conn_state"] for r in rows] == ["SF", "SF"]
+
+
+def test_expected_connection_is_linked_and_counted_in_bulk(replay):
+    ended = []
+
+    class Control(Analyser):
+        name = "control"
+        ports = {7000}
+
+        def main(self):
+            line = self.read_line(RESP)
+            port = int(line.split()[1])
+            self.expect(self.id.resp_h, port, orig_h=self.id.orig_h, service="data",
+                        file="x.bin")
+            self.read_line(ORIG)
+
+        def expected_ended(self, row, meta):
+            ended.append((row, meta))
+
+    events = []
+    c, s = peers()
+    frames = handshake(c, s) + [s.send(ACK, b"PORT 6000\n")]
+    d_c, d_s = TcpPeer("10.0.0.1", 40002, 1), TcpPeer("10.0.0.2", 6000, 9)
+    d_c.connect(d_s)
+    frames += handshake(d_c, d_s)
+    for _ in range(20):
+        frames.append(d_s.send(ACK, b"q" * 1000))
+    frames += close(d_c, d_s)
+    frames += [c.send(ACK, b"DONE\n")] + close(c, s)
+    rows = replay(timed(frames), analysers=[(Control, {})], on_event=events.append)
+    data_row = next(r for r in rows if r["id.resp_p"] == 6000)
+    control_row = next(r for r in rows if r["id.resp_p"] == 7000)
+    assert data_row["service"] == "data"
+    link = next(e for e in events if e["event"] == "expected_connection")
+    assert link["parent_uid"] == control_row["uid"] and link["uid"] == data_row["uid"]
+    assert link["file"] == "x.bin"
+    assert len(ended) == 1 and ended[0][0]["resp_bytes"] == 20000
+    assert ended[0][1]["file"] == "x.bin"
+
+
+def test_probe_chooses_an_analyser_by_content(replay):
+    got = []
+
+    class Magic(Analyser):
+        name = "magic"
+        probe_bytes = 4
+
+        @classmethod
+        def probe(cls, side, data):
+            if len(data) < 4:
+                return None
+            return data == b"MAGI"
+
+        def main(self):
+            got.append(self.read(ORIG, 9))
+
+    c, s = peers(port=9999)
+    frames = handshake(c, s) + [c.send(ACK, b"MA"), c.send(ACK, b"GIC-1234")] + close(c, s)
+    replay(timed(frames), analysers=[(Magic, {})])
+    assert got == [b"MAGIC-123"]
