@@ -52,7 +52,7 @@ cdef class Engine:
                  timeouts=None, uint32_t flow_capacity=262144,
                  uint64_t ring_records=65536, uint64_t ring_bytes=4 << 20,
                  bint key_on_vlan=False, analysers=None, monitor=None, on_event=None,
-                 uint64_t max_stream_bytes=4 << 20):
+                 on_log=None, uint64_t max_stream_bytes=4 << 20):
         """analysers: [(Analyser subclass, config dict)]; monitor: an
         analyser.events.Monitor; on_event: callable(dict) for application events."""
         self.ring = Ring(ring_records, ring_bytes, "wait")
@@ -66,7 +66,7 @@ cdef class Engine:
         if analysers:
             from analyser.runtime import Runtime
             from analyser.connrecord import conn_fields
-            self.runtime = Runtime(emit=on_event, clock=self.flows.trace_time)
+            self.runtime = Runtime(emit=on_event, clock=self.flows.trace_time, log=on_log)
             self.runtime.connection_fields = conn_fields
             self.streams = Streams(self.ring, self.runtime.ready,
                                    max_side_bytes=max_stream_bytes,

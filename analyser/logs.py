@@ -125,3 +125,28 @@ class ZeekLogWriter:
         if self.log_format == "tsv":
             self._out.write("#close\t%s\n" % time.strftime("%Y-%m-%d-%H-%M-%S"))
         self._out.close()
+
+
+class LogSet:
+    """The logs of one run: conn.log at once, the others (ftp, transfers ...)
+    when their first row comes, as Zeek does."""
+
+    def __init__(self, directory: str, log_format: str = "tsv"):
+        self.directory = directory
+        self.log_format = log_format
+        self.writers: dict[str, ZeekLogWriter] = {}
+
+    def open(self, path: str) -> ZeekLogWriter:
+        w = self.writers.get(path)
+        if w is None:
+            if path not in LOGS:
+                raise ValueError("no schema for log %r (see analyser/schemas.py)" % path)
+            w = self.writers[path] = ZeekLogWriter(self.directory, path, self.log_format)
+        return w
+
+    def write(self, path: str, row: dict) -> None:
+        self.open(path).write(row)
+
+    def close(self) -> None:
+        for w in self.writers.values():
+            w.close()

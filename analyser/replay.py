@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 from analyser.connrecord import conn_fields
 from analyser.engine import Engine
 from analyser.flows import FlowTable
-from analyser.logs import ZeekLogWriter
+from analyser.logs import LogSet
 from ringbuf.pcapfile import PcapFileSource
 
 DEFAULT_FLOW_MEMORY_MB = 512
@@ -55,24 +55,26 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
     """
     paths = list(paths)
     sources = [PcapFileSource(p) for p in paths]    # every file checked up front
-    writer = None
+    logs = None
     count = 0
 
     def finished(raw: dict) -> None:
         nonlocal count
         row = conn_fields(raw, raw.get("services", ()))
         count += 1
-        if writer is not None:
-            writer.write(row)
+        if logs is not None:
+            logs.write("conn", row)
         if on_connection is not None:
             on_connection(row)
 
     engine = Engine(on_connection=finished, bpf=bpf, ignore_checksums=ignore_checksums,
                     timeouts=timeouts, flow_capacity=flow_capacity_for(flow_memory_mb),
-                    analysers=analysers, monitor=monitor, on_event=on_event)
+                    analysers=analysers, monitor=monitor, on_event=on_event,
+                    on_log=lambda path, row: logs.write(path, row) if logs else None)
     if logs_dir is not None:
         os.makedirs(logs_dir, exist_ok=True)
-        writer = ZeekLogWriter(logs_dir, "conn", log_format)
+        logs = LogSet(logs_dir, log_format)
+        logs.open("conn")             # always there, even when empty
     warnings = []
     started = time.perf_counter()
     try:
@@ -82,8 +84,8 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
                 warnings.append(source.truncation_message)
         engine.finish()
     finally:
-        if writer is not None:
-            writer.close()
+        if logs is not None:
+            logs.close()
     result = ReplayResult(stats=engine.stats(), wall_seconds=time.perf_counter() - started,
                           files=paths, warnings=warnings, connections=count)
     result.engine = engine

@@ -163,6 +163,11 @@ class Analyser:
         the trace time."""
         self._rt.emit(self, kind, fields)
 
+    def log(self, path: str, row: dict) -> None:
+        """Write a row to a Zeek-format log (`path` names a schema in
+        analyser/schemas.py, e.g. "ftp"); keys are its field names."""
+        self._rt.log(path, row)
+
     def weird(self, name: str, **fields) -> None:
         """A protocol anomaly: an event and a counter, never a crash."""
         self._rt.weird(self, name, fields)
@@ -239,13 +244,15 @@ class Expectation:
 class Runtime:
     """Runs analysers in greenlets for one engine."""
 
-    def __init__(self, *, emit: Callable[[dict], None] | None = None, clock=lambda: 0.0):
+    def __init__(self, *, emit: Callable[[dict], None] | None = None, clock=lambda: 0.0,
+                 log: Callable[[str, dict], None] | None = None):
         self.streams = None                # set by the engine (analyser.streams.Streams)
         self.main_greenlet = greenlet.getcurrent()
         self.instances: dict[int, Analyser] = {}
         self._free_slots: list[int] = []
         self._next_slot = 0
         self._emit = emit
+        self._log = log
         self.now = clock
         self.expectations: dict[tuple, list[Expectation]] = {}
         self.counters = {"analysers_started": 0, "analysers_finished": 0,
@@ -362,6 +369,11 @@ class Runtime:
                   "id.resp_h": cid.resp_h, "id.resp_p": cid.resp_p, "proto": cid.proto}
         record.update(fields)
         self._emit(record)
+
+    def log(self, path: str, row: dict) -> None:
+        self.counters["log_rows"] = self.counters.get("log_rows", 0) + 1
+        if self._log is not None:
+            self._log(path, row)
 
     def weird(self, a: Analyser, name: str, fields: dict) -> None:
         self.counters["weirds"] += 1

@@ -38,4 +38,45 @@ CONN = (
     Field("ip_proto", "count", "IP protocol number"),
 )
 
-LOGS = {"conn": CONN}
+FTP = (
+    Field("ts", "time", "time of the command"),
+    Field("uid", "string", "uid of the control connection"),
+    Field("id.orig_h", "addr", "client address"),
+    Field("id.orig_p", "port", "client port"),
+    Field("id.resp_h", "addr", "server address"),
+    Field("id.resp_p", "port", "server port"),
+    Field("user", "string", "user name of the session"),
+    Field("password", "string", "password, logged for anonymous logins only"),
+    Field("command", "string", "the command"),
+    Field("arg", "string", "its argument (for transfers: the file as a URL, as Zeek writes it)"),
+    Field("mime_type", "string", "file type (not determined: always unset)"),
+    Field("file_size", "count", "size announced by the server (150 reply or 213 to SIZE)"),
+    Field("reply_code", "count", "the final reply's code"),
+    Field("reply_msg", "string", "the final reply's text"),
+    Field("data_channel.passive", "bool", "the data channel is passive (PASV/EPSV)"),
+    Field("data_channel.orig_h", "addr", "data channel originator"),
+    Field("data_channel.resp_h", "addr", "data channel responder"),
+    Field("data_channel.resp_p", "port", "data channel responder port"),
+    Field("fuid", "string", "file id (unset)"),
+)
+
+TRANSFERS = (
+    Field("ts", "time", "time of the command that started the transfer"),
+    Field("uid", "string", "uid of the control connection"),
+    Field("id.orig_h", "addr", "control connection client"),
+    Field("id.orig_p", "port", "control connection client port"),
+    Field("id.resp_h", "addr", "control connection server"),
+    Field("id.resp_p", "port", "control connection server port"),
+    Field("protocol", "string", "ftp or gridftp"),
+    Field("command", "string", "RETR, STOR, STOU, APPE, LIST, NLST, MLSD, ..."),
+    Field("file", "string", "the command's argument as sent"),
+    Field("size_announced", "count", "size the server announced, if it did"),
+    Field("bytes", "count", "payload bytes of the file itself (MODE E: sum of block counts)"),
+    Field("streams", "count", "data connections that carried it"),
+    Field("data_uids", "set[string]", "uids of those data connections"),
+    Field("duration", "interval", "from the command to the final reply"),
+    Field("reply_code", "count", "the final reply's code (226, 4xx, 5xx)"),
+    Field("missed_bytes", "count", "bytes of the data connections never captured"),
+)
+
+LOGS = {"conn": CONN, "ftp": FTP, "transfers": TRANSFERS}
