@@ -52,7 +52,8 @@ cdef class Engine:
                  timeouts=None, uint32_t flow_capacity=262144,
                  uint64_t ring_records=65536, uint64_t ring_bytes=4 << 20,
                  bint key_on_vlan=False, analysers=None, monitor=None, on_event=None,
-                 on_log=None, uint64_t max_stream_bytes=4 << 20):
+                 on_log=None, uint64_t max_stream_bytes=4 << 20,
+                 uint64_t max_owned_bytes=1 << 20):
         """analysers: [(Analyser subclass, config dict)]; monitor: an
         analyser.events.Monitor; on_event: callable(dict) for application events."""
         self.ring = Ring(ring_records, ring_bytes, "wait")
@@ -70,6 +71,7 @@ cdef class Engine:
             self.runtime.connection_fields = conn_fields
             self.streams = Streams(self.ring, self.runtime.ready,
                                    max_side_bytes=max_stream_bytes,
+                                   max_owned_bytes=max_owned_bytes,
                                    on_event=self.stream_event)
             self.runtime.streams = self.streams
             self.flows.set_analysers(self.runtime, self.streams, analysers)

@@ -42,14 +42,17 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
                  on_connection: Callable[[dict], None] | None = None,
                  progress: Callable | None = None,
                  analysers: list | None = None, monitor=None,
-                 on_event: Callable[[dict], None] | None = None) -> ReplayResult:
+                 on_event: Callable[[dict], None] | None = None,
+                 **engine_options) -> ReplayResult:
     """Replay trace files through the engine.
 
     Each finished connection is passed to `on_connection` as a conn.log row
     (a dict keyed by Zeek field names, None for unset), and written to
     `logs_dir`/conn.log when `logs_dir` is given.  `analysers` is a list of
     (Analyser subclass, config) to run; their events go to `on_event`.
-    `monitor` (analyser.events.Monitor) receives built-in events.  Raises
+    `monitor` (analyser.events.Monitor) receives built-in events.  Other
+    keywords go to analyser.engine.Engine (ring_bytes, ring_records,
+    max_stream_bytes, max_owned_bytes ...).  Raises
     ringbuf.errors.CaptureFileError (before any log is written) when a file
     cannot be read as a capture, and ValueError for a bad filter or option.
     """
@@ -70,7 +73,8 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
     engine = Engine(on_connection=finished, bpf=bpf, ignore_checksums=ignore_checksums,
                     timeouts=timeouts, flow_capacity=flow_capacity_for(flow_memory_mb),
                     analysers=analysers, monitor=monitor, on_event=on_event,
-                    on_log=lambda path, row: logs.write(path, row) if logs else None)
+                    on_log=lambda path, row: logs.write(path, row) if logs else None,
+                    **engine_options)
     if logs_dir is not None:
         os.makedirs(logs_dir, exist_ok=True)
         logs = LogSet(logs_dir, log_format)

@@ -297,3 +297,81 @@ def test_probe_chooses_an_analyser_by_content(replay):
     frames = handshake(c, s) + [c.send(ACK, b"MA"), c.send(ACK, b"GIC-1234")] + close(c, s)
     replay(timed(frames), analysers=[(Magic, {})])
     assert got == [b"MAGIC-123"]
+
+
+class Waiter(Analyser):
+    """Reads the responder first while the originator's bytes pile up."""
+    name = "waiter"
+    ports = {7000}
+    got = {}
+
+    def main(self):
+        Waiter.got["resp"] = self.read(RESP, 2)
+        try:
+            Waiter.got["orig"] = self.read(ORIG, Waiter.size)
+        except Gap as g:
+            Waiter.got["gap"] = (g.size, len(g.data))
+
+
+def piled_up_trace(size):
+    c, s = peers()
+    frames = handshake(c, s)
+    body = bytes((i * 31) & 0xff for i in range(size))
+    for i in range(0, size, 1400):
+        frames.append(c.send(ACK, body[i:i + 1400]))
+    frames += [s.send(ACK, b"OK")] + close(c, s)
+    return timed(frames, step=1e-4), body
+
+
+def test_ring_pressure_copies_retained_bytes_out_intact(replay):
+    Waiter.size, Waiter.got = 300_000, {}
+    frames, body = piled_up_trace(Waiter.size)
+    # A 64 KiB ring cannot hold 300 KB of retained segments: they are copied out.
+    replay(frames, analysers=[(Waiter, {})], ring_bytes=64 << 10, max_owned_bytes=1 << 20)
+    assert Waiter.got["resp"] == b"OK" and Waiter.got["orig"] == body
+    stats = replay.result.stats
+    assert stats["ring"]["pressure_events"] > 0
+    assert stats["ring_copied_out_bytes"] > 0 and stats["ring_given_up_bytes"] == 0
+
+
+def test_ring_pressure_beyond_the_copy_budget_gives_up_as_a_gap(replay):
+    Waiter.size, Waiter.got = 300_000, {}
+    frames, body = piled_up_trace(Waiter.size)
+    replay(frames, analysers=[(Waiter, {})], ring_bytes=64 << 10, max_owned_bytes=32 << 10)
+    stats = replay.result.stats
+    assert stats["ring_given_up_bytes"] > 0
+    size, kept = Waiter.got["gap"]
+    # What was given up is exactly what the analyser is told is missing.
+    assert size + kept <= Waiter.size and size > 0
+
+
+def test_side_buffer_limit_turns_excess_into_a_counted_gap(replay):
+    Waiter.size, Waiter.got = 300_000, {}
+    frames, body = piled_up_trace(Waiter.size)
+    replay(frames, analysers=[(Waiter, {})], max_stream_bytes=100_000)
+    stats = replay.result.stats
+    assert stats["stream_overflow_bytes"] >= 200_000 - 1400
+    size, kept = Waiter.got["gap"]
+    assert kept <= 100_000 and kept + size <= Waiter.size
+
+
+def test_release_frees_buffers_and_counting_goes_on(replay):
+    class Releaser(Analyser):
+        name = "releaser"
+        ports = {7000}
+
+        def main(self):
+            self.read(ORIG, 4)
+            self.release()
+            self.read(ORIG, 1)          # nothing comes any more: end
+
+    c, s = peers()
+    frames = handshake(c, s) + [c.send(ACK, b"abcd" + b"x" * 5000)]
+    for _ in range(10):
+        frames.append(c.send(ACK, b"y" * 1400))
+    frames += [s.send(ACK)] + close(c, s)
+    rows = replay(timed(frames), analysers=[(Releaser, {})])
+    stats = replay.result.stats
+    assert rows[0]["orig_bytes"] == 5004 + 14000
+    assert stats["stream_delivered_bytes"] == 4
+    assert stats["ring"]["pinned_records"] == 0
