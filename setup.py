@@ -14,6 +14,7 @@ compile_args = ["-O0", "-g"] if debug else ["-O3", "-fno-strict-aliasing"]
 
 MODULES = [
     ("ringbuf.ring", []),
+    ("ringbuf.source", []),
     ("ringbuf.pcapfile", []),
     ("analyser.decode", []),
     ("analyser.streams", []),

@@ -13,7 +13,7 @@ Nothing in the per-packet path allocates or touches a Python object.
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 
 from ringbuf.ring cimport Ring, PacketRecord
-from ringbuf.pcapfile cimport PcapFileSource
+from ringbuf.source cimport Source
 from ringbuf.bpf cimport BpfFilter
 from analyser.decode cimport Decoder, Decoded, DECODED, NOT_IP, FRAGMENT_HELD, \
     MALFORMED, OTHER_TRANSPORT
@@ -117,7 +117,7 @@ cdef class Engine:
             d.linktype = rec.linktype
             self.flows.packet(&d, rec.ts_ns * 1e-9)
 
-    def run_source(self, PcapFileSource source, progress=None, double progress_every=0.5):
+    def run_source(self, Source source, progress=None, double progress_every=0.5):
         """Process every record of `source`.  `progress(engine, source)` is
         called about every `progress_every` seconds of wall time."""
         cdef PacketRecord* rec

@@ -2,6 +2,7 @@
 from libc.stdio cimport FILE
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from ringbuf.ring cimport Ring
+from ringbuf.source cimport Source
 
 # One pcapng interface (Interface Description Block) of the current section.
 cdef struct PcapngInterface:
@@ -14,11 +15,10 @@ cdef struct PcapngInterface:
     int64_t ts_divisor         # power of ten, ts_exponent > 9:  ns = units / divisor
     int64_t ts_offset_ns       # if_tsoffset, in nanoseconds
 
-cdef class PcapFileSource:
+cdef class PcapFileSource(Source):
     cdef FILE* fp
     cdef readonly str path
     cdef readonly str format            # "pcap" or "pcapng"
-    cdef readonly bint eof
     cdef readonly uint64_t records_read
     cdef readonly uint64_t bytes_read
     cdef readonly bint truncated        # the last record was cut short

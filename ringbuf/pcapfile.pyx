@@ -46,6 +46,7 @@ from libc.string cimport memcpy, memmove
 from posix.stat cimport struct_stat, fstat, S_ISDIR
 from posix.stdio cimport fileno
 
+from ringbuf.source cimport Source
 from ringbuf.ring cimport Ring, PacketRecord, OVERFLOW_WAIT
 from ringbuf.errors import CaptureFileError
 
@@ -131,7 +132,7 @@ cdef int64_t interface_ts_to_ns(const PcapngInterface* interface, uint64_t units
     return <int64_t>(units // <uint64_t>interface.ts_divisor) + interface.ts_offset_ns
 
 
-cdef class PcapFileSource:
+cdef class PcapFileSource(Source):
     """A pcap or pcapng trace file, read record by record into a Ring."""
 
     def __cinit__(self, *args, **kwargs):
