@@ -42,7 +42,7 @@ BY_NAME = {v: k for k, v in NAMES.items()}
 BEFORE_ALLOWED = PACKET | NEW_DATA | RETRANSMISSION | OUT_OF_ORDER | CONN_START
 STATE_NAMES = ("INACTIVE", "SYN_SENT", "SYN_ACK_SENT", "PARTIAL", "ESTABLISHED",
                "CLOSED", "RESET")
-END_REASONS = ("end_of_input", "timeout", "evicted", "reused")
+END_REASONS = ("end_of_input", "timeout", "evicted", "reused", "closed")
 
 TH_FIN, TH_SYN, TH_RST, TH_PUSH, TH_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 

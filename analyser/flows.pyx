@@ -48,8 +48,9 @@ cdef enum:
     END_TIMEOUT = 1
     END_EVICTED = 2
     END_REUSED = 3     # a new connection on the same 5-tuple replaced it
+    END_CLOSED = 4     # closed (FIN/RST both ways) and its linger passed
 
-END_REASONS = ("end_of_input", "timeout", "evicted", "reused")
+END_REASONS = ("end_of_input", "timeout", "evicted", "reused", "closed")
 
 cdef enum:
     TOO_LARGE_SEQ_DELTA = 1048576
@@ -368,10 +369,13 @@ cdef class FlowTable:
                 idx = self.list_head[c]
                 if self.pool[idx].deadline >= t:
                     break
-                self.timeouts += 1
-                self.pool[idx].end_reason = END_TIMEOUT
-                if (self.ev_after & EV_TIMEOUT) and not self.pool[idx].quiet:
-                    self.fire(EV_TIMEOUT, &self.pool[idx], 0, NULL, 0, 0)
+                if c == T_CLOSED:
+                    self.pool[idx].end_reason = END_CLOSED
+                else:
+                    self.timeouts += 1
+                    self.pool[idx].end_reason = END_TIMEOUT
+                    if (self.ev_after & EV_TIMEOUT) and not self.pool[idx].quiet:
+                        self.fire(EV_TIMEOUT, &self.pool[idx], 0, NULL, 0, 0)
                 self.finish(&self.pool[idx])
 
     # -- lookup ---------------------------------------------------------------
