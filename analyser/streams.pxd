@@ -121,6 +121,7 @@ cdef class Streams:
     cdef void pull_ooo(self, SideStream* s) noexcept
     cdef void compare_overlap(self, StreamPair* p, int side, uint64_t seq,
                               const uint8_t* data, uint32_t length) noexcept
+    cdef void trim_front(self, SideStream* s, Segment* g, uint64_t n) noexcept
     cdef void drop_front(self, SideStream* s, uint64_t n) noexcept
     cdef void apply_skip(self, SideStream* s) noexcept
     cdef void free_segment(self, SideStream* s, Segment* g) noexcept

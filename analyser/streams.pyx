@@ -197,6 +197,18 @@ cdef class Streams:
         if not self.push(s, &g):
             s.next_seq = seq + length       # the bytes are accounted as overflow
 
+    cdef inline void trim_front(self, SideStream* s, Segment* g, uint64_t n) noexcept:
+        """Forget the first n bytes of a segment (n < its length)."""
+        if n == 0:
+            return
+        if g.kind != SEG_GAP:
+            g.data += n
+            s.queued_bytes -= n
+            if g.kind == SEG_OWNED:
+                s.owned_bytes -= n
+        g.seq += n
+        g.length -= <uint32_t>n
+
     cdef void drop_front(self, SideStream* s, uint64_t n) noexcept:
         """Discard n bytes at the read position (data or gap alike)."""
         cdef Segment* g
@@ -209,13 +221,7 @@ cdef class Streams:
                 s.q_head = (s.q_head + 1) % s.q_cap
                 s.q_len -= 1
             else:
-                if g.kind != SEG_GAP:
-                    g.data += take
-                    s.queued_bytes -= take
-                    if g.kind == SEG_OWNED:
-                        s.owned_bytes -= take
-                g.seq += take
-                g.length -= take
+                self.trim_front(s, g, take)
             s.read_seq += take
             n -= take
         s.line_scanned = 0
@@ -328,15 +334,7 @@ cdef class Streams:
             if g.seq + g.length <= s.next_seq:
                 self.free_segment(s, &g)
                 continue
-            cut = s.next_seq - g.seq
-            if cut:
-                if g.kind != SEG_GAP:
-                    g.data += cut
-                    s.queued_bytes -= cut
-                    if g.kind == SEG_OWNED:
-                        s.owned_bytes -= cut
-                g.seq += cut
-                g.length -= <uint32_t>cut
+            self.trim_front(s, &g, s.next_seq - g.seq)
             self.push(s, &g)
 
     cdef void insert_ooo(self, StreamPair* p, int side, uint64_t seq, const uint8_t* data,

@@ -50,21 +50,33 @@ def frame(src, dst, sport, dport, seq, ack, flags, payload):
     return b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01\x08\x00" + ip + tcp + payload
 
 
+class PcapWriter:
+    """A classic pcap file, one frame per call, 10 us apart."""
+
+    def __init__(self, path):
+        self.path, self.t = path, 1_700_000_000.0
+
+    def __enter__(self):
+        self.f = open(self.path, "wb")
+        self.f.write(PCAP_HEADER)
+        return self
+
+    def __call__(self, data):
+        self.t += 1e-5
+        sec = int(self.t)
+        self.f.write(struct.pack("<IIII", sec, int((self.t - sec) * 1e6), len(data), len(data)))
+        self.f.write(data)
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
 def write_elephants(path, size_mb, flows=4):
     """`flows` connections of size_mb/flows each: request, 16-byte header, body."""
     per_flow = size_mb * (1 << 20) // flows
     body_len = per_flow - 16
     chunk = bytes(range(256)) * (MSS // 256 + 1)
-    t = 1_700_000_000.0
-    with open(path, "wb") as f:
-        f.write(PCAP_HEADER)
-
-        def put(data):
-            nonlocal t
-            t += 1e-5
-            sec = int(t)
-            f.write(struct.pack("<IIII", sec, int((t - sec) * 1e6), len(data), len(data)))
-            f.write(data)
+    with PcapWriter(path) as put:
         for n in range(flows):
             c, s = bytes([10, 0, 0, 1]), bytes([10, 0, 1, n + 1])
             cport, sport = 40000 + n, 9000
@@ -98,17 +110,8 @@ def write_elephants(path, size_mb, flows=4):
 
 
 def write_small_segments(path, count):
-    t = 1_700_000_000.0
     c, s = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
-    with open(path, "wb") as f:
-        f.write(PCAP_HEADER)
-
-        def put(data):
-            nonlocal t
-            t += 1e-5
-            sec = int(t)
-            f.write(struct.pack("<IIII", sec, int((t - sec) * 1e6), len(data), len(data)))
-            f.write(data)
+    with PcapWriter(path) as put:
         put(frame(c, s, 40000, 9100, 1000, 0, 0x02, b""))
         put(frame(s, c, 9100, 40000, 5000, 1001, 0x12, b""))
         seq = 1001
