@@ -151,9 +151,13 @@ class Event:
             out["tcp_flags"], out["payload_len"] = self.tcp_flags, self.payload_len
         return out
 
-    def stop_monitoring(self) -> None:
-        """No more events for this connection."""
-        self._monitor.flows.set_quiet(self._index, True)
+    def stop_monitoring(self, side: int | None = None) -> None:
+        """No more events for this connection, or for one side of it."""
+        self._monitor.flows.set_quiet(self._index, side, True)
+
+    def release(self, side: int | None = None) -> None:
+        """Stop reassembling this connection (or one side); counting goes on."""
+        self._monitor.flows.release_side(self._index, side)
 
     def __repr__(self):
         return "<Event %s uid=%s side=%s>" % (self.name, self.uid, self.side)

@@ -52,6 +52,10 @@ cdef enum:
 
 END_REASONS = ("end_of_input", "timeout", "evicted", "reused", "closed")
 
+# Events about one side of a connection (stop_monitoring(side) silences them).
+cdef uint32_t SIDE_EVENTS = (EV_PACKET | EV_NEW_DATA | EV_RETRANSMISSION | EV_OUT_OF_ORDER
+                             | EV_STATE_CHANGE | EV_GAP | EV_OVERLAP_DIFFERS)
+
 cdef enum:
     TOO_LARGE_SEQ_DELTA = 1048576
     MAX_INITIAL_WINDOW = 16384                 # bytes sent before any ACK, then trim
@@ -374,7 +378,7 @@ cdef class FlowTable:
                 else:
                     self.timeouts += 1
                     self.pool[idx].end_reason = END_TIMEOUT
-                    if (self.ev_after & EV_TIMEOUT) and not self.pool[idx].quiet:
+                    if (self.ev_after & EV_TIMEOUT) and self.pool[idx].quiet != 3:
                         self.fire(EV_TIMEOUT, &self.pool[idx], 0, NULL, 0, 0)
                 self.finish(&self.pool[idx])
 
@@ -606,7 +610,7 @@ cdef class FlowTable:
             self.fire(EV_CONN_START, f, 0, d, 0, 0)
         self.pkt_events = 0
         self.phase = 0
-        if self.ev_before and not f.quiet:
+        if self.ev_before and f.quiet != 3:
             self.fire_packet_events(f, is_orig, d, self.ev_before & ~EV_CONN_START,
                                     self.classify(f, is_orig, d))
         self.phase = 1
@@ -616,7 +620,7 @@ cdef class FlowTable:
             self.udp_packet(f, is_orig, d, t)
             if d.payload_len:
                 self.pkt_events |= EV_NEW_DATA
-        if self.ev_after and not f.quiet:
+        if self.ev_after and f.quiet != 3:
             # The packet's sender may have changed role during the update.
             if d.proto == PROTO_ICMP or d.proto == PROTO_ICMP6:
                 is_orig = memcmp(d.src, f.orig_addr, 16) == 0 and d.icmp_type == f.orig_port
@@ -788,7 +792,7 @@ cdef class FlowTable:
         old_r = f.ep[1].state
         self.update_state_machine(f, &e, &p, is_orig, base_seq, ack_seq, length, delta_last,
                                   syn, fin, rst, ack, &do_close, &gen_event)
-        if (self.ev_after & (EV_STATE_CHANGE | EV_ESTABLISHED)) and not f.quiet:
+        if (self.ev_after & (EV_STATE_CHANGE | EV_ESTABLISHED)) and f.quiet != 3:
             self.state_events(f, old_o, old_r)
 
         if ack:
@@ -1088,7 +1092,7 @@ cdef class FlowTable:
             self.scaled_history(f, b'G' if self.ep_is_orig(f, e) else b'g',
                                 &e.gap_cnt, &e.gap_thresh)
             e.missed_bytes += length
-            if (self.ev_after & EV_GAP) and not f.quiet:
+            if (self.ev_after & EV_GAP) and f.quiet != 3:
                 self.fire(EV_GAP, f, 0 if self.ep_is_orig(f, e) else 1, NULL, length, 0)
 
     cdef void trim_to(self, Flow* f, Endpoint* e, uint64_t seq) noexcept:
@@ -1246,10 +1250,25 @@ cdef class FlowTable:
                 return i
         return -1
 
-    def set_quiet(self, int32_t index, bint quiet=True):
-        """Stop (or resume) delivering events for one flow."""
+    def set_quiet(self, int32_t index, side=None, bint quiet=True):
+        """Stop (or resume) delivering events for one flow, or one side of it
+        (0 = originator, 1 = responder)."""
+        cdef uint8_t bits = 3 if side is None else (1 << side)
         if 0 <= index < <int32_t>self.next_unused and self.pool[index].in_use:
-            self.pool[index].quiet = 1 if quiet else 0
+            if quiet:
+                self.pool[index].quiet |= bits
+            else:
+                self.pool[index].quiet &= ~bits
+
+    def release_side(self, int32_t index, side=None):
+        """Stop reassembling one side (or both) of an analysed flow."""
+        cdef Flow* f
+        if not (0 <= index < <int32_t>self.next_unused and self.pool[index].in_use):
+            return
+        f = &self.pool[index]
+        if f.streams != NULL:
+            for s in ((0, 1) if side is None else (side,)):
+                self.streams.release(f.slot, s)
 
     # -- events ------------------------------------------------------------------
 
@@ -1300,6 +1319,8 @@ cdef class FlowTable:
         cdef object frame = None
         if self.event_sink is None:
             return
+        if (kind & SIDE_EVENTS) and (f.quiet & (1 << side)):
+            return
         try:
             if d != NULL:
                 packet = (d.tcp_flags, d.seq, d.ack, d.payload_len, d.ip_len,
@@ -1333,7 +1354,7 @@ cdef class FlowTable:
             rec = self.record(f)
             rec["services"] = tuple(services)
             rec["end_reason"] = END_REASONS[f.end_reason]
-            if (self.ev_after & EV_CONN_END) and not f.quiet:
+            if (self.ev_after & EV_CONN_END) and f.quiet != 3:
                 self.fire(EV_CONN_END, f, 0, NULL, f.end_reason, 0)
             if f.slot >= 0:
                 self.runtime.finish(f.slot)

@@ -117,6 +117,22 @@ def test_scoped_callbacks_and_stop_monitoring(replay):
     assert len(by_filter) == 1 and by_filter[0].id.resp_p == 81
 
 
+def test_stop_monitoring_one_side(replay):
+    m = Monitor()
+    seen = []
+
+    def watch(ev):
+        seen.append(ev.side)
+        if ev.side == 1:
+            ev.stop_monitoring(side=1)       # no more responder events
+    m.on("packet", watch)
+    c, s = TcpPeer("10.8.0.1", 50000, 100), TcpPeer("10.8.0.2", 80, 900)
+    c.connect(s)
+    frames = handshake(c, s) + [c.send(ACK, b"a"), s.send(ACK, b"b"), c.send(ACK)]
+    replay(timed(frames), monitor=m)
+    assert seen == [0, 1, 0, 0, 0]
+
+
 def test_before_is_refused_for_events_of_the_update():
     m = Monitor()
     import pytest
