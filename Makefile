@@ -45,6 +45,7 @@ demo: install
 
 bench: install
 	$(PY) bench/run_bench.py
+	$(PY) bench/bench_small_packets.py
 	$(PY) bench/bench_analysers.py
 
 lint: venv

@@ -225,3 +225,4 @@ cdef class FlowTable:
     cdef void state_events(self, Flow* f, uint8_t old_o, uint8_t old_r) noexcept
     cdef void fire(self, uint32_t kind, Flow* f, int side, const Decoded* d,
                    uint64_t a, uint64_t b) noexcept
+    cdef void grow_buckets(self) noexcept

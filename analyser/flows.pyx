@@ -234,14 +234,15 @@ cdef class FlowTable:
 
     def __cinit__(self, uint32_t capacity=262144, timeouts=None, bint ignore_checksums=False,
                   bint key_on_vlan=False, on_finish=None, uint64_t uid_seed=0x5eed):
-        cdef uint32_t nb = 1
+        # Buckets start small and double with the live flows (see grow_buckets):
+        # a table sized for the whole budget would be touched at random and
+        # miss the cache on every lookup.
+        cdef uint32_t nb = 4096
         cdef int i
         if capacity < 16:
             capacity = 16
         self.capacity = capacity
         self.pool = <Flow*>malloc(sizeof(Flow) * capacity)
-        while nb < capacity * 2:
-            nb <<= 1
         self.buckets = <int32_t*>malloc(sizeof(int32_t) * nb)
         if self.pool == NULL or self.buckets == NULL:
             raise MemoryError("cannot allocate a flow table of %d flows" % capacity)
@@ -423,6 +424,8 @@ cdef class FlowTable:
                 return f
             idx = f.hash_next
         # A new flow: take a free slot, or make one by evicting.
+        if self.active_flows + 1 > self.bucket_mask:
+            self.grow_buckets()
         if self.free_head >= 0:
             idx = self.free_head
             self.free_head = self.pool[idx].hash_next
@@ -491,6 +494,25 @@ cdef class FlowTable:
         if self.runtime is not None:
             self.attach(f)
         return f
+
+    cdef void grow_buckets(self) noexcept:
+        """Double the bucket array and re-chain every live flow (amortised O(1))."""
+        cdef uint32_t nb = (self.bucket_mask + 1) * 2
+        cdef int32_t* grown = <int32_t*>malloc(sizeof(int32_t) * nb)
+        cdef uint32_t i
+        cdef Flow* f
+        if grown == NULL:
+            return          # keep the longer chains rather than fail
+        for i in range(nb):
+            grown[i] = -1
+        for i in range(self.next_unused):
+            f = &self.pool[i]
+            if f.in_use:
+                f.hash_next = grown[f.key_hash & (nb - 1)]
+                grown[f.key_hash & (nb - 1)] = <int32_t>i
+        free(self.buckets)
+        self.buckets = grown
+        self.bucket_mask = nb - 1
 
     cdef void want_connection(self, Flow* f, const Decoded* d) noexcept:
         """Decide on the first packet who is the originator (Zeek's rules)."""
