@@ -831,7 +831,7 @@ cdef class FlowTable:
                 self.streams.segment(f.streams, 0 if self.ep_is_orig(f, e) else 1,
                                      rel_data_seq, d.payload, <uint32_t>length, d.in_ring,
                                      d.record_index)
-        if f.streams != NULL and (fin or rst):
+        if f.streams != NULL and (rst or (fin and not underflow)):
             # A RST ends the stream where it is; a FIN after its data.
             self.streams.end(f.streams, 0 if self.ep_is_orig(f, e) else 1,
                              e.fin_seq - 1 if fin and not rst else 0)

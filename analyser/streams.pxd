@@ -30,7 +30,7 @@ cdef enum:
 
 cdef struct Segment:
     uint64_t seq          # stream offset of the first byte (first data byte = 1)
-    uint32_t length
+    uint64_t length       # 64-bit: a gap may be larger than 4 GiB
     uint32_t kind         # SEG_*
     uint64_t record       # ring record index (SEG_RING)
     const uint8_t* data   # first byte (SEG_RING: in the arena; SEG_OWNED: heap)
@@ -114,7 +114,7 @@ cdef class Streams:
                                const uint8_t* data, uint32_t length, bint in_ring,
                                uint64_t record) noexcept
     cdef StreamPair* pair(self, int32_t slot) except NULL
-    cdef void append(self, SideStream* s, uint64_t seq, const uint8_t* data, uint32_t length,
+    cdef void append(self, SideStream* s, uint64_t seq, const uint8_t* data, uint64_t length,
                      uint32_t kind, uint64_t record) noexcept
     cdef void insert_ooo(self, StreamPair* p, int side, uint64_t seq, const uint8_t* data,
                          uint32_t length, bint in_ring, uint64_t record) noexcept

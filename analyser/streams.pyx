@@ -176,7 +176,7 @@ cdef class Streams:
         s.next_seq = g.seq + g.length
         return True
 
-    cdef void append(self, SideStream* s, uint64_t seq, const uint8_t* data, uint32_t length,
+    cdef void append(self, SideStream* s, uint64_t seq, const uint8_t* data, uint64_t length,
                      uint32_t kind, uint64_t record) noexcept:
         """Queue new bytes (or a gap) at next_seq; pins ring bytes, counts them."""
         cdef Segment g
@@ -207,16 +207,16 @@ cdef class Streams:
             if g.kind == SEG_OWNED:
                 s.owned_bytes -= n
         g.seq += n
-        g.length -= <uint32_t>n
+        g.length -= n
 
     cdef void drop_front(self, SideStream* s, uint64_t n) noexcept:
         """Discard n bytes at the read position (data or gap alike)."""
         cdef Segment* g
-        cdef uint32_t take
+        cdef uint64_t take
         while n > 0 and s.q_len > 0:
             g = &s.q[s.q_head]
-            take = <uint32_t>(n if n < g.length else g.length)
-            if take == g.length:
+            take = n if n < g.length else g.length
+            if take == g.length:        # (also drops an empty segment, should one exist)
                 self.free_segment(s, g)
                 s.q_head = (s.q_head + 1) % s.q_cap
                 s.q_len -= 1
@@ -273,6 +273,17 @@ cdef class Streams:
         cdef uint64_t cut, n, limit
         cdef Segment* o
         cdef uint8_t* copy
+        if seq < s.next_seq:
+            # The queue grew past seq meanwhile (a hole was just filled):
+            # what overlaps is old.
+            cut = s.next_seq - seq
+            if cut >= length:
+                self.compare_overlap(p, side, seq, data, length)
+                return
+            self.compare_overlap(p, side, seq, data, <uint32_t>cut)
+            seq += cut
+            data += cut
+            length -= <uint32_t>cut
         while length > 0:
             limit = s.ooo[0].seq if s.ooo_len else SKIP_ALL
             n = length if seq + length <= limit else limit - seq
@@ -456,18 +467,17 @@ cdef class Streams:
         cdef SideStream* s = &p.side[side]
         if s.mode == MODE_OFF or seq <= s.next_seq:
             return
+        cdef uint64_t upto, n
         while s.next_seq < seq:
+            upto = seq
             if s.ooo_len and s.ooo[0].seq < seq:
-                if s.ooo[0].seq > s.next_seq:
-                    s.gap_bytes += s.ooo[0].seq - s.next_seq
-                    self.gap_bytes += s.ooo[0].seq - s.next_seq
-                    self.append(s, s.next_seq, NULL, <uint32_t>(s.ooo[0].seq - s.next_seq),
-                                SEG_GAP, 0)
-                self.pull_ooo(s)
-            else:
-                s.gap_bytes += seq - s.next_seq
-                self.gap_bytes += seq - s.next_seq
-                self.append(s, s.next_seq, NULL, <uint32_t>(seq - s.next_seq), SEG_GAP, 0)
+                upto = s.ooo[0].seq
+            if upto > s.next_seq:
+                n = upto - s.next_seq
+                s.gap_bytes += n
+                self.gap_bytes += n
+                self.append(s, s.next_seq, NULL, n, SEG_GAP, 0)
+            self.pull_ooo(s)
         self.pull_ooo(s)
         self.apply_skip(s)
 
