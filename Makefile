@@ -6,7 +6,8 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-DEB_PACKAGES := libpcap-dev tcpdump tshark python3-venv python3-dev gcc
+DEB_PACKAGES := libpcap-dev tcpdump tshark python3-venv python3-dev gcc iproute2 \
+                globus-gridftp-server-progs globus-gass-copy-progs
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps venv install build test demo bench lint clean
