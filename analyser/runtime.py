@@ -31,6 +31,9 @@ WANT_BYTES, WANT_LINE, WANT_SOME, WANT_PEEK = 1, 2, 3, 4
 R_DATA, R_GAP, R_END = 0, 1, 2
 
 SIDE_NAMES = ("orig", "resp")
+# An analyser that keeps reading a finished stream is stopped after this many
+# reads (each answered at once, without returning to the engine).
+MAX_READS_AFTER_END = 1000
 
 
 class Gap(Exception):
@@ -219,8 +222,15 @@ class Analyser:
         if result is None:
             if greenlet.getcurrent() is not self._greenlet:
                 raise RuntimeError("analyser reads must happen inside main()")
+            self._ends_in_a_row = 0
             result = rt.main_greenlet.switch()
         code, got_side, payload, extra = result
+        if code == R_END:
+            # Reading on after the end would spin the engine forever.
+            self._ends_in_a_row = getattr(self, "_ends_in_a_row", 0) + 1
+            if self._ends_in_a_row > MAX_READS_AFTER_END:
+                raise RuntimeError("%d reads after the end of the stream: main() must "
+                                   "return when reads raise StreamEnd" % MAX_READS_AFTER_END)
         self._last_side = got_side
         if code == R_DATA:
             return payload

@@ -375,3 +375,25 @@ def test_release_frees_buffers_and_counting_goes_on(replay):
     assert rows[0]["orig_bytes"] == 5004 + 14000
     assert stats["stream_delivered_bytes"] == 4
     assert stats["ring"]["pinned_records"] == 0
+
+
+def test_an_analyser_that_reads_on_after_the_end_is_stopped_not_hung(replay):
+    events = []
+
+    class Stubborn(Analyser):
+        name = "stubborn"
+        ports = {7000}
+
+        def main(self):
+            while True:
+                try:
+                    self.read(ORIG, 10)
+                except StreamEnd:
+                    continue            # wrong: the stream will never have more
+
+    c, s = peers()
+    frames = handshake(c, s) + [c.send(ACK, b"abc")] + close(c, s)
+    rows = replay(timed(frames), analysers=[(Stubborn, {})], on_event=events.append)
+    errors = [e for e in events if e["event"] == "analyser_error"]
+    assert len(errors) == 1 and "after the end of the stream" in errors[0]["error"]
+    assert rows[0]["conn_state"] == "SF"
