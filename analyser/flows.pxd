@@ -118,7 +118,6 @@ cdef struct Flow:
     uint8_t seen_first_ack
     uint8_t close_deferred     # a close waits for missing data (Zeek's close_deferred)
     uint8_t deferred_gen_event
-    uint32_t service           # unused (services live with the analyser)
     int32_t slot               # the analyser's runtime slot, -1 = none
     StreamPair* streams        # per-side reassembly, NULL unless analysed
     uint8_t bound              # bound to an expectation (see FlowTable.expected)

@@ -1371,7 +1371,9 @@ cdef class FlowTable:
                 services = self.runtime.services(f.slot)
             if f.bound:
                 expectation = self.expected.pop(f.number, None)
-                if expectation is not None and expectation.meta.get("service"):
+                if (f.slot < 0 and expectation is not None
+                        and expectation.meta.get("service")):
+                    # Counted in bulk: the expectation names the service.
                     services = (expectation.meta["service"],)
             rec = self.record(f)
             rec["services"] = tuple(services)
@@ -1420,7 +1422,6 @@ cdef class FlowTable:
             "history": f.history[:f.hist_len].decode("ascii"),
             "orig_pkts": o.pkts, "orig_ip_bytes": o.ip_bytes,
             "resp_pkts": r.pkts, "resp_ip_bytes": r.ip_bytes,
-            "service": f.service,
             "local_orig": is_private_address(f.orig_addr),
             "local_resp": is_private_address(f.resp_addr),
         }
