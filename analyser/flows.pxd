@@ -121,6 +121,7 @@ cdef struct Flow:
     int32_t slot               # the analyser's runtime slot, -1 = none
     StreamPair* streams        # per-side reassembly, NULL unless analysed
     uint8_t bound              # bound to an expectation (see FlowTable.expected)
+    uint8_t probe_pending      # content probes wait for the first payload
     uint8_t quiet              # events switched off for this flow (bit per side)
     uint8_t end_reason         # why it ended (END_* in flows.pyx)
 
@@ -154,6 +155,13 @@ cdef class FlowTable:
     cdef uint8_t tcp_port_analyser[65536]   # index into analyser_classes, 0 = none
     cdef public list analyser_classes       # [(cls, config)], index 0 unused
     cdef public list probe_classes
+    # First-payload prefixes that make a flow worth probing in Python
+    # (Analyser.probe_prefixes); without them every flow would be probed.
+    cdef uint8_t prefix_data[32][8]
+    cdef uint8_t prefix_len[32]
+    cdef uint8_t prefix_side[32]
+    cdef int n_prefixes
+    cdef bint probe_always
     cdef public dict expected               # flow number -> Expectation
     cdef readonly uint64_t analysed_flows
     # Events: bit masks of what someone subscribed to, before/after the TCP update
@@ -225,3 +233,5 @@ cdef class FlowTable:
     cdef void fire(self, uint32_t kind, Flow* f, int side, const Decoded* d,
                    uint64_t a, uint64_t b) noexcept
     cdef void grow_buckets(self) noexcept
+    cdef bint prefix_match(self, int side, const uint8_t* data, uint32_t n) noexcept
+    cdef void start_probe(self, Flow* f) noexcept

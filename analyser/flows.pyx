@@ -288,6 +288,8 @@ cdef class FlowTable:
         self.streams = streams
         self.analyser_classes = [None]
         self.probe_classes = []
+        self.n_prefixes = 0
+        self.probe_always = False
         memset(self.tcp_port_analyser, 0, sizeof(self.tcp_port_analyser))
         for cls, config in analysers:
             if cls.protocol != "tcp":
@@ -301,6 +303,17 @@ cdef class FlowTable:
                 self.tcp_port_analyser[port] = len(self.analyser_classes) - 1
             if cls.probe_bytes > 0:
                 self.probe_classes.append((cls, config))
+                prefixes = getattr(cls, "probe_prefixes", ())
+                if not prefixes:
+                    self.probe_always = True
+                for side, prefix in prefixes:
+                    if self.n_prefixes == 32 or not 0 < len(prefix) <= 8:
+                        raise ValueError("%s: at most 32 probe prefixes of 1 to 8 bytes"
+                                         % cls.name)
+                    memcpy(self.prefix_data[self.n_prefixes], <const char*>prefix, len(prefix))
+                    self.prefix_len[self.n_prefixes] = len(prefix)
+                    self.prefix_side[self.n_prefixes] = side
+                    self.n_prefixes += 1
 
     def __dealloc__(self):
         free(self.pool)
@@ -825,6 +838,11 @@ cdef class FlowTable:
             self.pkt_events |= EV_NEW_DATA
             if not rst and rel_data_seq > e.reassem_seq and not underflow:
                 self.pkt_events |= EV_OUT_OF_ORDER
+        if f.probe_pending and length > 0 and d.payload_caplen > 0 and not rst:
+            f.probe_pending = 0
+            if self.prefix_match(0 if self.ep_is_orig(f, e) else 1, d.payload,
+                                 d.payload_caplen):
+                self.start_probe(f)
         if length > 0 and d.payload_caplen >= length and not rst and not underflow:
             self.data_sent(f, e, rel_data_seq, <uint64_t>length)
             if f.streams != NULL:
@@ -1222,6 +1240,9 @@ cdef class FlowTable:
                 if idx:
                     cls, config = self.analyser_classes[idx]
                 elif self.probe_classes:
+                    if not self.probe_always:
+                        f.probe_pending = 1     # decided in C on the first payload
+                        return
                     cls, config = self.runtime.prober_class, {"candidates": self.probe_classes}
             if cls is None or f.proto != PROTO_TCP:
                 return
@@ -1235,6 +1256,26 @@ cdef class FlowTable:
         except BaseException as exc:
             import sys
             print("analyser: cannot start an analyser: %r" % (exc,), file=sys.stderr)
+
+    cdef bint prefix_match(self, int side, const uint8_t* data, uint32_t n) noexcept:
+        cdef int i
+        for i in range(self.n_prefixes):
+            if (self.prefix_side[i] == side and self.prefix_len[i] <= n
+                    and memcmp(self.prefix_data[i], data, self.prefix_len[i]) == 0):
+                return True
+        return False
+
+    cdef void start_probe(self, Flow* f) noexcept:
+        """The first payload looks like a candidate's: probe it in Python."""
+        try:
+            f.slot = self.runtime.new_slot()
+            f.streams = self.streams.create(f.slot)
+            self.analysed_flows += 1
+            self.runtime.start(self.runtime.prober_class, f.slot, self.conn_info(f),
+                               {"candidates": self.probe_classes})
+        except BaseException as exc:
+            import sys
+            print("analyser: cannot start a probe: %r" % (exc,), file=sys.stderr)
 
     cdef str addr_text(self, Flow* f, bint orig):
         cdef const uint8_t* a = f.resp_addr

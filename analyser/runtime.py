@@ -91,6 +91,10 @@ class Analyser:
     options: ClassVar[dict[str, tuple[Any, str]]] = {}
     # How many bytes of each side a probe may look at before it must decide.
     probe_bytes: ClassVar[int] = 0
+    # (side, prefix) pairs, 1-8 bytes each: only flows whose first payload
+    # starts with one of them are probed (checked in C).  Empty: every flow
+    # without a port analyser is probed in Python, which costs per flow.
+    probe_prefixes: ClassVar[tuple[tuple[int, bytes], ...]] = ()
 
     @classmethod
     def probe(cls, side: int, data: bytes) -> bool | None:

@@ -298,6 +298,21 @@ def test_probe_chooses_an_analyser_by_content(replay):
     replay(timed(frames), analysers=[(Magic, {})])
     assert got == [b"MAGIC-123"]
 
+    # With a prefix, only flows whose first payload starts with it are probed.
+    class Prefixed(Magic):
+        name = "prefixed"
+        probe_prefixes = ((ORIG, b"MA"),)
+
+    got.clear()
+    c2, s2 = TcpPeer("10.0.0.5", 40000, 1), TcpPeer("10.0.0.2", 9999, 2)
+    c2.connect(s2)
+    other = handshake(c2, s2) + [c2.send(ACK, b"XMAGIC-1234")] + close(c2, s2)
+    c, s = peers(port=9999)
+    frames = handshake(c, s) + [c.send(ACK, b"MA"), c.send(ACK, b"GIC-1234")] + close(c, s)
+    replay(timed(frames + other), analysers=[(Prefixed, {})])
+    assert got == [b"MAGIC-123"]
+    assert replay.result.stats["stream_pairs"] == 1
+
 
 class Waiter(Analyser):
     """Reads the responder first while the originator's bytes pile up."""
