@@ -46,14 +46,20 @@ FTP = (
     Field("id.resp_h", "addr", "server address"),
     Field("id.resp_p", "port", "server port"),
     Field("user", "string", "user name of the session"),
-    Field("password", "string", "password, logged for anonymous logins only"),
-    Field("command", "string", "the command"),
-    Field("arg", "string", "its argument (for transfers: the file as a URL, as Zeek writes it)"),
+    Field("password", "string", "password; `<hidden>` unless the user is a guest id "
+                                "(anonymous, ftp, ftpuser, guest), as Zeek does"),
+    Field("command", "string", "the command (Zeek's FTP::logged_commands; more with "
+                               "--analyser ftp:log_commands=A+B)"),
+    Field("arg", "string", "its argument; for file commands (RETR, STOR, CWD, ...) "
+                           "ftp://server/path from the tracked working directory, as Zeek "
+                           "writes it"),
     Field("mime_type", "string", "file type (not determined: always unset)"),
-    Field("file_size", "count", "size announced by the server (150 reply or 213 to SIZE)"),
+    Field("file_size", "count", "size announced by the server: the last number of the 150 "
+                                "reply to RETR or of the 213 reply to SIZE (Zeek's rule)"),
     Field("reply_code", "count", "the final reply's code"),
     Field("reply_msg", "string", "the final reply's text"),
-    Field("data_channel.passive", "bool", "the data channel is passive (PASV/EPSV)"),
+    Field("data_channel.passive", "bool", "the data channel is passive (PASV/EPSV); set on "
+                                          "the PASV/EPSV/PORT/EPRT row only"),
     Field("data_channel.orig_h", "addr", "data channel originator"),
     Field("data_channel.resp_h", "addr", "data channel responder"),
     Field("data_channel.resp_p", "port", "data channel responder port"),
@@ -70,12 +76,18 @@ TRANSFERS = (
     Field("protocol", "string", "ftp or gridftp"),
     Field("command", "string", "RETR, STOR, STOU, APPE, LIST, NLST, MLSD, ..."),
     Field("file", "string", "the command's argument as sent"),
-    Field("size_announced", "count", "size the server announced, if it did"),
-    Field("bytes", "count", "payload bytes of the file itself (MODE E: sum of block counts)"),
-    Field("streams", "count", "data connections that carried it"),
+    Field("size_announced", "count", "size announced: '(N bytes)' in the 150/125 reply, "
+                                     "a 213 reply to SIZE of the same file, or ALLO (GridFTP "
+                                     "uploads)"),
+    Field("bytes", "count", "payload bytes of the file itself: the sender's payload bytes "
+                            "of the data connection(s); MODE E: sum of block counts (headers "
+                            "excluded); unset when no data connection was seen"),
+    Field("streams", "count", "data connections that carried it (MODE E: parallel/striped)"),
     Field("data_uids", "set[string]", "uids of those data connections"),
-    Field("duration", "interval", "from the command to the final reply"),
-    Field("reply_code", "count", "the final reply's code (226, 4xx, 5xx)"),
+    Field("duration", "interval", "from the command to the final reply (to the report when "
+                                  "no final reply was seen)"),
+    Field("reply_code", "count", "the final reply's code (226, 4xx, 5xx); unset when the "
+                                 "control connection ended or went encrypted first"),
     Field("missed_bytes", "count", "bytes of the data connections never captured"),
 )
 

@@ -1,0 +1,1073 @@
+"""FTP control channel: commands, replies, data channels and transfers.
+
+Role in the data flow: flows -> streams -> **analysers (protocols.ftp)** ->
+sinks (`ftp.log`, `transfers.log`, `transfer_start`/`transfer_end` events).
+
+One `Ftp` analyser runs per control connection.  Its `main()` reads both
+sides in arrival order (`read_any`), cuts them into lines itself (so a
+pipelined command is seen before the reply that follows it on the wire, as
+Zeek sees it) and drives two independent consumers:
+
+* `ZeekFtpLog` reproduces Zeek's `base/protocols/ftp` scripts — which
+  commands are logged, when a row is written (at the next command, or when
+  several are pending), the scoring that pairs a reply with a pending
+  command, the `ftp://host/path` URLs built from the tracked working
+  directory, the password rule — so that `ftp.log` reads like Zeek's.  It
+  also finds the data channels Zeek would announce (PORT/EPRT requests,
+  227/229 replies).
+* The transfer tracker pairs replies with commands strictly in order (RFC 959:
+  one final reply per command, 1xx replies are preliminary), registers every
+  announced data channel with `expect()` — the data connection is then
+  counted in compiled code, no Python per packet — and keeps one `Transfer`
+  per RETR/STOR/STOU/APPE/LIST/NLST/MLSD.  A transfer is reported (event
+  `transfer_end`, a `transfers.log` row) once both its final reply and the
+  end of each of its data connections are known, in either order; what is
+  still open when the control connection ends is reported when its data
+  connections end, or at once if it has none.
+
+Bad input is a `weird`, never an exception: overlong lines are cut (and the
+rest of the line dropped), invalid replies stop the analysis of the control
+channel as Zeek's analyzer violation does, a hole in the stream drops the
+line it broke.  Everything kept per connection is bounded: pending commands,
+lines, reply lines, data channels, transfers, streams per transfer.
+
+`protocols/gridftp.py` builds GridFTP (MODE E, SPAS/SPOR, parallel streams)
+on the hooks marked "extension point" below.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import deque
+from dataclasses import dataclass, field
+
+from analyser.runtime import ORIG, RESP, Analyser, Gap, StreamEnd
+
+# -- limits ---------------------------------------------------------------------
+
+MAX_LINE = 8192                 # bytes of one command or reply line kept
+READ_CHUNK = 16384              # bytes asked of the stream layer per read
+MAX_PENDING_COMMANDS = 20       # Zeek's FTP::max_pending_commands
+MAX_COMMAND_LENGTH = 100        # Zeek's FTP::max_command_length
+MAX_USER_LENGTH = 128           # Zeek's FTP::max_user_length
+MAX_PASSWORD_LENGTH = 128       # Zeek's FTP::max_password_length
+MAX_ARG_LENGTH = 4096           # Zeek's FTP::max_arg_length
+MAX_REPLY_MSG_LENGTH = 4096     # Zeek's FTP::max_reply_msg_length
+MAX_REPLY_LINES = 1024          # lines of one multi-line reply kept
+MAX_AWAITING = 64               # commands waiting for their reply (transfer tracker)
+MAX_CHANNELS = 64               # data channels remembered per control connection
+MAX_PENDING_EXPECTATIONS = 128  # expect() calls not yet met, per control connection
+MAX_OPEN_TRANSFERS = 64         # transfers waiting for a reply or a data connection
+MAX_STREAMS = 64                # data connections counted per transfer / channel
+EXPECT_TIMEOUT = 300.0          # Zeek schedules FTP-DATA for 5 minutes
+
+# -- Zeek's tables (scripts/base/protocols/ftp/{main,utils-commands}.zeek) ----------
+
+ZEEK_LOGGED_COMMANDS = frozenset({"APPE", "DELE", "RETR", "STOR", "STOU", "ACCT",
+                                  "PORT", "PASV", "EPRT", "EPSV"})
+GUEST_IDS = frozenset({"anonymous", "ftp", "ftpuser", "guest"})
+FILE_COMMANDS = frozenset({"APPE", "CWD", "DELE", "MKD", "RETR", "RMD", "RNFR", "RNTO",
+                           "STOR", "STOU", "REST", "SIZE", "MDTM"})
+DIRECTORY_COMMANDS = frozenset({("CWD", 250), ("CDUP", 200), ("CDUP", 250),
+                                ("PWD", 257), ("XPWD", 257)})
+_TRANSFER_CODES = [110, 125, 150, 226, 250, 421, 425, 426, 451]
+_STORE_CODES = _TRANSFER_CODES + [551, 552, 532, 450, 452, 553, 500, 501, 530, 550]
+COMMAND_REPLY_CODES = frozenset(
+    (cmd, code) for cmd, codes in {
+        "<init>": [120, 220, 421, 0], "USER": [230, 331, 332, 421, 530, 500, 501],
+        "PASS": [230, 202, 332, 421, 530, 500, 501, 503],
+        "ACCT": [230, 202, 421, 530, 500, 501, 503],
+        "CWD": [250, 421, 500, 501, 502, 530, 550],
+        "CDUP": [200, 250, 421, 500, 501, 502, 530, 550],
+        "SMNT": [202, 250, 421, 500, 501, 502, 530, 550], "REIN": [120, 220, 421, 500, 502],
+        "QUIT": [221, 500, 0], "PORT": [200, 421, 500, 501, 530],
+        "PASV": [227, 421, 500, 501, 502, 530], "MODE": [200, 421, 500, 501, 502, 504, 530],
+        "TYPE": [200, 421, 500, 501, 504, 530], "STRU": [200, 421, 500, 501, 504, 530],
+        "ALLO": [200, 202, 421, 500, 501, 504, 530],
+        "REST": [200, 350, 421, 500, 501, 502, 530],
+        "STOR": _STORE_CODES, "STOU": _STORE_CODES,
+        "RETR": _TRANSFER_CODES + [450, 500, 501, 530, 550],
+        "LIST": [125, 150, 226, 250, 421, 425, 426, 451, 450, 500, 501, 502, 530, 550],
+        "NLST": [125, 150, 226, 250, 421, 425, 426, 451, 450, 500, 501, 502, 530, 550],
+        "APPE": [125, 150, 226, 250, 421, 425, 426, 451, 551, 552, 532, 450, 550, 452, 553,
+                 500, 501, 502, 530],
+        "RNFR": [350, 421, 450, 550, 500, 501, 502, 530],
+        "RNTO": [250, 421, 532, 553, 500, 501, 502, 503, 530],
+        "DELE": [250, 421, 450, 550, 500, 501, 502, 530],
+        "RMD": [250, 421, 500, 501, 502, 530, 550], "MKD": [257, 421, 500, 501, 502, 530, 550],
+        "PWD": [257, 421, 500, 501, 502, 550], "ABOR": [225, 226, 421, 500, 501, 502],
+        "SYST": [215, 421, 500, 501, 502, 530], "STAT": [211, 212, 213, 421, 450, 500, 501, 502, 530],
+        "HELP": [200, 211, 214, 421, 500, 501, 502], "SITE": [200, 202, 214, 500, 501, 502, 530],
+        "NOOP": [200, 421, 500], "LPRT": [500, 501, 521], "FEAT": [211, 500, 502],
+        "OPTS": [200, 451, 501], "EPSV": [229, 500, 501], "EPRT": [200, 500, 501, 522],
+        "SIZE": [213, 500, 501, 550], "MDTM": [213, 500, 501, 550],
+        "MLST": [150, 226, 250, 500, 501, 550], "MLSD": [150, 226, 250, 500, 501, 550],
+        "CLNT": [200, 500], "MACB": [200, 500, 550], "<missing>": [0],
+    }.items() for code in codes)
+
+# -- wire grammar -----------------------------------------------------------------
+
+# Zeek's "looks like a real reply inside a broken multi-line reply" test.
+REPLY_LIKE_LINE = re.compile(r"^[1-9][0-9]{2} [\x20-\x7e]{10}")
+# Six comma-separated numbers (PORT argument, PASV reply), as sscanf("%d,%d,...") reads them.
+HOST_PORT_NUMBERS = re.compile(r"\s*([+-]?\d+),\s*([+-]?\d+),\s*([+-]?\d+),\s*([+-]?\d+),"
+                               r"\s*([+-]?\d+),\s*([+-]?\d+)")
+# "(1234 bytes)" in a 150/125 reply: the announced size (transfers.log).
+ANNOUNCED_SIZE = re.compile(rb"\((\d{1,20}) bytes?\)", re.I)
+NUMBER = re.compile(r"[0-9]+")
+REPLY_CODE = re.compile(r"[0-9]{3}")
+ABSOLUTE_PATH = re.compile(r"(/|[A-Za-z]:[\\/]).*", re.S)
+PATH_IN_TEXT = re.compile(r'(/|[A-Za-z]:[\\/])([^" ]|(\\ ))*')
+COMMAND_WORD = re.compile(r"[^ \t\n\v\f\r]*")
+LONG_ADDRESS = re.compile(r"\s*(\d+(?:\s*,\s*\d+)*)")
+
+# Transfer commands and which side sends the file.
+DOWNLOAD_COMMANDS = frozenset({"RETR", "LIST", "NLST", "MLSD"})
+UPLOAD_COMMANDS = frozenset({"STOR", "STOU", "APPE"})
+COUNT_MAX = (1 << 64) - 1
+PROTECTED_REPLY_CODES = frozenset({631, 632, 633})
+WHITESPACE = " \t\n\v\f\r"          # C isspace()
+
+
+# -- Zeek's path and number helpers ---------------------------------------------------
+
+def compress_path(path: str) -> str:
+    """Zeek's compress_path (util::detail::normalize_path, POSIX branch)."""
+    if "/." not in path and "//" not in path:
+        return path[:-1] if len(path) > 1 and path.endswith("/") else path
+    out = "/" if path.startswith("/") else ""
+    parts: list[str] = []
+    components = path.split("/")
+    for i, comp in enumerate(components):
+        if not comp or (comp == "." and i != 0):
+            continue
+        parts.append(comp)
+        if comp == ".." and len(parts) > 1:
+            last = parts[-2]
+            if last in ("~", ".."):
+                continue
+            if last == ".":
+                parts[-2] = ".."
+                parts.pop()
+            else:
+                parts.pop()
+                parts.pop()
+    out += "".join(p + "/" for p in parts)
+    return out[:-1] if len(out) > 1 and out.endswith("/") else out
+
+
+def build_path_compressed(directory: str, name: str) -> str:
+    if ABSOLUTE_PATH.fullmatch(name) or directory == "":
+        path = name
+    else:
+        path = directory + ("" if directory.endswith("/") else "/") + name
+    return compress_path(path)
+
+
+def extract_path(text: str) -> str:
+    m = PATH_IN_TEXT.search(text)
+    return m.group(0) if m else ""
+
+
+def extract_last_count(text: str) -> int:
+    """Zeek's extract_count(s, F): the last number in the text, 0 if none."""
+    numbers = NUMBER.findall(text)
+    return min(int(numbers[-1]), COUNT_MAX) if numbers else 0
+
+
+def addr_to_uri(addr: str) -> str:
+    return "[%s]" % addr if ":" in addr else addr
+
+
+def canonical_address(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+# -- data channel announcements --------------------------------------------------------
+
+def parse_port_numbers(text: str) -> tuple[str, int] | None:
+    """h1,h2,h3,h4,p1,p2 (PORT argument) -> (address, port), None if invalid."""
+    if len(text) < 11:
+        return None
+    m = HOST_PORT_NUMBERS.match(text)
+    if not m:
+        return None
+    n = [int(x) for x in m.groups()]
+    if any(not 0 <= b <= 255 for b in n):
+        return None
+    return "%d.%d.%d.%d" % tuple(n[:4]), n[4] * 256 + n[5]
+
+
+def parse_pasv_reply(msg: str) -> tuple[str, int] | None:
+    """Where a 227 reply's numbers start, as Zeek's parse_ftp_pasv looks for them."""
+    i = msg.find("(")
+    if i >= 0:
+        start = i + 1
+    elif "PORT" in msg:
+        start = msg.find("PORT") + 5
+    elif "," in msg:
+        start = msg.find(",")
+        while start > 0 and msg[start - 1].isdigit():
+            start -= 1
+    else:
+        return None
+    return parse_port_numbers(msg[start:])
+
+
+def _strtol(s: str, i: int) -> tuple[int, int]:
+    """(value, index after it) as C's strtol reads base 10; no digits -> (0, i)."""
+    j = i
+    while j < len(s) and s[j].isspace():
+        j += 1
+    k = j
+    if k < len(s) and s[k] in "+-":
+        k += 1
+    d = k
+    while d < len(s) and s[d].isdigit():
+        d += 1
+    if d == k:
+        return 0, i
+    return int(s[j:d]), d
+
+
+def parse_extended_port(text: str | None) -> tuple[str, int, bool]:
+    """RFC 2428 <d>proto<d>addr<d>port<d>, as Zeek's parse_eftp reads it:
+    (address, port, valid); an empty address is '::' (unspecified)."""
+    addr, port, good = "::", 0, False
+    if text is None:
+        return addr, port, good
+    s = text.lstrip()
+    if not s:
+        return addr, port, good
+    delim, i, good = s[0], 1, True
+    _, nxt = _strtol(s, i)
+    if nxt >= len(s) or s[nxt] != delim:
+        good = False
+    i = nxt + 1 if nxt < len(s) else nxt
+    if i < len(s) and s[i] != delim:
+        end = s.find(delim, i)
+        end = len(s) if end < 0 else end
+        parsed = canonical_address(s[i:end])
+        good = parsed is not None
+        if parsed is not None:
+            addr = parsed
+    j = s.find(delim, i) if i <= len(s) else -1
+    if j >= 0:
+        port, nxt = _strtol(s, j + 1)
+        if nxt >= len(s) or s[nxt] != delim:
+            good = False
+        if not 0 <= port <= 65535:
+            port, good = 0, False
+    return addr, port, good
+
+
+def parse_long_address(text: str) -> tuple[str, int] | None:
+    """RFC 1639 LPRT argument / LPSV reply: af,hal,h1..,pal,p1.. -> (address, port)."""
+    m = LONG_ADDRESS.search(text)
+    if not m:
+        return None
+    n = [int(x) for x in m.group(1).replace(" ", "").split(",")]
+    try:
+        af, hal = n[0], n[1]
+        host, pal = n[2:2 + hal], n[2 + hal]
+        port_bytes = n[3 + hal:3 + hal + pal]
+    except IndexError:
+        return None
+    if (af, hal) not in ((4, 4), (6, 16)) or pal != 2 or len(port_bytes) != 2 \
+            or any(not 0 <= b <= 255 for b in host + port_bytes):
+        return None
+    address = str(ipaddress.ip_address(bytes(host)))
+    return address, port_bytes[0] * 256 + port_bytes[1]
+
+
+# -- Zeek's ftp.log ------------------------------------------------------------------------
+
+@dataclass
+class CmdArg:
+    ts: float
+    cmd: str = "<unknown>"
+    arg: str = ""
+    seq: int = 0
+    cwd_consumed: bool = False
+
+
+@dataclass
+class DataChannelAnnouncement:
+    """Zeek's ExpectedDataChannel."""
+    passive: bool
+    orig_h: str
+    resp_h: str
+    resp_p: int
+
+
+class ZeekFtpLog:
+    """Zeek's FTP::Info bookkeeping for one control connection.
+
+    `request` and `reply` follow Zeek's ftp_request/ftp_reply handlers line for
+    line in their effect (the state they keep and when they write a row);
+    both return the data channel Zeek would expect, if any.  `finalize` is
+    Zeek's connection-removal hook.  Rows go to `write(row)`, anomalies to
+    `weird(name, detail)`."""
+
+    def __init__(self, conn_id, uid: str, write, weird, logged_commands=ZEEK_LOGGED_COMMANDS,
+                 capture_password=False):
+        self.id, self.uid = conn_id, uid
+        self.write, self.weird = write, weird
+        self.logged_commands = logged_commands
+        self.capture_password = capture_password
+        self.started = False
+        self.user, self.user_seen = "<unknown>", False
+        self.password = None
+        self.command = self.arg = None
+        self.file_size = None
+        self.reply_code = self.reply_msg = None
+        self.data_channel: DataChannelAnnouncement | None = None
+        self.cwd = "."
+        self.cmdarg: CmdArg | None = None
+        self.pending: dict[int, CmdArg] = {}
+        self.command_seq = 0
+        self.logged_command_seen = False
+        self.ts = 0.0
+
+    # Zeek's set_ftp_session: the first event adds the "<init>" shim command,
+    # to which the server's greeting is the reply.
+    def _session(self, ts):
+        if not self.started:
+            self.started = True
+            self.ts = ts
+            self.command_seq += 1
+            self.pending[self.command_seq] = CmdArg(ts, "<init>", "", self.command_seq)
+
+    def _hide_password(self) -> bool:
+        return not self.capture_password and self.user.lower() not in GUEST_IDS
+
+    def _best_pending(self, code: int, msg: str, ts: float) -> CmdArg:
+        best, best_key = None, None
+        for seq, ca in self.pending.items():
+            score = 100 if code == 500 or (ca.cmd, code) in COMMAND_REPLY_CODES else 0
+            if ca.cmd in msg:
+                score += 20
+            if ca.arg in msg:
+                score += 10
+            key = (-score, seq)
+            if best_key is None or key < best_key:
+                best, best_key = ca, key
+        return best if best is not None else CmdArg(ts)
+
+    def _message(self, ca: CmdArg) -> None:
+        """Zeek's ftp_message: update the Info from the command, write it if the
+        command is logged, then forget the per-transfer fields."""
+        self.cmdarg = ca
+        self.command, self.arg = ca.cmd, ca.arg
+        if ca.cmd in FILE_COMMANDS:
+            path = build_path_compressed(self.cwd, ca.arg)
+            if not path.startswith("/"):
+                path = "/" + path
+            self.arg = "ftp://%s%s" % (addr_to_uri(self.id.resp_h), path)
+        if len(self.arg) > MAX_ARG_LENGTH:
+            self.weird("FTP_arg_too_long", str(len(self.arg)))
+            self.arg = self.arg[:MAX_ARG_LENGTH]
+        if self.reply_msg is not None and len(self.reply_msg) > MAX_REPLY_MSG_LENGTH:
+            self.weird("FTP_reply_msg_too_long", str(len(self.reply_msg)))
+            self.reply_msg = self.reply_msg[:MAX_REPLY_MSG_LENGTH]
+        if self.command == "PASS" and self._hide_password():
+            self.arg = "<hidden>"
+        if self.arg == "":
+            self.arg = None
+        if self.password is not None and self._hide_password():
+            self.password = "<hidden>"
+        if self.command in self.logged_commands:
+            self.write(self.row(ca.ts))
+            self.logged_command_seen = True
+        self.file_size = None
+        self.data_channel = None
+
+    def row(self, ts: float) -> dict:
+        ch = self.data_channel
+        return {"ts": ts, "uid": self.uid, "id.orig_h": self.id.orig_h,
+                "id.orig_p": self.id.orig_p, "id.resp_h": self.id.resp_h,
+                "id.resp_p": self.id.resp_p, "user": self.user, "password": self.password,
+                "command": self.command, "arg": self.arg, "mime_type": None,
+                "file_size": self.file_size, "reply_code": self.reply_code,
+                "reply_msg": self.reply_msg,
+                "data_channel.passive": ch.passive if ch else None,
+                "data_channel.orig_h": ch.orig_h if ch else None,
+                "data_channel.resp_h": ch.resp_h if ch else None,
+                "data_channel.resp_p": ch.resp_p if ch else None, "fuid": None}
+
+    def request(self, ts: float, cmd: str, arg: str) -> DataChannelAnnouncement | None:
+        # The previous command is written when the next one is seen.
+        if self.cmdarg is not None and self.reply_code is not None:
+            if self.pending.pop(self.cmdarg.seq, None) is not None:
+                self._message(self.cmdarg)
+        self._session(ts)
+        if len(self.pending) < MAX_PENDING_COMMANDS:
+            self.command_seq += 1
+            self.pending[self.command_seq] = CmdArg(ts, cmd, arg, self.command_seq)
+        else:
+            self.weird("FTP_too_many_pending_commands", str(len(self.pending)))
+        if cmd == "USER":
+            if len(arg) > MAX_USER_LENGTH:
+                self.weird("FTP_user_too_long", str(len(arg)))
+                arg = arg[:MAX_USER_LENGTH]
+            self.user, self.user_seen = arg, True
+        elif cmd == "PASS":
+            if len(arg) > MAX_PASSWORD_LENGTH:
+                self.weird("FTP_password_too_long", str(len(arg)))
+                arg = arg[:MAX_PASSWORD_LENGTH]
+            self.password = arg
+        elif cmd in ("PORT", "EPRT"):
+            if cmd == "PORT":
+                found = parse_port_numbers(arg)
+            else:
+                h, p, ok = parse_extended_port(arg)
+                found = (h, p) if ok else None
+            if found is not None:
+                return self._announce(False, self.id.resp_h, *found)
+        return None
+
+    def _announce(self, passive, orig_h, resp_h, resp_p) -> DataChannelAnnouncement:
+        self.data_channel = DataChannelAnnouncement(passive, orig_h, resp_h, resp_p)
+        return self.data_channel
+
+    def reply(self, ts: float, code: int, msg: str, continued: bool
+              ) -> DataChannelAnnouncement | None:
+        self._session(ts)
+        if continued and code == 0 and self.reply_code is not None:
+            if not REPLY_LIKE_LINE.match(msg):
+                return None
+        self.cmdarg = self._best_pending(code, msg, ts)
+        self.reply_code, self.reply_msg = code, msg
+        if continued:
+            return None
+        announced = None
+        cmd = self.cmdarg.cmd
+        if (code == 150 and cmd == "RETR") or (code == 213 and cmd == "SIZE"):
+            self.file_size = extract_last_count(msg)
+        elif code in (227, 229) and cmd in ("PASV", "EPSV"):
+            if code == 227:
+                found = parse_pasv_reply(msg)
+            else:
+                i = msg.find("(")
+                h, p, ok = parse_extended_port(msg[i + 1:] if i >= 0 else None)
+                found = (self.id.resp_h if h == "::" else h, p) if ok else None
+            if found is not None:
+                announced = self._announce(True, self.id.orig_h, *found)
+        if (cmd, code) in DIRECTORY_COMMANDS and not self.cmdarg.cwd_consumed:
+            self.cmdarg.cwd_consumed = True
+            if cmd == "CWD":
+                self.cwd = build_path_compressed(self.cwd, self.cmdarg.arg)
+            elif cmd == "CDUP":
+                self.cwd = build_path_compressed(self.cwd, "/..")
+            else:
+                self.cwd = extract_path(msg)
+        # Several commands queued: write this one now rather than at the next command.
+        if len(self.pending) > 1:
+            self.pending.pop(self.cmdarg.seq, None)
+            self._message(self.cmdarg)
+        return announced
+
+    def finalize(self) -> None:
+        """The connection is gone: write what is pending, and one summary row
+        for a session that had a user but no logged command."""
+        for seq in sorted(self.pending):
+            self._message(self.pending[seq])
+        self.pending.clear()
+        if self.user_seen and not self.logged_command_seen:
+            self.write(self.row(self.cmdarg.ts if self.cmdarg else self.ts))
+            self.logged_command_seen = True
+
+
+# -- transfers ----------------------------------------------------------------------------
+
+@dataclass
+class StreamCount:
+    """One data connection's share of a transfer."""
+    uid: str
+    bytes: int | None = None       # file bytes it carried (None: not known yet)
+    missed_bytes: int = 0
+    ended: bool = False
+    end_of_data: bool = False      # MODE E: an EOD block was seen
+    duration: float | None = None
+
+
+@dataclass
+class Channel:
+    """A data channel announced on the control connection: where the data
+    connection(s) will go and how they are read."""
+    number: int
+    passive: bool                  # the server listens (PASV, EPSV, LPSV, SPAS)
+    orig_h: str | None
+    endpoints: list[tuple[str, int]]
+    mode: str = "S"                # transfer mode when announced (S stream, E extended block)
+    parsed: bool = False           # bound to a data analyser (MODE E) rather than counted
+    started: dict[str, bool] = field(default_factory=dict)   # uid -> ended
+    transfer: "Transfer | None" = None
+    used: bool = False             # a stream-mode channel carries one transfer
+    early: object = None           # MODE E blocks seen before their transfer (gridftp)
+    expected: dict = field(default_factory=dict)   # (host, port) -> expectations not yet met
+
+
+@dataclass
+class Transfer:
+    ts: float
+    command: str
+    file: str | None
+    protocol: str
+    channel: Channel | None
+    number: int
+    size_announced: int | None = None
+    reply_code: int | None = None
+    reply_ts: float | None = None
+    streams: dict[str, StreamCount] = field(default_factory=dict)
+    blocks: object = None          # MODE E block tally (gridftp.BlockTally)
+    control_ended: bool = False
+    done: bool = False
+
+    @property
+    def upload(self) -> bool:
+        return self.command in UPLOAD_COMMANDS or self.command == "ESTO"
+
+
+@dataclass
+class Awaiting:
+    """A command waiting for its final reply (the transfer tracker's own queue)."""
+    cmd: str
+    arg: str
+    ts: float
+    transfer: Transfer | None = None
+
+
+@dataclass
+class Reply:
+    code: int
+    text: str                      # the first line's text (after the code)
+    lines: list[str]               # every line's text, first to last
+    ts: float
+
+    @property
+    def last(self) -> str:
+        return self.lines[-1] if self.lines else self.text
+
+
+class Ftp(Analyser):
+    """FTP control channel: ftp.log as Zeek writes it, data channels linked to it,
+    one transfers.log row per transfer."""
+    name = "ftp"
+    ports = {21}
+    options = {
+        "log_commands": ("", "commands to log in ftp.log besides Zeek's default set, "
+                             "separated by '+' (e.g. USER+PASS+<init>+AUTH)"),
+        "capture_password": (False, "log every password, not only anonymous ones "
+                                    "(Zeek's FTP::default_capture_password)"),
+    }
+    protocol_label = "ftp"
+    transfer_commands = DOWNLOAD_COMMANDS | UPLOAD_COMMANDS
+
+    # -- main ----------------------------------------------------------------------
+
+    def main(self):
+        self.add_service("ftp")
+        self.setup_session()
+        try:
+            self.read_both_sides()
+        finally:
+            self.end_session()
+
+    def setup_session(self) -> None:
+        extra = {c.strip() for c in re.split(r"[+\s;]", str(self.config.get("log_commands", "")))
+                 if c.strip()}
+        logged = ZEEK_LOGGED_COMMANDS | {c if c.startswith("<") else c.upper() for c in extra}
+        self.zeek = ZeekFtpLog(self.id, self.uid, self._write_ftp_row, self._zeek_weird,
+                               frozenset(logged), bool(self.config.get("capture_password")))
+        self.buffers = {ORIG: bytearray(), RESP: bytearray()}
+        self.discarding = {ORIG: False, RESP: False}   # dropping the rest of a cut line
+        self.stopped = False          # no more parsing (TLS, violation)
+        self.encrypted = False
+        self.awaiting: deque[Awaiting] = deque()
+        self.awaiting.append(Awaiting("<init>", "", self.ts))
+        self.reply_lines: list[str] = []
+        self.reply_code_pending = 0   # code of a multi-line reply in progress
+        self.reply_first: tuple[int, str, float] | None = None
+        self.auth_requested = ""
+        self.mode = "S"
+        self.channels: dict[int, Channel] = {}
+        self.channel_count = 0
+        self.current_channel: Channel | None = None
+        self.transfers: list[Transfer] = []     # open ones
+        self.transfer_count = 0
+        self.sizes: dict[str, int] = {}         # file -> size from a 213 reply to SIZE
+        # Deadlines of our expectations not met yet: the runtime cannot withdraw
+        # one, so their number is what bounds this connection's share of them.
+        self.expectation_deadlines: deque[float] = deque()
+        self.ended = False
+
+    def read_both_sides(self) -> None:
+        ended = set()
+        while len(ended) < 2 and not self.stopped:
+            try:
+                if not ended:
+                    side, data = self.read_any(READ_CHUNK)
+                else:
+                    side = RESP if ORIG in ended else ORIG
+                    data = self.read_some(side, READ_CHUNK)
+            except Gap as gap:
+                self.feed(gap.side, gap.data)
+                self.weird("FTP_content_gap", side="orig" if gap.side == ORIG else "resp",
+                           size=gap.size)
+                # The line the hole broke is lost; what follows the hole is read
+                # as the start of a new line (a hole at a line boundary is the
+                # usual case: one lost segment carried whole commands).
+                self.buffers[gap.side].clear()
+                self.discarding[gap.side] = False
+                continue
+            except StreamEnd as end:
+                self.feed(end.side, end.data)
+                ended.add(end.side)
+                if self.buffers[end.side] and not self.stopped:
+                    if end.side == ORIG:
+                        self.weird("partial_ftp_request")
+                    self.buffers[end.side].clear()
+                continue
+            self.feed(side, data)
+
+    def feed(self, side: int, data: bytes) -> None:
+        """Cut a side's bytes into lines and handle each, in order."""
+        if not data or self.stopped:
+            return
+        buf = self.buffers[side]
+        buf += data
+        while not self.stopped:
+            nl = buf.find(b"\n")
+            if nl < 0:
+                if len(buf) > MAX_LINE:
+                    line = bytes(buf[:MAX_LINE])
+                    del buf[:]
+                    if not self.discarding[side]:
+                        self.weird("FTP_line_too_long", side="orig" if side == ORIG else "resp",
+                                   limit=MAX_LINE)
+                        self.handle_line(side, line)
+                    self.discarding[side] = True
+                break
+            line = bytes(buf[:nl])
+            del buf[:nl + 1]
+            if self.discarding[side]:
+                self.discarding[side] = False     # the end of the cut line
+                continue
+            if len(line) > MAX_LINE:
+                self.weird("FTP_line_too_long", side="orig" if side == ORIG else "resp",
+                           limit=MAX_LINE)
+                line = line[:MAX_LINE]
+            self.handle_line(side, line)
+
+    def handle_line(self, side: int, raw: bytes) -> None:
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if not raw:
+            return                       # Zeek ignores empty lines on both sides
+        text = raw.decode("utf-8", "backslashreplace")
+        if side == ORIG:
+            self.handle_command_line(text)
+        else:
+            self.handle_reply_line(text)
+
+    # -- commands ------------------------------------------------------------------------
+
+    def handle_command_line(self, line: str) -> None:
+        if not line:
+            return
+        stripped = line.lstrip(WHITESPACE)
+        word = COMMAND_WORD.match(stripped).group(0)
+        arg = stripped[len(word):].lstrip(WHITESPACE)
+        if len(word) < 3 or not all(" " < c < "\x7f" for c in word):
+            self.weird("FTP_invalid_command", line=line[:80])
+            return
+        if len(word) > MAX_COMMAND_LENGTH:
+            self.weird("FTP_max_command_length_exceeded", length=len(word))
+            return
+        cmd = word.upper()
+        ts = self.ts
+        announced = self.zeek.request(ts, cmd, arg)
+        if cmd == "AUTH":
+            self.auth_requested = arg.strip().upper()
+        if len(self.awaiting) >= MAX_AWAITING:
+            self.weird("FTP_too_many_awaiting_commands", count=len(self.awaiting))
+            self.awaiting.popleft()
+        waiting = Awaiting(cmd, arg, ts)
+        self.awaiting.append(waiting)
+        if announced is not None:                    # PORT, EPRT
+            self.open_channel(False, announced.orig_h, [(announced.resp_h, announced.resp_p)])
+        elif cmd == "LPRT":
+            found = parse_long_address(arg)
+            if found:
+                self.open_channel(False, self.id.resp_h, [found])
+        self.extension_command(cmd, arg, waiting)
+        if cmd in self.transfer_commands:
+            waiting.transfer = self.start_transfer(ts, cmd, arg)
+
+    def extension_command(self, cmd: str, arg: str, waiting: Awaiting) -> None:
+        """Extension point: a command the base FTP analyser does not act on."""
+
+    # -- replies -----------------------------------------------------------------------
+
+    def handle_reply_line(self, line: str) -> None:
+        """One reply line, as Zeek's FTP analyzer splits them: a multi-line
+        reply is `123-text`, free lines, `123 text`."""
+        code = int(line[:3]) if REPLY_CODE.match(line) else 0
+        ts = self.ts
+        if self.reply_code_pending:
+            if code == self.reply_code_pending and len(line) > 3 and line[3] == " ":
+                text = line[4:].lstrip(WHITESPACE)
+                self.reply_code_pending = 0
+                self.zeek_reply(ts, code, text, False)
+                self.collect_reply_line(text)
+                first_code, first_text, first_ts = self.reply_first
+                self.complete_reply(Reply(code, first_text, self.reply_lines, first_ts))
+            else:
+                self.zeek_reply(ts, 0, line, True)
+                self.collect_reply_line(line)
+            return
+        if code == 0:
+            self.violation("non-numeric reply code", line)
+            return
+        if code < 100:
+            self.violation("invalid reply code", line)
+            return
+        if len(line) > 3 and line[3] == "-":
+            text = line[4:].lstrip(WHITESPACE)
+            self.reply_code_pending = code
+            self.reply_first = (code, text, ts)
+            self.reply_lines = [text]
+            self.zeek_reply(ts, code, text, True)
+            return
+        if len(line) > 3 and line[3] != " ":
+            self.violation("invalid reply line", line)
+            return
+        text = line[3:].lstrip(WHITESPACE)
+        self.zeek_reply(ts, code, text, False)
+        self.complete_reply(Reply(code, text, [text], ts))
+
+    def collect_reply_line(self, text: str) -> None:
+        if len(self.reply_lines) < MAX_REPLY_LINES:
+            self.reply_lines.append(text)
+        elif len(self.reply_lines) == MAX_REPLY_LINES:
+            self.weird("FTP_reply_too_many_lines", limit=MAX_REPLY_LINES)
+            self.reply_lines.append("")
+
+    def zeek_reply(self, ts, code, text, continued) -> None:
+        announced = self.zeek.reply(ts, code, text, continued)
+        if announced is not None:                   # 227 / 229 to PASV / EPSV
+            self.open_channel(True, announced.orig_h, [(announced.resp_h, announced.resp_p)])
+
+    def violation(self, reason: str, line: str) -> None:
+        """Zeek's analyzer violation: the FTP analyzer is removed from the
+        connection, so nothing after this line is parsed (what is pending is
+        still reported)."""
+        self.weird("FTP_invalid_reply", reason=reason, line=line[:80])
+        self.stopped = True
+
+    def complete_reply(self, reply: Reply) -> None:
+        """A whole reply (the last line of a multi-line one): pair it with the
+        oldest command waiting (1xx replies are preliminary)."""
+        head = self.awaiting[0] if self.awaiting else None
+        if reply.code < 200:
+            if head is not None:
+                self.preliminary_reply(head, reply)
+            return
+        if head is None:
+            # RFC 2228 protected replies (631-633) wrap preliminary replies too,
+            # so a protected session has more of them than commands.
+            if reply.code not in PROTECTED_REPLY_CODES:
+                self.weird("FTP_unexpected_reply", code=reply.code)
+            return
+        self.awaiting.popleft()
+        self.final_reply(head, reply)
+
+    def preliminary_reply(self, head: Awaiting, reply: Reply) -> None:
+        t = head.transfer
+        if t is not None and reply.code in (125, 150):
+            m = ANNOUNCED_SIZE.search(reply.text.encode("utf-8", "replace"))
+            if m:
+                t.size_announced = min(int(m.group(1)), COUNT_MAX)
+        self.extension_reply(head, reply)
+
+    def final_reply(self, head: Awaiting, reply: Reply) -> None:
+        cmd, code = head.cmd, reply.code
+        if cmd == "SIZE" and code == 213:
+            m = NUMBER.search(reply.text)
+            if m and len(self.sizes) < MAX_CHANNELS:
+                self.sizes[head.arg] = min(int(m.group(0)), COUNT_MAX)
+        elif cmd == "MODE" and code == 200 and head.arg.strip():
+            self.mode = head.arg.strip()[0].upper()
+        elif cmd == "LPSV" and code == 228:
+            found = parse_long_address(reply.text[reply.text.find("(") + 1:]
+                                       if "(" in reply.text else reply.text)
+            if found:
+                self.open_channel(True, self.id.orig_h, [found])
+        elif cmd == "AUTH" and code == 234 and self.auth_requested in (
+                "TLS", "SSL", "TLS-C", "TLS-P"):
+            self.start_tls()
+        self.extension_reply(head, reply)
+        t = head.transfer
+        if t is not None:
+            t.reply_code, t.reply_ts = code, reply.ts
+            self.check_transfer(t)
+
+    def extension_reply(self, head: Awaiting, reply: Reply) -> None:
+        """Extension point: a reply to a command the base analyser does not act on."""
+
+    def start_tls(self) -> None:
+        """AUTH TLS accepted: the rest of the control channel is TLS.  Say so,
+        stop parsing, and stop reassembling it (its counting goes on)."""
+        self.encrypted = True
+        self.stopped = True
+        self.emit("ftp_encrypted", method=self.auth_requested)
+        if self.buffers[ORIG][:1] == b"\x16":
+            self.add_service("ssl")
+        else:
+            try:
+                first = self.read(ORIG, 1)
+            except (Gap, StreamEnd):
+                first = b""
+            if first == b"\x16":                   # a TLS handshake record
+                self.add_service("ssl")
+        self.release()
+
+    # -- data channels -------------------------------------------------------------------
+
+    def open_channel(self, passive: bool, orig_h: str | None, endpoints, mode=None) -> Channel:
+        """A data channel was announced: expect its connection(s)."""
+        self.channel_count += 1
+        ch = Channel(self.channel_count, passive, orig_h, list(endpoints),
+                     mode=mode or self.mode)
+        self.forget_old_channels()
+        self.channels[ch.number] = ch
+        self.current_channel = ch
+        analyser = self.data_analyser(ch)
+        ch.parsed = analyser is not None
+        for resp_h, resp_p in ch.endpoints:
+            for _ in range(self.initial_expectations(ch)):
+                self.expect_endpoint(ch, resp_h, resp_p, analyser)
+        # A transfer command pipelined before this channel's reply waits for it.
+        for t in reversed(self.transfers):
+            if t.channel is None and t.reply_code is None:
+                self.attach_transfer(t, ch)
+                break
+        self.emit("data_channel", channel=ch.number, passive=passive, orig_h=orig_h,
+                  endpoints=[list(e) for e in ch.endpoints], mode=ch.mode)
+        return ch
+
+    def expect_endpoint(self, ch: Channel, resp_h: str, resp_p: int, analyser) -> None:
+        if not 0 < resp_p < 65536:
+            self.weird("FTP_bad_data_port", port=resp_p)
+            return
+        now = self.ts
+        pending = self.expectation_deadlines
+        while pending and pending[0] < now:
+            pending.popleft()                        # expired in the runtime too
+        if len(pending) >= MAX_PENDING_EXPECTATIONS:
+            self.weird("FTP_too_many_expected_data_channels", count=len(pending))
+            return
+        pending.append(now + EXPECT_TIMEOUT)
+        ch.expected[(resp_h, resp_p)] = ch.expected.get((resp_h, resp_p), 0) + 1
+        self.expect(resp_h, resp_p, orig_h=ch.orig_h, timeout=EXPECT_TIMEOUT,
+                    analyser=analyser, service=self.data_service(ch),
+                    channel=ch.number, control_uid=self.uid)
+
+    def forget_old_channels(self) -> None:
+        if len(self.channels) < MAX_CHANNELS:
+            return
+        for number, ch in list(self.channels.items()):
+            busy = (ch.transfer is not None and not ch.transfer.done) or \
+                   not all(ch.started.values())
+            if not busy and ch is not self.current_channel:
+                del self.channels[number]
+            if len(self.channels) < MAX_CHANNELS:
+                return
+        self.weird("FTP_too_many_expected_data_channels", count=len(self.channels))
+        oldest = next(iter(self.channels))
+        del self.channels[oldest]
+
+    def data_analyser(self, ch: Channel):
+        """Extension point: the analyser class that reads this channel's data
+        connections; None counts them in compiled code."""
+        return None
+
+    def data_service(self, ch: Channel) -> str:
+        return "ftp-data"
+
+    def initial_expectations(self, ch: Channel) -> int:
+        """Extension point: connections expected per endpoint (parallel streams)."""
+        return 1
+
+    def expected_started(self, conn, meta) -> None:
+        ch = self.channels.get(meta.get("channel"))
+        if ch is None:
+            return
+        if len(ch.started) >= MAX_STREAMS:
+            self.weird("FTP_too_many_data_connections", channel=ch.number)
+            return
+        ch.started[conn.uid] = False
+        if self.expectation_deadlines:
+            self.expectation_deadlines.popleft()
+        endpoint = (conn.id.resp_h, conn.id.resp_p)
+        ch.expected[endpoint] = max(0, ch.expected.get(endpoint, 0) - 1)
+        t = ch.transfer
+        if t is not None and not t.done and len(t.streams) < MAX_STREAMS:
+            t.streams.setdefault(conn.uid, StreamCount(conn.uid))
+        self.extension_stream_started(ch, conn, meta)
+
+    def extension_stream_started(self, ch: Channel, conn, meta) -> None:
+        """Extension point: a data connection of `ch` began."""
+
+    def expected_ended(self, row, meta) -> None:
+        ch = self.channels.get(meta.get("channel"))
+        uid = row.get("uid")
+        if ch is None or uid not in ch.started:
+            return
+        ch.started[uid] = True
+        t = ch.transfer
+        if t is None or t.done:
+            return
+        stream = t.streams.get(uid)
+        if stream is None:
+            return
+        stream.ended = True
+        stream.missed_bytes = row.get("missed_bytes") or 0
+        stream.duration = row.get("duration")
+        if not ch.parsed:
+            # Counted in compiled code: the sender's payload bytes are the file.
+            # The data connection's originator is the client when the server
+            # listens (passive), the server otherwise.
+            sender_is_orig = ch.passive == t.upload
+            stream.bytes = row.get("orig_bytes" if sender_is_orig else "resp_bytes") or 0
+        elif stream.bytes is None:
+            stream.bytes = 0             # parsed, but it carried no block of this transfer
+        self.check_transfer(t)
+
+    # -- transfers -----------------------------------------------------------------------
+
+    def start_transfer(self, ts: float, cmd: str, arg: str) -> Transfer | None:
+        if len(self.transfers) >= MAX_OPEN_TRANSFERS:
+            self.weird("FTP_too_many_open_transfers", count=len(self.transfers))
+            self.report_transfer(self.transfers[0])
+        ch = self.current_channel
+        if ch is not None and ch.used and ch.mode != "E":
+            # Stream mode: one data connection per transfer.  No new PORT/PASV
+            # yet: a pipelined one may still be answered (open_channel binds it).
+            ch = None
+        self.transfer_count += 1
+        t = Transfer(ts, cmd, arg or None, self.transfer_protocol(), ch, self.transfer_count)
+        t.size_announced = self.sizes.get(arg)
+        self.transfers.append(t)
+        if ch is not None:
+            self.attach_transfer(t, ch)
+        self.emit("transfer_start", transfer=t.number, command=cmd, file=t.file,
+                  protocol=t.protocol, data_uids=list(t.streams),
+                  channel=ch.number if ch else None,
+                  passive=ch.passive if ch else None, mode=ch.mode if ch else self.mode,
+                  size_announced=t.size_announced)
+        return t
+
+    def attach_transfer(self, t: Transfer, ch: Channel) -> None:
+        """Bind a transfer to the channel whose connections carry it."""
+        t.channel = ch
+        previous = ch.transfer
+        if previous is not None and not previous.done:
+            previous.control_ended = True        # superseded: report when its streams end
+            self.check_transfer(previous)
+        ch.used = True
+        ch.transfer = t
+        for uid, ended in ch.started.items():
+            if not ended:                        # open connections carry it (MODE E caches them)
+                t.streams[uid] = StreamCount(uid)
+        self.bind_transfer(t)
+
+    def bind_transfer(self, t: Transfer) -> None:
+        """Extension point: a transfer was bound to its channel."""
+
+    def transfer_protocol(self) -> str:
+        return self.protocol_label
+
+    def check_transfer(self, t: Transfer) -> None:
+        """Report the transfer if everything it waits for is known."""
+        if t.done:
+            return
+        if t.reply_code is None and not t.control_ended:
+            return
+        if all(self.stream_finished(t, s) for s in t.streams.values()):
+            self.report_transfer(t)
+
+    def stream_finished(self, t: Transfer, s: StreamCount) -> bool:
+        return s.ended
+
+    def report_transfer(self, t: Transfer) -> None:
+        if t.done:
+            return
+        t.done = True
+        if t in self.transfers:
+            self.transfers.remove(t)
+        if t.channel is not None and t.channel.transfer is t:
+            t.channel.transfer = None
+        self.finish_blocks(t)
+        known = [s for s in t.streams.values() if s.bytes is not None]
+        total = sum(s.bytes for s in known) if known else None
+        missed = sum(s.missed_bytes for s in t.streams.values())
+        end_ts = t.reply_ts if t.reply_ts is not None else self.ts
+        duration = max(0.0, end_ts - t.ts)
+        data_time = max((s.duration or 0.0) for s in t.streams.values()) if t.streams else 0.0
+        throughput_time = data_time or duration
+        throughput = (total / throughput_time) if (total is not None and throughput_time) else None
+        size_matches = None
+        if t.size_announced is not None and total is not None:
+            size_matches = t.size_announced == total
+            if not size_matches and t.reply_code is not None and 200 <= t.reply_code < 300:
+                self.weird("FTP_transfer_size_mismatch", command=t.command, file=t.file,
+                           size_announced=t.size_announced, bytes=total)
+        fields = dict(transfer=t.number, command=t.command, file=t.file, protocol=t.protocol,
+                      data_uids=list(t.streams), size_announced=t.size_announced,
+                      bytes=total, bytes_per_stream={s.uid: s.bytes for s in t.streams.values()},
+                      streams=len(t.streams), duration=round(duration, 6),
+                      throughput=round(throughput, 3) if throughput is not None else None,
+                      reply_code=t.reply_code, missed_bytes=missed, size_matches=size_matches,
+                      mode=t.channel.mode if t.channel else self.mode,
+                      passive=t.channel.passive if t.channel else None)
+        fields.update(self.extra_transfer_fields(t))
+        self.emit("transfer_end", **fields)
+        self.log("transfers", {
+            "ts": t.ts, "uid": self.uid, "id.orig_h": self.id.orig_h,
+            "id.orig_p": self.id.orig_p, "id.resp_h": self.id.resp_h,
+            "id.resp_p": self.id.resp_p, "protocol": t.protocol, "command": t.command,
+            "file": t.file, "size_announced": t.size_announced, "bytes": total,
+            "streams": len(t.streams), "data_uids": sorted(t.streams), "duration": duration,
+            "reply_code": t.reply_code, "missed_bytes": missed})
+
+    def finish_blocks(self, t: Transfer) -> None:
+        """Extension point: settle MODE E block counts before the report."""
+
+    def extra_transfer_fields(self, t: Transfer) -> dict:
+        return {}
+
+    # -- end -------------------------------------------------------------------------------
+
+    def end_session(self) -> None:
+        """The control connection is over (or no longer parsed): write Zeek's
+        pending rows and report what can be reported."""
+        if self.ended:
+            return
+        self.ended = True
+        self.zeek.finalize()
+        for t in list(self.transfers):
+            t.control_ended = True
+            self.check_transfer(t)
+
+    # -- sinks -------------------------------------------------------------------------------
+
+    def _write_ftp_row(self, row: dict) -> None:
+        self.log("ftp", row)
+
+    def _zeek_weird(self, name: str, detail: str) -> None:
+        self.weird(name, detail=detail)

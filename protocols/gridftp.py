@@ -1,0 +1,544 @@
+"""GridFTP: FTP's control channel plus extended block mode, parallel and
+striped data connections, and Zeek's data-channel detection.
+
+Role in the data flow: flows -> streams -> **analysers (protocols.gridftp)**
+-> sinks (`transfers.log` rows with protocol `gridftp`, events, conn.log
+`service` gridftp / gridftp-data).
+
+Three analysers live here:
+
+* `GridFtp` is `protocols.ftp.Ftp` with GridFTP's commands (GFD.20,
+  globus_ftp_extensions(3)): `MODE E`, `OPTS RETR Parallelism=n,min,max`,
+  `SPAS` (multi-line 229 with one host-port per line) and `SPOR` (several
+  host-ports), `DCAU`, `PROT`, `AUTH GSSAPI`/`ADAT`, `ERET`/`ESTO`.  The
+  session is labelled GridFTP on port 2811 or when one of those is seen.  In
+  MODE E the sender opens any number of connections to each announced
+  endpoint, and keeps them open across transfers (EOD ends a transfer on a
+  connection, not the connection): every endpoint is expected again as soon
+  as a connection to it appears, up to MAX_STREAMS per channel.
+* `ModeEData` reads one MODE E data connection: the side that speaks first
+  carries the data (the other is left to compiled counting), each 17-byte
+  block header is read and the block body skipped in compiled code, so file
+  bytes never reach Python.  Blocks are reported to the control connection's
+  analyser, which adds them up per transfer (`BlockTally`: bytes per stream,
+  total, byte ranges covered, holes, overlaps, EODs against the EOF header's
+  EOD count).  When the data channel is authenticated or protected (DCAU not
+  N, PROT not C) the blocks are inside TLS: the connections are only counted
+  (bytes then include headers and TLS framing).
+* `GridFtpData` reproduces Zeek's `base/protocols/ftp/gridftp.zeek`
+  data-channel heuristic passively: a TLS connection with client and server
+  certificates and a NULL bulk cipher that moves more than `size_threshold`
+  bytes in a direction within `max_time` is `gridftp-data`.  Because a GSI
+  control channel is encrypted (its PASV/PORT replies are unreadable), a TLS
+  connection between the two hosts of a live GSSAPI-authenticated GridFTP
+  control session is labelled at once as well.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import bisect
+import re
+import struct
+import weakref
+
+from analyser.runtime import ORIG, RESP, Analyser, Gap, StreamEnd
+from protocols.ftp import (MAX_STREAMS, Ftp, StreamCount, Transfer, parse_port_numbers)
+
+# -- wire formats ------------------------------------------------------------------
+
+# Extended block header (GFD.20 §3.6): descriptor, byte count, offset.  In an
+# EOF header the count is unused and the offset is the number of EODs to expect.
+MODE_E_HEADER = struct.Struct("!BQQ")
+EOR, EOF, SUSPECT_ERRORS, RESTART_MARKER, EOD, CLOSE = 0x80, 0x40, 0x20, 0x10, 0x08, 0x04
+UNDEFINED_DESCRIPTOR_BITS = 0x03
+
+TLS_RECORD_HEADER = struct.Struct("!BHH")          # content type, version, length
+TLS_HANDSHAKE_HEADER = struct.Struct("!B3s")       # message type, 24-bit length
+TLS_HANDSHAKE, TLS_CHANGE_CIPHER_SPEC = 22, 20
+TLS_CLIENT_HELLO, TLS_SERVER_HELLO, TLS_CERTIFICATE = 1, 2, 11
+# Cipher suites whose IANA name has "WITH_NULL" (no bulk encryption).
+NULL_CIPHER_SUITES = frozenset({
+    0x0000, 0x0001, 0x0002, 0x002C, 0x002D, 0x002E, 0x003B, 0x00B0, 0x00B1, 0x00B4,
+    0x00B5, 0x00B8, 0x00B9, 0xC001, 0xC006, 0xC00B, 0xC010, 0xC015, 0xC039, 0xC03A, 0xC03B})
+
+# -- limits -------------------------------------------------------------------------
+
+MAX_RANGES = 4096               # disjoint byte ranges kept per transfer
+MAX_HOLES_REPORTED = 16
+MAX_TLS_HANDSHAKE = 65536       # bytes per side read while looking at a TLS handshake
+GRIDFTP_PORT = 2811
+GRIDFTP_SIGNS = frozenset({"SPAS", "SPOR", "ERET", "ESTO", "DCAU", "SBUF"})
+PARALLELISM = re.compile(r"Parallelism\s*=\s*(\d+)", re.I)
+HOST_PORT = re.compile(r"\d+\s*,\s*\d+\s*,\s*\d+\s*,\s*\d+\s*,\s*\d+\s*,\s*\d+")
+
+# Live GridFTP control sessions: by control uid (for their MODE E data
+# connections) and by host pair (for the TLS data-channel heuristic).  Weak:
+# an entry lives as long as the runtime keeps the analyser.
+LIVE_SESSIONS: "weakref.WeakValueDictionary[str, GridFtp]" = weakref.WeakValueDictionary()
+SESSIONS_BY_HOSTS: dict[frozenset, "weakref.WeakSet[GridFtp]"] = {}
+
+
+class BlockTally:
+    """MODE E blocks of one transfer, from all its streams."""
+
+    def __init__(self):
+        self.bytes = 0
+        self.blocks = 0
+        self.per_stream: dict[str, int] = {}
+        self.starts: list[int] = []    # disjoint, sorted byte ranges [start, end)
+        self.ends: list[int] = []
+        self.overlap_bytes = 0
+        self.eods = 0
+        self.eod_count_expected: int | None = None
+        self.ranges_overflow = False
+        self.problems: list[str] = []
+
+    def add_block(self, uid: str, offset: int, count: int) -> None:
+        self.blocks += 1
+        self.bytes += count
+        self.per_stream[uid] = self.per_stream.get(uid, 0) + count
+        if count:
+            self.add_range(offset, offset + count)
+
+    def add_range(self, start: int, end: int) -> None:
+        """Merge [start, end) into the covered ranges, counting re-sent bytes."""
+        if self.ranges_overflow:
+            return
+        lo = bisect.bisect_left(self.ends, start)      # first range ending at/after start
+        hi = bisect.bisect_right(self.starts, end)     # ranges starting at/before end
+        for s, e in zip(self.starts[lo:hi], self.ends[lo:hi]):
+            self.overlap_bytes += max(0, min(end, e) - max(start, s))
+        if lo < hi:
+            start, end = min(start, self.starts[lo]), max(end, self.ends[hi - 1])
+        self.starts[lo:hi] = [start]
+        self.ends[lo:hi] = [end]
+        if len(self.starts) > MAX_RANGES:
+            self.ranges_overflow = True
+            self.starts, self.ends = [], []
+
+    def merge(self, other: "BlockTally") -> None:
+        """Adopt blocks seen before their transfer was known."""
+        for uid, n in other.per_stream.items():
+            self.per_stream[uid] = self.per_stream.get(uid, 0) + n
+        self.bytes += other.bytes
+        self.blocks += other.blocks
+        self.overlap_bytes += other.overlap_bytes
+        self.eods += other.eods
+        if other.eod_count_expected is not None:
+            self.eod_count_expected = other.eod_count_expected
+        self.problems += other.problems
+        if other.ranges_overflow:
+            self.ranges_overflow = True
+            self.starts, self.ends = [], []
+        for s, e in zip(other.starts, other.ends):
+            self.add_range(s, e)
+
+    def coverage(self, expected_size: int | None = None) -> dict:
+        """Do the blocks cover [0, size) exactly once?"""
+        if self.ranges_overflow:
+            return {"complete": None, "reason": "too many disjoint ranges",
+                    "overlap_bytes": self.overlap_bytes}
+        holes = []
+        previous_end = 0
+        for s, e in zip(self.starts, self.ends):
+            if s > previous_end:
+                holes.append([previous_end, s])
+            previous_end = e
+        if expected_size is not None and expected_size > previous_end:
+            holes.append([previous_end, expected_size])
+        eods_ok = self.eod_count_expected is None or self.eods == self.eod_count_expected
+        return {"complete": not holes and self.overlap_bytes == 0 and eods_ok,
+                "covered_to": previous_end, "ranges": len(self.starts),
+                "holes": holes[:MAX_HOLES_REPORTED], "hole_count": len(holes),
+                "hole_bytes": sum(e - s for s, e in holes), "overlap_bytes": self.overlap_bytes}
+
+
+class ModeEData(Analyser):
+    """One MODE E data connection: block headers read, bodies skipped in C."""
+    name = "gridftp-mode-e"
+
+    def main(self):
+        meta = self.conn.expectation or {}
+        channel = meta.get("channel")
+        session = LIVE_SESSIONS.get(self.conn.parent_uid or "")
+        # The side that speaks first carries the data; the other only counts.
+        try:
+            side, _ = self.peek_any(MODE_E_HEADER.size)
+        except (Gap, StreamEnd):
+            return
+        self.bulk(RESP if side == ORIG else ORIG)
+        blocks = file_bytes = eods = 0
+        eod_count_expected = None
+        problem = None
+        while True:
+            try:
+                header = self.read(side, MODE_E_HEADER.size)
+            except StreamEnd as end:
+                if end.data:
+                    problem = "truncated_header"
+                break
+            except Gap as gap:
+                problem = "gap_in_header"
+                self.weird("gridftp_mode_e_gap", size=gap.size)
+                break
+            descriptor, count, offset = MODE_E_HEADER.unpack(header)
+            if descriptor & UNDEFINED_DESCRIPTOR_BITS:
+                problem = "bad_descriptor"
+                self.weird("gridftp_mode_e_bad_descriptor", descriptor=descriptor,
+                           count=count, offset=offset)
+                break
+            if descriptor & EOF:
+                # The EOF header: count unused, offset = EOD count; no body follows.
+                eod_count_expected = offset
+                if session is not None:
+                    session.mode_e_eof(channel, self.uid, offset)
+            else:
+                if offset + count >= 1 << 64:
+                    problem = "offset_overflow"
+                    self.weird("gridftp_mode_e_offset_overflow", count=count, offset=offset)
+                    break
+                blocks += 1
+                file_bytes += count
+                if session is not None:
+                    session.mode_e_block(channel, self.uid, offset, count)
+                self.skip(side, count)
+            if descriptor & EOD:
+                eods += 1
+                if session is not None:
+                    session.mode_e_eod(channel, self.uid)
+        if problem is not None:
+            if session is not None:
+                session.mode_e_problem(channel, self.uid, problem)
+            self.bulk()                   # cannot resynchronise: count the rest
+        self.emit("mode_e_stream", channel=channel, control_uid=self.conn.parent_uid,
+                  sender="orig" if side == ORIG else "resp", blocks=blocks,
+                  bytes=file_bytes, eods=eods, eod_count_expected=eod_count_expected,
+                  problem=problem)
+
+
+class GridFtp(Ftp):
+    """GridFTP control channel (FTP + MODE E, parallel/striped data connections)."""
+    name = "gridftp"
+    ports = {GRIDFTP_PORT}
+    protocol_label = "gridftp"
+    transfer_commands = Ftp.transfer_commands | {"ERET", "ESTO"}
+
+    def setup_session(self) -> None:
+        super().setup_session()
+        self.detected = self.id.resp_p == GRIDFTP_PORT
+        self.detected_by = None
+        self.parallelism = 1
+        self.dcau: str | None = None        # None: the default (A after GSSAPI, else N)
+        self.prot = "C"
+        self.gss_requested = self.gss_authenticated = self.adat_tls = False
+        self.adat_seen = False
+        self.control_protected = False
+        self.upload_size: int | None = None
+        LIVE_SESSIONS[self.uid] = self
+        hosts = frozenset((self.id.orig_h, self.id.resp_h))
+        SESSIONS_BY_HOSTS.setdefault(hosts, weakref.WeakSet()).add(self)
+
+    def end_session(self) -> None:
+        super().end_session()
+        hosts = frozenset((self.id.orig_h, self.id.resp_h))
+        peers = SESSIONS_BY_HOSTS.get(hosts)
+        if peers is not None:
+            peers.discard(self)
+            if not peers:
+                del SESSIONS_BY_HOSTS[hosts]
+
+    def mark_gridftp(self, sign: str, service: bool = True) -> None:
+        """A GridFTP extension was used.  conn.log's service gets `gridftp` now,
+        except for AUTH GSSAPI, where Zeek adds it once the GSI (TLS) exchange
+        has succeeded (after `ssl`)."""
+        if service:
+            self.add_service("gridftp")
+        if not self.detected or not self.detected_by:
+            self.detected = True
+            self.detected_by = sign
+            self.emit("gridftp_detected", sign=sign)
+
+    # -- commands and replies -----------------------------------------------------
+
+    def extension_command(self, cmd, arg, waiting) -> None:
+        if cmd in GRIDFTP_SIGNS:
+            self.mark_gridftp(cmd)
+        if cmd == "AUTH" and arg.strip().upper() == "GSSAPI":
+            self.gss_requested = True
+            self.mark_gridftp("AUTH GSSAPI", service=False)
+        elif cmd == "ADAT" and not self.adat_seen:
+            self.adat_seen = True
+            # GSI starts its GSSAPI exchange with a bare TLS handshake record
+            # (Zeek's FTP_ADAT_Analyzer checks the same).
+            try:
+                token = base64.b64decode(arg.strip(), validate=False)
+            except (binascii.Error, ValueError):
+                token = b""
+                self.weird("ftp_adat_bad_first_token_encoding")
+            if len(token) >= 5 and token[0] == 0x16 and \
+                    len(token) - 5 == struct.unpack("!H", token[3:5])[0]:
+                self.adat_tls = True
+                self.add_service("ssl")
+        elif cmd in ("ENC", "MIC", "CONF") and not self.control_protected:
+            self.control_protected = True
+            self.emit("ftp_control_protected", command=cmd)
+        elif cmd == "OPTS" and arg.upper().startswith("RETR"):
+            m = PARALLELISM.search(arg)
+            if m:
+                self.parallelism = max(1, min(int(m.group(1)), MAX_STREAMS))
+                self.mark_gridftp("OPTS RETR Parallelism")
+        elif cmd == "SPOR":
+            endpoints = [parse_port_numbers(hp) for hp in HOST_PORT.findall(arg)]
+            endpoints = [e for e in endpoints if e is not None][:MAX_STREAMS]
+            if endpoints:
+                self.open_channel(False, self.id.resp_h, endpoints)
+            else:
+                self.weird("gridftp_bad_spor", arg=arg[:80])
+
+    def extension_reply(self, head, reply) -> None:
+        cmd, code = head.cmd, reply.code
+        if cmd == "SPAS" and code == 229:
+            endpoints = []
+            for line in reply.lines[1:]:
+                for hp in HOST_PORT.findall(line):
+                    found = parse_port_numbers(hp)
+                    if found is not None and len(endpoints) < MAX_STREAMS:
+                        endpoints.append(found)
+            if endpoints:
+                self.open_channel(True, self.id.orig_h, endpoints)
+            else:
+                self.weird("gridftp_bad_spas_reply", text=reply.text[:80])
+        elif cmd == "MODE" and code == 200 and head.arg.strip().upper().startswith("E"):
+            self.mark_gridftp("MODE E")
+        elif cmd == "DCAU" and code == 200 and head.arg.strip():
+            self.dcau = head.arg.strip()[0].upper()
+        elif cmd == "PROT" and code == 200 and head.arg.strip():
+            self.prot = head.arg.strip()[0].upper()
+        elif cmd == "AUTH" and self.gss_requested and code == 235:
+            self.gss_authenticated = True
+        elif cmd == "ADAT" and code == 235:
+            self.gss_authenticated = True
+            if self.adat_tls:
+                # Zeek: AUTH GSSAPI and a completed TLS handshake -> gridftp.
+                self.add_service("gridftp")
+        elif cmd == "ALLO" and code in (200, 202):
+            m = re.search(r"\d+", head.arg)
+            self.upload_size = int(m.group(0)) if m else None
+
+    # -- data channels --------------------------------------------------------------
+
+    def data_channel_in_clear(self) -> bool:
+        dcau = self.dcau or ("A" if self.gss_authenticated else "N")
+        return dcau == "N" and self.prot == "C"
+
+    def data_analyser(self, ch):
+        if ch.mode == "E" and self.data_channel_in_clear():
+            return ModeEData
+        return None
+
+    def data_service(self, ch) -> str:
+        return "gridftp-data" if (self.detected or ch.mode == "E") else "ftp-data"
+
+    def initial_expectations(self, ch) -> int:
+        return max(1, self.parallelism) if ch.mode == "E" else 1
+
+    def extension_stream_started(self, ch, conn, meta) -> None:
+        if ch.mode != "E":
+            return
+        # The sender may open more connections than announced: expect one more.
+        if ch.expected.get((conn.id.resp_h, conn.id.resp_p), 0) <= 0 \
+                and len(ch.started) < MAX_STREAMS:
+            self.expect_endpoint(ch, conn.id.resp_h, conn.id.resp_p, self.data_analyser(ch))
+
+    # -- MODE E blocks, reported by ModeEData -------------------------------------------
+
+    def tally_for(self, channel_number, uid):
+        """The tally a block of `uid` belongs to: its channel's transfer, or the
+        channel's early tally when that transfer is not known yet (or this
+        stream already ended its part of the current one)."""
+        ch = self.channels.get(channel_number)
+        if ch is None:
+            return None, None
+        t = ch.transfer
+        if t is None or t.done or (uid in t.streams and t.streams[uid].end_of_data):
+            if ch.early is None:
+                ch.early = BlockTally()
+            return ch.early, None
+        if t.blocks is None:
+            t.blocks = BlockTally()
+        if uid not in t.streams and len(t.streams) < MAX_STREAMS:
+            t.streams[uid] = StreamCount(uid)
+        return t.blocks, t
+
+    def mode_e_block(self, channel_number, uid, offset, count) -> None:
+        tally, _ = self.tally_for(channel_number, uid)
+        if tally is not None:
+            tally.add_block(uid, offset, count)
+
+    def mode_e_eof(self, channel_number, uid, eod_count) -> None:
+        tally, _ = self.tally_for(channel_number, uid)
+        if tally is not None:
+            tally.eod_count_expected = eod_count
+
+    def mode_e_eod(self, channel_number, uid) -> None:
+        tally, t = self.tally_for(channel_number, uid)
+        if tally is None:
+            return
+        tally.eods += 1
+        if t is not None and uid in t.streams:
+            t.streams[uid].end_of_data = True
+            self.check_transfer(t)
+
+    def mode_e_problem(self, channel_number, uid, problem) -> None:
+        ch = self.channels.get(channel_number)
+        t = ch.transfer if ch is not None else None
+        if t is not None and t.blocks is not None and len(t.blocks.problems) < MAX_STREAMS:
+            t.blocks.problems.append(problem)
+
+    # -- transfers ----------------------------------------------------------------------
+
+    def transfer_protocol(self) -> str:
+        return "gridftp" if self.detected else "ftp"
+
+    def bind_transfer(self, t: Transfer) -> None:
+        ch = t.channel
+        if t.upload and t.size_announced is None and self.upload_size is not None:
+            t.size_announced = self.upload_size
+        self.upload_size = None
+        if ch is None or not ch.parsed:
+            return
+        t.blocks = BlockTally()
+        if ch.early is not None:
+            t.blocks.merge(ch.early)
+            for uid in ch.early.per_stream:
+                if uid not in t.streams and len(t.streams) < MAX_STREAMS:
+                    t.streams[uid] = StreamCount(uid)
+            ch.early = None
+
+    def stream_finished(self, t: Transfer, s: StreamCount) -> bool:
+        if t.channel is not None and t.channel.parsed:
+            return s.ended or s.end_of_data
+        return s.ended
+
+    def finish_blocks(self, t: Transfer) -> None:
+        if t.blocks is None:
+            return
+        for uid, s in t.streams.items():
+            s.bytes = t.blocks.per_stream.get(uid, 0)
+
+    def extra_transfer_fields(self, t: Transfer) -> dict:
+        # MODE E counted in bulk (DCAU/PROT): bytes include headers and TLS.
+        fields = {"bytes_exact": not (t.channel is not None and t.channel.mode == "E"
+                                      and not t.channel.parsed)}
+        if t.blocks is not None:
+            b = t.blocks
+            fields.update(blocks=b.blocks, eods=b.eods, eod_count_expected=b.eod_count_expected,
+                          coverage=b.coverage(t.size_announced),
+                          problems=b.problems or None)
+        return fields
+
+
+class GridFtpData(Analyser):
+    """Zeek's GridFTP data-channel heuristic on TLS connections (see module doc)."""
+    name = "gridftp-data"
+    probe_bytes = 6
+    # Only connections whose client speaks a TLS handshake record first are
+    # probed (checked in C); others cost nothing.
+    probe_prefixes = ((ORIG, bytes([TLS_HANDSHAKE, 3])),)
+    options = {
+        "size_threshold": (1073741824, "bytes in one direction before a NULL-cipher, "
+                                       "mutually authenticated TLS connection is "
+                                       "gridftp-data (Zeek's GridFTP::size_threshold)"),
+        "max_time": (120.0, "seconds after the start within which the threshold must be "
+                            "crossed (Zeek's GridFTP::max_time)"),
+    }
+
+    @classmethod
+    def probe(cls, side, data):
+        if side == RESP:
+            return False                   # a TLS server does not speak first
+        if len(data) < 6:
+            return None
+        return data[0] == TLS_HANDSHAKE and data[1] == 3 and data[5] == TLS_CLIENT_HELLO
+
+    def main(self):
+        consumed = {ORIG: 0, RESP: 0}
+        buffers = {ORIG: bytearray(), RESP: bytearray()}
+        handshake = {ORIG: bytearray(), RESP: bytearray()}
+        change_cipher = {ORIG: False, RESP: False}
+        certificates = {ORIG: False, RESP: False}
+        cipher = None
+        while not (change_cipher[ORIG] and change_cipher[RESP]):
+            try:
+                side, data = self.read_any(4096)
+            except (Gap, StreamEnd):
+                return
+            consumed[side] += len(data)
+            if consumed[side] > MAX_TLS_HANDSHAKE:
+                break
+            buf = buffers[side]
+            buf += data
+            while len(buf) >= TLS_RECORD_HEADER.size and not change_cipher[side]:
+                content, version, length = TLS_RECORD_HEADER.unpack_from(buf)
+                if len(buf) < TLS_RECORD_HEADER.size + length:
+                    break
+                body = bytes(buf[TLS_RECORD_HEADER.size:TLS_RECORD_HEADER.size + length])
+                del buf[:TLS_RECORD_HEADER.size + length]
+                if content == TLS_CHANGE_CIPHER_SPEC:
+                    change_cipher[side] = True
+                elif content == TLS_HANDSHAKE:
+                    hs = handshake[side]
+                    hs += body
+                    while len(hs) >= 4:
+                        kind, size3 = TLS_HANDSHAKE_HEADER.unpack_from(hs)
+                        size = int.from_bytes(size3, "big")
+                        if len(hs) < 4 + size:
+                            break
+                        message = bytes(hs[4:4 + size])
+                        del hs[:4 + size]
+                        if kind == TLS_SERVER_HELLO and side == RESP and len(message) >= 35:
+                            sid_len = message[34]
+                            if len(message) >= 37 + sid_len:
+                                cipher = struct.unpack_from("!H", message, 35 + sid_len)[0]
+                                self.add_service("ssl")
+                        elif kind == TLS_CERTIFICATE and len(message) >= 3:
+                            certificates[side] = int.from_bytes(message[:3], "big") > 0
+                elif content not in (21, 23, 24):   # alert, application data, heartbeat
+                    return                          # not TLS after all
+        if cipher is None:
+            return
+        null_mutual = cipher in NULL_CIPHER_SUITES and certificates[ORIG] and certificates[RESP]
+        control = self.gridftp_control()
+        if control is not None:
+            self.label("control session", control_uid=control.uid, cipher=cipher)
+            self.bulk()
+            return
+        if not null_mutual:
+            self.bulk()
+            return
+        # Zeek's ConnThreshold on both directions: wake once, when either
+        # direction passes the threshold (everything before is skipped in C).
+        threshold = int(self.config.get("size_threshold", 1073741824))
+        for side in (ORIG, RESP):
+            self.skip(side, max(0, threshold - consumed[side]))
+        if consumed[ORIG] < threshold and consumed[RESP] < threshold:
+            try:
+                self.read_any(1)
+            except (Gap, StreamEnd):
+                return
+        if self.ts - self.conn.start_time <= float(self.config.get("max_time", 120.0)):
+            self.label("size threshold", threshold=threshold, cipher=cipher)
+        self.bulk()
+
+    def gridftp_control(self):
+        """A live GSSAPI-authenticated GridFTP control session between the same hosts."""
+        for session in list(SESSIONS_BY_HOSTS.get(frozenset((self.id.orig_h, self.id.resp_h)),
+                                                  ())):
+            if session.gss_requested and not session.ended:
+                return session
+        return None
+
+    def label(self, reason: str, **fields) -> None:
+        self.add_service("gridftp-data")
+        self.emit("gridftp_data_channel", reason=reason, **fields)
