@@ -191,14 +191,17 @@ class Analyser:
         for s in (ORIG, RESP) if side is None else (side,):
             self._rt.streams.release(self._slot, s)
 
-    def expect(self, resp_h: str, resp_p: int, *, orig_h: str | None = None,
+    def expect(self, resp_h: str, resp_p: int | None, *, orig_h: str | None = None,
                proto: str = "tcp", timeout: float = 300.0,
-               analyser: str | type | None = None, **meta) -> None:
-        """Announce a connection to resp_h:resp_p (from orig_h, or from anyone).
-        When it appears within `timeout` seconds of trace time it is bound to
-        `analyser` (a name or class; None = count it in bulk) and linked to this
-        connection; `meta` travels with it."""
-        self._rt.expect(self, resp_h, resp_p, orig_h, proto, timeout, analyser, meta)
+               analyser: str | type | None = None, **meta) -> "Expectation":
+        """Announce a connection to resp_h:resp_p (from orig_h, or from anyone;
+        resp_p None = any port, which needs orig_h).  When it appears within
+        `timeout` seconds of trace time it is bound to `analyser` (a class;
+        None = count it in bulk) and linked to this connection; `meta` travels
+        with it.  Returns the expectation; `.cancel()` withdraws it."""
+        if resp_p is None and orig_h is None:
+            raise ValueError("an expectation for any port needs orig_h")
+        return self._rt.expect(self, resp_h, resp_p, orig_h, proto, timeout, analyser, meta)
 
     def add_service(self, name: str) -> None:
         """Name the application protocol in conn.log's service field."""
@@ -246,13 +249,18 @@ class Analyser:
 @dataclass
 class Expectation:
     resp_h: str
-    resp_p: int
+    resp_p: int | None
     orig_h: str | None
     proto: str
     deadline: float
     analyser: type | None
     parent_uid: str
     meta: dict
+    runtime: "Runtime | None" = None
+
+    def cancel(self) -> bool:
+        """Withdraw it (if it has not been met yet); True if it was pending."""
+        return self.runtime.cancel_expectation(self) if self.runtime else False
 
 
 class Runtime:
@@ -395,33 +403,50 @@ class Runtime:
 
     # -- expected connections -----------------------------------------------------------
 
-    def expect(self, a, resp_h, resp_p, orig_h, proto, timeout, analyser, meta) -> None:
+    def expect(self, a, resp_h, resp_p, orig_h, proto, timeout, analyser, meta) -> Expectation:
         self.counters["expectations_added"] += 1
-        e = Expectation(resp_h, int(resp_p), orig_h, proto, self.now() + timeout,
-                        analyser, a.conn.uid, dict(meta))
-        self.expectations.setdefault((resp_h, int(resp_p), proto), []).append(e)
+        port = None if resp_p is None else int(resp_p)
+        e = Expectation(resp_h, port, orig_h, proto, self.now() + timeout,
+                        analyser, a.conn.uid, dict(meta), self)
+        self.expectations.setdefault((resp_h, port, proto), []).append(e)
+        return e
+
+    def cancel_expectation(self, e: Expectation) -> bool:
+        pending = self.expectations.get((e.resp_h, e.resp_p, e.proto))
+        if not pending or e not in pending:
+            return False
+        pending.remove(e)
+        if not pending:
+            del self.expectations[(e.resp_h, e.resp_p, e.proto)]
+        self.counters["expectations_cancelled"] = self.counters.get(
+            "expectations_cancelled", 0) + 1
+        return True
 
     def match_expectation(self, orig_h: str, resp_h: str, resp_p: int, proto: str,
                           now: float) -> Expectation | None:
-        key = (resp_h, resp_p, proto)
-        pending = self.expectations.get(key)
-        if not pending:
-            return None
-        keep = [e for e in pending if e.deadline >= now]
-        self.counters["expectations_expired"] += len(pending) - len(keep)
-        found = None
-        for e in keep:
-            if e.orig_h is None or e.orig_h == orig_h:
-                found = e
-                break
-        if found is not None:
-            keep.remove(found)
-            self.counters["expectations_matched"] += 1
-        if keep:
-            self.expectations[key] = keep
-        else:
-            del self.expectations[key]
-        return found
+        """The expectation a new connection meets: its exact port first, then
+        an any-port one for the same pair of hosts."""
+        for key in ((resp_h, resp_p, proto), (resp_h, None, proto)):
+            pending = self.expectations.get(key)
+            if not pending:
+                continue
+            keep = [e for e in pending if e.deadline >= now]
+            self.counters["expectations_expired"] += len(pending) - len(keep)
+            found = None
+            for e in keep:
+                if e.orig_h is None or e.orig_h == orig_h:
+                    found = e
+                    break
+            if found is not None:
+                keep.remove(found)
+                self.counters["expectations_matched"] += 1
+            if keep:
+                self.expectations[key] = keep
+            else:
+                del self.expectations[key]
+            if found is not None:
+                return found
+        return None
 
     def expected_started(self, e: Expectation, conn: Connection) -> None:
         conn.parent_uid = e.parent_uid

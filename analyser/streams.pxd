@@ -127,5 +127,6 @@ cdef class Streams:
     cdef void free_segment(self, SideStream* s, Segment* g) noexcept
     cdef void check(self, StreamPair* p) noexcept
     cdef object try_side(self, StreamPair* p, int side)
+    cdef object try_any(self, StreamPair* p)
     cdef uint64_t contiguous_data(self, SideStream* s) noexcept
     cdef bytes copy_out_bytes(self, SideStream* s, uint64_t n, bint consume=*)

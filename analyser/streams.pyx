@@ -652,6 +652,20 @@ cdef class Streams:
             return (R_END, side, self.copy_out_bytes(s, avail) if avail else b"", 0)
         return None
 
+    cdef object try_any(self, StreamPair* p):
+        """Either side: data (or a gap) from whichever has it; the end only
+        when both sides have ended."""
+        cdef object r0 = self.try_side(p, 0)
+        cdef object r1
+        if r0 is not None and r0[0] != R_END:
+            return r0
+        r1 = self.try_side(p, 1)
+        if r1 is not None and r1[0] != R_END:
+            return r1
+        if r0 is not None and r1 is not None:
+            return r0
+        return None
+
     cdef void check(self, StreamPair* p) noexcept:
         """Wake the analyser if what it waits for is there."""
         cdef object result = None
@@ -659,9 +673,7 @@ cdef class Streams:
             return
         try:
             if p.want_side == SIDE_ANY:
-                result = self.try_side(p, 0)
-                if result is None:
-                    result = self.try_side(p, 1)
+                result = self.try_any(p)
             else:
                 result = self.try_side(p, p.want_side)
             if result is None:
@@ -694,9 +706,7 @@ cdef class Streams:
         p.want_side = side
         p.want_n = n
         if side == SIDE_ANY:
-            result = self.try_side(p, 0)
-            if result is None:
-                result = self.try_side(p, 1)
+            result = self.try_any(p)
         else:
             result = self.try_side(p, side)
         if result is not None:

@@ -412,3 +412,50 @@ def test_an_analyser_that_reads_on_after_the_end_is_stopped_not_hung(replay):
     errors = [e for e in events if e["event"] == "analyser_error"]
     assert len(errors) == 1 and "after the end of the stream" in errors[0]["error"]
     assert rows[0]["conn_state"] == "SF"
+
+
+def test_read_any_goes_on_with_the_side_that_has_not_ended(replay):
+    got = []
+
+    class Both(Analyser):
+        name = "both"
+        ports = {7000}
+
+        def main(self):
+            while True:
+                got.append(self.read_any())
+
+    c, s = peers()
+    frames = handshake(c, s) + [c.send(ACK, b"q"), c.send(FIN | ACK), s.send(ACK, b"late"),
+                                s.send(FIN | ACK), c.send(ACK)]
+    replay(timed(frames), analysers=[(Both, {})])
+    assert got == [(ORIG, b"q"), (RESP, b"late")]
+
+
+def test_expectations_can_be_cancelled_or_match_any_port(replay):
+    seen = []
+
+    class Control(Analyser):
+        name = "control"
+        ports = {7000}
+
+        def main(self):
+            self.read_line(RESP)
+            first = self.expect(self.id.resp_h, 6000, orig_h=self.id.orig_h, tag="cancelled")
+            assert first.cancel() and not first.cancel()
+            self.expect(self.id.resp_h, None, orig_h=self.id.orig_h, tag="any-port")
+            self.read_line(ORIG)
+
+        def expected_started(self, conn, meta):
+            seen.append((conn.id.resp_p, meta["tag"]))
+
+    c, s = peers()
+    frames = handshake(c, s) + [s.send(ACK, b"go\n")]
+    d_c, d_s = TcpPeer("10.0.0.1", 40002, 1), TcpPeer("10.0.0.2", 6000, 9)
+    d_c.connect(d_s)
+    frames += handshake(d_c, d_s) + close(d_c, d_s)
+    frames += [c.send(ACK, b"done\n")] + close(c, s)
+    events = []
+    replay(timed(frames), analysers=[(Control, {})], on_event=events.append)
+    assert seen == [(6000, "any-port")]
+    assert not [e for e in events if e["event"] == "analyser_error"]
