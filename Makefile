@@ -40,9 +40,14 @@ build: venv
 test: install
 	$(PY) -m pytest -q tests
 
+# The sample FTP session (pyftpdlib on port 2121): which control connection
+# started which data connections, and how big each transfer was.
 demo: install
-	$(VENV)/bin/analyser replay traces/ftp-loopback.pcap --logs demo-logs
-	@echo; echo "== demo-logs/conn.log"; cat demo-logs/conn.log
+	$(VENV)/bin/analyser replay traces/ftp-loopback.pcap --analyser ftp:ports=2121 \
+	    --logs demo-logs --events demo-logs/events.json
+	@for log in conn ftp transfers; do echo; echo "== demo-logs/$$log.log"; \
+	    grep -v '^#' demo-logs/$$log.log | { column -t -s "$$(printf '\t')" 2>/dev/null || cat; } \
+	    | cut -c1-200; done
 
 bench: install
 	$(PY) bench/run_bench.py

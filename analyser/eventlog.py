@@ -9,6 +9,7 @@ they decode as UTF-8, else as hex.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 
@@ -28,6 +29,8 @@ class EventWriter:
 
     def __init__(self, target: str):
         self.target = target
+        if target != "-" and os.path.dirname(target):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
         self._out = sys.stdout if target == "-" else open(target, "w", encoding="utf-8")
         self.count = 0
 
