@@ -163,6 +163,7 @@ cdef class FlowTable:
     cdef int n_prefixes
     cdef bint probe_always
     cdef public dict expected               # flow number -> Expectation
+    cdef dict slot_flows                    # analyser slot -> flow-table index
     cdef readonly uint64_t analysed_flows
     # Events: bit masks of what someone subscribed to, before/after the TCP update
     cdef public uint32_t ev_before

@@ -275,6 +275,7 @@ cdef class FlowTable:
         self.analyser_classes = [None]
         self.probe_classes = []
         self.expected = {}
+        self.slot_flows = {}
         self.ev_before = 0
         self.ev_after = 0
         self.event_sink = None
@@ -1247,6 +1248,7 @@ cdef class FlowTable:
             if cls is None or f.proto != PROTO_TCP:
                 return
             f.slot = self.runtime.new_slot()
+            self.slot_flows[f.slot] = <int32_t>(f - self.pool)
             f.streams = self.streams.create(f.slot)
             self.analysed_flows += 1
             conn = self.conn_info(f)
@@ -1269,6 +1271,7 @@ cdef class FlowTable:
         """The first payload looks like a candidate's: probe it in Python."""
         try:
             f.slot = self.runtime.new_slot()
+            self.slot_flows[f.slot] = <int32_t>(f - self.pool)
             f.streams = self.streams.create(f.slot)
             self.analysed_flows += 1
             self.runtime.start(self.runtime.prober_class, f.slot, self.conn_info(f),
@@ -1307,11 +1310,8 @@ cdef class FlowTable:
         return self.now
 
     def index_of_slot(self, int32_t slot):
-        cdef int32_t i
-        for i in range(<int32_t>self.next_unused):
-            if self.pool[i].in_use and self.pool[i].slot == slot:
-                return i
-        return -1
+        """The flow-table index of the flow an analyser slot belongs to, or -1."""
+        return self.slot_flows.get(slot, -1)
 
     def set_quiet(self, int32_t index, side=None, bint quiet=True):
         """Stop (or resume) delivering events for one flow, or one side of it
@@ -1433,6 +1433,8 @@ cdef class FlowTable:
         if f.streams != NULL:
             self.streams.destroy(f.streams)
             f.streams = NULL
+        if f.slot >= 0:
+            self.slot_flows.pop(f.slot, None)
         f.slot = -1
         self.list_remove(f)
         link = &self.buckets[f.key_hash & self.bucket_mask]
