@@ -23,7 +23,12 @@ Zeek sees it) and drives two independent consumers:
   `transfer_end`, a `transfers.log` row) once both its final reply and the
   end of each of its data connections are known, in either order; what is
   still open when the control connection ends is reported when its data
-  connections end, or at once if it has none.
+  connections end, or at once if it has none.  An expectation that can no
+  longer be met is withdrawn (`Expectation.cancel`): a channel replaced by a
+  new PORT/PASV before anything connected to it (and no transfer waits for
+  it), a stream-mode channel whose transfer is over, every channel once the
+  control connection has closed; at most MAX_PENDING_EXPECTATIONS are
+  pending per control connection (a weird beyond).
 
 Bad input is a `weird`, never an exception: overlong lines are cut (and the
 rest of the line dropped), invalid replies stop the analysis of the control
@@ -41,7 +46,7 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 
-from analyser.runtime import ORIG, RESP, Analyser, Gap, StreamEnd
+from analyser.runtime import ORIG, RESP, Analyser, Expectation, Gap, StreamEnd
 
 # -- limits ---------------------------------------------------------------------
 
@@ -509,6 +514,7 @@ class Channel:
     used: bool = False             # a stream-mode channel carries one transfer
     early: object = None           # MODE E blocks seen before their transfer (gridftp)
     expected: dict = field(default_factory=dict)   # (host, port) -> expectations not yet met
+    pending: list = field(default_factory=list)    # those Expectation objects (to withdraw)
 
 
 @dataclass
@@ -600,20 +606,18 @@ class Ftp(Analyser):
         self.transfers: list[Transfer] = []     # open ones
         self.transfer_count = 0
         self.sizes: dict[str, int] = {}         # file -> size from a 213 reply to SIZE
-        # Deadlines of our expectations not met yet: the runtime cannot withdraw
-        # one, so their number is what bounds this connection's share of them.
-        self.expectation_deadlines: deque[float] = deque()
+        # Our expectations not met yet (each also on its channel's list): they
+        # are withdrawn when they can no longer be met; their number is capped.
+        self.live_expectations: list[Expectation] = []
+        self.closed = False           # both sides of the control connection ended
         self.ended = False
 
     def read_both_sides(self) -> None:
-        ended = set()
-        while len(ended) < 2 and not self.stopped:
+        while not self.stopped:
             try:
-                if not ended:
-                    side, data = self.read_any(READ_CHUNK)
-                else:
-                    side = RESP if ORIG in ended else ORIG
-                    data = self.read_some(side, READ_CHUNK)
+                # Goes on with the other side when one has ended; StreamEnd
+                # means both have.
+                side, data = self.read_any(READ_CHUNK)
             except Gap as gap:
                 self.feed(gap.side, gap.data)
                 self.weird("FTP_content_gap", side="orig" if gap.side == ORIG else "resp",
@@ -626,13 +630,14 @@ class Ftp(Analyser):
                 continue
             except StreamEnd as end:
                 self.feed(end.side, end.data)
-                ended.add(end.side)
-                if self.buffers[end.side] and not self.stopped:
-                    if end.side == ORIG:
-                        self.weird("partial_ftp_request")
-                    self.buffers[end.side].clear()
-                continue
+                self.closed = True
+                break
             self.feed(side, data)
+        if self.closed and not self.stopped:
+            if self.buffers[ORIG]:
+                self.weird("partial_ftp_request")     # a command without its newline
+            self.buffers[ORIG].clear()
+            self.buffers[RESP].clear()
 
     def feed(self, side: int, data: bytes) -> None:
         """Cut a side's bytes into lines and handle each, in order."""
@@ -843,6 +848,9 @@ class Ftp(Analyser):
         self.channel_count += 1
         ch = Channel(self.channel_count, passive, orig_h, list(endpoints),
                      mode=mode or self.mode)
+        previous = self.current_channel
+        if previous is not None and self.superseded(previous):
+            self.withdraw(previous)              # nobody will connect to it any more
         self.forget_old_channels()
         self.channels[ch.number] = ch
         self.current_channel = ch
@@ -864,18 +872,66 @@ class Ftp(Analyser):
         if not 0 < resp_p < 65536:
             self.weird("FTP_bad_data_port", port=resp_p)
             return
+        e = self.add_expectation(resp_h, resp_p, orig_h=ch.orig_h, analyser=analyser,
+                                 service=self.data_service(ch), channel=ch.number,
+                                 control_uid=self.uid)
+        if e is not None:
+            ch.pending.append(e)
+            ch.expected[(resp_h, resp_p)] = ch.expected.get((resp_h, resp_p), 0) + 1
+
+    # -- expectations: added, met, withdrawn -------------------------------------------
+
+    def add_expectation(self, resp_h: str, resp_p: int | None, *, orig_h: str | None,
+                        analyser, **meta) -> Expectation | None:
+        """expect() within this connection's bound of pending expectations."""
         now = self.ts
-        pending = self.expectation_deadlines
-        while pending and pending[0] < now:
-            pending.popleft()                        # expired in the runtime too
-        if len(pending) >= MAX_PENDING_EXPECTATIONS:
-            self.weird("FTP_too_many_expected_data_channels", count=len(pending))
-            return
-        pending.append(now + EXPECT_TIMEOUT)
-        ch.expected[(resp_h, resp_p)] = ch.expected.get((resp_h, resp_p), 0) + 1
-        self.expect(resp_h, resp_p, orig_h=ch.orig_h, timeout=EXPECT_TIMEOUT,
-                    analyser=analyser, service=self.data_service(ch),
-                    channel=ch.number, control_uid=self.uid)
+        live = self.live_expectations
+        if live and live[0].deadline < now:
+            live[:] = [e for e in live if e.deadline >= now]   # expired in the runtime too
+        if len(live) >= MAX_PENDING_EXPECTATIONS:
+            self.weird("FTP_too_many_expected_data_channels", count=len(live))
+            return None
+        e = self.expect(resp_h, resp_p, orig_h=orig_h, timeout=EXPECT_TIMEOUT,
+                        analyser=analyser, **meta)
+        live.append(e)
+        return e
+
+    def expectation_met(self, meta: dict, pending: list | None = None) -> None:
+        """The expectation carrying `meta` was met: it is no longer ours to withdraw."""
+        for lst in (self.live_expectations, pending):
+            if lst:
+                for i, e in enumerate(lst):
+                    if e.meta is meta:
+                        del lst[i]
+                        break
+
+    def cancel_all(self, expectations: list) -> int:
+        """Withdraw expectations that can no longer be met; how many were pending."""
+        withdrawn = 0
+        for e in expectations:
+            if e.cancel():
+                withdrawn += 1
+            try:
+                self.live_expectations.remove(e)
+            except ValueError:
+                pass
+        expectations.clear()
+        return withdrawn
+
+    def withdraw(self, ch: Channel) -> None:
+        """Nobody will connect to this channel any more (superseded, its transfer
+        over, forgotten, or the session ended)."""
+        if ch.pending:
+            self.cancel_all(ch.pending)
+            ch.expected.clear()
+
+    def superseded(self, ch: Channel) -> bool:
+        """A new PORT/PASV replaces `ch`: can a connection still come to it?
+        Not when none has come and no transfer waits for one (a MODE E channel
+        whose connections are open keeps serving transfers)."""
+        if ch.mode == "E" and any(not ended for ended in ch.started.values()):
+            return False
+        return ch.transfer is None or ch.transfer.done
 
     def forget_old_channels(self) -> None:
         if len(self.channels) < MAX_CHANNELS:
@@ -884,12 +940,13 @@ class Ftp(Analyser):
             busy = (ch.transfer is not None and not ch.transfer.done) or \
                    not all(ch.started.values())
             if not busy and ch is not self.current_channel:
+                self.withdraw(ch)
                 del self.channels[number]
             if len(self.channels) < MAX_CHANNELS:
                 return
         self.weird("FTP_too_many_expected_data_channels", count=len(self.channels))
         oldest = next(iter(self.channels))
-        del self.channels[oldest]
+        self.withdraw(self.channels.pop(oldest))
 
     def data_analyser(self, ch: Channel):
         """Extension point: the analyser class that reads this channel's data
@@ -905,14 +962,14 @@ class Ftp(Analyser):
 
     def expected_started(self, conn, meta) -> None:
         ch = self.channels.get(meta.get("channel"))
+        self.expectation_met(meta, ch.pending if ch is not None else None)
         if ch is None:
+            self.extension_unknown_stream(conn, meta)
             return
         if len(ch.started) >= MAX_STREAMS:
             self.weird("FTP_too_many_data_connections", channel=ch.number)
             return
         ch.started[conn.uid] = False
-        if self.expectation_deadlines:
-            self.expectation_deadlines.popleft()
         endpoint = (conn.id.resp_h, conn.id.resp_p)
         ch.expected[endpoint] = max(0, ch.expected.get(endpoint, 0) - 1)
         t = ch.transfer
@@ -922,6 +979,9 @@ class Ftp(Analyser):
 
     def extension_stream_started(self, ch: Channel, conn, meta) -> None:
         """Extension point: a data connection of `ch` began."""
+
+    def extension_unknown_stream(self, conn, meta) -> None:
+        """Extension point: an expected connection not of a known channel began."""
 
     def expected_ended(self, row, meta) -> None:
         ch = self.channels.get(meta.get("channel"))
@@ -1012,6 +1072,9 @@ class Ftp(Analyser):
             self.transfers.remove(t)
         if t.channel is not None and t.channel.transfer is t:
             t.channel.transfer = None
+            # Stream mode: one transfer per channel.  MODE E: the next transfer
+            # on this channel expects its connections again (bind_transfer).
+            self.withdraw(t.channel)
         self.finish_blocks(t)
         known = [s for s in t.streams.values() if s.bytes is not None]
         total = sum(s.bytes for s in known) if known else None
@@ -1063,6 +1126,11 @@ class Ftp(Analyser):
         for t in list(self.transfers):
             t.control_ended = True
             self.check_transfer(t)
+        if self.closed:
+            # Closed (not merely no longer parsed): no data connection will
+            # come for it any more.
+            for ch in self.channels.values():
+                self.withdraw(ch)
 
     # -- sinks -------------------------------------------------------------------------------
 

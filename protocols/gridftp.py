@@ -28,10 +28,22 @@ Three analysers live here:
 * `GridFtpData` reproduces Zeek's `base/protocols/ftp/gridftp.zeek`
   data-channel heuristic passively: a TLS connection with client and server
   certificates and a NULL bulk cipher that moves more than `size_threshold`
-  bytes in a direction within `max_time` is `gridftp-data`.  Because a GSI
-  control channel is encrypted (its PASV/PORT replies are unreadable), a TLS
-  connection between the two hosts of a live GSSAPI-authenticated GridFTP
-  control session is labelled at once as well.
+  bytes in a direction within `max_time` is `gridftp-data`.
+* `GsiDataChannel`: a GSI control channel is wrapped (ENC/MIC/CONF after AUTH
+  GSSAPI), so its PASV/PORT replies are unreadable.  While such a session
+  lives, `GridFtp` expects a connection between its two hosts on any port,
+  either way (`expect(host, None, orig_h=peer)`, one pending per direction,
+  renewed when met, withdrawn when the control connection ends).  The
+  connection is linked to the session and `GsiDataChannel` checks it: a TLS
+  handshake from the originator is a data channel (`ssl,gridftp-data` at
+  once, then counted in C); a connection to the control's own server port is
+  a second control session, handed to `GridFtp`; anything else is only
+  counted (event `gridftp_not_data_channel`).
+
+Expectations that can no longer be met are withdrawn (`Expectation.cancel`):
+in MODE E the "one more" connection per endpoint once every EOD the EOF
+header announced has come or the transfer is reported (a later transfer on
+the same channel expects one more again).
 """
 from __future__ import annotations
 
@@ -72,11 +84,9 @@ GRIDFTP_SIGNS = frozenset({"SPAS", "SPOR", "ERET", "ESTO", "DCAU", "SBUF"})
 PARALLELISM = re.compile(r"Parallelism\s*=\s*(\d+)", re.I)
 HOST_PORT = re.compile(r"\d+\s*,\s*\d+\s*,\s*\d+\s*,\s*\d+\s*,\s*\d+\s*,\s*\d+")
 
-# Live GridFTP control sessions: by control uid (for their MODE E data
-# connections) and by host pair (for the TLS data-channel heuristic).  Weak:
-# an entry lives as long as the runtime keeps the analyser.
+# Live GridFTP control sessions by control uid, for the data connections
+# they expected.  Weak: an entry lives as long as the runtime keeps the analyser.
 LIVE_SESSIONS: "weakref.WeakValueDictionary[str, GridFtp]" = weakref.WeakValueDictionary()
-SESSIONS_BY_HOSTS: dict[frozenset, "weakref.WeakSet[GridFtp]"] = {}
 
 
 class BlockTally:
@@ -235,18 +245,12 @@ class GridFtp(Ftp):
         self.adat_seen = False
         self.control_protected = False
         self.upload_size: int | None = None
+        self.hidden_pending: list = []      # any-port expectations of a protected session
         LIVE_SESSIONS[self.uid] = self
-        hosts = frozenset((self.id.orig_h, self.id.resp_h))
-        SESSIONS_BY_HOSTS.setdefault(hosts, weakref.WeakSet()).add(self)
 
     def end_session(self) -> None:
         super().end_session()
-        hosts = frozenset((self.id.orig_h, self.id.resp_h))
-        peers = SESSIONS_BY_HOSTS.get(hosts)
-        if peers is not None:
-            peers.discard(self)
-            if not peers:
-                del SESSIONS_BY_HOSTS[hosts]
+        self.cancel_all(self.hidden_pending)
 
     def mark_gridftp(self, sign: str, service: bool = True) -> None:
         """A GridFTP extension was used.  conn.log's service gets `gridftp` now,
@@ -283,6 +287,8 @@ class GridFtp(Ftp):
         elif cmd in ("ENC", "MIC", "CONF") and not self.control_protected:
             self.control_protected = True
             self.emit("ftp_control_protected", command=cmd)
+            if self.gss_requested:
+                self.expect_hidden_channels()
         elif cmd == "OPTS" and arg.upper().startswith("RETR"):
             m = PARALLELISM.search(arg)
             if m:
@@ -346,10 +352,42 @@ class GridFtp(Ftp):
     def extension_stream_started(self, ch, conn, meta) -> None:
         if ch.mode != "E":
             return
-        # The sender may open more connections than announced: expect one more.
+        # The sender may open more connections than announced: expect one more
+        # (withdrawn once the transfer is complete).
         if ch.expected.get((conn.id.resp_h, conn.id.resp_p), 0) <= 0 \
                 and len(ch.started) < MAX_STREAMS:
             self.expect_endpoint(ch, conn.id.resp_h, conn.id.resp_p, self.data_analyser(ch))
+
+    def expect_more(self, ch) -> None:
+        """A MODE E channel carries another transfer: besides its open
+        connections, one more per endpoint may come."""
+        analyser = self.data_analyser(ch)
+        for resp_h, resp_p in ch.endpoints:
+            if ch.expected.get((resp_h, resp_p), 0) <= 0 and len(ch.started) < MAX_STREAMS:
+                self.expect_endpoint(ch, resp_h, resp_p, analyser)
+
+    # -- data channels of a GSI-protected session (PASV/PORT replies hidden) -----------
+
+    def expect_hidden_channels(self) -> None:
+        """The control channel is wrapped (ENC/MIC/CONF): its data channels
+        cannot be read, so a connection between the two hosts, either way, on
+        any port, is expected while the session lives; GsiDataChannel checks
+        that it is one."""
+        self.expect_hidden(self.id.resp_h, self.id.orig_h)
+        self.expect_hidden(self.id.orig_h, self.id.resp_h)
+
+    def expect_hidden(self, resp_h: str, orig_h: str) -> None:
+        if self.ended:
+            return
+        e = self.add_expectation(resp_h, None, orig_h=orig_h, analyser=GsiDataChannel,
+                                 hidden=True, control_uid=self.uid)
+        if e is not None:
+            self.hidden_pending.append(e)
+
+    def extension_unknown_stream(self, conn, meta) -> None:
+        if meta.get("hidden"):
+            self.expectation_met(meta, self.hidden_pending)
+            self.expect_hidden(conn.id.resp_h, conn.id.orig_h)     # the next one
 
     # -- MODE E blocks, reported by ModeEData -------------------------------------------
 
@@ -377,18 +415,27 @@ class GridFtp(Ftp):
             tally.add_block(uid, offset, count)
 
     def mode_e_eof(self, channel_number, uid, eod_count) -> None:
-        tally, _ = self.tally_for(channel_number, uid)
+        tally, t = self.tally_for(channel_number, uid)
         if tally is not None:
             tally.eod_count_expected = eod_count
+            self.check_eod_count(t, tally)
 
     def mode_e_eod(self, channel_number, uid) -> None:
         tally, t = self.tally_for(channel_number, uid)
         if tally is None:
             return
         tally.eods += 1
+        self.check_eod_count(t, tally)
         if t is not None and uid in t.streams:
             t.streams[uid].end_of_data = True
             self.check_transfer(t)
+
+    def check_eod_count(self, t, tally) -> None:
+        """Every EOD the EOF header announced has come: the sender will open
+        no more connections for this transfer."""
+        if t is not None and tally.eod_count_expected is not None \
+                and tally.eods >= tally.eod_count_expected and t.channel is not None:
+            self.withdraw(t.channel)
 
     def mode_e_problem(self, channel_number, uid, problem) -> None:
         ch = self.channels.get(channel_number)
@@ -406,6 +453,8 @@ class GridFtp(Ftp):
         if t.upload and t.size_announced is None and self.upload_size is not None:
             t.size_announced = self.upload_size
         self.upload_size = None
+        if ch is not None and ch.mode == "E":
+            self.expect_more(ch)
         if ch is None or not ch.parsed:
             return
         t.blocks = BlockTally()
@@ -463,6 +512,32 @@ class GridFtpData(Analyser):
         return data[0] == TLS_HANDSHAKE and data[1] == 3 and data[5] == TLS_CLIENT_HELLO
 
     def main(self):
+        handshake = self.read_handshake()
+        if handshake is None:
+            return
+        cipher, certificates, consumed = handshake
+        if not (cipher in NULL_CIPHER_SUITES and certificates[ORIG] and certificates[RESP]):
+            self.bulk()
+            return
+        # Zeek's ConnThreshold on both directions: wake once, when either
+        # direction passes the threshold (everything before is skipped in C).
+        threshold = int(self.config.get("size_threshold", 1073741824))
+        for side in (ORIG, RESP):
+            self.skip(side, max(0, threshold - consumed[side]))
+        if consumed[ORIG] < threshold and consumed[RESP] < threshold:
+            try:
+                self.read_any(1)
+            except (Gap, StreamEnd):
+                return
+        if self.ts - self.conn.start_time <= float(self.config.get("max_time", 120.0)):
+            self.label("size threshold", threshold=threshold, cipher=cipher)
+        self.bulk()
+
+    def read_handshake(self):
+        """Read both sides up to their ChangeCipherSpec: (cipher suite, which
+        sides sent a certificate, bytes read per side), or None when it is
+        not TLS or never gets that far.  `ssl` goes to conn.log's service at
+        the ServerHello."""
         consumed = {ORIG: 0, RESP: 0}
         buffers = {ORIG: bytearray(), RESP: bytearray()}
         handshake = {ORIG: bytearray(), RESP: bytearray()}
@@ -473,7 +548,7 @@ class GridFtpData(Analyser):
             try:
                 side, data = self.read_any(4096)
             except (Gap, StreamEnd):
-                return
+                return None
             consumed[side] += len(data)
             if consumed[side] > MAX_TLS_HANDSHAKE:
                 break
@@ -505,40 +580,60 @@ class GridFtpData(Analyser):
                         elif kind == TLS_CERTIFICATE and len(message) >= 3:
                             certificates[side] = int.from_bytes(message[:3], "big") > 0
                 elif content not in (21, 23, 24):   # alert, application data, heartbeat
-                    return                          # not TLS after all
+                    return None                     # not TLS after all
         if cipher is None:
-            return
-        null_mutual = cipher in NULL_CIPHER_SUITES and certificates[ORIG] and certificates[RESP]
-        control = self.gridftp_control()
-        if control is not None:
-            self.label("control session", control_uid=control.uid, cipher=cipher)
-            self.bulk()
-            return
-        if not null_mutual:
-            self.bulk()
-            return
-        # Zeek's ConnThreshold on both directions: wake once, when either
-        # direction passes the threshold (everything before is skipped in C).
-        threshold = int(self.config.get("size_threshold", 1073741824))
-        for side in (ORIG, RESP):
-            self.skip(side, max(0, threshold - consumed[side]))
-        if consumed[ORIG] < threshold and consumed[RESP] < threshold:
-            try:
-                self.read_any(1)
-            except (Gap, StreamEnd):
-                return
-        if self.ts - self.conn.start_time <= float(self.config.get("max_time", 120.0)):
-            self.label("size threshold", threshold=threshold, cipher=cipher)
-        self.bulk()
-
-    def gridftp_control(self):
-        """A live GSSAPI-authenticated GridFTP control session between the same hosts."""
-        for session in list(SESSIONS_BY_HOSTS.get(frozenset((self.id.orig_h, self.id.resp_h)),
-                                                  ())):
-            if session.gss_requested and not session.ended:
-                return session
-        return None
+            return None
+        return cipher, certificates, consumed
 
     def label(self, reason: str, **fields) -> None:
         self.add_service("gridftp-data")
         self.emit("gridftp_data_channel", reason=reason, **fields)
+
+
+class GsiDataChannel(GridFtpData):
+    """A connection between the two hosts of a GSI-protected GridFTP session
+    (expected on any port: its PASV/PORT replies are wrapped): a data channel
+    when its originator starts a TLS handshake (DCAU), labelled at once."""
+    name = "gridftp-gsi-data"
+    probe_bytes = 0                # chosen only by GridFtp's expectations
+    probe_prefixes = ()
+    options = {}
+
+    @classmethod
+    def probe(cls, side, data):
+        return False
+
+    def main(self):
+        meta = self.conn.expectation or {}
+        control = LIVE_SESSIONS.get(meta.get("control_uid") or "")
+        if control is not None and (self.id.resp_h, self.id.resp_p) == (
+                control.id.resp_h, control.id.resp_p):
+            # Another control connection to the same server: its own session.
+            self.not_a_data_channel("control port", control)
+            self._rt.replace(self, type(control), dict(control.config))
+            return
+        while True:                         # peek (consume nothing) at the first bytes
+            try:
+                side, data = self.peek_any(GridFtpData.probe_bytes)
+            except (Gap, StreamEnd):
+                return                      # no payload: counted only
+            verdict = GridFtpData.probe(side, data)
+            if verdict:
+                break
+            if verdict is False:
+                self.not_a_data_channel("not TLS from the originator", control)
+                self.bulk()
+                return
+        handshake = self.read_handshake()
+        if handshake is not None:
+            self.label("control session", control_uid=meta.get("control_uid"),
+                       cipher=handshake[0])
+        self.bulk()
+
+    def not_a_data_channel(self, reason: str, control) -> None:
+        """Expected (so linked by the expected_connection event) but not a data
+        channel: say so, and unlink it for the analysers that follow."""
+        self.emit("gridftp_not_data_channel", reason=reason,
+                  control_uid=control.uid if control is not None else None)
+        self.conn.parent_uid = None
+        self.conn.expectation = None

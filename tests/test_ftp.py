@@ -119,6 +119,7 @@ def run(tmp_path, replay):
         transfers = read_zeek_log(logs / "transfers.log") \
             if (logs / "transfers.log").exists() else []
         go.stats = replay.result.stats
+        go.runtime = replay.result.engine.runtime
         return rows, events, ftp, transfers
     return go
 
@@ -390,7 +391,9 @@ def test_control_connection_ending_first_flushes_when_the_data_ends(run):
     assert (t["bytes"], t["reply_code"]) == ("4000", "-")
 
 
-def test_expectations_per_control_connection_are_bounded(run):
+def test_superseded_pasv_expectations_are_withdrawn(run):
+    """150 PASVs nobody connected to: each is withdrawn when the next one
+    replaces it, so none is refused and the last one still links its transfer."""
     ses = Session()
     login(ses)
     for i in range(150):
@@ -398,14 +401,100 @@ def test_expectations_per_control_connection_are_bounded(run):
         ses.reply("227 Entering Passive Mode (%s)\r\n" % pasv_numbers(SERVER, 7000 + i))
     passive_retr(ses, 6060, "f.bin", 10)
     ses.close()
-    _, events, _, transfers = run(ses)
+    rows, events, _, transfers = run(ses)
     assert run.stats["analyser_errors"] == 0
-    too_many = [e for e in by_kind(events, "weird")
+    assert not [e for e in by_kind(events, "weird")
                 if e["name"] == "FTP_too_many_expected_data_channels"]
-    assert len(too_many) == 151 - 128                      # the 129th PASV on were refused
-    assert run.stats["expectations_added"] == 128
-    # The transfer is still reported (its data connection could not be linked).
-    assert transfers[0]["file"] == "f.bin" and transfers[0]["streams"] == "0"
+    assert run.stats["expectations_added"] == 151
+    assert run.stats["expectations_cancelled"] == 150
+    assert run.stats["expectations_matched"] == 1
+    assert run.runtime.pending_expectations == 0
+    data = next(r for r in rows if r["id.resp_p"] == 6060)
+    (t,) = transfers
+    assert (t["file"], t["streams"], t["data_uids"], t["bytes"]) == ("f.bin", "1", data["uid"],
+                                                                   "10")
+
+
+def stray_connection(ses, orig_h, orig_p, resp_h, resp_p, size=300):
+    """An unrelated connection (not announced by the control connection)."""
+    a, b = ses.data_open(orig_h, orig_p, resp_h, resp_p)
+    ses.data_send(a, size)
+    ses.data_close(a, b)
+
+
+@pytest.mark.parametrize("case", ["superseded", "failed_retr", "after_transfer"])
+def test_stale_pasv_does_not_capture_a_later_connection(run, case):
+    """A PASV that can no longer be used is withdrawn: a later connection to
+    its port (from the same client) is not taken as an FTP data connection."""
+    ses = Session()
+    login(ses)
+    ses.cmd("PASV\r\n")
+    ses.reply("227 Entering Passive Mode (%s)\r\n" % pasv_numbers(SERVER, 6100))
+    if case == "superseded":                 # replaced before any connection came
+        passive_retr(ses, 6101, "real.bin", 500)
+    elif case == "failed_retr":              # its transfer failed without a connection
+        ses.cmd("RETR missing.bin\r\n")
+        ses.reply("550 No such file\r\n")
+    else:                                    # used, and its transfer is over
+        a, b = ses.data_open(CLIENT, 50100, SERVER, 6100)
+        ses.cmd("RETR real.bin\r\n")
+        ses.reply("150 ok (500 bytes)\r\n")
+        ses.data_send(b, 500)
+        ses.data_close(b, a)
+        ses.reply("226 Transfer complete\r\n")
+    ses.cmd("NOOP\r\n")
+    ses.reply("200 ok\r\n")
+    stray_connection(ses, CLIENT, 50999, SERVER, 6100)     # well within the 300 s
+    ses.cmd("QUIT\r\n")
+    ses.reply("221 bye\r\n")
+    ses.close()
+    rows, events, _, transfers = run(ses)
+    assert run.stats["analyser_errors"] == 0
+    stray = next(r for r in rows if r["id.orig_p"] == 50999)
+    assert stray["service"] is None                        # not ftp-data
+    linked = {e["uid"] for e in by_kind(events, "expected_connection")}
+    assert stray["uid"] not in linked
+    # (used: its one expectation was met, nothing left to withdraw)
+    assert run.stats.get("expectations_cancelled", 0) == (case != "after_transfer")
+    assert run.runtime.pending_expectations == 0
+    if case != "failed_retr":
+        (t,) = transfers
+        assert (t["file"], t["bytes"], t["streams"]) == ("real.bin", "500", "1")
+
+
+def test_expectations_of_a_closed_control_connection_are_withdrawn(run):
+    ses = Session()
+    login(ses)
+    ses.cmd("PORT %s\r\n" % pasv_numbers(CLIENT, 6200))
+    ses.reply("200 PORT ok\r\n")
+    ses.cmd("QUIT\r\n")
+    ses.reply("221 bye\r\n")
+    ses.close()
+    ses.wait(20)
+    stray_connection(ses, SERVER, 20, CLIENT, 6200)
+    rows, events, _, _ = run(ses)
+    stray = next(r for r in rows if r["id.resp_p"] == 6200)
+    assert stray["service"] is None and not by_kind(events, "expected_connection")
+    assert run.stats["expectations_cancelled"] == 1
+
+
+def test_partial_last_command_and_one_sided_close(run):
+    """read_any goes on with the side still open: replies after the client's
+    FIN are parsed, and a command cut by the FIN is a weird."""
+    ses = Session()
+    login(ses)
+    ses.cmd("PASV\r\n")
+    ses.cmd("RETR late.bin\r\nNOO")                      # cut by the FIN below
+    ses.add(ses.c.send(FIN | ACK))
+    ses.reply("227 Entering Passive Mode (%s)\r\n" % pasv_numbers(SERVER, 6300))
+    ses.reply("425 No data connection\r\n")
+    ses.add(ses.s.send(FIN | ACK), ses.c.send(ACK))
+    _, events, ftp, transfers = run(ses)
+    assert run.stats["analyser_errors"] == 0
+    assert [(r["command"], r["reply_code"]) for r in ftp] == [("PASV", "227"), ("RETR", "425")]
+    (t,) = transfers
+    assert (t["file"], t["reply_code"]) == ("late.bin", "425")
+    assert [e["name"] for e in by_kind(events, "weird")] == ["partial_ftp_request"]
 
 
 # -- real captures ----------------------------------------------------------------------
@@ -539,3 +628,41 @@ def test_fresh_capture_of_pyftpdlib_and_ftplib(run_cli, tmp_path):
         sent = int(data["resp_bytes"]) + int(data["orig_bytes"])
         assert sent == int(t["bytes"])                      # only the sender sends
     assert not [e for e in events if e["event"] == "analyser_error"]
+
+
+# -- the README's "FTP and GridFTP" section ------------------------------------------------
+
+def readme_section():
+    text = (REPO / "README.md").read_text()
+    start = text.index("## FTP and GridFTP")
+    return text[start:text.index("\n## ", start + 1)]
+
+
+def test_readme_transfers_table_matches_the_schema():
+    from analyser.schemas import TRANSFERS
+    section = readme_section()
+    table = section[section.index("**transfers.log**"):]
+    table = table[table.index("| field | meaning |"):]
+    names = []
+    for line in table.splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        names += [n.strip() for n in line.split("|")[1].split(",")]
+    assert names == [f.name for f in TRANSFERS]
+
+
+def test_readme_examples_run_on_the_committed_traces(run_cli, tmp_path):
+    block = readme_section().split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = block.replace("\\\n", " ").splitlines()
+    assert len(commands) >= 3
+    for i, line in enumerate(commands):
+        args = line.split()
+        assert args[0] == "analyser"
+        out = tmp_path / str(i)
+        args = [str(out) if a == "out/" else str(out / a[4:]) if a.startswith("out/") else a
+                for a in args[1:]]
+        out.mkdir()
+        proc = run_cli(*args, "-q")
+        assert proc.returncode == 0, (line, proc.stderr)
+        transfers = read_zeek_log(out / "transfers.log")
+        assert transfers and all(t["reply_code"] == "226" for t in transfers), line

@@ -298,6 +298,146 @@ def test_garbage_on_a_mode_e_connection_is_a_weird(run):
     assert only_end(events)["problems"] == ["bad_descriptor"]
 
 
+def test_eod_count_reached_withdraws_the_extra_expectation(run):
+    """MODE E expects one connection more than have come; once every EOD the
+    EOF header announced is in, that one is withdrawn: a later connection to
+    the port is not taken as a data connection.  The next transfer on the same
+    channel expects one more again, and its new connection is linked."""
+    size = 40_000
+    data = file_bytes(size)
+    ses = Session(port=2811)
+    gridftp_login(ses)
+    download(ses, 2, [stream_bytes([(0, 20_000)], data, eod()),
+                      stream_bytes([(20_000, 20_000)], data, eod(2))],
+             port=40900, reply=False)
+    a, b = ses.data_open(SERVER, 59999, CLIENT, 40900)       # after the last EOD
+    ses.data_send(a, 100)
+    ses.data_close(a, b)
+    ses.reply("226 Transfer Complete.\r\n")
+    ses.wait(10)                          # the closed connections are over (linger)
+    ses.cmd("RETR /data/second.bin\r\n")                   # same channel, new connection
+    ses.reply("150 Beginning transfer.\r\n")
+    a2, b2 = ses.data_open(SERVER, 51010, CLIENT, 40900)
+    send_stream(ses, a2, stream_bytes([(0, size)], data, eod(1)))
+    ses.data_close(a2, b2)
+    ses.reply("226 Transfer Complete.\r\n")
+    finish(ses)
+    rows, events, _, transfers = run(ses, analyser=GridFtp)
+    assert run.stats["analyser_errors"] == 0
+    stray = next(r for r in rows if r["id.orig_p"] == 59999)
+    assert stray["service"] is None
+    assert stray["uid"] not in {e["uid"] for e in events if e["event"] == "expected_connection"}
+    second = next(r for r in rows if r["id.orig_p"] == 51010)
+    assert [(t["file"], t["bytes"], t["streams"]) for t in transfers] == [
+        ("/data/file.bin", str(size), "2"), ("/data/second.bin", str(size), "1")]
+    assert transfers[1]["data_uids"] == second["uid"] and second["service"] == "gridftp-data"
+    assert run.stats["expectations_cancelled"] >= 2
+    assert run.runtime.pending_expectations == 0
+
+
+def test_too_many_expected_connections_are_refused(run):
+    """The safety bound: SPOR with 3 endpoints at Parallelism=64 would expect
+    192 connections; 128 are pending at most."""
+    ses = Session(port=2811)
+    gridftp_login(ses)
+    ses.cmd("OPTS RETR Parallelism=64,64,64;\r\n")
+    ses.reply("200 OPTS Command Successful.\r\n")
+    hosts = [pasv_numbers("10.1.0.%d" % (10 + i), 41000 + i) for i in range(3)]
+    ses.cmd("SPOR %s\r\n" % " ".join(hosts))
+    ses.reply("200 SPOR Command successful.\r\n")
+    finish(ses)
+    _, events, _, _ = run(ses, analyser=GridFtp)
+    too_many = [e for e in events if e["event"] == "weird"
+                and e["name"] == "FTP_too_many_expected_data_channels"]
+    assert len(too_many) == 192 - 128
+    assert run.stats["expectations_added"] == 128
+    assert run.stats["expectations_cancelled"] == 128        # withdrawn when it closed
+
+
+# -- a GSI-protected control channel: data channels expected on any port ----------------
+
+def tls_record(content, body):
+    return struct.pack("!BHH", content, 0x0301, len(body)) + body
+
+
+def tls_handshake(kind, body):
+    return tls_record(22, bytes([kind]) + len(body).to_bytes(3, "big") + body)
+
+
+def tls_client_flight():
+    hello = tls_handshake(1, b"\x03\x01" + bytes(32) + b"\x00" + b"\x00\x02\x00\x02\x01\x00")
+    return hello, tls_handshake(11, b"\x00\x00\x03" + b"abc") + tls_record(20, b"\x01")
+
+
+def tls_server_flight(cipher=0x0002):
+    server_hello = b"\x03\x01" + bytes(32) + b"\x00" + struct.pack("!H", cipher) + b"\x00"
+    return (tls_handshake(2, server_hello) + tls_handshake(11, b"\x00\x00\x03" + b"abc")
+            + tls_record(20, b"\x01"))
+
+
+def gsi_session(ses):
+    """AUTH GSSAPI, a TLS-looking ADAT, then every command wrapped in ENC."""
+    import base64
+    ses.reply("220 GridFTP Server ready.\r\n")
+    ses.cmd("AUTH GSSAPI\r\n")
+    ses.reply("334 Using authentication type GSSAPI; ADAT must follow\r\n")
+    token = base64.b64encode(b"\x16\x03\x01\x00\x04abcd").decode()
+    ses.cmd("ADAT %s\r\n" % token)
+    ses.reply("235 ADAT=%s\r\n" % token)
+    ses.cmd("ENC %s\r\n" % base64.b64encode(b"\x17" + bytes(40)).decode())
+    ses.reply("633 %s\r\n" % base64.b64encode(b"\x17" + bytes(30)).decode())
+
+
+def tls_data_connection(ses, orig_h, orig_p, resp_h, resp_p, size=5000):
+    a, b = ses.data_open(orig_h, orig_p, resp_h, resp_p)
+    hello, rest = tls_client_flight()
+    ses.add(a.send(ACK, hello), b.send(ACK, tls_server_flight()), a.send(ACK, rest))
+    ses.data_send(b, size)
+    ses.data_close(b, a)
+
+
+def test_gsi_protected_session_links_its_hidden_data_channels(run):
+    """The PASV/PORT replies are inside ENC: TLS connections between the two
+    hosts, either way and on any port, are its data channels (linked, labelled
+    ssl,gridftp-data); a second control connection to 2811 is its own gridftp
+    session; a non-TLS connection is not a data channel; once the control
+    connection has closed nothing more is expected."""
+    ses = Session(port=2811)
+    gsi_session(ses)
+    tls_data_connection(ses, CLIENT, 35391, SERVER, 55968)          # passive
+    tls_data_connection(ses, SERVER, 20, CLIENT, 44000)              # active
+    c2, s2 = ses.data_open(CLIENT, 40001, SERVER, 2811)             # a second session
+    ses.add(s2.send(ACK, b"220 GridFTP Server ready.\r\n"))
+    ses.add(c2.send(ACK, b"MODE E\r\n"))
+    ses.add(s2.send(ACK, b"200 Mode set to E.\r\n"))
+    ses.data_close(c2, s2)
+    a, b = ses.data_open(SERVER, 2222, CLIENT, 45000)                  # not TLS
+    ses.add(a.send(ACK, b"SSH-2.0-OpenSSH_9.2\r\n"))
+    ses.data_close(a, b)
+    finish(ses)
+    ses.wait(5)
+    tls_data_connection(ses, CLIENT, 35400, SERVER, 56000)           # after the close
+    rows, events, _, _ = run(ses, analyser=GridFtp)
+    assert run.stats["analyser_errors"] == 0
+    by_port = {(r["id.orig_p"], r["id.resp_p"]): r for r in rows}
+    control = by_port[(40000, 2811)]
+    links = {e["uid"]: e["parent_uid"] for e in events if e["event"] == "expected_connection"}
+    for key in ((35391, 55968), (20, 44000)):
+        assert by_port[key]["service"] == "ssl,gridftp-data"
+        assert links[by_port[key]["uid"]] == control["uid"]
+    labels = [e for e in events if e["event"] == "gridftp_data_channel"]
+    assert {e["control_uid"] for e in labels} == {control["uid"]} and len(labels) == 2
+    assert by_port[(40001, 2811)]["service"] == "ftp,gridftp"         # its own session
+    assert by_port[(2222, 45000)]["service"] is None
+    not_data = {e["uid"]: e["reason"] for e in events
+                if e["event"] == "gridftp_not_data_channel"}
+    assert not_data == {by_port[(40001, 2811)]["uid"]: "control port",
+                        by_port[(2222, 45000)]["uid"]: "not TLS from the originator"}
+    late = by_port[(35400, 56000)]
+    assert late["uid"] not in links and late["service"] is None
+    assert run.runtime.pending_expectations == 0
+
+
 def test_block_tally_merges_ranges():
     tally = BlockTally()
     for offset in (30, 10, 0, 20):
@@ -358,7 +498,7 @@ def test_conformance_case_labels_the_data_channel_as_zeek_does(run_cli, tmp_path
     its live GSSAPI control session between the same hosts, or (the case's own
     Zeek option size_threshold=2) by Zeek's NULL-cipher + size heuristic."""
     proc = run_cli("replay", GRIDFTP_CASE / "globus-url-copy.pcap", "--logs", tmp_path, "-q",
-                   *options)
+                   "--events", tmp_path / "events.json", *options)
     assert proc.returncode == 0, proc.stderr
     ours = {(r["id.orig_p"], r["id.resp_p"]): r["service"]
             for r in read_zeek_log(tmp_path / "conn.log")}
@@ -369,6 +509,14 @@ def test_conformance_case_labels_the_data_channel_as_zeek_does(run_cli, tmp_path
     assert ours[data_key] == theirs[data_key]
     if not options:
         assert ours == theirs
+        # The PASV reply is hidden (ENC), yet the data connection is linked to
+        # its control session: GridFtp expects any port between the two hosts.
+        events = [json.loads(l) for l in (tmp_path / "events.json").read_text().splitlines()]
+        uids = {(r["id.orig_p"], r["id.resp_p"]): r["uid"]
+                for r in read_zeek_log(tmp_path / "conn.log")}
+        links = {e["uid"]: e["parent_uid"] for e in events
+                 if e["event"] == "expected_connection"}
+        assert links == {uids[data_key]: uids[("60108", "2811")]}
 
 
 def test_no_label_without_control_session_or_threshold(run_cli, tmp_path):
