@@ -53,6 +53,7 @@ bench: install
 	$(PY) bench/run_bench.py
 	$(PY) bench/bench_small_packets.py
 	$(PY) bench/bench_analysers.py
+	$(PY) bench/bench_live.py
 	$(PY) bench/bench_ftp.py
 
 lint: venv

@@ -21,6 +21,8 @@ MODULES = [
     ("analyser.flows", []),
     ("analyser.engine", []),
     ("ringbuf.bpf", ["pcap"]),
+    ("ringbuf.livepcap", []),
+    ("ringbuf.afpacket", ["pcap"]),
 ]
 
 extensions = [

@@ -37,22 +37,8 @@ def _timeout(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError("not a number of seconds: %r" % value) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="analyser", description=DESCRIPTION,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version="analyser " + __version__)
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-
-    r = sub.add_parser(
-        "replay", help="analyse trace files (pcap, pcapng) as fast as possible",
-        description="Analyse trace files (pcap or pcapng, any byte order and time "
-                    "resolution) in the order given, as one stream of packets, and "
-                    "write Zeek-compatible logs.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="timeout classes (seconds, defaults as Zeek): opening=5 (SYN "
-               "unanswered), established=300 (inactivity), closing=6, closed=5 "
-               "(linger after close), udp=60, icmp=60")
-    r.add_argument("traces", nargs="+", metavar="TRACE", help="pcap or pcapng file")
+def add_analysis_options(r) -> None:
+    """The options of analysis and output, shared by `replay` and `live`."""
     r.add_argument("--logs", metavar="DIR", default=".",
                    help="directory for the logs (default: current directory)")
     r.add_argument("--log-format", choices=("tsv", "json"), default="tsv",
@@ -88,6 +74,102 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true",
                    help="no progress bar, even on a terminal")
     r.add_argument("-q", "--quiet", action="store_true", help="no summary")
+
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a number: %r" % text) from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("must be a positive number, e.g. 1 (real time)")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a whole number: %r" % text) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive, not %d" % value)
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a number: %r" % text) from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError("must be positive, not %s" % text)
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="analyser", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version="analyser " + __version__)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    r = sub.add_parser(
+        "replay", help="analyse trace files (pcap, pcapng) as fast as possible",
+        description="Analyse trace files (pcap or pcapng, any byte order and time "
+                    "resolution) in the order given, as one stream of packets, and "
+                    "write Zeek-compatible logs.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="timeout classes (seconds, defaults as Zeek): opening=5 (SYN "
+               "unanswered), established=300 (inactivity), closing=6, closed=5 "
+               "(linger after close), udp=60, icmp=60")
+    r.add_argument("traces", nargs="+", metavar="TRACE", help="pcap or pcapng file")
+    r.add_argument("--speed", metavar="X", type=_speed, default=0.0,
+                   help="pace the replay to the trace's clock, X times real time "
+                        "(1 = as captured, 2 = twice as fast); default: as fast as possible")
+    add_analysis_options(r)
+
+    lv = sub.add_parser(
+        "live", help="analyse the traffic of a network interface as it passes",
+        description="Capture on a network interface (libpcap, or an AF_PACKET mmap\n"
+                    "ring on Linux) and analyse it as replay does, until --count\n"
+                    "packets, --duration seconds, or Ctrl-C / SIGTERM: then open\n"
+                    "connections are flushed to the logs and a summary (with kernel\n"
+                    "and ring drops) is printed.  Needs root or CAP_NET_RAW.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  analyser live -i eth0 --logs out/ --duration 60\n"
+               "  analyser live -i eth0 --source afpacket --bpf 'tcp port 21' -Z nobody")
+    lv.add_argument("-i", "--interface", required=True, metavar="IFACE",
+                    help="network interface to capture on")
+    lv.add_argument("--source", choices=("pcap", "afpacket"), default="pcap",
+                    help="pcap (libpcap through pcapy-ng, default) or afpacket "
+                         "(TPACKET_V3 mmap ring, Linux)")
+    lv.add_argument("--snaplen", metavar="N", type=_positive_int, default=262144,
+                    help="bytes kept of each packet (default: 262144, whole packets)")
+    lv.add_argument("--duration", metavar="S", type=_positive_float,
+                    help="stop after S seconds")
+    lv.add_argument("--count", metavar="N", type=_positive_int, default=0,
+                    help="stop after N packets")
+    lv.add_argument("--promisc", action=argparse.BooleanOptionalAction, default=True,
+                    help="promiscuous mode (default: on)")
+    lv.add_argument("--buffer-size", metavar="MB", type=_positive_float, default=32,
+                    help="kernel capture buffer (default: 32 MB)")
+    lv.add_argument("--block-timeout", metavar="MS", type=_positive_int, default=10,
+                    help="the kernel hands over a partly filled buffer block after MS "
+                         "milliseconds: the latency bound on a quiet link (default: 10)")
+    lv.add_argument("--block-size", metavar="KB", type=_positive_int, default=1024,
+                    help="afpacket: size of one kernel ring block, a power of two "
+                         "(default: 1024 KB)")
+    lv.add_argument("--fanout", metavar="GROUP", type=int,
+                    help="afpacket: join PACKET_FANOUT group GROUP (hash by flow), so "
+                         "that several analysers share the interface")
+    lv.add_argument("--ring-size", metavar="MB", type=_positive_float, default=64,
+                    help="the engine's packet ring; retained stream bytes live here "
+                         "(default: 64 MB)")
+    lv.add_argument("-Z", "--drop-privileges", metavar="USER",
+                    help="once the capture is open, run as USER (as tcpdump -Z); logs "
+                         "are created as that user")
+    add_analysis_options(lv)
+
 
     la = sub.add_parser("list-analysers", help="list the analysers and how they are chosen")
     la.add_argument("--load", metavar="MODULE_OR_FILE", action="append", default=[],
@@ -254,7 +336,7 @@ def cmd_replay(args) -> int:
             args.traces, logs_dir=args.logs, log_format=args.log_format, bpf=args.bpf,
             ignore_checksums=args.checksums == "ignore", timeouts=dict(args.timeout),
             flow_memory_mb=args.flow_memory or DEFAULT_FLOW_MEMORY_MB, progress=progress,
-            analysers=analysers, monitor=monitor,
+            analysers=analysers, monitor=monitor, speed=args.speed,
             on_event=writer.write if writer is not None else None)
     except CaptureFileError as exc:
         print("analyser: %s" % exc, file=sys.stderr)
@@ -281,6 +363,57 @@ def cmd_replay(args) -> int:
     return 0
 
 
+def cmd_live(args) -> int:
+    from analyser.live import live_capture, format_capture, status_printer
+    from analyser.replay import DEFAULT_FLOW_MEMORY_MB
+    from ringbuf.livepcap import LiveCaptureError
+
+    try:
+        analysers, monitor, writer = setup_analysers(args)
+    except ValueError as exc:
+        print("analyser: %s" % exc, file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print("analyser: cannot write events: %s" % exc, file=sys.stderr)
+        return EXIT_INPUT
+    status = None
+    if not args.no_progress and not args.quiet and sys.stderr.isatty():
+        status = status_printer(sys.stderr)
+    try:
+        result = live_capture(
+            args.interface, source=args.source, bpf=args.bpf, snaplen=args.snaplen,
+            promisc=args.promisc, buffer_mb=args.buffer_size, duration=args.duration,
+            count=args.count, block_timeout_ms=args.block_timeout, block_kb=args.block_size,
+            fanout_group=args.fanout, drop_user=args.drop_privileges, ring_mb=args.ring_size,
+            logs_dir=args.logs, log_format=args.log_format,
+            ignore_checksums=args.checksums == "ignore", timeouts=dict(args.timeout),
+            flow_memory_mb=args.flow_memory or DEFAULT_FLOW_MEMORY_MB, status=status,
+            analysers=analysers, monitor=monitor,
+            on_event=writer.write if writer is not None else None)
+    except LiveCaptureError as exc:
+        print("analyser: %s" % exc, file=sys.stderr)
+        return EXIT_INPUT
+    except ValueError as exc:
+        print("analyser: %s" % exc, file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print("analyser: %s" % exc, file=sys.stderr)
+        return EXIT_INPUT
+    finally:
+        if writer is not None:
+            writer.close()
+    if status is not None:
+        sys.stderr.write("\n")
+    if not args.quiet:
+        print(format_summary(result), file=sys.stderr)
+        print(format_capture(result), file=sys.stderr)
+        print("logs      %s" % os.path.join(args.logs, "conn.log"), file=sys.stderr)
+    if result.error:
+        print("analyser: %s" % result.error, file=sys.stderr)
+        return EXIT_INPUT
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -292,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_replay(args)
         if args.command == "list-analysers":
             return cmd_list_analysers(args)
+        if args.command == "live":
+            return cmd_live(args)
     except KeyboardInterrupt:
         print("analyser: interrupted", file=sys.stderr)
         return 130

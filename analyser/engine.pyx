@@ -11,8 +11,11 @@ then acknowledges what it processed so the source may reuse the space.
 Nothing in the per-packet path allocates or touches a Python object.
 """
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+from libc.stdlib cimport calloc, free
+from cpython.exc cimport PyErr_CheckSignals
+from posix.time cimport clock_gettime, nanosleep, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 
-from ringbuf.ring cimport Ring, PacketRecord
+from ringbuf.ring cimport Ring, PacketRecord, OVERFLOW_DROP
 from ringbuf.source cimport Source
 from ringbuf.bpf cimport BpfFilter
 from analyser.decode cimport Decoder, Decoded, DECODED, NOT_IP, FRAGMENT_HELD, \
@@ -27,6 +30,30 @@ cdef enum:
     # processed.  The replay ring is small for the same reason (measured: 4 MiB
     # runs 40% faster than 64 MiB on 1 KB packets); nothing is retained yet.
     BATCH = 256
+    # Latency histogram (capture timestamp to processed): 1 us buckets; later
+    # ones are counted in the last bucket and the exact maximum kept aside.
+    LATENCY_BUCKETS = 1 << 17
+    # Pacing (--speed) sleeps in slices this long, so a stop request is seen.
+    PACE_SLICE_NS = 50000000
+
+
+cdef inline int64_t clock_ns(int clock) noexcept nogil:
+    cdef timespec ts
+    clock_gettime(clock, &ts)
+    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+cdef inline void sleep_ns(int64_t duration) noexcept nogil:
+    cdef timespec ts
+    ts.tv_sec = duration // 1000000000
+    ts.tv_nsec = duration % 1000000000
+    nanosleep(&ts, NULL)      # a signal cuts it short: the caller checks its flag
+
+
+# When a live source is idle, flows are expired at wall-clock time minus this
+# lag: a kernel block retired late may still hold packets a little older than
+# "now", and they should find their flows alive.
+IDLE_CLOCK_LAG = 0.25
 
 
 cdef class Engine:
@@ -47,16 +74,29 @@ cdef class Engine:
     cdef readonly int64_t first_ts_ns
     cdef readonly int64_t last_ts_ns
     cdef readonly uint64_t ts_went_backwards
+    # Live and paced runs (see run_source).
+    cdef readonly bint stop_requested
+    cdef readonly uint64_t idle_expiries
+    cdef int64_t pace_origin_ts           # trace time of the first paced record
+    cdef int64_t pace_origin_wall         # monotonic time it was processed at
+    cdef uint32_t* latency_hist           # NULL unless measure_latency()
+    cdef readonly uint64_t latency_count
+    cdef readonly int64_t latency_max_ns
 
     def __init__(self, *, on_connection=None, bpf=None, bint ignore_checksums=True,
                  timeouts=None, uint32_t flow_capacity=262144,
                  uint64_t ring_records=65536, uint64_t ring_bytes=4 << 20,
                  bint key_on_vlan=False, analysers=None, monitor=None, on_event=None,
                  on_log=None, uint64_t max_stream_bytes=4 << 20,
-                 uint64_t max_owned_bytes=1 << 20):
+                 uint64_t max_owned_bytes=1 << 20, ring_policy="wait"):
         """analysers: [(Analyser subclass, config dict)]; monitor: an
-        analyser.events.Monitor; on_event: callable(dict) for application events."""
-        self.ring = Ring(ring_records, ring_bytes, "wait")
+        analyser.events.Monitor; on_event: callable(dict) for application events.
+        ring_policy: "wait" (replay: the source waits for room) or "drop"
+        (live: a packet the ring cannot take is dropped and counted)."""
+        self.ring = Ring(ring_records, ring_bytes, ring_policy)
+        self.first_ts_ns = -1
+        self.last_ts_ns = -1
+        self.pace_origin_ts = -1
         self.decoder = Decoder(not ignore_checksums)
         self.flows = FlowTable(flow_capacity, timeouts, ignore_checksums, key_on_vlan,
                                on_connection)
@@ -87,8 +127,10 @@ cdef class Engine:
         if index >= 0:
             self.monitor.dispatch(events.OVERLAP_DIFFERS, index, side, a, b, None, None,
                                   self.flows.trace_time(), 1)
-        self.first_ts_ns = -1
-        self.last_ts_ns = -1
+
+    def __dealloc__(self):
+        free(self.latency_hist)
+        self.latency_hist = NULL
 
     cdef inline void process(self, PacketRecord* rec) except *:
         cdef Decoded d
@@ -117,43 +159,151 @@ cdef class Engine:
             d.linktype = rec.linktype
             self.flows.packet(&d, rec.ts_ns * 1e-9)
 
-    def run_source(self, Source source, progress=None, double progress_every=0.5):
-        """Process every record of `source`.  `progress(engine, source)` is
-        called about every `progress_every` seconds of wall time."""
+    def run_source(self, Source source, progress=None, double progress_every=0.5, *,
+                   double speed=0.0, bint live=False):
+        """Process every record of `source` (until its eof or `stop()`).
+        `progress(engine, source)` is called about every `progress_every`
+        seconds of wall time.  speed > 0 paces processing to the trace's clock
+        (1.0 = real time).  live: when the source has nothing (fill() returns
+        0 without eof), flows are expired by wall-clock time."""
         cdef PacketRecord* rec
         cdef int n
         cdef uint64_t batches = 0
-        cdef uint64_t target
         cdef double next_report = time.monotonic() + progress_every
-        while True:
+        cdef double now
+        while not self.stop_requested:
             n = source.fill(self.ring, BATCH)
             while True:
                 rec = self.ring.next_unprocessed()
                 if rec == NULL:
                     break
+                if speed > 0.0 and not self.wait_until_due(rec.ts_ns, speed):
+                    break                       # stop requested while waiting
                 self.process(rec)
                 self.ring.mark_processed()
+                if self.latency_hist != NULL:
+                    self.record_latency(rec.ts_ns)
             # Records that no stream holds may be reused.
             self.ring.acknowledge_unpinned()
-            if n == 0 and source.eof:
+            if n == 0 and source.eof and self.ring.processed_index == self.ring.write_index:
                 break
             if n == 0 and self.ring.write_index == self.ring.processed_index:
-                # The ring is full of records streams still hold: copy the
-                # oldest half out (or give them up as gaps), then go on.
-                self.pressure_events += 1
-                target = self.ring.acknowledged_index + \
-                    (self.ring.processed_index - self.ring.acknowledged_index + 1) // 2
-                if self.streams is not None:
-                    self.streams.relieve(target)
-                self.ring.acknowledge_unpinned()
-                if self.ring.acknowledged_index < target and self.streams is not None:
-                    self.streams.relieve(self.ring.processed_index)
-                    self.ring.acknowledge_unpinned()
+                if self.ring.policy != OVERFLOW_DROP:
+                    # The source waits for room: the ring is full of records
+                    # streams still hold.
+                    self.relieve_pressure()
+                else:
+                    # A live source had nothing: let timers run on the wall clock.
+                    if live:
+                        now = clock_ns(CLOCK_REALTIME) * 1e-9 - IDLE_CLOCK_LAG
+                        self.advance_clock(now)
+                    if self.ring_is_short():
+                        self.relieve_pressure()
+            elif self.ring.policy == OVERFLOW_DROP and self.ring_is_short():
+                # A live ring cannot make the source wait: free room before
+                # packets start being dropped.
+                self.relieve_pressure()
+            # Signal handlers (stop requests) run here, not only between
+            # Python bytecodes: this loop may never execute one.
+            PyErr_CheckSignals()
             batches += 1
-            if progress is not None and (batches & 15) == 0:
+            if progress is not None and ((batches & 15) == 0 or n == 0):
                 if time.monotonic() >= next_report:
                     progress(self, source)
                     next_report = time.monotonic() + progress_every
+
+    cdef void relieve_pressure(self) except *:
+        """Copy the oldest half of the retained records out of the ring (or
+        give them up as gaps) so that the source can write again."""
+        cdef uint64_t target
+        self.pressure_events += 1
+        target = self.ring.acknowledged_index + \
+            (self.ring.processed_index - self.ring.acknowledged_index + 1) // 2
+        if self.streams is not None:
+            self.streams.relieve(target)
+        self.ring.acknowledge_unpinned()
+        if self.ring.acknowledged_index < target and self.streams is not None:
+            self.streams.relieve(self.ring.processed_index)
+            self.ring.acknowledge_unpinned()
+
+    cdef bint ring_is_short(self) noexcept:
+        """Retained records hold more than 3/4 of the ring's records or bytes."""
+        cdef Ring ring = self.ring
+        if ring.acknowledged_index == ring.processed_index:
+            return False
+        return (ring.write_index - ring.acknowledged_index > ring.record_capacity // 4 * 3
+                or ring.arena_write - ring.arena_acknowledged() > ring.arena_bytes // 4 * 3)
+
+    cdef bint wait_until_due(self, int64_t ts_ns, double speed) except *:
+        """Pacing: sleep until the trace clock, run `speed` times faster than
+        real time from the first paced record, reaches `ts_ns`.  Flows expire
+        on the paced clock meanwhile.  False when a stop was requested."""
+        cdef int64_t now = clock_ns(CLOCK_MONOTONIC)
+        cdef int64_t due
+        if self.pace_origin_ts < 0:
+            self.pace_origin_ts = ts_ns
+            self.pace_origin_wall = now
+        due = self.pace_origin_wall + <int64_t>((ts_ns - self.pace_origin_ts) / speed)
+        while now < due:
+            if self.stop_requested:
+                return False
+            with nogil:
+                sleep_ns(due - now if due - now < PACE_SLICE_NS else PACE_SLICE_NS)
+            now = clock_ns(CLOCK_MONOTONIC)
+            self.advance_clock((self.pace_origin_ts
+                                + (now - self.pace_origin_wall) * speed) * 1e-9)
+            PyErr_CheckSignals()
+        return not self.stop_requested
+
+    cdef void advance_clock(self, double t) except *:
+        """No packet for a while: let timers run up to time `t` (seconds)."""
+        if t <= self.flows.now:
+            return
+        self.flows.now = t
+        self.flows.expire(t)
+        self.idle_expiries += 1
+
+    cdef void record_latency(self, int64_t ts_ns) noexcept:
+        cdef int64_t delay = clock_ns(CLOCK_REALTIME) - ts_ns
+        cdef int64_t bucket
+        if delay < 0:
+            delay = 0
+        bucket = delay // 1000
+        self.latency_hist[bucket if bucket < LATENCY_BUCKETS - 1 else LATENCY_BUCKETS - 1] += 1
+        self.latency_count += 1
+        if delay > self.latency_max_ns:
+            self.latency_max_ns = delay
+
+    def stop(self):
+        """Ask run_source to return after the batch in hand (safe in a signal handler)."""
+        self.stop_requested = True
+
+    def measure_latency(self):
+        """Record, per processed packet, the delay from its capture timestamp
+        to the end of its processing (live capture; costs one clock read)."""
+        if self.latency_hist == NULL:
+            self.latency_hist = <uint32_t*>calloc(LATENCY_BUCKETS, sizeof(uint32_t))
+            if self.latency_hist == NULL:
+                raise MemoryError()
+
+    def latency_stats(self):
+        """{count, median_us, p99_us, max_us} of the measured delays, or None."""
+        cdef uint64_t seen = 0, median_at, p99_at
+        cdef int64_t i
+        cdef object median = None, p99 = None
+        if self.latency_hist == NULL or self.latency_count == 0:
+            return None
+        median_at = (self.latency_count + 1) // 2
+        p99_at = self.latency_count - self.latency_count // 100
+        for i in range(LATENCY_BUCKETS):
+            seen += self.latency_hist[i]
+            if median is None and seen >= median_at:
+                median = i
+            if seen >= p99_at:
+                p99 = i
+                break
+        return {"count": self.latency_count, "median_us": median, "p99_us": p99,
+                "max_us": self.latency_max_ns / 1000.0}
 
     def finish(self):
         """End of input: report every connection still open."""

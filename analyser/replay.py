@@ -43,7 +43,7 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
                  progress: Callable | None = None,
                  analysers: list | None = None, monitor=None,
                  on_event: Callable[[dict], None] | None = None,
-                 **engine_options) -> ReplayResult:
+                 speed: float = 0.0, **engine_options) -> ReplayResult:
     """Replay trace files through the engine.
 
     Each finished connection is passed to `on_connection` as a conn.log row
@@ -55,6 +55,7 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
     max_stream_bytes, max_owned_bytes ...).  Raises
     ringbuf.errors.CaptureFileError (before any log is written) when a file
     cannot be read as a capture, and ValueError for a bad filter or option.
+    `speed` > 0 paces the replay to the trace's clock (1.0 = real time).
     """
     paths = list(paths)
     sources = [PcapFileSource(p) for p in paths]    # every file checked up front
@@ -83,7 +84,7 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
     started = time.perf_counter()
     try:
         for source in sources:
-            engine.run_source(source, progress)
+            engine.run_source(source, progress, speed=speed)
             if source.truncated:
                 warnings.append(source.truncation_message)
         engine.finish()
