@@ -308,18 +308,46 @@ def cmd_list_analysers(args) -> int:
     return 0
 
 
-def cmd_replay(args) -> int:
-    from analyser.replay import replay_files, DEFAULT_FLOW_MEMORY_MB
-    from ringbuf.errors import CaptureFileError
+def analysis_kwargs(args, analysers, monitor, writer) -> dict:
+    """The keyword arguments `replay` and `live` pass alike (add_analysis_options)."""
+    from analyser.replay import DEFAULT_FLOW_MEMORY_MB
+    return dict(logs_dir=args.logs, log_format=args.log_format,
+                ignore_checksums=args.checksums == "ignore", timeouts=dict(args.timeout),
+                flow_memory_mb=args.flow_memory or DEFAULT_FLOW_MEMORY_MB,
+                analysers=analysers, monitor=monitor,
+                on_event=writer.write if writer is not None else None)
 
+
+def run_analysis(args, call, input_error):
+    """Set up analysers, run `call(**kwargs)`; bad input or options become one
+    line on stderr and an exit status.  Returns (result, None) or (None, status)."""
     try:
         analysers, monitor, writer = setup_analysers(args)
     except ValueError as exc:
         print("analyser: %s" % exc, file=sys.stderr)
-        return EXIT_USAGE
+        return None, EXIT_USAGE
     except OSError as exc:
         print("analyser: cannot write events: %s" % exc, file=sys.stderr)
-        return EXIT_INPUT
+        return None, EXIT_INPUT
+    try:
+        return call(**analysis_kwargs(args, analysers, monitor, writer)), None
+    except input_error as exc:
+        print("analyser: %s" % exc, file=sys.stderr)
+        return None, EXIT_INPUT
+    except ValueError as exc:
+        print("analyser: %s" % exc, file=sys.stderr)
+        return None, EXIT_USAGE
+    except OSError as exc:
+        print("analyser: %s" % exc, file=sys.stderr)
+        return None, EXIT_INPUT
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def cmd_replay(args) -> int:
+    from analyser.replay import replay_files
+    from ringbuf.errors import CaptureFileError
 
     progress = None
     if not args.no_progress and not args.quiet and sys.stderr.isatty():
@@ -331,25 +359,11 @@ def cmd_replay(args) -> int:
                 pass
         if total > 50 << 20:
             progress = _progress_printer(total)
-    try:
-        result = replay_files(
-            args.traces, logs_dir=args.logs, log_format=args.log_format, bpf=args.bpf,
-            ignore_checksums=args.checksums == "ignore", timeouts=dict(args.timeout),
-            flow_memory_mb=args.flow_memory or DEFAULT_FLOW_MEMORY_MB, progress=progress,
-            analysers=analysers, monitor=monitor, speed=args.speed,
-            on_event=writer.write if writer is not None else None)
-    except CaptureFileError as exc:
-        print("analyser: %s" % exc, file=sys.stderr)
-        return EXIT_INPUT
-    except ValueError as exc:
-        print("analyser: %s" % exc, file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as exc:
-        print("analyser: %s" % exc, file=sys.stderr)
-        return EXIT_INPUT
-    finally:
-        if writer is not None:
-            writer.close()
+    result, status = run_analysis(
+        args, lambda **kw: replay_files(args.traces, bpf=args.bpf, progress=progress,
+                                        speed=args.speed, **kw), CaptureFileError)
+    if result is None:
+        return status
     if progress is not None:
         sys.stderr.write("\n")
     for w in result.warnings:
@@ -365,43 +379,20 @@ def cmd_replay(args) -> int:
 
 def cmd_live(args) -> int:
     from analyser.live import live_capture, format_capture, status_printer
-    from analyser.replay import DEFAULT_FLOW_MEMORY_MB
     from ringbuf.livepcap import LiveCaptureError
 
-    try:
-        analysers, monitor, writer = setup_analysers(args)
-    except ValueError as exc:
-        print("analyser: %s" % exc, file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as exc:
-        print("analyser: cannot write events: %s" % exc, file=sys.stderr)
-        return EXIT_INPUT
     status = None
     if not args.no_progress and not args.quiet and sys.stderr.isatty():
         status = status_printer(sys.stderr)
-    try:
-        result = live_capture(
+    result, exit_status = run_analysis(
+        args, lambda **kw: live_capture(
             args.interface, source=args.source, bpf=args.bpf, snaplen=args.snaplen,
             promisc=args.promisc, buffer_mb=args.buffer_size, duration=args.duration,
             count=args.count, block_timeout_ms=args.block_timeout, block_kb=args.block_size,
             fanout_group=args.fanout, drop_user=args.drop_privileges, ring_mb=args.ring_size,
-            logs_dir=args.logs, log_format=args.log_format,
-            ignore_checksums=args.checksums == "ignore", timeouts=dict(args.timeout),
-            flow_memory_mb=args.flow_memory or DEFAULT_FLOW_MEMORY_MB, status=status,
-            analysers=analysers, monitor=monitor,
-            on_event=writer.write if writer is not None else None)
-    except LiveCaptureError as exc:
-        print("analyser: %s" % exc, file=sys.stderr)
-        return EXIT_INPUT
-    except ValueError as exc:
-        print("analyser: %s" % exc, file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as exc:
-        print("analyser: %s" % exc, file=sys.stderr)
-        return EXIT_INPUT
-    finally:
-        if writer is not None:
-            writer.close()
+            status=status, **kw), LiveCaptureError)
+    if result is None:
+        return exit_status
     if status is not None:
         sys.stderr.write("\n")
     if not args.quiet:

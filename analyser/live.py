@@ -29,10 +29,8 @@ import sys
 import time
 from typing import Callable
 
-from analyser.connrecord import conn_fields
 from analyser.engine import Engine
-from analyser.logs import LogSet
-from analyser.replay import DEFAULT_FLOW_MEMORY_MB, ReplayResult, flow_capacity_for
+from analyser.replay import DEFAULT_FLOW_MEMORY_MB, ReplayResult, Sinks, flow_capacity_for
 from ringbuf.livepcap import LiveCaptureError, PcapLiveSource
 
 SOURCES = ("pcap", "afpacket")
@@ -154,35 +152,20 @@ def live_capture(interface: str, *, source: str = "pcap", bpf: str | None = None
 def _run(src, interface, *, logs_dir, log_format, ignore_checksums, timeouts,
          flow_memory_mb, on_connection, status, analysers, monitor, on_event,
          handle_signals, measure_latency, on_ready, ring_mb, duration, **engine_options):
-    logs = None
-    count = 0
-
-    def finished(raw: dict) -> None:
-        nonlocal count
-        row = conn_fields(raw, raw.get("services", ()))
-        count += 1
-        if logs is not None:
-            logs.write("conn", row)
-        if on_connection is not None:
-            on_connection(row)
-
+    sinks = Sinks(on_connection)
     ring_bytes = int(ring_mb * (1 << 20))
-    engine = Engine(on_connection=finished, ignore_checksums=ignore_checksums,
+    engine = Engine(on_connection=sinks.connection, ignore_checksums=ignore_checksums,
                     timeouts=timeouts, flow_capacity=flow_capacity_for(flow_memory_mb),
                     analysers=analysers, monitor=monitor, on_event=on_event,
-                    on_log=lambda path, row: logs.write(path, row) if logs else None,
-                    ring_policy="drop", ring_bytes=ring_bytes,
+                    on_log=sinks.log, ring_policy="drop", ring_bytes=ring_bytes,
                     ring_records=max(4096, ring_bytes // 512), **engine_options)
     if measure_latency:
         engine.measure_latency()
-    if logs_dir is not None:
-        try:
-            os.makedirs(logs_dir, exist_ok=True)
-            logs = LogSet(logs_dir, log_format)
-            logs.open("conn")
-        except OSError as exc:
-            raise LiveCaptureError(f"cannot write logs in '{logs_dir}': "
-                                   f"{exc.strerror or exc}") from None
+    try:
+        sinks.open(logs_dir, log_format)
+    except OSError as exc:
+        raise LiveCaptureError(f"cannot write logs in '{logs_dir}': "
+                               f"{exc.strerror or exc}") from None
 
     stopped_by = ["end of capture"]
     previous = {}
@@ -218,10 +201,9 @@ def _run(src, interface, *, logs_dir, log_format, ignore_checksums, timeouts,
             signal.setitimer(signal.ITIMER_REAL, 0)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        if logs is not None:
-            logs.close()
+        sinks.close()
     result = LiveResult(stats=engine.stats(), wall_seconds=time.perf_counter() - started,
-                        files=[interface], connections=count)
+                        files=[interface], connections=sinks.count)
     result.engine = engine
     result.capture = capture_stats(src)
     result.stopped_by = stopped_by[0]

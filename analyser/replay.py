@@ -31,6 +31,39 @@ class ReplayResult:
     connections: int = 0
 
 
+class Sinks:
+    """Where a run's records go: conn.log and the analysers' logs in a
+    directory (if any), and a per-connection callback (if any)."""
+
+    def __init__(self, on_connection: Callable[[dict], None] | None = None):
+        self.on_connection = on_connection
+        self.logs: LogSet | None = None
+        self.count = 0
+
+    def open(self, logs_dir: str | None, log_format: str) -> None:
+        if logs_dir is not None:
+            os.makedirs(logs_dir, exist_ok=True)
+            self.logs = LogSet(logs_dir, log_format)
+            self.logs.open("conn")          # always there, even when empty
+
+    def connection(self, raw: dict) -> None:
+        """A finished flow from the engine: its conn.log row."""
+        row = conn_fields(raw, raw.get("services", ()))
+        self.count += 1
+        if self.logs is not None:
+            self.logs.write("conn", row)
+        if self.on_connection is not None:
+            self.on_connection(row)
+
+    def log(self, path: str, row: dict) -> None:
+        if self.logs is not None:
+            self.logs.write(path, row)
+
+    def close(self) -> None:
+        if self.logs is not None:
+            self.logs.close()
+
+
 def flow_capacity_for(memory_mb: float) -> int:
     return max(1024, int(memory_mb * (1 << 20)) // FlowTable.bytes_per_flow())
 
@@ -59,27 +92,13 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
     """
     paths = list(paths)
     sources = [PcapFileSource(p) for p in paths]    # every file checked up front
-    logs = None
-    count = 0
-
-    def finished(raw: dict) -> None:
-        nonlocal count
-        row = conn_fields(raw, raw.get("services", ()))
-        count += 1
-        if logs is not None:
-            logs.write("conn", row)
-        if on_connection is not None:
-            on_connection(row)
-
-    engine = Engine(on_connection=finished, bpf=bpf, ignore_checksums=ignore_checksums,
-                    timeouts=timeouts, flow_capacity=flow_capacity_for(flow_memory_mb),
-                    analysers=analysers, monitor=monitor, on_event=on_event,
-                    on_log=lambda path, row: logs.write(path, row) if logs else None,
-                    **engine_options)
-    if logs_dir is not None:
-        os.makedirs(logs_dir, exist_ok=True)
-        logs = LogSet(logs_dir, log_format)
-        logs.open("conn")             # always there, even when empty
+    sinks = Sinks(on_connection)
+    engine = Engine(on_connection=sinks.connection, bpf=bpf,
+                    ignore_checksums=ignore_checksums, timeouts=timeouts,
+                    flow_capacity=flow_capacity_for(flow_memory_mb), analysers=analysers,
+                    monitor=monitor, on_event=on_event, on_log=sinks.log, **engine_options)
+    # Logs only once the options proved good (a bad filter writes nothing).
+    sinks.open(logs_dir, log_format)
     warnings = []
     started = time.perf_counter()
     try:
@@ -89,9 +108,8 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
                 warnings.append(source.truncation_message)
         engine.finish()
     finally:
-        if logs is not None:
-            logs.close()
+        sinks.close()
     result = ReplayResult(stats=engine.stats(), wall_seconds=time.perf_counter() - started,
-                          files=paths, warnings=warnings, connections=count)
+                          files=paths, warnings=warnings, connections=sinks.count)
     result.engine = engine
     return result
