@@ -42,3 +42,4 @@ cdef class AfPacketSource(Source):
     cdef int walk_block(self, Ring ring, int budget) except -1
     cdef void release_block(self) noexcept nogil
     cdef int read_kernel_stats(self) except -1
+    cdef void unmap_and_close(self) noexcept

@@ -437,15 +437,13 @@ cdef class AfPacketSource(Source):
 
     def close(self):
         if self.fd >= 0:
-            self.read_kernel_stats()
-        if self.map != NULL:
-            munmap(self.map, self.map_bytes)
-            self.map = NULL
-        if self.fd >= 0:
-            close(self.fd)
-            self.fd = -1
+            self.read_kernel_stats()      # the last counters, before the socket goes
+        self.unmap_and_close()
 
     def __dealloc__(self):
+        self.unmap_and_close()
+
+    cdef void unmap_and_close(self) noexcept:
         if self.map != NULL:
             munmap(self.map, self.map_bytes)
             self.map = NULL
