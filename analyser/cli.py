@@ -76,34 +76,22 @@ def add_analysis_options(r) -> None:
     r.add_argument("-q", "--quiet", action="store_true", help="no summary")
 
 
-def _speed(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a number: %r" % text) from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError("must be a positive number, e.g. 1 (real time)")
-    return value
+def _positive(kind, noun: str, hint: str = ""):
+    """An argparse type: a positive, finite `kind` (int or float)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("not a %s: %r" % (noun, text)) from None
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError("must be positive, not %s%s" % (text, hint))
+        return value
+    return parse
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a whole number: %r" % text) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive, not %d" % value)
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a number: %r" % text) from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError("must be positive, not %s" % text)
-    return value
+_positive_int = _positive(int, "whole number")
+_positive_float = _positive(float, "number")
+_speed = _positive(float, "number", " (1 = the trace's own speed)")
 
 
 def build_parser() -> argparse.ArgumentParser:
