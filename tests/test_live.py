@@ -134,14 +134,16 @@ def test_replay_speed_paces_to_the_trace_clock(tmp_path, run_cli):
     c.connect(s)
     frames = handshake(c, s) + [c.send(ACK, b"x" * 100)] + close(c, s)
     trace = write_pcap(tmp_path / "t.pcap", timed(frames, step=0.1))   # spans 0.6 s
+    from analyser.replay import replay_files
     started = time.monotonic()
+    replay_files([str(trace)], speed=2.0)
+    # Pacing waits until each packet is due: it can be late, never early.
+    # (A lower bound only: a slow machine cannot make this fail.)
+    assert time.monotonic() - started >= 0.6 / 2 * 0.95
     p = run_cli("replay", trace, "--speed", "2", "--logs", tmp_path / "a")
-    paced = time.monotonic() - started
     assert p.returncode == 0, p.stderr
-    started = time.monotonic()
     p = run_cli("replay", trace, "--logs", tmp_path / "b")
-    unpaced = time.monotonic() - started
-    assert paced - unpaced >= 0.25          # 0.6 s of trace at twice real time
+    assert p.returncode == 0, p.stderr
     strip = lambda rows: [{k: v for k, v in r.items() if k != "uid"} for r in rows]
     assert strip(read_zeek_log(tmp_path / "a" / "conn.log")) == \
         strip(read_zeek_log(tmp_path / "b" / "conn.log"))
@@ -150,18 +152,21 @@ def test_replay_speed_paces_to_the_trace_clock(tmp_path, run_cli):
 def test_paced_replay_expires_flows_on_the_trace_clock(tmp_path):
     """During a long pause in the trace the paced clock runs timers: a UDP
     flow silent for longer than its timeout ends before the next packet."""
+    from analyser.events import Monitor
     from analyser.replay import replay_files
     from packets import udp_packet
     frames = [(1000.0, udp_packet("10.0.0.1", "10.0.0.2", 5000, 53, b"q")),
               (1001.2, udp_packet("10.0.0.3", "10.0.0.4", 5000, 53, b"q"))]
     trace = write_pcap(tmp_path / "u.pcap", frames)
-    ended = []
-    result = replay_files([str(trace)], timeouts={"udp": 0.5}, speed=4.0,
-                          on_connection=lambda row: ended.append((time.monotonic(), row)))
-    assert len(ended) == 2
-    # The first flow timed out while the replay waited for the second packet
-    # (0.3 s of wall time at 4x), not when that packet came.
-    assert ended[1][0] - ended[0][0] >= 0.1
+    order = []
+    m = Monitor()
+    m.on("conn_start", lambda ev: order.append(("start", ev.id.orig_h)))
+    m.on("conn_end", lambda ev: order.append(("end", ev.id.orig_h)))
+    result = replay_files([str(trace)], timeouts={"udp": 0.5}, speed=4.0, monitor=m)
+    # The first flow timed out while the replay waited for the second packet,
+    # not when that packet came (order, not timing: the machine may be slow).
+    assert order == [("start", "10.0.0.1"), ("end", "10.0.0.1"),
+                     ("start", "10.0.0.3"), ("end", "10.0.0.3")]
     assert result.stats["timeouts"] >= 1 and result.engine.idle_expiries > 0
 
 
