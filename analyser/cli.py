@@ -255,7 +255,8 @@ def _checksum_hint(result, ignore_checksums: bool) -> str | None:
     if s["bad_checksums"] > 0.05 * s["decoded"]:
         return ("warning: %d%% of TCP/UDP packets had bad checksums and were skipped; "
                 "if the capture was taken on a sending host (checksum offloading), "
-                "run again without --checksums verify" % round(100 * s["bad_checksums"] / s["decoded"]))
+                "run again without --checksums verify"
+                % round(100 * s["bad_checksums"] / s["decoded"]))
     return None
 
 

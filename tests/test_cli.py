@@ -2,14 +2,12 @@
 formats, filters, and every kind of bad input (one clear line, an exit status,
 no traceback, and whatever could be read is reported)."""
 import json
-import os
 import struct
 
-import dpkt
 import pytest
 
 from conftest import REPO, read_zeek_log
-from packets import ACK, SYN, TcpPeer, close, handshake, timed, udp_packet, write_pcap
+from packets import ACK, TcpPeer, close, handshake, timed, udp_packet, write_pcap
 
 SAMPLE = REPO / "traces" / "http-loopback.pcap"
 

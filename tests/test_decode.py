@@ -35,7 +35,8 @@ def check_tcp(d):
     (LT_EN10MB, ethernet(b"\x00\x05\x08\x00" + IP_PACKET, 0x8100)),                # 802.1Q
     (LT_EN10MB, ethernet(b"\x00\x05\x81\x00" + b"\x00\x06\x08\x00" + IP_PACKET, 0x88a8)),  # QinQ
     (LT_EN10MB, ethernet(b"\x00\x01\x00\x40" + b"\x00\x02\x01\x40" + IP_PACKET, 0x8847)),  # MPLS x2
-    (LT_EN10MB, ethernet(b"\x00\x07\x88\x47" + b"\x00\x02\x01\x40" + IP_PACKET, 0x8100)),  # MPLS in VLAN
+    # MPLS in VLAN
+    (LT_EN10MB, ethernet(b"\x00\x07\x88\x47" + b"\x00\x02\x01\x40" + IP_PACKET, 0x8100)),
     (LT_EN10MB, ethernet(b"\x11\x00\x00\x01" + struct.pack("!H", len(IP_PACKET) + 2)
                          + b"\x00\x21" + IP_PACKET, 0x8864)),                      # PPPoE
 ])

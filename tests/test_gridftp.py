@@ -14,7 +14,7 @@ import pytest
 from conftest import CONFORMANCE, REPO, read_zeek_log
 from packets import ACK
 from protocols.gridftp import BlockTally, GridFtp
-from test_ftp import Session, pasv_numbers, run  # noqa: F401  (fixture)
+from test_ftp import Session, pasv_numbers, run  # noqa: F401,F811  (a fixture: tests take it by name)
 
 BLOCK = struct.Struct("!BQQ")
 EOF, EOD = 0x40, 0x08

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from analyser import ORIG, RESP, Analyser, Gap, StreamEnd
+from analyser import ORIG, RESP, Analyser, Gap
 from packets import ACK, FIN, PSH, RST, SYN, tcp_packet, udp_packet
 
 

@@ -280,7 +280,8 @@ def test_pcapng_agrees_with_dpkt_writer(tmp_path):
 # --------------------------------------------------------------- bad input
 
 def test_missing_file(tmp_path):
-    with pytest.raises(CaptureFileError, match=r"^cannot open '.*nope.pcap': No such file or directory$"):
+    with pytest.raises(CaptureFileError,
+                       match=r"^cannot open '.*nope.pcap': No such file or directory$"):
         PcapFileSource(tmp_path / "nope.pcap")
 
 
@@ -305,7 +306,8 @@ def test_empty_file(tmp_path):
 
 def test_random_bytes(tmp_path):
     path = write(tmp_path, "noise.pcap", b"\xde\xad\xbe\xef" + random.Random(8).randbytes(500))
-    with pytest.raises(CaptureFileError, match=r"is not a pcap or pcapng file \(starts with 0xdeadbeef\)"):
+    with pytest.raises(CaptureFileError,
+                       match=r"is not a pcap or pcapng file \(starts with 0xdeadbeef\)"):
         PcapFileSource(path)
 
 
@@ -317,7 +319,8 @@ def test_text_file(tmp_path):
 
 def test_pcap_header_cut_short(tmp_path):
     path = write(tmp_path, "short.pcap", pcap_bytes([])[:10])
-    with pytest.raises(CaptureFileError, match="cut short: its pcap file header has 10 of 24 bytes"):
+    with pytest.raises(CaptureFileError,
+                       match="cut short: its pcap file header has 10 of 24 bytes"):
         PcapFileSource(path)
 
 

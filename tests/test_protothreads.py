@@ -2,12 +2,10 @@
 and within segments, a read on one side while the other piles up, reordering,
 retransmissions, overlaps, gaps, end of stream, skipping in compiled code,
 expectations and error isolation."""
-import struct
 
-import pytest
 
-from analyser.runtime import ANY, ORIG, RESP, Analyser, Gap, StreamEnd
-from packets import ACK, FIN, PSH, RST, TcpPeer, close, handshake, timed
+from analyser.runtime import ORIG, RESP, Analyser, Gap, StreamEnd
+from packets import ACK, FIN, RST, TcpPeer, close, handshake, timed
 
 
 def peers(port=7000):

@@ -20,8 +20,8 @@ class Rpc(Analyser):
             func_id, nargs = struct.unpack("!HH", self.read(ORIG, 4))
             for _ in range(nargs):
                 (length,) = struct.unpack("!I", self.read(ORIG, 4))
-                head = self.read_and_skip(ORIG, length, 200)   # keep 200, skip the rest unbuffered
-            (result,) = struct.unpack("!I", self.read(RESP, 4))  # may block while ORIG data piles up
+                head = self.read_and_skip(ORIG, length, 200)   # keep 200, skip the rest  # noqa: F841
+            (result,) = struct.unpack("!I", self.read(RESP, 4))  # may block meanwhile
             self.emit("rpc_call", func=func_id, args=nargs, result=result)
 
 
