@@ -106,9 +106,7 @@ cdef class Engine:
         self.monitor = monitor
         if analysers:
             from analyser.runtime import Runtime
-            from analyser.connrecord import conn_fields
             self.runtime = Runtime(emit=on_event, clock=self.flows.trace_time, log=on_log)
-            self.runtime.connection_fields = conn_fields
             self.streams = Streams(self.ring, self.runtime.ready,
                                    max_side_bytes=max_stream_bytes,
                                    max_owned_bytes=max_owned_bytes,

@@ -4,7 +4,7 @@ from analyser.decode cimport Decoded
 from analyser.streams cimport Streams, StreamPair
 
 # State of one side of a TCP connection, as Zeek names them (conn_state is
-# derived from the pair; see analyser/connrecord.py).
+# derived from the pair; see tcp_conn_state in flows.pyx).
 cdef enum:  # endpoint states
     TCP_INACTIVE = 0
     TCP_SYN_SENT = 1

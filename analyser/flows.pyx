@@ -7,8 +7,8 @@ Rules of this module (in the manner of h11's state module):
 
 1. Everything that decides a connection's identity, its originator, its TCP
    state per side, its history letters, its byte counts and when it ends lives
-   here.  `analyser/connrecord.py` only *reads* the result (conn_state is a
-   pure function of the two end states).
+   here, and so does the conn.log row built from them (`record()`;
+   conn_state is a pure function of the two end states).
 2. Semantics follow Zeek's, because conn.log readers expect them: sizes come
    from sequence numbers (SYN and FIN octets excluded), missed bytes are bytes
    the peer acknowledged that never went past us, history letters are upper
@@ -162,6 +162,55 @@ cdef bint is_private_address(const uint8_t* a) noexcept nogil:
         if a[i] != 0:
             return False
     return a[15] == 1
+
+# conn_state, as Zeek's conn/main.zeek derives it from the two end states
+# (rules in Zeek's order).  "Inactive" ends are INACTIVE or PARTIAL.
+cdef inline bint inactive_end(uint8_t s) noexcept nogil:
+    return s == TCP_INACTIVE or s == TCP_PARTIAL
+
+cdef const char* tcp_conn_state(uint8_t os, uint8_t rs, uint64_t orig_size,
+                                uint64_t resp_size, const char* history,
+                                int hist_len) noexcept nogil:
+    if rs == TCP_RESET:
+        if (os == TCP_SYN_SENT or os == TCP_SYN_ACK_SENT
+                or (os == TCP_RESET and orig_size == 0 and resp_size == 0)):
+            return b"REJ"
+        return b"RSTRH" if inactive_end(os) else b"RSTR"
+    if os == TCP_RESET:
+        if inactive_end(rs):
+            return b"RSTOS0" if syn_then_reset(history, hist_len) else b"OTH"
+        return b"RSTO"
+    if os == TCP_CLOSED and rs == TCP_CLOSED:
+        return b"SF"
+    if os == TCP_CLOSED:
+        return b"SH" if inactive_end(rs) else b"S2"
+    if rs == TCP_CLOSED:
+        return b"SHR" if inactive_end(os) else b"S3"
+    if os == TCP_SYN_SENT and rs == TCP_INACTIVE:
+        return b"S0"
+    if os == TCP_ESTABLISHED and rs == TCP_ESTABLISHED:
+        return b"S1"
+    return b"OTH"
+
+cdef bint syn_then_reset(const char* h, int n) noexcept nogil:
+    """Zeek's RSTOS0 pattern /^?S[^HAFGIQ]*R.*/ on the history."""
+    cdef int i = 1 if (n > 0 and h[0] == b'^') else 0
+    if i >= n or h[i] != b'S':
+        return False
+    i += 1
+    while i < n:
+        if h[i] == b'R':
+            return True
+        if (h[i] == b'H' or h[i] == b'A' or h[i] == b'F' or h[i] == b'G'
+                or h[i] == b'I' or h[i] == b'Q'):
+            return False
+        i += 1
+    return False
+
+cdef const char* udp_conn_state(bint orig_active, bint resp_active) noexcept nogil:
+    if orig_active:
+        return b"SF" if resp_active else b"S0"
+    return b"SHR" if resp_active else b"OTH"
 
 cdef str uid_text(uint64_t num):
     """Zeek-style connection uid: 'C' and the base62 digits of a 64-bit id."""
@@ -1417,8 +1466,8 @@ cdef class FlowTable:
                     # Counted in bulk: the expectation names the service.
                     services = (expectation.meta["service"],)
             rec = self.record(f)
-            rec["services"] = tuple(services)
-            rec["end_reason"] = END_REASONS[f.end_reason]
+            if services:
+                rec["service"] = ",".join(services)
             if (self.ev_after & EV_CONN_END) and f.quiet != 3:
                 self.fire(EV_CONN_END, f, 0, NULL, f.end_reason, 0)
             if f.slot >= 0:
@@ -1448,39 +1497,57 @@ cdef class FlowTable:
         self.active_flows -= 1
 
     cdef dict record(self, Flow* f):
+        """The connection's conn.log row: Zeek's field names, None = unset.
+        (The service is added by finish(), from the analysers.)"""
         cdef Endpoint* o = &f.ep[0]
         cdef Endpoint* r = &f.ep[1]
-        rec = {
-            "start_time": f.start_time,
-            "last_time": f.last_time,
+        cdef uint64_t orig_size, resp_size
+        cdef double duration = f.last_time - f.start_time
+        cdef bint productive = duration > 0
+        cdef const char* state
+        history = f.history[:f.hist_len].decode("ascii")
+        if f.proto == PROTO_TCP:
+            orig_size = endpoint_size(o, r)
+            resp_size = endpoint_size(r, o)
+            state = tcp_conn_state(o.state, r.state, orig_size, resp_size,
+                                   f.history, f.hist_len)
+            missed = o.missed_bytes + r.missed_bytes
+            proto = "tcp"
+        else:
+            orig_size = o.udp_bytes if o.udp_bytes > 0 else 0
+            resp_size = r.udp_bytes if r.udp_bytes > 0 else 0
+            missed = 0
+            if f.proto == PROTO_UDP:
+                state = udp_conn_state(o.udp_bytes >= 0, r.udp_bytes >= 0)
+                proto = "udp"
+            else:
+                state = b"OTH"
+                proto = "icmp"
+        return {
+            "ts": f.start_time,
             "uid": uid_text(f.uid),
-            "number": f.number,
-            "ip_version": f.ip_version,
-            "orig_addr": bytes(f.orig_addr[:16]),
-            "resp_addr": bytes(f.resp_addr[:16]),
-            "orig_port": f.orig_port,
-            "resp_port": f.resp_port,
-            "proto": f.proto,
-            "vlan": f.vlan,
-            "history": f.history[:f.hist_len].decode("ascii"),
-            "orig_pkts": o.pkts, "orig_ip_bytes": o.ip_bytes,
-            "resp_pkts": r.pkts, "resp_ip_bytes": r.ip_bytes,
+            "id.orig_h": self.addr_text(f, True),
+            "id.orig_p": f.orig_port,
+            "id.resp_h": self.addr_text(f, False),
+            "id.resp_p": f.resp_port,
+            "proto": proto,
+            "service": None,
+            # Zeek leaves duration and sizes unset for zero-length connections.
+            "duration": duration if productive else None,
+            "orig_bytes": orig_size if productive else None,
+            "resp_bytes": resp_size if productive else None,
+            "conn_state": state.decode("ascii"),
             "local_orig": is_private_address(f.orig_addr),
             "local_resp": is_private_address(f.resp_addr),
+            "missed_bytes": missed,
+            "history": history or None,
+            "orig_pkts": o.pkts,
+            "orig_ip_bytes": o.ip_bytes,
+            "resp_pkts": r.pkts,
+            "resp_ip_bytes": r.ip_bytes,
+            "tunnel_parents": None,
+            "ip_proto": f.proto,
         }
-        if f.proto == PROTO_TCP:
-            rec["orig_state"] = STATE_NAMES[o.state]
-            rec["resp_state"] = STATE_NAMES[r.state]
-            rec["orig_bytes"] = endpoint_size(o, r)
-            rec["resp_bytes"] = endpoint_size(r, o)
-            rec["missed_bytes"] = o.missed_bytes + r.missed_bytes
-        else:
-            rec["orig_state"] = "ACTIVE" if o.udp_bytes >= 0 else "INACTIVE"
-            rec["resp_state"] = "ACTIVE" if r.udp_bytes >= 0 else "INACTIVE"
-            rec["orig_bytes"] = o.udp_bytes if o.udp_bytes > 0 else 0
-            rec["resp_bytes"] = r.udp_bytes if r.udp_bytes > 0 else 0
-            rec["missed_bytes"] = 0
-        return rec
 
     def flush(self):
         """End of input: report every connection still open, oldest first."""

@@ -2,7 +2,7 @@
 
 Role in the data flow: it opens the sources (ringbuf.pcapfile), runs them
 through one `Engine` in the order given, turns each finished connection into
-a conn.log row (analyser.connrecord) and hands it to the sinks
+its conn.log row (built by analyser/flows.pyx) to the sinks
 (analyser.logs, or any callable).
 """
 from __future__ import annotations
@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from analyser.connrecord import conn_fields
 from analyser.engine import Engine
 from analyser.flows import FlowTable
 from analyser.logs import LogSet
@@ -46,9 +45,8 @@ class Sinks:
             self.logs = LogSet(logs_dir, log_format)
             self.logs.open("conn")          # always there, even when empty
 
-    def connection(self, raw: dict) -> None:
-        """A finished flow from the engine: its conn.log row."""
-        row = conn_fields(raw, raw.get("services", ()))
+    def connection(self, row: dict) -> None:
+        """A finished connection's conn.log row, from the engine."""
         self.count += 1
         if self.logs is not None:
             self.logs.write("conn", row)

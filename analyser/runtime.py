@@ -285,7 +285,6 @@ class Runtime:
         self.by_uid: dict[str, Analyser] = {}
         self._replacements: dict[int, tuple[type, dict]] = {}
         self.prober_class = Prober
-        self.connection_fields = None        # raw flow record -> conn.log row
 
     # -- slots and greenlets ---------------------------------------------------------
 
@@ -464,8 +463,7 @@ class Runtime:
             parent._children = getattr(parent, "_children", 0) + 1
             self._hook(parent, parent.expected_started, conn, e.meta)
 
-    def expected_finished(self, e: Expectation, raw: dict) -> None:
-        row = self.connection_fields(raw) if self.connection_fields else raw
+    def expected_finished(self, e: Expectation, row: dict) -> None:
         parent = self.by_uid.get(e.parent_uid)
         if parent is not None:
             parent._children -= 1

@@ -198,3 +198,18 @@ def test_checksum_verification_drops_and_marks_bad_segments(replay):
     assert (r["conn_state"], r["history"], r["orig_pkts"]) == ("OTH", "C", 0)
     r = one(replay([(1.0, bad)]))                     # default: not verified
     assert (r["conn_state"], r["orig_pkts"]) == ("S0", 1)
+
+
+def test_more_conn_states_from_their_end_states(replay):
+    # SYN then RST from the originator, nothing back: RSTOS0.
+    c, s = peers()
+    r = one(replay(timed([c.send(SYN), c.send(RST)])))
+    assert (r["conn_state"], r["history"]) == ("RSTOS0", "SR")
+    # SYN then FIN from the originator, nothing back: SH.
+    c, s = peers()
+    r = one(replay(timed([c.send(SYN), c.send(FIN | ACK)])))
+    assert r["conn_state"] == "SH"
+    # Midstream: both sides send data without any handshake seen: OTH.
+    c, s = peers()
+    r = one(replay(timed([c.send(ACK, b"a"), s.send(ACK, b"b")])))
+    assert r["conn_state"] == "OTH"
