@@ -104,9 +104,13 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
             engine.run_source(source, progress, speed=speed)
             if source.truncated:
                 warnings.append(source.truncation_message)
-        engine.finish()
     finally:
-        sinks.close()
+        # Even when a file turns out corrupt halfway, the connections seen
+        # before the corruption are reported.
+        try:
+            engine.finish()
+        finally:
+            sinks.close()
     result = ReplayResult(stats=engine.stats(), wall_seconds=time.perf_counter() - started,
                           files=paths, warnings=warnings, connections=sinks.count)
     result.engine = engine

@@ -171,3 +171,22 @@ def test_logs_directory_that_cannot_be_created(run_cli, small_trace, tmp_path):
     p = run_cli("replay", small_trace, "--logs", blocker / "sub")
     assert p.returncode == 1 and p.stderr.startswith("analyser: ")
     no_traceback(p)
+
+
+def test_corruption_in_the_middle_reports_what_came_before(run_cli, small_trace, tmp_path):
+    data = bytearray(small_trace.read_bytes())
+    # Find the 7th record header and give it an impossible captured length.
+    offset, n = 24, 0
+    while n < 6:
+        caplen = struct.unpack_from("<I", data, offset + 8)[0]
+        offset += 16 + caplen
+        n += 1
+    struct.pack_into("<I", data, offset + 8, 0x7fffffff)
+    bad = tmp_path / "corrupt.pcap"
+    bad.write_bytes(bytes(data))
+    p = run_cli("replay", bad, "--logs", tmp_path / "out")
+    assert p.returncode == 1 and p.stderr.startswith("analyser: ")
+    no_traceback(p)
+    rows = read_zeek_log(tmp_path / "out" / "conn.log")
+    assert len(rows) == 1 and rows[0]["proto"] == "tcp"       # the 6 packets before it
+    assert int(rows[0]["orig_pkts"]) + int(rows[0]["resp_pkts"]) == 6
