@@ -26,6 +26,25 @@ def read_zeek_log(path: Path) -> list[dict]:
     return rows
 
 
+def load_zeek_compare():
+    """The compare() of ../shared/tools/zeek_compare.py (the scoring tool)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("zeek_compare",
+                                                  SHARED / "tools" / "zeek_compare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.compare
+
+
+def replay_to(trace, out, *options) -> Path:
+    """`analyser replay TRACE --logs OUT -q OPTIONS` as a user runs it; must succeed."""
+    proc = subprocess.run([sys.executable, "-m", "analyser", "replay", str(trace),
+                           "--logs", str(out), "-q", *options],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (trace, proc.stderr)
+    return Path(out)
+
+
 @pytest.fixture
 def run_cli():
     """run_cli(*args) -> CompletedProcess of `python -m analyser ARGS` from the repo root."""

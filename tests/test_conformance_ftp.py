@@ -8,29 +8,15 @@ FTP::logged_commands (the MANIFEST's zeek_options_changed); the analyser's
 A second test scores the plain default run and pins down that its only
 differences are the rows those options added.  Skips when ../shared is absent.
 """
-import importlib.util
 import json
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-CONFORMANCE = SHARED / "conformance" / "zeek"
+from conftest import CONFORMANCE, load_zeek_compare, replay_to
 
 pytestmark = pytest.mark.skipif(not (CONFORMANCE / "MANIFEST.json").exists(),
                                 reason="../shared/conformance/zeek is not present")
-
-
-def load_compare():
-    spec = importlib.util.spec_from_file_location("zeek_compare",
-                                                  SHARED / "tools" / "zeek_compare.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def ftp_cases():
@@ -52,16 +38,11 @@ def replay(case, out, follow_options):
     extra = logged_commands_option(case)
     if follow_options and extra:
         options = ["--analyser", "ftp:log_commands=" + extra]
-    proc = subprocess.run([sys.executable, "-m", "analyser", "replay",
-                           str(CONFORMANCE / case["case"] / case["trace"]), "--logs", str(out),
-                           "-q", *options], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, (case["case"], proc.stderr)
-    return out / "ftp.log"
+    return replay_to(CONFORMANCE / case["case"] / case["trace"], out, *options) / "ftp.log"
 
 
 def score(tmp_path, follow_options):
-    compare = load_compare().compare
+    compare = load_zeek_compare()
     per_case = {}
     for case in ftp_cases():
         ours = replay(case, tmp_path / case["case"], follow_options)

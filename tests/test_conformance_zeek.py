@@ -3,25 +3,14 @@ traces, scored field by field by ../shared/tools/zeek_compare.py.
 
 The bar (issue 2): every expected row found, no extra rows, at least 95% of
 the compared fields equal.  Skips when ../shared is absent."""
-import importlib.util
 import json
-import subprocess
-import sys
 
 import pytest
 
-from conftest import CONFORMANCE, REPO, SHARED
+from conftest import CONFORMANCE, load_zeek_compare, replay_to
 
 pytestmark = pytest.mark.skipif(not (CONFORMANCE / "MANIFEST.json").exists(),
                                 reason="../shared/conformance/zeek is not present")
-
-
-def load_compare():
-    spec = importlib.util.spec_from_file_location("zeek_compare",
-                                                  SHARED / "tools" / "zeek_compare.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.compare
 
 
 def read_cut_baseline(path):
@@ -32,15 +21,8 @@ def read_cut_baseline(path):
     return [dict(zip(fields, l.split("\t"))) for l in lines[1:]]
 
 
-def run_replay(trace, out, *options):
-    proc = subprocess.run([sys.executable, "-m", "analyser", "replay", str(trace),
-                           "--logs", str(out), "-q", *options],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, (trace, proc.stderr)
-
-
 def score(log_name, tmp_path):
-    compare = load_compare()
+    compare = load_zeek_compare()
     manifest = json.loads((CONFORMANCE / "MANIFEST.json").read_text())
     totals = {"matched": 0, "total": 0, "found": 0, "expected": 0, "extra": 0}
     per_case = {}
@@ -52,10 +34,10 @@ def score(log_name, tmp_path):
         baseline = case_dir / log_name
         if "#fields" not in baseline.read_text():
             # Zeek ran this one without -C, to show what a bad checksum does.
-            run_replay(case_dir / case["trace"], out, "--checksums", "verify")
+            replay_to(case_dir / case["trace"], out, "--checksums", "verify")
             m, n, f, e, x = compare_cut(baseline, out / log_name)
         else:
-            run_replay(case_dir / case["trace"], out)
+            replay_to(case_dir / case["trace"], out)
             m, n, f, e, x = compare(str(baseline), str(out / log_name))
         per_case[case["case"]] = (m, n, f, e, x)
         for k, v in zip(totals, (m, n, f, e, x)):
