@@ -60,6 +60,11 @@ def add_analysis_options(r) -> None:
     a.add_argument("--analyser", metavar="NAME[:KEY=VALUE,...]", action="append", default=[],
                    help="enable and configure an analyser, e.g. ftp:ports=21,2121 "
                         "(all known analysers are enabled by default)")
+    a.add_argument("--detect", choices=("content", "ports"), default="content",
+                   help="how analysers are chosen: 'content' (default) checks each "
+                        "analyser's signatures on the first payload of each side, with "
+                        "ports as hints, so a protocol is found on any port; 'ports' "
+                        "chooses by the responder's port alone")
     a.add_argument("--no-analyser", metavar="NAME", action="append", default=[],
                    help="disable an analyser ('all' disables every one not named by --analyser)")
     a.add_argument("--load", metavar="MODULE_OR_FILE", action="append", default=[],
@@ -226,6 +231,10 @@ def format_summary(result) -> str:
                          format(s["analyser_wakeups"], ","), format(s["events_emitted"], ","),
                          format(s["weirds"], ","), format(s["expectations_added"], ","),
                          format(s["expectations_matched"], ",")))
+        lines.append("detection %s flows matched signatures, %s confirmations, %s violations "
+                     "(analyzer.log), %s next candidates tried" % (
+                         format(s["detections"], ","), format(s["confirmations"], ","),
+                         format(s["violations"], ","), format(s["candidates_tried"], ",")))
         lines.append("streams   %s bytes delivered, %s skipped in C, gaps %s, overflow %s, "
                      "overlap conflicts %s" % (
                          format(s["stream_delivered_bytes"], ","),
@@ -242,6 +251,9 @@ def format_summary(result) -> str:
                      format(ring.get("pressure_events", 0), ","),
                      format(s.get("ring_copied_out_bytes", 0), ","),
                      format(s.get("ring_given_up_bytes", 0), ",")))
+    if s["engine_errors"]:
+        lines.append("errors    %s exceptions caught in the engine (sinks, callbacks, starts); "
+                     "see the engine_error events" % format(s["engine_errors"], ","))
     if s["timestamps_out_of_order"]:
         lines.append("note      %s packets had timestamps earlier than the one before" %
                      format(s["timestamps_out_of_order"], ","))
@@ -303,7 +315,7 @@ def analysis_kwargs(args, analysers, monitor, writer) -> dict:
     return dict(logs_dir=args.logs, log_format=args.log_format,
                 ignore_checksums=args.checksums == "ignore", timeouts=dict(args.timeout),
                 flow_memory_mb=args.flow_memory or DEFAULT_FLOW_MEMORY_MB,
-                analysers=analysers, monitor=monitor,
+                analysers=analysers, monitor=monitor, detect=args.detect,
                 on_event=writer.write if writer is not None else None)
 
 

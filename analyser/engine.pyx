@@ -88,11 +88,13 @@ cdef class Engine:
                  uint64_t ring_records=65536, uint64_t ring_bytes=4 << 20,
                  bint key_on_vlan=False, analysers=None, monitor=None, on_event=None,
                  on_log=None, uint64_t max_stream_bytes=4 << 20,
-                 uint64_t max_owned_bytes=1 << 20, ring_policy="wait"):
+                 uint64_t max_owned_bytes=1 << 20, ring_policy="wait", detect="content"):
         """analysers: [(Analyser subclass, config dict)]; monitor: an
         analyser.events.Monitor; on_event: callable(dict) for application events.
         ring_policy: "wait" (replay: the source waits for room) or "drop"
-        (live: a packet the ring cannot take is dropped and counted)."""
+        (live: a packet the ring cannot take is dropped and counted).
+        detect: "content" (signatures on the first payload, ports as hints) or
+        "ports" (the responder's port alone chooses an analyser)."""
         self.ring = Ring(ring_records, ring_bytes, ring_policy)
         self.first_ts_ns = -1
         self.last_ts_ns = -1
@@ -112,7 +114,7 @@ cdef class Engine:
                                    max_owned_bytes=max_owned_bytes,
                                    on_event=self.stream_event)
             self.runtime.streams = self.streams
-            self.flows.set_analysers(self.runtime, self.streams, analysers)
+            self.flows.set_analysers(self.runtime, self.streams, analysers, detect)
         if monitor is not None:
             monitor.attach(self.flows)
 

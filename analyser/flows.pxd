@@ -121,7 +121,7 @@ cdef struct Flow:
     int32_t slot               # the analyser's runtime slot, -1 = none
     StreamPair* streams        # per-side reassembly, NULL unless analysed
     uint8_t bound              # bound to an expectation (see FlowTable.expected)
-    uint8_t probe_pending      # content probes wait for the first payload
+    uint8_t detect_pending     # sides (bit 1 orig, 2 resp) whose first payload is not checked yet
     uint8_t quiet              # events switched off for this flow (bit per side)
     uint8_t end_reason         # why it ended (END_* in flows.pyx)
 
@@ -154,14 +154,18 @@ cdef class FlowTable:
     cdef public Streams streams
     cdef uint8_t tcp_port_analyser[65536]   # index into analyser_classes, 0 = none
     cdef public list analyser_classes       # [(cls, config)], index 0 unused
-    cdef public list probe_classes
-    # First-payload prefixes that make a flow worth probing in Python
-    # (Analyser.probe_prefixes); without them every flow would be probed.
-    cdef uint8_t prefix_data[32][8]
-    cdef uint8_t prefix_len[32]
-    cdef uint8_t prefix_side[32]
-    cdef int n_prefixes
-    cdef bint probe_always
+    # Content signatures (analyser/signatures.py), checked in C on the first
+    # payload of each side; sig_owner is a bit index into `detectable`.
+    cdef uint8_t sig_value[128][16]
+    cdef uint8_t sig_mask[128][16]
+    cdef uint8_t sig_len[128]
+    cdef uint8_t sig_side[128]
+    cdef uint8_t sig_skip_space[128]
+    cdef uint8_t sig_owner[128]
+    cdef int n_signatures
+    cdef public list detectable             # [(cls, config)] with signatures, <= 64
+    cdef readonly uint64_t detections       # flows whose first payload matched
+    cdef readonly uint64_t engine_errors    # exceptions caught in the engine
     cdef public dict expected               # flow number -> Expectation
     cdef dict slot_flows                    # analyser slot -> flow-table index
     cdef readonly uint64_t analysed_flows
@@ -234,5 +238,8 @@ cdef class FlowTable:
     cdef void fire(self, uint32_t kind, Flow* f, int side, const Decoded* d,
                    uint64_t a, uint64_t b) noexcept
     cdef void grow_buckets(self) noexcept
-    cdef bint prefix_match(self, int side, const uint8_t* data, uint32_t n) noexcept
-    cdef void start_probe(self, Flow* f) noexcept
+    cdef uint64_t match_signatures(self, int side, const uint8_t* data, uint32_t n) noexcept
+    cdef void detected(self, Flow* f, uint64_t owners) noexcept
+    cdef void start_analyser(self, Flow* f, object cls, object config, list candidates,
+                             bint detect) noexcept
+    cdef void caught(self, str where, object exc) noexcept

@@ -322,7 +322,8 @@ cdef class FlowTable:
         self.runtime = None
         self.streams = None
         self.analyser_classes = [None]
-        self.probe_classes = []
+        self.detectable = []
+        self.n_signatures = 0
         self.expected = {}
         self.slot_flows = {}
         self.ev_before = 0
@@ -330,17 +331,22 @@ cdef class FlowTable:
         self.event_sink = None
         self.event_frames = False
 
-    def set_analysers(self, runtime, Streams streams, analysers):
-        """Enable analysers: `analysers` is a list of (class, config).  Port
-        analysers are chosen by the responder's port; probing ones by content."""
-        cdef int port
+    def set_analysers(self, runtime, Streams streams, analysers, detect="content"):
+        """Enable analysers: `analysers` is a list of (class, config).  The
+        responder's port names one candidate (a hint); with detect="content"
+        the analysers' signatures name more, on the first payload of each
+        side.  detect="ports": ports only, as before content detection."""
+        cdef int port, i
+        cdef bytes value, mask
+        if detect not in ("content", "ports"):
+            raise ValueError("detect must be 'content' or 'ports', not %r" % (detect,))
         self.runtime = runtime
         self.streams = streams
         self.analyser_classes = [None]
-        self.probe_classes = []
-        self.n_prefixes = 0
-        self.probe_always = False
+        self.detectable = []
+        self.n_signatures = 0
         memset(self.tcp_port_analyser, 0, sizeof(self.tcp_port_analyser))
+        runtime.set_classes(analysers)
         for cls, config in analysers:
             if cls.protocol != "tcp":
                 continue
@@ -351,19 +357,23 @@ cdef class FlowTable:
                 if not 0 < port < 65536:
                     raise ValueError("%s: bad port %r" % (cls.name, port))
                 self.tcp_port_analyser[port] = len(self.analyser_classes) - 1
-            if cls.probe_bytes > 0:
-                self.probe_classes.append((cls, config))
-                prefixes = getattr(cls, "probe_prefixes", ())
-                if not prefixes:
-                    self.probe_always = True
-                for side, prefix in prefixes:
-                    if self.n_prefixes == 32 or not 0 < len(prefix) <= 8:
-                        raise ValueError("%s: at most 32 probe prefixes of 1 to 8 bytes"
-                                         % cls.name)
-                    memcpy(self.prefix_data[self.n_prefixes], <const char*>prefix, len(prefix))
-                    self.prefix_len[self.n_prefixes] = len(prefix)
-                    self.prefix_side[self.n_prefixes] = side
-                    self.n_prefixes += 1
+            if detect != "content" or not cls.signatures:
+                continue
+            if len(self.detectable) == 64:
+                raise ValueError("at most 64 analysers with signatures")
+            self.detectable.append((cls, config))
+            for sig in cls.signatures:
+                side, value, mask, skip_space = sig.compiled()
+                if self.n_signatures == 128:
+                    raise ValueError("at most 128 signatures over all analysers")
+                i = self.n_signatures
+                memcpy(self.sig_value[i], <const char*>value, len(value))
+                memcpy(self.sig_mask[i], <const char*>mask, len(mask))
+                self.sig_len[i] = len(value)
+                self.sig_side[i] = side
+                self.sig_skip_space[i] = skip_space
+                self.sig_owner[i] = len(self.detectable) - 1
+                self.n_signatures += 1
 
     def __dealloc__(self):
         free(self.pool)
@@ -805,6 +815,8 @@ cdef class FlowTable:
         cdef int32_t delta_last
         cdef bint do_close = False, gen_event = False
         cdef uint8_t old_o, old_r
+        cdef int side
+        cdef uint64_t owners
 
         if (not self.ignore_checksums and d.l4_caplen >= d.l4_len
                 and not transport_checksum_ok(d)):
@@ -888,11 +900,14 @@ cdef class FlowTable:
             self.pkt_events |= EV_NEW_DATA
             if not rst and rel_data_seq > e.reassem_seq and not underflow:
                 self.pkt_events |= EV_OUT_OF_ORDER
-        if f.probe_pending and length > 0 and d.payload_caplen > 0 and not rst:
-            f.probe_pending = 0
-            if self.prefix_match(0 if self.ep_is_orig(f, e) else 1, d.payload,
-                                 d.payload_caplen):
-                self.start_probe(f)
+        if f.detect_pending and length > 0 and d.payload_caplen > 0 and not rst:
+            # The first payload of a side: which analysers does it look like?
+            side = 0 if self.ep_is_orig(f, e) else 1
+            if f.detect_pending & (1 << side):
+                f.detect_pending &= ~(1 << side)
+                owners = self.match_signatures(side, d.payload, d.payload_caplen)
+                if owners:
+                    self.detected(f, owners)
         if length > 0 and d.payload_caplen >= length and not rst and not underflow:
             self.data_sent(f, e, rel_data_seq, <uint64_t>length)
             if f.streams != NULL:
@@ -1267,11 +1282,10 @@ cdef class FlowTable:
     # -- analysers ---------------------------------------------------------------
 
     cdef void attach(self, Flow* f) noexcept:
-        """A new flow: bind it to an expectation, a port analyser or probes."""
+        """A new flow: bind it to an expectation or a port analyser, and arm
+        content detection (decided in C on the first payload of each side)."""
         cdef uint8_t idx = 0
         cdef object expectation = None
-        cdef object cls = None
-        cdef object config = None
         proto = "tcp" if f.proto == PROTO_TCP else ("udp" if f.proto == PROTO_UDP else "icmp")
         try:
             if self.runtime.expectations:
@@ -1281,53 +1295,101 @@ cdef class FlowTable:
             if expectation is not None:
                 f.bound = 1
                 self.expected[f.number] = expectation
-                if expectation.analyser is None:
+                if expectation.analyser is None or f.proto != PROTO_TCP:
                     self.runtime.expected_started(expectation, self.conn_info(f))
                     return            # counted in bulk: no stream, no Python per packet
-                cls, config = expectation.analyser, {}
-            elif f.proto == PROTO_TCP:
-                idx = self.tcp_port_analyser[f.resp_port]
-                if idx:
-                    cls, config = self.analyser_classes[idx]
-                elif self.probe_classes:
-                    if not self.probe_always:
-                        f.probe_pending = 1     # decided in C on the first payload
-                        return
-                    cls, config = self.runtime.prober_class, {"candidates": self.probe_classes}
-            if cls is None or f.proto != PROTO_TCP:
+                self.start_analyser(f, expectation.analyser, {}, [], False)
                 return
-            f.slot = self.runtime.new_slot()
-            self.slot_flows[f.slot] = <int32_t>(f - self.pool)
-            f.streams = self.streams.create(f.slot)
-            self.analysed_flows += 1
-            conn = self.conn_info(f)
-            if expectation is not None:
-                self.runtime.expected_started(expectation, conn)
-            self.runtime.start(cls, f.slot, conn, config)
+            if f.proto != PROTO_TCP:
+                return
+            if self.n_signatures:
+                f.detect_pending = 3
+            idx = self.tcp_port_analyser[f.resp_port]
+            if idx:
+                cls, config = self.analyser_classes[idx]
+                self.start_analyser(f, cls, config, [], True)
         except BaseException as exc:
-            import sys
-            print("analyser: cannot start an analyser: %r" % (exc,), file=sys.stderr)
+            self.caught("starting an analyser", exc)
 
-    cdef bint prefix_match(self, int side, const uint8_t* data, uint32_t n) noexcept:
-        cdef int i
-        for i in range(self.n_prefixes):
-            if (self.prefix_side[i] == side and self.prefix_len[i] <= n
-                    and memcmp(self.prefix_data[i], data, self.prefix_len[i]) == 0):
-                return True
-        return False
-
-    cdef void start_probe(self, Flow* f) noexcept:
-        """The first payload looks like a candidate's: probe it in Python."""
+    cdef void start_analyser(self, Flow* f, object cls, object config, list candidates,
+                             bint detect) noexcept:
+        """Give the flow a stream pair and run `cls` on it (`candidates` next)."""
         try:
             f.slot = self.runtime.new_slot()
             self.slot_flows[f.slot] = <int32_t>(f - self.pool)
             f.streams = self.streams.create(f.slot)
             self.analysed_flows += 1
-            self.runtime.start(self.runtime.prober_class, f.slot, self.conn_info(f),
-                               {"candidates": self.probe_classes})
+            conn = self.conn_info(f)
+            if f.bound:
+                expectation = self.expected.get(f.number)
+                if expectation is not None:
+                    self.runtime.expected_started(expectation, conn)
+            self.runtime.start(cls, f.slot, conn, config, candidates, None, detect)
         except BaseException as exc:
-            import sys
-            print("analyser: cannot start a probe: %r" % (exc,), file=sys.stderr)
+            self.caught("starting analyser %s" % getattr(cls, "name", cls), exc)
+
+    cdef uint64_t match_signatures(self, int side, const uint8_t* data, uint32_t n) noexcept:
+        """Bit i set: analyser `detectable[i]` has a signature the payload fits."""
+        cdef uint64_t owners = 0
+        cdef int i, k
+        cdef uint32_t start, ws = 0, avail
+        cdef bint ok
+        while ws < n and (data[ws] == 32 or data[ws] == 9 or data[ws] == 13 or data[ws] == 10):
+            ws += 1
+        for i in range(self.n_signatures):
+            if self.sig_side[i] != side or (owners >> self.sig_owner[i]) & 1:
+                continue
+            start = ws if self.sig_skip_space[i] else 0
+            if start >= n:
+                continue
+            avail = n - start
+            if avail > self.sig_len[i]:
+                avail = self.sig_len[i]
+            ok = True
+            for k in range(avail):
+                if (data[start + k] & self.sig_mask[i][k]) != self.sig_value[i][k]:
+                    ok = False
+                    break
+            if ok:
+                owners |= (<uint64_t>1) << self.sig_owner[i]
+        return owners
+
+    cdef void detected(self, Flow* f, uint64_t owners) noexcept:
+        """Signatures matched: these analysers are candidates, in this order:
+        those whose port hint is the responder's port, then a subclass before
+        the class it extends (it knows more: GridFTP before FTP), then the
+        order of the run."""
+        cdef int i
+        self.detections += 1
+        try:
+            ranked = []
+            for i in range(len(self.detectable)):
+                if (owners >> i) & 1:
+                    cls, config = self.detectable[i]
+                    hinted = f.resp_port in config.get("ports", cls.ports)
+                    ranked.append((0 if hinted else 1, -len(cls.__mro__), i))
+            ranked.sort()
+            found = [self.detectable[r[2]] for r in ranked]
+            if f.slot >= 0:
+                self.runtime.add_candidates(f.slot, found)
+            else:
+                self.start_analyser(f, found[0][0], found[0][1], found[1:], True)
+        except BaseException as exc:
+            self.caught("content detection", exc)
+
+    cdef void caught(self, str where, object exc) noexcept:
+        """An exception the engine caught: counted and reported (summary,
+        `engine_error` event), never only printed."""
+        self.engine_errors += 1
+        try:
+            if self.runtime is not None:
+                self.runtime.engine_error(where, exc)
+            elif self.engine_errors <= 10:
+                import sys
+                print("analyser: error %s: %s: %s" % (where, type(exc).__name__, exc),
+                      file=sys.stderr)
+        except BaseException:
+            pass
 
     cdef str addr_text(self, Flow* f, bint orig):
         cdef const uint8_t* a = f.resp_addr
@@ -1442,8 +1504,7 @@ cdef class FlowTable:
             self.event_sink(kind, <int32_t>(f - self.pool), side, a, b, packet, frame, self.now,
                             self.phase)
         except BaseException as exc:
-            import sys
-            print("analyser: error in an event callback: %r" % (exc,), file=sys.stderr)
+            self.caught("in an event callback", exc)
 
     # -- end of a connection ---------------------------------------------------
 
@@ -1477,8 +1538,7 @@ cdef class FlowTable:
             if self.on_finish is not None:
                 self.on_finish(rec)
         except BaseException as exc:     # a sink's failure must not stop the engine
-            import sys
-            print("analyser: error while ending a connection: %r" % (exc,), file=sys.stderr)
+            self.caught("while ending a connection", exc)
         if f.streams != NULL:
             self.streams.destroy(f.streams)
             f.streams = NULL
@@ -1574,6 +1634,8 @@ cdef class FlowTable:
             "evictions": self.evictions,
             "timeouts": self.timeouts,
             "bad_checksums": self.bad_checksums,
+            "detections": self.detections,
+            "engine_errors": self.engine_errors,
         }
 
 

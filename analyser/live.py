@@ -30,6 +30,7 @@ import time
 from typing import Callable
 
 from analyser.engine import Engine
+from analyser.schemas import schemas_of
 from analyser.replay import DEFAULT_FLOW_MEMORY_MB, ReplayResult, Sinks, flow_capacity_for
 from ringbuf.livepcap import LiveCaptureError, PcapLiveSource
 
@@ -162,7 +163,7 @@ def _run(src, interface, *, logs_dir, log_format, ignore_checksums, timeouts,
     if measure_latency:
         engine.measure_latency()
     try:
-        sinks.open(logs_dir, log_format)
+        sinks.open(logs_dir, log_format, schemas_of(cls for cls, _ in analysers or ()))
     except OSError as exc:
         raise LiveCaptureError(f"cannot write logs in '{logs_dir}': "
                                f"{exc.strerror or exc}") from None

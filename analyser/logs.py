@@ -1,4 +1,5 @@
-"""Zeek-format log writers (TSV and JSON lines), driven by analyser/schemas.py.
+"""Zeek-format log writers (TSV and JSON lines), driven by declared schemas
+(analyser/schemas.py for core logs, `Analyser.logs` for protocol logs).
 
 Role in the data flow: sinks.  A writer takes rows as dicts keyed by Zeek
 field names (None = unset) and writes them the way Zeek does, so zeek-cut,
@@ -20,7 +21,7 @@ import os
 import time
 from typing import Iterable, TextIO
 
-from analyser.schemas import LOGS, Field
+from analyser.schemas import CORE_LOGS, Field
 
 
 _NEEDS_ESCAPE = re.compile(r"[\x00-\x1f\x7f\\]")
@@ -83,9 +84,10 @@ class ZeekLogWriter:
 
     def __init__(self, directory: str, path: str, log_format: str = "tsv",
                  fields: Iterable[Field] | None = None):
+        """`fields`: the log's schema (default: a core log's, by `path`)."""
         if log_format not in ("tsv", "json"):
             raise ValueError("log format must be tsv or json, not %r" % log_format)
-        self.fields = tuple(fields if fields is not None else LOGS[path])
+        self.fields = tuple(fields if fields is not None else CORE_LOGS[path])
         self.path = path
         self.log_format = log_format
         self.filename = os.path.join(directory, path + ".log")
@@ -129,19 +131,25 @@ class ZeekLogWriter:
 
 class LogSet:
     """The logs of one run: conn.log at once, the others (ftp, transfers ...)
-    when their first row comes, as Zeek does."""
+    when their first row comes, as Zeek does.  `schemas` maps each log a run
+    may write to its fields (analyser.schemas.schemas_of)."""
 
-    def __init__(self, directory: str, log_format: str = "tsv"):
+    def __init__(self, directory: str, log_format: str = "tsv",
+                 schemas: dict[str, tuple[Field, ...]] | None = None):
         self.directory = directory
         self.log_format = log_format
+        self.schemas = dict(CORE_LOGS if schemas is None else schemas)
         self.writers: dict[str, ZeekLogWriter] = {}
 
     def open(self, path: str) -> ZeekLogWriter:
         w = self.writers.get(path)
         if w is None:
-            if path not in LOGS:
-                raise ValueError("no schema for log %r (see analyser/schemas.py)" % path)
-            w = self.writers[path] = ZeekLogWriter(self.directory, path, self.log_format)
+            fields = self.schemas.get(path)
+            if fields is None:
+                raise ValueError("no schema for log %r: an analyser declares the logs it "
+                                 "writes in its `logs` attribute" % path)
+            w = self.writers[path] = ZeekLogWriter(self.directory, path, self.log_format,
+                                                   fields)
         return w
 
     def write(self, path: str, row: dict) -> None:

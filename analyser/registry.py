@@ -166,10 +166,12 @@ def describe(cls: type[Analyser]) -> str:
     how = []
     if cls.ports:
         how.append("ports " + ports)
-    if cls.probe_bytes:
-        how.append("content probe")
+    if cls.signatures:
+        how.append("%d signatures" % len(cls.signatures))
     doc = (inspect.getdoc(cls) or "").split("\n")[0]
-    line = "%-12s %-28s %s" % (cls.name, "; ".join(how) or "expectation only", doc)
+    line = "%-16s %-28s %s" % (cls.name, "; ".join(how) or "expectation only", doc)
+    for path, fields in sorted(cls.declared_logs.items()):
+        line += "\n%-16s   log %s.log: %s" % ("", path, " ".join(f.name for f in fields))
     for key, (default, help_text) in sorted(cls.options.items()):
-        line += "\n%-12s   option %s=%r: %s" % ("", key, default, help_text)
+        line += "\n%-16s   option %s=%r: %s" % ("", key, default, help_text)
     return line

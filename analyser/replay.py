@@ -15,6 +15,7 @@ from typing import Callable, Iterable
 from analyser.engine import Engine
 from analyser.flows import FlowTable
 from analyser.logs import LogSet
+from analyser.schemas import schemas_of
 from ringbuf.pcapfile import PcapFileSource
 
 DEFAULT_FLOW_MEMORY_MB = 512
@@ -39,10 +40,10 @@ class Sinks:
         self.logs: LogSet | None = None
         self.count = 0
 
-    def open(self, logs_dir: str | None, log_format: str) -> None:
+    def open(self, logs_dir: str | None, log_format: str, schemas: dict | None = None) -> None:
         if logs_dir is not None:
             os.makedirs(logs_dir, exist_ok=True)
-            self.logs = LogSet(logs_dir, log_format)
+            self.logs = LogSet(logs_dir, log_format, schemas)
             self.logs.open("conn")          # always there, even when empty
 
     def connection(self, row: dict) -> None:
@@ -96,7 +97,7 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
                     flow_capacity=flow_capacity_for(flow_memory_mb), analysers=analysers,
                     monitor=monitor, on_event=on_event, on_log=sinks.log, **engine_options)
     # Logs only once the options proved good (a bad filter writes nothing).
-    sinks.open(logs_dir, log_format)
+    sinks.open(logs_dir, log_format, schemas_of(cls for cls, _ in analysers or ()))
     warnings = []
     started = time.perf_counter()
     try:

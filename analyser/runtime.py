@@ -13,14 +13,36 @@ Failure is contained: an exception in `main()` ends that analyser for that
 connection only.  It is reported as an `analyser_error` event carrying the
 last frame of the traceback, counted, and the connection goes on being
 counted in compiled code.
+
+Detection (Zeek's dynamic protocol detection, in our terms):
+
+1. A connection gets an ordered list of *candidates*: the analyser whose
+   port hint matches the responder's port, then those whose content
+   signatures matched the first payload of a side (analyser/signatures.py,
+   checked in compiled code).  The first candidate runs at once.
+2. Until it calls `confirm()`, everything its reads return is recorded (at
+   most DETECTION_BUFFER bytes per side).  When it calls `violation()` (or
+   fails with an exception) before confirming, the violation is reported
+   (analyzer.log, an `analyzer_violation` event), and the next candidate
+   starts on the same connection: its reads are served from the recording
+   first, so it too reads both streams from their start.
+3. `confirm()` names the analyser's service in conn.log, drops the
+   recording and the other candidates.  A violation after confirmation ends
+   the analyser and takes its service back out, as Zeek does.
+4. When the recording cannot be replayed (the analyser skipped bytes, met a
+   gap, or read more than DETECTION_BUFFER), no further candidate can start.
 """
 from __future__ import annotations
 
 import traceback
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, NamedTuple
+from typing import Any, Callable, ClassVar, NamedTuple, Sequence
 
 import greenlet
+
+from analyser.schemas import Field, schema_of
+from analyser.signatures import Signature
 
 ORIG = 0
 RESP = 1
@@ -34,6 +56,12 @@ SIDE_NAMES = ("orig", "resp")
 # An analyser that keeps reading a finished stream is stopped after this many
 # reads (each answered at once, without returning to the engine).
 MAX_READS_AFTER_END = 1000
+# Bytes of each side kept for the next candidate while an analyser has not
+# confirmed its protocol (Zeek's dpd_buffer_size is 1024; FTP greetings and
+# HTTP headers often need more before a verdict).
+DETECTION_BUFFER = 16384
+# failure_data in analyzer.log is cut to this many bytes.
+MAX_FAILURE_DATA = 100
 
 
 class Gap(Exception):
@@ -46,6 +74,18 @@ class Gap(Exception):
     def __init__(self, side: int, size: int, data: bytes = b""):
         super().__init__("%d bytes missing on the %s side" % (size, SIDE_NAMES[side]))
         self.side, self.size, self.data = side, size, data
+
+
+class ProtocolViolation(Exception):
+    """Raised by `Analyser.violation()`: the bytes are not this protocol."""
+
+    def __init__(self, reason: str, data: bytes | str = b""):
+        super().__init__(reason)
+        self.reason, self.data = reason, data
+
+
+class HandOver(Exception):
+    """Raised by `Analyser.hand_over()` to end main(); never seen by users."""
 
 
 class StreamEnd(EOFError):
@@ -75,37 +115,68 @@ class Connection:
     parent_uid: str | None = None
     expectation: dict | None = None
     services: list[str] = field(default_factory=list)
+    # State shared by a session: this connection and those it announced
+    # (expected connections get their parent's dict).
+    session: dict = field(default_factory=dict)
 
 
 class Analyser:
     """Base class of protocol analysers.
 
-    Subclasses set `name`, say how they are chosen (`ports`, and/or a
-    `probe` class method), and implement `main()`.  Options the analyser
-    accepts are declared in `options` as {name: (default, help)}; the CLI
-    sets them with `--analyser NAME:key=value`.
+    Subclasses set `name`, say how they are chosen (`ports` as hints,
+    `signatures` on the first payload of a side, or another analyser's
+    `expect()`), declare their `options` ({name: (default, help)}, set with
+    `--analyser NAME:key=value`) and their `logs` ({path: [(field, type),
+    ...]}), and implement `main()`.
     """
     name: ClassVar[str] = ""
     ports: ClassVar[frozenset[int] | set[int]] = frozenset()
     protocol: ClassVar[str] = "tcp"
     options: ClassVar[dict[str, tuple[Any, str]]] = {}
-    # How many bytes of each side a probe may look at before it must decide.
-    probe_bytes: ClassVar[int] = 0
-    # (side, prefix) pairs, 1-8 bytes each: only flows whose first payload
-    # starts with one of them are probed (checked in C).  Empty: every flow
-    # without a port analyser is probed in Python, which costs per flow.
-    probe_prefixes: ClassVar[tuple[tuple[int, bytes], ...]] = ()
+    # What the first payload of a side looks like (checked in compiled code).
+    signatures: ClassVar[Sequence[Signature]] = ()
+    # Logs this analyser writes with self.log(path, row): path -> fields, each
+    # (name, Zeek type) or (name, Zeek type, doc) or analyser.schemas.Field.
+    logs: ClassVar[dict[str, Sequence]] = {}
+    # conn.log's service once confirm() is called (None: the analyser's name;
+    # "": none).  analyzer.log names the analyser `name.upper()`.
+    service: ClassVar[str | None] = None
+    # Filled in by __init_subclass__: the checked logs of the class and its bases.
+    declared_logs: ClassVar[dict[str, tuple[Field, ...]]] = {}
 
-    @classmethod
-    def probe(cls, side: int, data: bytes) -> bool | None:
-        """Content detection: True = mine, False = not mine, None = need more."""
-        return False
+    def __init_subclass__(cls, **kwargs):
+        """Check what a subclass declares when it is defined, so a mistake is
+        one clear message at load time rather than a failure mid-trace."""
+        super().__init_subclass__(**kwargs)
+        logs = {}
+        for base in reversed(cls.__mro__[1:]):
+            logs.update(getattr(base, "declared_logs", {}))
+        for path, fields in cls.__dict__.get("logs", {}).items():
+            try:
+                logs[path] = schema_of(path, fields)
+            except ValueError as exc:
+                raise TypeError("analyser %s: %s" % (cls.name or cls.__name__, exc)) from None
+        cls.declared_logs = logs
+        for sig in cls.__dict__.get("signatures", ()):
+            if not isinstance(sig, Signature):
+                raise TypeError("analyser %s: signatures are analyser.Signature, not %r"
+                                % (cls.name or cls.__name__, sig))
+            try:
+                sig.compiled()
+            except ValueError as exc:
+                raise TypeError("analyser %s: %s" % (cls.name or cls.__name__, exc)) from None
 
     def __init__(self, runtime: "Runtime", slot: int, conn: Connection, config: dict):
         self._rt = runtime
         self._slot = slot
         self.conn = conn
         self.config = config
+        self._confirmed = False
+        self._candidates: list[tuple[type, dict]] = []   # who goes next on a violation
+        self._recording: Recording | None = None         # reads kept until confirmation
+        self._replay: Recording | None = None            # a violated candidate's reads
+        self._ends_in_a_row = 0
+        self._last_side = ORIG
 
     # -- what subclasses write ---------------------------------------------------
 
@@ -119,6 +190,28 @@ class Analyser:
     def expected_ended(self, conn_row: dict, meta: dict) -> None:
         """A connection this analyser expect()ed has ended; `conn_row` is its
         conn.log row (sizes, state, uid).  Runs outside main(): no reads."""
+
+    # -- detection ------------------------------------------------------------------
+
+    def confirm(self) -> None:
+        """The bytes are this protocol: name the service in conn.log and stop
+        keeping bytes for other candidates."""
+        if not self._confirmed:
+            self._confirmed = True
+            self._recording = None
+            self._candidates = []
+            self._rt.confirmed(self)
+
+    def violation(self, reason: str, data: bytes | str = b"") -> None:
+        """The bytes are not this protocol (or break it beyond repair): ends
+        this analyser for the connection, reported in analyzer.log with
+        `data` (the offending input); before confirm(), the next candidate
+        gets the streams from their start.  Does not return."""
+        raise ProtocolViolation(reason, data)
+
+    @property
+    def confirmed(self) -> bool:
+        return self._confirmed
 
     # -- blocking reads ------------------------------------------------------------
 
@@ -145,7 +238,7 @@ class Analyser:
 
     def peek_any(self, limit: int = 4096) -> tuple[int, bytes]:
         """(side, the first bytes of that side) as soon as either side has more
-        than the last peek saw.  Consumes nothing: for content probes."""
+        than the last peek saw.  Consumes nothing."""
         data = self._request(ANY, WANT_PEEK, limit)
         return self._last_side, data
 
@@ -155,13 +248,17 @@ class Analyser:
         keep = min(keep, length)
         head = self.read(side, keep) if keep else b""
         if length > keep:
-            self._rt.streams.skip(self._slot, side, length - keep)
+            self.skip(side, length - keep)
         return head
 
     def skip(self, side: int, n: int) -> None:
         """Discard the next n bytes of a side without reading them."""
         if n > 0:
-            self._rt.streams.skip(self._slot, side, n)
+            self._recording = None         # skipped bytes cannot be replayed
+            if self._replay is not None:
+                n = self._replay.discard(side, n)
+            if n > 0:
+                self._rt.streams.skip(self._slot, side, n)
 
     # -- telling the engine things ------------------------------------------------------
 
@@ -171,8 +268,11 @@ class Analyser:
         self._rt.emit(self, kind, fields)
 
     def log(self, path: str, row: dict) -> None:
-        """Write a row to a Zeek-format log (`path` names a schema in
-        analyser/schemas.py, e.g. "ftp"); keys are its field names."""
+        """Write a row to one of the logs this analyser declares in `logs`
+        (path "rpc" is rpc.log); keys are its field names, missing = unset."""
+        if path not in self.declared_logs:
+            raise ValueError("analyser %s writes log %r but declares only %s in `logs`"
+                             % (self.name, path, sorted(self.declared_logs) or "none"))
         self._rt.log(path, row)
 
     def weird(self, name: str, **fields) -> None:
@@ -182,14 +282,22 @@ class Analyser:
     def bulk(self, side: int | None = None) -> None:
         """Hand a side (or both) to compiled byte counting: from now on no
         Python runs for its packets.  Reads on it raise StreamEnd."""
+        self._recording = None
         for s in (ORIG, RESP) if side is None else (side,):
             self._rt.streams.bulk(self._slot, s)
 
     def release(self, side: int | None = None) -> None:
         """Stop reassembly and free the buffers of a side (or both) before the
         connection ends; its counting goes on."""
+        self._recording = None
         for s in (ORIG, RESP) if side is None else (side,):
             self._rt.streams.release(self._slot, s)
+
+    def hand_over(self, analyser: "str | type[Analyser]", config: dict | None = None) -> None:
+        """End this analyser and give the connection to another one (a class or
+        a name), which reads on from where this one stopped.  Does not return."""
+        self._rt.hand_over(self, analyser, config)
+        raise HandOver()
 
     def expect(self, resp_h: str, resp_p: int | None, *, orig_h: str | None = None,
                proto: str = "tcp", timeout: float = 300.0,
@@ -197,8 +305,10 @@ class Analyser:
         """Announce a connection to resp_h:resp_p (from orig_h, or from anyone;
         resp_p None = any port, which needs orig_h).  When it appears within
         `timeout` seconds of trace time it is bound to `analyser` (a class;
-        None = count it in bulk) and linked to this connection; `meta` travels
-        with it.  Returns the expectation; `.cancel()` withdraws it."""
+        None = count it in bulk) and linked to this connection: it shares
+        this connection's `session` and sees this analyser as its `parent`;
+        `meta` travels with it.  Returns the expectation; `.cancel()`
+        withdraws it."""
         if resp_p is None and orig_h is None:
             raise ValueError("an expectation for any port needs orig_h")
         return self._rt.expect(self, resp_h, resp_p, orig_h, proto, timeout, analyser, meta)
@@ -207,6 +317,26 @@ class Analyser:
         """Name the application protocol in conn.log's service field."""
         if name not in self.conn.services:
             self.conn.services.append(name)
+
+    # -- sessions -------------------------------------------------------------------------
+
+    @property
+    def parent(self) -> "Analyser | None":
+        """The analyser of the connection that announced this one (expect()),
+        while it is known to the runtime; None otherwise."""
+        return self._rt.by_uid.get(self.conn.parent_uid) if self.conn.parent_uid else None
+
+    @property
+    def session(self) -> dict:
+        """State shared by a session: this connection and every connection
+        it (or they) announced with expect()."""
+        return self.conn.session
+
+    @property
+    def host_pair(self) -> dict:
+        """State shared by all analysed connections between the same two
+        addresses, while one of them lives."""
+        return self._rt.host_pair_state(self.conn)
 
     @property
     def uid(self) -> str:
@@ -224,6 +354,45 @@ class Analyser:
     # -- plumbing -------------------------------------------------------------------------
 
     def _request(self, side: int, want: int, n: int):
+        prefix = b""
+        replay = self._replay
+        if replay is not None:
+            if want == WANT_PEEK:
+                got = replay.peek()
+                if got is not None:
+                    self._last_side = got[0]
+                    return got[1]
+            else:
+                got_side, prefix, done = replay.take(side, want, n)
+                if not replay:
+                    self._replay = None
+                if done:
+                    self._last_side = got_side
+                    if self._recording is not None:
+                        self._recording.add(got_side, prefix)
+                    return prefix
+                if prefix:
+                    side = got_side
+                    if want != WANT_SOME:
+                        n -= len(prefix)
+        try:
+            data = self._stream_request(side, want, n)
+        except (Gap, StreamEnd) as exc:
+            exc.data = prefix + exc.data
+            if isinstance(exc, Gap):
+                self._recording = None
+            raise
+        if want == WANT_PEEK:
+            if replay is not None:
+                data = replay.pending(self._last_side) + data
+            return data
+        if prefix:
+            data = prefix + data
+        if self._recording is not None and not self._recording.add(self._last_side, data):
+            self._recording = None         # too much to keep: no further candidate
+        return data
+
+    def _stream_request(self, side: int, want: int, n: int):
         rt = self._rt
         result = rt.streams.request(self._slot, side, want, n)
         if result is None:
@@ -234,7 +403,7 @@ class Analyser:
         code, got_side, payload, extra = result
         if code == R_END:
             # Reading on after the end would spin the engine forever.
-            self._ends_in_a_row = getattr(self, "_ends_in_a_row", 0) + 1
+            self._ends_in_a_row += 1
             if self._ends_in_a_row > MAX_READS_AFTER_END:
                 raise RuntimeError("%d reads after the end of the stream: main() must "
                                    "return when reads raise StreamEnd" % MAX_READS_AFTER_END)
@@ -244,6 +413,89 @@ class Analyser:
         if code == R_GAP:
             raise Gap(got_side, extra, payload)
         raise StreamEnd(got_side, payload)
+
+
+class Recording:
+    """The bytes an unconfirmed analyser read, in the order it read them, for
+    the next candidate to read again (see the module's theory of operation)."""
+
+    def __init__(self, limit: int = DETECTION_BUFFER):
+        self.chunks: deque[list] = deque()     # [side, bytes], in reading order
+        self.size = [0, 0]
+        self.limit = limit
+        self.peeked = False
+
+    def __bool__(self) -> bool:
+        return bool(self.chunks)
+
+    def add(self, side: int, data: bytes) -> bool:
+        """Keep `data`; False when the side would exceed the limit."""
+        if not data:
+            return True
+        self.size[side] += len(data)
+        if self.size[side] > self.limit:
+            return False
+        if self.chunks and self.chunks[-1][0] == side:
+            self.chunks[-1][1] += data
+        else:
+            self.chunks.append([side, data])
+        return True
+
+    def pending(self, side: int) -> bytes:
+        return b"".join(c[1] for c in self.chunks if c[0] == side)
+
+    def peek(self) -> tuple[int, bytes] | None:
+        """(side, its recorded bytes) once; None afterwards (the stream goes on)."""
+        if self.peeked or not self.chunks:
+            return None
+        self.peeked = True
+        side = self.chunks[0][0]
+        return side, self.pending(side)
+
+    def discard(self, side: int, n: int) -> int:
+        """Skip up to n recorded bytes of a side; returns how many are left to skip."""
+        for c in list(self.chunks):
+            if n <= 0:
+                break
+            if c[0] != side:
+                continue
+            take = min(n, len(c[1]))
+            c[1] = c[1][take:]
+            n -= take
+            if not c[1]:
+                self.chunks.remove(c)
+        return n
+
+    def take(self, side: int, want: int, n: int) -> tuple[int, bytes, bool]:
+        """(side, bytes, done): what a read gets from the recording, and
+        whether that satisfies it (else the stream supplies the rest)."""
+        if side == ANY:
+            if not self.chunks:
+                return ORIG, b"", False
+            side = self.chunks[0][0]
+        out = b""
+        for c in list(self.chunks):
+            if c[0] != side:
+                continue
+            data = c[1]
+            if want == WANT_LINE:
+                nl = data.find(b"\n", 0, n - len(out))
+                if nl >= 0:
+                    cut = nl + 1
+                else:
+                    cut = min(len(data), n - len(out))
+            elif want == WANT_BYTES:
+                cut = min(len(data), n - len(out))
+            else:                                   # WANT_SOME
+                cut = min(len(data), n)
+            out += data[:cut]
+            c[1] = data[cut:]
+            if not c[1]:
+                self.chunks.remove(c)
+            if want == WANT_SOME or (want == WANT_LINE and out.endswith(b"\n")) \
+                    or len(out) >= n:
+                return side, out, True
+        return side, out, False
 
 
 @dataclass
@@ -280,11 +532,20 @@ class Runtime:
         self.counters = {"analysers_started": 0, "analysers_finished": 0,
                          "analyser_errors": 0, "events_emitted": 0, "weirds": 0,
                          "expectations_added": 0, "expectations_matched": 0,
-                         "expectations_expired": 0}
+                         "expectations_expired": 0, "confirmations": 0, "violations": 0,
+                         "candidates_tried": 0, "candidates_not_replayable": 0,
+                         "log_rows": 0}
         self.error_log: list[dict] = []
         self.by_uid: dict[str, Analyser] = {}
-        self._replacements: dict[int, tuple[type, dict]] = {}
-        self.prober_class = Prober
+        # slot -> (class, config, candidates after it, recording to replay)
+        self._replacements: dict[int, tuple] = {}
+        # Every analyser the run knows by name, for hand_over("name").
+        self.classes: dict[str, tuple[type, dict]] = {}
+        self._host_pairs: dict[tuple, list] = {}     # (addr, addr) -> [state, live conns]
+
+    def set_classes(self, analysers) -> None:
+        """The run's analysers, [(class, config)]: hand_over() finds them by name."""
+        self.classes = {cls.name: (cls, config) for cls, config in analysers}
 
     # -- slots and greenlets ---------------------------------------------------------
 
@@ -294,10 +555,18 @@ class Runtime:
         self._next_slot += 1
         return self._next_slot - 1
 
-    def start(self, cls: type[Analyser], slot: int, conn: Connection, config: dict) -> Analyser:
-        """Create the analyser and run main() up to its first blocking read."""
+    def start(self, cls: type[Analyser], slot: int, conn: Connection, config: dict,
+              candidates: Sequence[tuple[type, dict]] = (),
+              replay: Recording | None = None, detect: bool = True) -> Analyser:
+        """Create the analyser and run main() up to its first blocking read.
+        `candidates` take the connection, in order, if it reports a violation
+        before confirming; `replay` holds what an earlier candidate read.
+        `detect` False (an expected connection): no candidate can follow, so
+        nothing is recorded."""
         a = cls(self, slot, conn, config)
-        a._last_side = ORIG
+        a._candidates = list(candidates)
+        a._recording = Recording() if detect else None
+        a._replay = replay if replay else None
         self.instances[slot] = a
         self.by_uid[conn.uid] = a
         a._greenlet = greenlet.greenlet(lambda: self._run(a), parent=self.main_greenlet)
@@ -306,9 +575,31 @@ class Runtime:
         self._apply_replacement(slot)
         return self.instances.get(slot, a)
 
-    def replace(self, a: Analyser, cls: type[Analyser], config: dict) -> None:
-        """Hand a connection to another analyser once `a` returns (probes)."""
-        self._replacements[a._slot] = (cls, config)
+    def add_candidates(self, slot: int, candidates: Sequence[tuple[type, dict]]) -> None:
+        """More candidates for a connection whose analyser has not confirmed yet
+        (a signature matched the first payload of a side)."""
+        a = self.instances.get(slot)
+        if a is None or a._confirmed or a._greenlet.dead:
+            return
+        for cand in candidates:
+            if cand[0] is not type(a) and all(c[0] is not cand[0] for c in a._candidates):
+                a._candidates.append(cand)
+
+    def hand_over(self, a: Analyser, analyser, config: dict | None) -> None:
+        """Give a connection to another analyser once `a` returns."""
+        if isinstance(analyser, str):
+            if analyser not in self.classes:
+                raise ValueError("hand_over: no analyser %r in this run (known: %s)"
+                                 % (analyser, ", ".join(sorted(self.classes))))
+            cls, default_config = self.classes[analyser]
+        else:
+            cls = analyser
+            default_config = self.classes.get(cls.name, (cls, {}))[1]
+        if config is None:
+            config = dict(default_config)
+            for key, (default, _) in cls.options.items():
+                config.setdefault(key, default)
+        self._replacements[a._slot] = (cls, config, (), None)
 
     def _apply_replacement(self, slot: int) -> None:
         repl = self._replacements.pop(slot, None)
@@ -317,15 +608,20 @@ class Runtime:
         old = self.instances.get(slot)
         if old is None:
             return
-        self.start(repl[0], slot, old.conn, repl[1])
+        cls, config, candidates, replay = repl
+        self.start(cls, slot, old.conn, config, candidates, replay)
 
     def _run(self, a: Analyser) -> None:
         try:
             a.main()
-        except (StreamEnd, greenlet.GreenletExit):
+        except (StreamEnd, HandOver, greenlet.GreenletExit):
             pass
+        except ProtocolViolation as v:
+            self._violation(a, v.reason, v.data)
         except Exception as exc:
             self._error(a, exc)
+            if not a._confirmed:
+                self._next_candidate(a)
         finally:
             self.counters["analysers_finished"] += 1
             # Nothing will read this connection any more: stop buffering it
@@ -338,6 +634,52 @@ class Runtime:
                 except KeyError:
                     pass
 
+    def _next_candidate(self, a: Analyser) -> None:
+        """`a` gave up before confirming: the next candidate, if any, gets the
+        connection with what `a` read replayed first."""
+        if not a._candidates:
+            return
+        if a._recording is None:
+            self.counters["candidates_not_replayable"] += 1
+            return
+        replay = a._recording
+        if a._replay:
+            # What `a` had not yet read of an earlier recording comes after.
+            for side, data in a._replay.chunks:
+                replay.add(side, data)
+        self.counters["candidates_tried"] += 1
+        cls, config = a._candidates[0]
+        self._replacements[a._slot] = (cls, config, a._candidates[1:], replay)
+
+    def confirmed(self, a: Analyser) -> None:
+        self.counters["confirmations"] += 1
+        service = a.name if a.service is None else a.service
+        if service:
+            a.add_service(service)
+        self.emit(a, "analyzer_confirmation", {"analyzer_name": a.name.upper()})
+
+    def _violation(self, a: Analyser, reason: str, data) -> None:
+        """analyzer.log and an event; the service it named is taken back."""
+        self.counters["violations"] += 1
+        if isinstance(data, (bytes, bytearray)):
+            data = bytes(data[:MAX_FAILURE_DATA]).decode("utf-8", "backslashreplace")
+        else:
+            data = str(data)[:MAX_FAILURE_DATA]
+        cid = a.conn.id
+        name = a.name.upper()
+        self.log("analyzer", {
+            "ts": self.now(), "analyzer_kind": "protocol", "analyzer_name": name,
+            "uid": a.conn.uid, "fuid": None, "id.orig_h": cid.orig_h,
+            "id.orig_p": cid.orig_p, "id.resp_h": cid.resp_h, "id.resp_p": cid.resp_p,
+            "proto": cid.proto, "failure_reason": reason, "failure_data": data})
+        self.emit(a, "analyzer_violation", {"analyzer_name": name, "reason": reason,
+                                            "data": data, "confirmed": a._confirmed})
+        service = a.name if a.service is None else a.service
+        if a._confirmed and service in a.conn.services:
+            a.conn.services.remove(service)
+        if not a._confirmed:
+            self._next_candidate(a)
+
     def _error(self, a: Analyser, exc: Exception) -> None:
         self.counters["analyser_errors"] += 1
         tb = traceback.extract_tb(exc.__traceback__)
@@ -347,6 +689,16 @@ class Runtime:
                   "where": where, "line": last.line if last else None}
         self.error_log.append(record)
         self.emit(a, "analyser_error", record)
+
+    def engine_error(self, where: str, exc: BaseException) -> None:
+        """An exception the compiled engine caught (a sink, a callback, a
+        failed start): counted and reported, never only printed."""
+        record = {"ts": self.now(), "event": "engine_error", "where": where,
+                  "error": "%s: %s" % (type(exc).__name__, exc)}
+        if len(self.error_log) < 1000:
+            self.error_log.append({"analyser": "engine", "error": record["error"],
+                                   "where": where, "line": None})
+        self._emit_plain(record)
 
     def ready(self, slot: int, code: int, side: int, payload: bytes, extra: int) -> None:
         """Called by the stream layer when a pending request can be met."""
@@ -365,6 +717,7 @@ class Runtime:
         if not getattr(a, "_children", 0):
             self.by_uid.pop(a.conn.uid, None)
         # else: kept until its expected connections end, so they can report.
+        self._leave_host_pair(a.conn)
         g = a._greenlet
         if not g.dead:
             # main() is still waiting on a stream that will never deliver.
@@ -377,6 +730,26 @@ class Runtime:
     def services(self, slot: int) -> list[str]:
         a = self.instances.get(slot)
         return a.conn.services if a is not None else []
+
+    # -- shared state ------------------------------------------------------------------------
+
+    def host_pair_state(self, conn: Connection) -> dict:
+        key = tuple(sorted((conn.id.orig_h, conn.id.resp_h)))
+        entry = self._host_pairs.get(key)
+        if entry is None:
+            entry = self._host_pairs[key] = [{}, set()]
+        entry[1].add(conn.uid)
+        return entry[0]
+
+    def _leave_host_pair(self, conn: Connection) -> None:
+        if not self._host_pairs:
+            return
+        key = tuple(sorted((conn.id.orig_h, conn.id.resp_h)))
+        entry = self._host_pairs.get(key)
+        if entry is not None:
+            entry[1].discard(conn.uid)
+            if not entry[1]:
+                del self._host_pairs[key]
 
     # -- events ----------------------------------------------------------------------------
 
@@ -392,7 +765,7 @@ class Runtime:
         self._emit(record)
 
     def log(self, path: str, row: dict) -> None:
-        self.counters["log_rows"] = self.counters.get("log_rows", 0) + 1
+        self.counters["log_rows"] += 1
         if self._log is not None:
             self._log(path, row)
 
@@ -453,6 +826,8 @@ class Runtime:
         if e.meta.get("service"):
             conn.services.append(e.meta["service"])
         parent = self.by_uid.get(e.parent_uid)
+        if parent is not None:
+            conn.session = parent.conn.session
         self._emit_plain({"ts": self.now(), "event": "expected_connection",
                           "uid": conn.uid, "parent_uid": e.parent_uid,
                           "id.orig_h": conn.id.orig_h, "id.orig_p": conn.id.orig_p,
@@ -485,28 +860,3 @@ class Runtime:
     @property
     def pending_expectations(self) -> int:
         return sum(len(v) for v in self.expectations.values())
-
-
-class Prober(Analyser):
-    """Chooses an analyser by content: peeks at the first bytes of each side
-    (consuming nothing) until a candidate's probe() says yes, then hands the
-    connection over; the chosen analyser reads the streams from their start."""
-    name = "probe"
-
-    def main(self) -> None:
-        undecided = list(self.config["candidates"])
-        limit = max(cls.probe_bytes for cls, _ in undecided)
-        first = {ORIG: b"", RESP: b""}
-        while undecided:
-            try:
-                side, data = self.peek_any(limit)
-            except (Gap, StreamEnd):
-                return
-            first[side] = data
-            for cls, config in list(undecided):
-                verdict = cls.probe(side, data[:cls.probe_bytes])
-                if verdict:
-                    self._rt.replace(self, cls, config)
-                    return
-                if verdict is False or len(data) >= cls.probe_bytes:
-                    undecided.remove((cls, config))

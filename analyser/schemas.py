@@ -3,8 +3,13 @@
 Role in the data flow: sinks.  The TSV and JSON writers (analyser/logs.py)
 and the README's field tables all read these lists; add a field here and
 every writer follows.
+
+Core declares only the logs of the engine itself (conn.log, analyzer.log).
+A protocol's logs are declared by its analyser class (`Analyser.logs`, see
+analyser/runtime.py), in its own module: `schemas_of()` collects them for a
+run, and checks that two analysers do not declare one log two ways.
 """
-from typing import NamedTuple
+from typing import Iterable, NamedTuple, Sequence
 
 
 class Field(NamedTuple):
@@ -38,57 +43,71 @@ CONN = (
     Field("ip_proto", "count", "IP protocol number"),
 )
 
-FTP = (
-    Field("ts", "time", "time of the command"),
-    Field("uid", "string", "uid of the control connection"),
-    Field("id.orig_h", "addr", "client address"),
-    Field("id.orig_p", "port", "client port"),
-    Field("id.resp_h", "addr", "server address"),
-    Field("id.resp_p", "port", "server port"),
-    Field("user", "string", "user name of the session"),
-    Field("password", "string", "password; `<hidden>` unless the user is a guest id "
-                                "(anonymous, ftp, ftpuser, guest), as Zeek does"),
-    Field("command", "string", "the command (Zeek's FTP::logged_commands; more with "
-                               "--analyser ftp:log_commands=A+B)"),
-    Field("arg", "string", "its argument; for file commands (RETR, STOR, CWD, ...) "
-                           "ftp://server/path from the tracked working directory, as Zeek "
-                           "writes it"),
-    Field("mime_type", "string", "file type (not determined: always unset)"),
-    Field("file_size", "count", "size announced by the server: the last number of the 150 "
-                                "reply to RETR or of the 213 reply to SIZE (Zeek's rule)"),
-    Field("reply_code", "count", "the final reply's code"),
-    Field("reply_msg", "string", "the final reply's text"),
-    Field("data_channel.passive", "bool", "the data channel is passive (PASV/EPSV); set on "
-                                          "the PASV/EPSV/PORT/EPRT row only"),
-    Field("data_channel.orig_h", "addr", "data channel originator"),
-    Field("data_channel.resp_h", "addr", "data channel responder"),
-    Field("data_channel.resp_p", "port", "data channel responder port"),
+ANALYZER = (
+    Field("ts", "time", "time of the violation"),
+    Field("analyzer_kind", "string", "protocol (an analyser of a connection's streams)"),
+    Field("analyzer_name", "string", "the analyser, upper case as Zeek names them (FTP)"),
+    Field("uid", "string", "the connection"),
     Field("fuid", "string", "file id (unset)"),
+    Field("id.orig_h", "addr", "originator address"),
+    Field("id.orig_p", "port", "originator port"),
+    Field("id.resp_h", "addr", "responder address"),
+    Field("id.resp_p", "port", "responder port"),
+    Field("proto", "enum", "transport protocol"),
+    Field("failure_reason", "string", "why the analyser gave up (its violation)"),
+    Field("failure_data", "string", "the input that did not fit (at most 100 bytes)"),
 )
 
-TRANSFERS = (
-    Field("ts", "time", "time of the command that started the transfer"),
-    Field("uid", "string", "uid of the control connection"),
-    Field("id.orig_h", "addr", "control connection client"),
-    Field("id.orig_p", "port", "control connection client port"),
-    Field("id.resp_h", "addr", "control connection server"),
-    Field("id.resp_p", "port", "control connection server port"),
-    Field("protocol", "string", "ftp or gridftp"),
-    Field("command", "string", "RETR, STOR, STOU, APPE, LIST, NLST, MLSD, ..."),
-    Field("file", "string", "the command's argument as sent"),
-    Field("size_announced", "count", "size announced: '(N bytes)' in the 150/125 reply, "
-                                     "a 213 reply to SIZE of the same file, or ALLO (GridFTP "
-                                     "uploads)"),
-    Field("bytes", "count", "payload bytes of the file itself: the sender's payload bytes "
-                            "of the data connection(s); MODE E: sum of block counts (headers "
-                            "excluded); unset when no data connection was seen"),
-    Field("streams", "count", "data connections that carried it (MODE E: parallel/striped)"),
-    Field("data_uids", "set[string]", "uids of those data connections"),
-    Field("duration", "interval", "from the command to the final reply (to the report when "
-                                  "no final reply was seen)"),
-    Field("reply_code", "count", "the final reply's code (226, 4xx, 5xx); unset when the "
-                                 "control connection ended or went encrypted first"),
-    Field("missed_bytes", "count", "bytes of the data connections never captured"),
-)
+CORE_LOGS = {"conn": CONN, "analyzer": ANALYZER}
 
-LOGS = {"conn": CONN, "ftp": FTP, "transfers": TRANSFERS}
+# Zeek's log types (the #types line); a set or vector of any of them too.
+ZEEK_TYPES = frozenset({"time", "interval", "string", "addr", "subnet", "port", "enum",
+                        "count", "int", "double", "bool"})
+
+
+def field_of(spec) -> Field:
+    """A Field from a Field, (name, type) or (name, type, doc)."""
+    if isinstance(spec, Field):
+        f = spec
+    elif isinstance(spec, (tuple, list)) and len(spec) in (2, 3):
+        f = Field(spec[0], spec[1], spec[2] if len(spec) == 3 else "")
+    else:
+        raise ValueError("a log field is (name, type) or (name, type, doc), not %r" % (spec,))
+    if not isinstance(f.name, str) or not f.name:
+        raise ValueError("a log field needs a name: %r" % (spec,))
+    base = f.zeek_type
+    for wrapper in ("set[", "vector["):
+        if base.startswith(wrapper) and base.endswith("]"):
+            base = base[len(wrapper):-1]
+    if base not in ZEEK_TYPES:
+        raise ValueError("field %s: unknown Zeek type %r (known: %s, set[T], vector[T])"
+                         % (f.name, f.zeek_type, ", ".join(sorted(ZEEK_TYPES))))
+    return f
+
+
+def schema_of(path: str, fields: Sequence) -> tuple[Field, ...]:
+    """A log's declared fields, checked: known types, no name twice."""
+    if not isinstance(path, str) or not path.replace("_", "").replace("-", "").isalnum():
+        raise ValueError("a log name is letters, digits, - and _, not %r" % (path,))
+    schema = tuple(field_of(f) for f in fields)
+    names = [f.name for f in schema]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError("log %s declares %s twice" % (path, ", ".join(twice)))
+    if not schema:
+        raise ValueError("log %s declares no fields" % path)
+    return schema
+
+
+def schemas_of(classes: Iterable) -> dict[str, tuple[Field, ...]]:
+    """Core logs plus every log the given analyser classes declare."""
+    found = dict(CORE_LOGS)
+    owner = {path: "core" for path in CORE_LOGS}
+    for cls in classes:
+        for path, schema in getattr(cls, "declared_logs", {}).items():
+            if path in found and found[path] != schema:
+                raise ValueError("log %s is declared by both %s and %s, differently"
+                                 % (path, owner[path], cls.name))
+            found.setdefault(path, schema)
+            owner.setdefault(path, cls.name)
+    return found

@@ -46,7 +46,7 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 
-from analyser.runtime import ORIG, RESP, Analyser, Expectation, Gap, StreamEnd
+from analyser import ORIG, RESP, Analyser, Expectation, Field, Gap, Signature, StreamEnd
 
 # -- limits ---------------------------------------------------------------------
 
@@ -110,6 +110,67 @@ COMMAND_REPLY_CODES = frozenset(
         "MLST": [150, 226, 250, 500, 501, 550], "MLSD": [150, 226, 250, 500, 501, 550],
         "CLNT": [200, 500], "MACB": [200, 500, 550], "<missing>": [0],
     }.items() for code in codes)
+
+# -- logs (declared by the analyser, written by every log writer) ---------------------
+
+FTP_LOG = (
+    Field("ts", "time", "time of the command"),
+    Field("uid", "string", "uid of the control connection"),
+    Field("id.orig_h", "addr", "client address"),
+    Field("id.orig_p", "port", "client port"),
+    Field("id.resp_h", "addr", "server address"),
+    Field("id.resp_p", "port", "server port"),
+    Field("user", "string", "user name of the session"),
+    Field("password", "string", "password; `<hidden>` unless the user is a guest id "
+                                "(anonymous, ftp, ftpuser, guest), as Zeek does"),
+    Field("command", "string", "the command (Zeek's FTP::logged_commands; more with "
+                               "--analyser ftp:log_commands=A+B)"),
+    Field("arg", "string", "its argument; for file commands (RETR, STOR, CWD, ...) "
+                           "ftp://server/path from the tracked working directory, as Zeek "
+                           "writes it"),
+    Field("mime_type", "string", "file type (not determined: always unset)"),
+    Field("file_size", "count", "size announced by the server: the last number of the 150 "
+                                "reply to RETR or of the 213 reply to SIZE (Zeek's rule)"),
+    Field("reply_code", "count", "the final reply's code"),
+    Field("reply_msg", "string", "the final reply's text"),
+    Field("data_channel.passive", "bool", "the data channel is passive (PASV/EPSV); set on "
+                                          "the PASV/EPSV/PORT/EPRT row only"),
+    Field("data_channel.orig_h", "addr", "data channel originator"),
+    Field("data_channel.resp_h", "addr", "data channel responder"),
+    Field("data_channel.resp_p", "port", "data channel responder port"),
+    Field("fuid", "string", "file id (unset)"),
+)
+
+TRANSFERS_LOG = (
+    Field("ts", "time", "time of the command that started the transfer"),
+    Field("uid", "string", "uid of the control connection"),
+    Field("id.orig_h", "addr", "control connection client"),
+    Field("id.orig_p", "port", "control connection client port"),
+    Field("id.resp_h", "addr", "control connection server"),
+    Field("id.resp_p", "port", "control connection server port"),
+    Field("protocol", "string", "ftp or gridftp"),
+    Field("command", "string", "RETR, STOR, STOU, APPE, LIST, NLST, MLSD, ..."),
+    Field("file", "string", "the command's argument as sent"),
+    Field("size_announced", "count", "size announced: '(N bytes)' in the 150/125 reply, "
+                                     "a 213 reply to SIZE of the same file, or ALLO (GridFTP "
+                                     "uploads)"),
+    Field("bytes", "count", "payload bytes of the file itself: the sender's payload bytes "
+                            "of the data connection(s); MODE E: sum of block counts (headers "
+                            "excluded); unset when no data connection was seen"),
+    Field("streams", "count", "data connections that carried it (MODE E: parallel/striped)"),
+    Field("data_uids", "set[string]", "uids of those data connections"),
+    Field("duration", "interval", "from the command to the final reply (to the report when "
+                                  "no final reply was seen)"),
+    Field("reply_code", "count", "the final reply's code (226, 4xx, 5xx); unset when the "
+                                 "control connection ended or went encrypted first"),
+    Field("missed_bytes", "count", "bytes of the data connections never captured"),
+)
+
+# Commands whose reply confirms that a connection speaks FTP: the RFC 959
+# and extension commands of Zeek's reply table, and security extensions.
+FTP_COMMANDS = frozenset(cmd for cmd, _ in COMMAND_REPLY_CODES if not cmd.startswith("<")) | \
+    frozenset({"AUTH", "ADAT", "PBSZ", "PROT", "CCC", "ENC", "MIC", "CONF", "LANG", "LPSV",
+               "EPSV", "EPRT", "LPRT", "XPWD", "XCWD", "XMKD", "XRMD"})
 
 # -- wire grammar -----------------------------------------------------------------
 
@@ -565,6 +626,14 @@ class Ftp(Analyser):
     one transfers.log row per transfer."""
     name = "ftp"
     ports = {21}
+    service = "ftp"
+    # Zeek's DPD signatures for FTP, as prefixes: the server's greeting, or the
+    # client's first command when the greeting was not captured.
+    signatures = (Signature(RESP, b"220", skip_space=True),
+                  Signature(RESP, b"120", skip_space=True),
+                  Signature(ORIG, b"USER ", nocase=True, skip_space=True),
+                  Signature(ORIG, b"AUTH ", nocase=True, skip_space=True))
+    logs = {"ftp": FTP_LOG, "transfers": TRANSFERS_LOG}
     options = {
         "log_commands": ("", "commands to log in ftp.log besides Zeek's default set, "
                              "separated by '+' (e.g. USER+PASS+<init>+AUTH)"),
@@ -577,7 +646,6 @@ class Ftp(Analyser):
     # -- main ----------------------------------------------------------------------
 
     def main(self):
-        self.add_service("ftp")
         self.setup_session()
         try:
             self.read_both_sides()
@@ -737,11 +805,9 @@ class Ftp(Analyser):
                 self.collect_reply_line(line)
             return
         if code == 0:
-            self.violation("non-numeric reply code", line)
-            return
+            self.invalid_reply("non-numeric reply code", line)
         if code < 100:
-            self.violation("invalid reply code", line)
-            return
+            self.invalid_reply("invalid reply code", line)
         if len(line) > 3 and line[3] == "-":
             text = line[4:].lstrip(WHITESPACE)
             self.reply_code_pending = code
@@ -750,8 +816,7 @@ class Ftp(Analyser):
             self.zeek_reply(ts, code, text, True)
             return
         if len(line) > 3 and line[3] != " ":
-            self.violation("invalid reply line", line)
-            return
+            self.invalid_reply("invalid reply line", line)
         text = line[3:].lstrip(WHITESPACE)
         self.zeek_reply(ts, code, text, False)
         self.complete_reply(Reply(code, text, [text], ts))
@@ -768,12 +833,13 @@ class Ftp(Analyser):
         if announced is not None:                   # 227 / 229 to PASV / EPSV
             self.open_channel(True, announced.orig_h, [(announced.resp_h, announced.resp_p)])
 
-    def violation(self, reason: str, line: str) -> None:
+    def invalid_reply(self, reason: str, line: str) -> None:
         """Zeek's analyzer violation: the FTP analyzer is removed from the
         connection, so nothing after this line is parsed (what is pending is
-        still reported)."""
-        self.weird("FTP_invalid_reply", reason=reason, line=line[:80])
+        still reported, by main()'s `finally`).  Before confirmation it also
+        means "not FTP": the next candidate analyser gets the connection."""
         self.stopped = True
+        self.violation(reason, line)
 
     def complete_reply(self, reply: Reply) -> None:
         """A whole reply (the last line of a multi-line one): pair it with the
@@ -802,6 +868,8 @@ class Ftp(Analyser):
 
     def final_reply(self, head: Awaiting, reply: Reply) -> None:
         cmd, code = head.cmd, reply.code
+        if not self.confirmed and cmd in FTP_COMMANDS:
+            self.confirm()            # a valid reply to an FTP command: it is FTP
         if cmd == "SIZE" and code == 213:
             m = NUMBER.search(reply.text)
             if m and len(self.sizes) < MAX_CHANNELS:

@@ -52,9 +52,8 @@ import binascii
 import bisect
 import re
 import struct
-import weakref
 
-from analyser.runtime import ORIG, RESP, Analyser, Gap, StreamEnd
+from analyser import ORIG, RESP, Analyser, Gap, Signature, StreamEnd
 from protocols.ftp import (MAX_STREAMS, Ftp, StreamCount, Transfer, parse_port_numbers)
 
 # -- wire formats ------------------------------------------------------------------
@@ -84,9 +83,22 @@ GRIDFTP_SIGNS = frozenset({"SPAS", "SPOR", "ERET", "ESTO", "DCAU", "SBUF"})
 PARALLELISM = re.compile(r"Parallelism\s*=\s*(\d+)", re.I)
 HOST_PORT = re.compile(r"\d+\s*,\s*\d+\s*,\s*\d+\s*,\s*\d+\s*,\s*\d+\s*,\s*\d+")
 
-# Live GridFTP control sessions by control uid, for the data connections
-# they expected.  Weak: an entry lives as long as the runtime keeps the analyser.
-LIVE_SESSIONS: "weakref.WeakValueDictionary[str, GridFtp]" = weakref.WeakValueDictionary()
+
+
+def client_hello_verdict(side: int, data: bytes) -> bool | None:
+    """Does a side's first data look like a TLS ClientHello from the client?
+    True, False, or None (too short to tell)."""
+    if side == RESP:
+        return False                   # a TLS server does not speak first
+    if len(data) < 6:
+        return None
+    return data[0] == TLS_HANDSHAKE and data[1] == 3 and data[5] == TLS_CLIENT_HELLO
+
+
+def control_session(a: Analyser) -> "GridFtp | None":
+    """The GridFTP control session that announced this connection, if alive."""
+    parent = a.parent
+    return parent if isinstance(parent, GridFtp) else None
 
 
 class BlockTally:
@@ -171,7 +183,7 @@ class ModeEData(Analyser):
     def main(self):
         meta = self.conn.expectation or {}
         channel = meta.get("channel")
-        session = LIVE_SESSIONS.get(self.conn.parent_uid or "")
+        session = control_session(self)
         # The side that speaks first carries the data; the other only counts.
         try:
             side, _ = self.peek_any(MODE_E_HEADER.size)
@@ -246,7 +258,6 @@ class GridFtp(Ftp):
         self.control_protected = False
         self.upload_size: int | None = None
         self.hidden_pending: list = []      # any-port expectations of a protected session
-        LIVE_SESSIONS[self.uid] = self
 
     def end_session(self) -> None:
         super().end_session()
@@ -491,10 +502,10 @@ class GridFtp(Ftp):
 class GridFtpData(Analyser):
     """Zeek's GridFTP data-channel heuristic on TLS connections (see module doc)."""
     name = "gridftp-data"
-    probe_bytes = 6
+    service = ""                       # labels itself: ssl, then gridftp-data
     # Only connections whose client speaks a TLS handshake record first are
-    # probed (checked in C); others cost nothing.
-    probe_prefixes = ((ORIG, bytes([TLS_HANDSHAKE, 3])),)
+    # candidates (checked in C); others cost nothing.
+    signatures = (Signature(ORIG, bytes([TLS_HANDSHAKE, 3])),)
     options = {
         "size_threshold": (1073741824, "bytes in one direction before a NULL-cipher, "
                                        "mutually authenticated TLS connection is "
@@ -503,18 +514,11 @@ class GridFtpData(Analyser):
                             "crossed (Zeek's GridFTP::max_time)"),
     }
 
-    @classmethod
-    def probe(cls, side, data):
-        if side == RESP:
-            return False                   # a TLS server does not speak first
-        if len(data) < 6:
-            return None
-        return data[0] == TLS_HANDSHAKE and data[1] == 3 and data[5] == TLS_CLIENT_HELLO
-
     def main(self):
         handshake = self.read_handshake()
         if handshake is None:
             return
+        self.confirm()
         cipher, certificates, consumed = handshake
         if not (cipher in NULL_CIPHER_SUITES and certificates[ORIG] and certificates[RESP]):
             self.bulk()
@@ -595,29 +599,23 @@ class GsiDataChannel(GridFtpData):
     (expected on any port: its PASV/PORT replies are wrapped): a data channel
     when its originator starts a TLS handshake (DCAU), labelled at once."""
     name = "gridftp-gsi-data"
-    probe_bytes = 0                # chosen only by GridFtp's expectations
-    probe_prefixes = ()
+    signatures = ()                # chosen only by GridFtp's expectations
     options = {}
-
-    @classmethod
-    def probe(cls, side, data):
-        return False
 
     def main(self):
         meta = self.conn.expectation or {}
-        control = LIVE_SESSIONS.get(meta.get("control_uid") or "")
+        control = control_session(self)
         if control is not None and (self.id.resp_h, self.id.resp_p) == (
                 control.id.resp_h, control.id.resp_p):
             # Another control connection to the same server: its own session.
             self.not_a_data_channel("control port", control)
-            self._rt.replace(self, type(control), dict(control.config))
-            return
+            self.hand_over(type(control), dict(control.config))
         while True:                         # peek (consume nothing) at the first bytes
             try:
-                side, data = self.peek_any(GridFtpData.probe_bytes)
+                side, data = self.peek_any(6)
             except (Gap, StreamEnd):
                 return                      # no payload: counted only
-            verdict = GridFtpData.probe(side, data)
+            verdict = client_hello_verdict(side, data)
             if verdict:
                 break
             if verdict is False:

@@ -230,7 +230,10 @@ def test_invalid_reply_stops_parsing_like_zeek(run):
     assert run.stats["analyser_errors"] == 0
     assert [r["command"] for r in ftp] == ["USER", "PASS", "PASV"]
     assert ftp[2]["reply_code"] == "230"                  # Zeek's stale reply on the last row
-    assert any(e["name"] == "FTP_invalid_reply" for e in by_kind(events, "weird"))
+    violation, = by_kind(events, "analyzer_violation")
+    assert (violation["analyzer_name"], violation["reason"], violation["data"]) == (
+        "FTP", "non-numeric reply code", "99 PASV invalid")
+    assert violation["confirmed"] is True
 
 
 def test_auth_tls_marks_the_channel_encrypted_and_stops_parsing(run):
@@ -639,7 +642,7 @@ def readme_section():
 
 
 def test_readme_transfers_table_matches_the_schema():
-    from analyser.schemas import TRANSFERS
+    from protocols.ftp import TRANSFERS_LOG as TRANSFERS
     section = readme_section()
     table = section[section.index("**transfers.log**"):]
     table = table[table.index("| field | meaning |"):]

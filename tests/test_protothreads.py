@@ -4,7 +4,7 @@ retransmissions, overlaps, gaps, end of stream, skipping in compiled code,
 expectations and error isolation."""
 
 
-from analyser.runtime import ORIG, RESP, Analyser, Gap, StreamEnd
+from analyser import ORIG, RESP, Analyser, Gap, Signature, StreamEnd
 from packets import ACK, FIN, RST, TcpPeer, close, handshake, timed
 
 
@@ -275,41 +275,92 @@ def test_expected_connection_is_linked_and_counted_in_bulk(replay):
     assert ended[0][1]["file"] == "x.bin"
 
 
-def test_probe_chooses_an_analyser_by_content(replay):
+def test_a_signature_chooses_an_analyser_by_content_on_any_port(replay):
     got = []
 
     class Magic(Analyser):
         name = "magic"
-        probe_bytes = 4
-
-        @classmethod
-        def probe(cls, side, data):
-            if len(data) < 4:
-                return None
-            return data == b"MAGI"
+        signatures = (Signature(ORIG, b"MAGI"),)
 
         def main(self):
             got.append(self.read(ORIG, 9))
 
+    # The first payload is shorter than the pattern: what is there matches.
     c, s = peers(port=9999)
     frames = handshake(c, s) + [c.send(ACK, b"MA"), c.send(ACK, b"GIC-1234")] + close(c, s)
-    replay(timed(frames), analysers=[(Magic, {})])
-    assert got == [b"MAGIC-123"]
-
-    # With a prefix, only flows whose first payload starts with it are probed.
-    class Prefixed(Magic):
-        name = "prefixed"
-        probe_prefixes = ((ORIG, b"MA"),)
-
-    got.clear()
+    # A flow whose first payload does not fit gets no analyser and no stream.
     c2, s2 = TcpPeer("10.0.0.5", 40000, 1), TcpPeer("10.0.0.2", 9999, 2)
     c2.connect(s2)
     other = handshake(c2, s2) + [c2.send(ACK, b"XMAGIC-1234")] + close(c2, s2)
-    c, s = peers(port=9999)
-    frames = handshake(c, s) + [c.send(ACK, b"MA"), c.send(ACK, b"GIC-1234")] + close(c, s)
-    replay(timed(frames + other), analysers=[(Prefixed, {})])
+    replay(timed(frames + other), analysers=[(Magic, {})])
     assert got == [b"MAGIC-123"]
     assert replay.result.stats["stream_pairs"] == 1
+    assert replay.result.stats["detections"] == 1
+
+    # Detection by ports only: the same trace finds nothing.
+    got.clear()
+    replay(timed(frames + other), analysers=[(Magic, {})], detect="ports")
+    assert got == [] and replay.result.stats["stream_pairs"] == 0
+
+
+def test_a_violation_hands_both_streams_from_their_start_to_the_next_candidate(replay):
+    got = []
+
+    class ByPort(Analyser):
+        """Named by the port, but the bytes are not its protocol."""
+        name = "byport"
+        ports = {9999}
+
+        def main(self):
+            line = self.read_line(ORIG)
+            if not line.startswith(b"LOGIN"):
+                self.violation("no LOGIN", line)
+
+    class Hello(Analyser):
+        name = "hello"
+        signatures = (Signature(ORIG, b"hello", nocase=True),)
+
+        def main(self):
+            got.append((self.read_line(ORIG), self.read_line(RESP), self.read_line(ORIG)))
+            self.confirm()
+
+    c, s = peers(port=9999)
+    frames = handshake(c, s) + [c.send(ACK, b"HELLO there\r\nmore\r\n"),
+                                s.send(ACK, b"WELCOME\r\n")] + close(c, s)
+    events = []
+    rows = replay(timed(frames), analysers=[(ByPort, {}), (Hello, {})], on_event=events.append)
+    assert got == [(b"HELLO there\r\n", b"WELCOME\r\n", b"more\r\n")]
+    violation, = [e for e in events if e["event"] == "analyzer_violation"]
+    assert (violation["analyzer_name"], violation["reason"], violation["data"]) == (
+        "BYPORT", "no LOGIN", "HELLO there\r\n")
+    assert [e["analyser"] for e in events if e["event"] == "analyzer_confirmation"] == ["hello"]
+    assert rows[0]["service"] == "hello"
+    assert replay.result.stats["candidates_tried"] == 1
+
+
+def test_a_candidate_that_skipped_bytes_cannot_be_followed(replay):
+    class Skipper(Analyser):
+        name = "skipper"
+        ports = {9999}
+
+        def main(self):
+            self.read(ORIG, 1)
+            self.skip(ORIG, 2)
+            self.violation("gave up after skipping")
+
+    class Next(Analyser):
+        name = "next"
+        signatures = (Signature(ORIG, b"abc"),)
+
+        def main(self):
+            raise AssertionError("must not run: the skipped bytes cannot be replayed")
+
+    c, s = peers(port=9999)
+    frames = handshake(c, s) + [c.send(ACK, b"abcdef")] + close(c, s)
+    events = []
+    replay(timed(frames), analysers=[(Skipper, {}), (Next, {})], on_event=events.append)
+    assert [e["event"] for e in events] == ["analyzer_violation"]
+    assert replay.result.stats["candidates_not_replayable"] == 1
 
 
 class Waiter(Analyser):
