@@ -40,10 +40,10 @@ build: venv
 test: install
 	$(PY) -m pytest -q tests
 
-# The sample FTP session (pyftpdlib on port 2121): which control connection
+# The sample FTP session (pyftpdlib on port 2121, found by its content): which control connection
 # started which data connections, and how big each transfer was.
 demo: install
-	$(VENV)/bin/analyser replay traces/ftp-loopback.pcap --analyser ftp:ports=2121 \
+	$(VENV)/bin/analyser replay traces/ftp-loopback.pcap \
 	    --logs demo-logs --events demo-logs/events.json
 	@for log in conn ftp transfers; do echo; echo "== demo-logs/$$log.log"; \
 	    grep -v '^#' demo-logs/$$log.log | { column -t -s "$$(printf '\t')" 2>/dev/null || cat; } \

@@ -538,9 +538,10 @@ def check_against_truth(conn, transfers, events, truth_transfers, server_port):
 
 def test_committed_loopback_capture_matches_its_ground_truth(run_cli, tmp_path):
     truth = json.loads((REPO / "traces" / "ftp-loopback.json").read_text())
+    # Port 2121: no option needed, the session is found by its content.
+    assert truth["server"]["port"] != 21
     conn, transfers, events = replay_cli(run_cli, REPO / "traces" / "ftp-loopback.pcap",
-                                         tmp_path, "--analyser", "ftp:ports=%d"
-                                         % truth["server"]["port"])
+                                         tmp_path)
     check_against_truth(conn, transfers, events, truth["transfers"], truth["server"]["port"])
 
 
@@ -616,8 +617,7 @@ def test_fresh_capture_of_pyftpdlib_and_ftplib(run_cli, tmp_path):
         server.close_all()
     dropped = [l for l in dump_err.decode(errors="replace").splitlines() if "dropped" in l]
     assert dropped and all(l.split()[0] == "0" for l in dropped), dump_err
-    conn, transfers, events = replay_cli(run_cli, pcap, tmp_path / "out",
-                                         "--analyser", "ftp:ports=%d" % port)
+    conn, transfers, events = replay_cli(run_cli, pcap, tmp_path / "out")
     control = [r for r in conn if r["id.resp_p"] == str(port)]
     assert len(control) == 1
     assert [(t["command"], None if t["file"] == "-" else t["file"], int(t["bytes"]))
@@ -669,3 +669,86 @@ def test_readme_examples_run_on_the_committed_traces(run_cli, tmp_path):
         assert proc.returncode == 0, (line, proc.stderr)
         transfers = read_zeek_log(out / "transfers.log")
         assert transfers and all(t["reply_code"] == "226" for t in transfers), line
+
+
+# -- detection: FTP found by content, not-FTP on port 21 --------------------------------
+
+def default_analysers():
+    from analyser import registry
+    return registry.select()[0]
+
+
+def replay_defaults(replay, tmp_path, ses, *, detect="content"):
+    logs = tmp_path / "logs"
+    events = []
+    rows = replay(ses.frames, analysers=default_analysers(), logs_dir=str(logs),
+                  on_event=events.append, detect=detect)
+    read = {name: read_zeek_log(logs / ("%s.log" % name)) if (logs / ("%s.log" % name)).exists()
+            else [] for name in ("ftp", "transfers", "analyzer")}
+    return rows, events, read
+
+
+def test_ftp_on_a_port_nobody_names_is_found_by_its_content(replay, tmp_path):
+    ses = Session(port=4567)
+    login(ses)
+    passive_retr(ses, 50010, "data.bin", 123456)
+    ses.close()
+    rows, events, logs = replay_defaults(replay, tmp_path, ses)
+    control = next(r for r in rows if r["id.resp_p"] == 4567)
+    assert control["service"] == "ftp"
+    assert [(t["command"], t["file"], t["bytes"]) for t in logs["transfers"]] == [
+        ("RETR", "data.bin", "123456")]
+    assert [r["command"] for r in logs["ftp"]] == ["PASV", "RETR"]
+    assert logs["analyzer"] == []
+    # Ports only: the same session is not analysed at all.
+    rows, _, logs = replay_defaults(replay, tmp_path / "ports", ses, detect="ports")
+    assert logs["transfers"] == [] and logs["ftp"] == []
+    assert next(r for r in rows if r["id.resp_p"] == 4567)["service"] is None
+
+
+def test_http_on_port_21_is_a_violation_not_an_ftp_session(replay, tmp_path):
+    ses = Session(port=21)
+    ses.cmd("GET /index.html HTTP/1.1\r\nHost: example.org\r\n\r\n")
+    ses.reply("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+    ses.close()
+    rows, events, logs = replay_defaults(replay, tmp_path, ses)
+    assert logs["ftp"] == [] and logs["transfers"] == []
+    violation, = logs["analyzer"]
+    assert (violation["analyzer_kind"], violation["analyzer_name"], violation["id.resp_p"],
+            violation["failure_reason"], violation["failure_data"]) == (
+        "protocol", "FTP", "21", "non-numeric reply code", "HTTP/1.1 200 OK")
+    assert violation["uid"] == rows[0]["uid"]
+    assert rows[0]["service"] is None
+    assert [e["analyzer_name"] for e in events if e["event"] == "analyzer_violation"] == ["FTP"]
+
+
+def test_random_bytes_on_port_21_are_a_violation(replay, tmp_path):
+    import random
+    rng = random.Random(21)
+    noise = bytes(rng.randrange(256) for _ in range(3000))
+    ses = Session(port=21)
+    ses.reply(noise[:1400])
+    ses.cmd(noise[1400:2000])
+    ses.reply(noise[2000:])
+    ses.close()
+    rows, events, logs = replay_defaults(replay, tmp_path, ses)
+    assert logs["ftp"] == [] and logs["transfers"] == []
+    violation, = logs["analyzer"]
+    assert violation["analyzer_name"] == "FTP" and violation["uid"] == rows[0]["uid"]
+    assert violation["failure_reason"] in ("non-numeric reply code", "invalid reply code",
+                                           "invalid reply line")
+    assert rows[0]["service"] is None
+    assert not [e for e in events if e["event"] == "analyser_error"]
+
+
+def test_smtp_like_greeting_elsewhere_is_not_confirmed_as_ftp(replay, tmp_path):
+    """A 220 greeting makes FTP a candidate; only a reply to an FTP command
+    confirms it."""
+    ses = Session(port=2525)
+    ses.reply("220 mail.example.org ESMTP ready\r\n")
+    ses.cmd("EHLO client.example.org\r\n")
+    ses.reply("250-mail.example.org\r\n250 SIZE 1000000\r\n")
+    ses.close()
+    rows, events, logs = replay_defaults(replay, tmp_path, ses)
+    assert rows[0]["service"] is None
+    assert not [e for e in events if e["event"] == "analyzer_confirmation"]
