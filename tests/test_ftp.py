@@ -1,5 +1,6 @@
-"""The FTP analyser (protocols/ftp.py): crafted control sessions (multi-line
-replies, pipelining, malformed and overlong lines, AUTH TLS, EPSV/EPRT over
+"""The FTP analyser (protocols/ftp.py) through the engine: crafted control
+sessions with data connections (multi-line replies, pipelining, malformed
+and overlong lines, EPSV/EPRT over
 IPv6, empty and multi-megabyte transfers, size mismatches, failures, data
 connections ending before or after the final reply), the committed real
 capture traces/ftp-loopback.pcap against its ground truth, and a fresh
@@ -218,40 +219,8 @@ def test_malformed_and_overlong_lines_are_weirds_not_errors(run):
     assert t["file"] == "after.bin" and t["bytes"] == "777" and t["reply_code"] == "226"
 
 
-def test_invalid_reply_stops_parsing_like_zeek(run):
-    ses = Session()
-    login(ses)
-    ses.cmd("PASV\r\n")
-    ses.reply("99 PASV invalid\r\n")
-    ses.cmd("QUIT\r\n")
-    ses.reply("221 Bye\r\n")
-    ses.close()
-    _, events, ftp, _ = run(ses, log_commands="USER+PASS+QUIT")
-    assert run.stats["analyser_errors"] == 0
-    assert [r["command"] for r in ftp] == ["USER", "PASS", "PASV"]
-    assert ftp[2]["reply_code"] == "230"                  # Zeek's stale reply on the last row
-    violation, = by_kind(events, "analyzer_violation")
-    assert (violation["analyzer_name"], violation["reason"], violation["data"]) == (
-        "FTP", "non-numeric reply code", "99 PASV invalid")
-    assert violation["confirmed"] is True
-
-
-def test_auth_tls_marks_the_channel_encrypted_and_stops_parsing(run):
-    ses = Session()
-    ses.reply("220 vsFTPd\r\n")
-    ses.cmd("AUTH TLS\r\n")
-    ses.reply("234 Proceed with negotiation.\r\n")
-    ses.cmd(b"\x16\x03\x01\x00\x05hello")                  # the client's TLS handshake
-    ses.reply(b"\x16\x03\x03\x00\x02hi" + b"\x00" * 300)
-    ses.cmd(b"\x17\x03\x03\x00\x10" + b"\xff" * 16)
-    ses.close()
-    rows, events, ftp, _ = run(ses, log_commands="<init>+AUTH")
-    assert run.stats["analyser_errors"] == 0
-    assert [(r["command"], r["reply_code"]) for r in ftp] == [("<init>", "220"),
-                                                             ("AUTH", "234")]
-    assert by_kind(events, "ftp_encrypted")[0]["method"] == "TLS"
-    assert not by_kind(events, "weird")                    # TLS bytes were never parsed
-    assert rows[0]["service"] == "ftp,ssl"
+# Parsing without data connections (invalid replies, AUTH TLS, holes) is tested
+# on the author's harness: tests/test_harness.py.
 
 
 def test_epsv_and_eprt_over_ipv6(run):

@@ -1,0 +1,304 @@
+"""The analyser author's test harness: one analyser, two scripted byte
+streams, no compiled engine and no pcap.
+
+Role in the data flow: it stands in for everything left of the analyser
+(flows -> streams) and for the sinks, so a protocol module can be tested the
+way h11's and mitmproxy's tests drive their state machines: bytes in, events
+and log rows out.
+
+    from analyser import ORIG, RESP
+    from analyser.testing import Hole, End, run
+
+    result = run(MyAnalyser, [(RESP, b"220 hello\\r\\n"), (ORIG, b"USER x\\r\\n"),
+                              Hole(ORIG, 100), End(ORIG)])
+    result.logs["my"]          # rows written with self.log("my", ...)
+    result.of("weird")         # events of one kind
+    result.services, result.confirmed, result.violations, result.errors
+
+The script is fed item by item, as packets would bring it: `(side, bytes)`
+appends to a side, `Hole(side, size)` is bytes that were never captured
+(reads meet `Gap`), `End(side)` closes a side (reads meet `StreamEnd`),
+`Wait(seconds)` moves the clock.  After each item the analyser runs if what
+it waits for is there, with the same read semantics as the compiled stream
+layer (analyser/streams.pyx): skips, gaps, ends, read_any, peeks.  At the
+end both sides are closed and the connection ends, as the engine does.
+
+Rows are checked against the log's declared fields: a misspelt field is an
+error here, not a silently unset column in production.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Iterable, NamedTuple, Sequence
+
+from analyser.runtime import (ANY, R_DATA, R_END, R_GAP, WANT_BYTES, WANT_LINE, WANT_PEEK,
+                              WANT_SOME, Analyser, ConnId, Connection, Expectation, Runtime)
+
+
+class Hole(NamedTuple):
+    """`size` bytes of `side` that never went past the monitor."""
+    side: int
+    size: int
+
+
+class End(NamedTuple):
+    """`side` closed (FIN): nothing more comes."""
+    side: int
+
+
+class Wait(NamedTuple):
+    """Trace time passes."""
+    seconds: float
+
+
+DEFAULT_ID = ConnId("10.0.0.1", 40000, "10.0.0.2", 8000, "tcp")
+SLOT = 0
+
+
+@dataclass
+class HarnessResult:
+    """What one run produced."""
+    events: list[dict]
+    logs: dict[str, list[dict]]
+    services: list[str]
+    confirmed: bool
+    violations: list[dict]          # analyzer.log rows
+    errors: list[dict]              # analyser_error records
+    expectations: list[Expectation]
+    counters: dict
+    analyser: Analyser | None = None   # the last analyser that ran
+    delivered: dict = field(default_factory=dict)   # bytes read per side
+
+    def of(self, kind: str) -> list[dict]:
+        """The events of one kind (weird, analyzer_violation, or the analyser's)."""
+        return [e for e in self.events if e["event"] == kind]
+
+
+class _Side:
+    """One direction: queued pieces (bytes, or an int for a hole), in order."""
+
+    def __init__(self):
+        self.pieces: deque = deque()
+        self.ended = False
+        self.skip = 0
+        self.peeked = 0
+        self.mode = "stream"            # stream, bulk, off
+        self.delivered = 0
+
+    def contiguous(self) -> int:
+        n = 0
+        for p in self.pieces:
+            if isinstance(p, int):
+                break
+            n += len(p)
+        return n
+
+    def gap_follows(self) -> bool:
+        return any(isinstance(p, int) for p in self.pieces)
+
+    def apply_skip(self) -> None:
+        while self.skip and self.pieces:
+            p = self.pieces[0]
+            size = p if isinstance(p, int) else len(p)
+            if size <= self.skip:
+                self.pieces.popleft()
+                self.skip -= size
+            else:
+                self.pieces[0] = p - self.skip if isinstance(p, int) else p[self.skip:]
+                self.skip = 0
+
+    def take(self, n: int, consume: bool = True) -> bytes:
+        out = bytearray()
+        for i, p in enumerate(list(self.pieces)):
+            if isinstance(p, int) or len(out) >= n:
+                break
+            out += p[:n - len(out)]
+        data = bytes(out)
+        if consume:
+            left = len(data)
+            while left:
+                p = self.pieces[0]
+                if len(p) <= left:
+                    self.pieces.popleft()
+                    left -= len(p)
+                else:
+                    self.pieces[0] = p[left:]
+                    left = 0
+            self.delivered += len(data)
+        return data
+
+
+class ScriptedStreams:
+    """The stream layer's interface to the runtime (request, skip, bulk,
+    release), over Python byte queues; semantics as analyser/streams.pyx."""
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        self.sides = (_Side(), _Side())
+        self.want = None                # (side, want, n) of the pending request
+
+    # -- the runtime's calls -------------------------------------------------------
+
+    def request(self, slot, side, want, n):
+        if want not in (WANT_BYTES, WANT_LINE, WANT_SOME, WANT_PEEK) or side not in (0, 1, ANY):
+            raise ValueError("bad request")
+        self.want = (side, want, n)
+        result = self._try()
+        if result is not None:
+            self.want = None
+        return result
+
+    def skip(self, slot, side, n):
+        s = self.sides[side]
+        s.skip += n
+        s.apply_skip()
+
+    def bulk(self, slot, side):
+        s = self.sides[side]
+        s.mode = "bulk"
+        s.pieces.clear()
+
+    def release(self, slot, side):
+        s = self.sides[side]
+        s.mode = "off"
+        s.pieces.clear()
+
+    def cancel(self, slot):
+        self.want = None
+
+    # -- the script's calls --------------------------------------------------------------
+
+    def feed(self, item) -> None:
+        if isinstance(item, Hole):
+            self._push(item.side, int(item.size))
+        elif isinstance(item, End):
+            self.sides[item.side].ended = True
+        else:
+            side, data = item
+            if data:
+                self._push(side, bytes(data))
+        self.check()
+
+    def _push(self, side, piece) -> None:
+        s = self.sides[side]
+        if s.mode != "stream" or s.ended:
+            return
+        s.pieces.append(piece)
+        s.apply_skip()
+
+    def check(self) -> None:
+        """Wake the analyser if what it waits for is there."""
+        if self.want is None:
+            return
+        result = self._try()
+        if result is not None:
+            self.want = None
+            self.runtime.ready(SLOT, *result)
+
+    # -- read semantics ---------------------------------------------------------------------
+
+    def _try(self):
+        side, want, n = self.want
+        if side == ANY:
+            r0 = self._try_side(0, want, n)
+            if r0 is not None and r0[0] != R_END:
+                return r0
+            r1 = self._try_side(1, want, n)
+            if r1 is not None and r1[0] != R_END:
+                return r1
+            return r0 if (r0 is not None and r1 is not None) else None
+        return self._try_side(side, want, n)
+
+    def _try_side(self, side, want, n):
+        s = self.sides[side]
+        if s.mode != "stream":
+            return (R_END, side, b"", 0)
+        s.apply_skip()
+        at_end = s.ended and not s.pieces
+        if s.skip:
+            return (R_END, side, b"", 0) if at_end else None
+        if want == WANT_PEEK:
+            avail = s.contiguous()
+            if avail > s.peeked:
+                s.peeked = avail
+                return (R_DATA, side, s.take(min(avail, n), consume=False), 0)
+            if s.pieces and isinstance(s.pieces[0], int):
+                return (R_GAP, side, b"", s.pieces[0])
+            return (R_END, side, b"", 0) if at_end else None
+        if s.pieces and isinstance(s.pieces[0], int):
+            return (R_GAP, side, b"", s.pieces.popleft())
+        avail = s.contiguous()
+        if want == WANT_BYTES and avail >= n:
+            return (R_DATA, side, s.take(n), 0)
+        if want == WANT_LINE:
+            head = s.take(min(avail, n), consume=False)
+            nl = head.find(b"\n")
+            if nl >= 0:
+                return (R_DATA, side, s.take(nl + 1), 0)
+            if avail >= n:
+                return (R_DATA, side, s.take(n), 0)
+        if want == WANT_SOME and avail:
+            return (R_DATA, side, s.take(min(avail, n)), 0)
+        if s.gap_follows() and avail:
+            data = s.take(avail)
+            return (R_GAP, side, data, s.pieces.popleft())
+        if s.ended and not s.gap_follows():
+            return (R_END, side, s.take(avail) if avail else b"", 0)
+        return None
+
+
+def run(analyser: type[Analyser], script: Iterable, *, config: dict | None = None,
+        conn_id: ConnId = DEFAULT_ID, start_time: float = 1000.0, step: float = 0.001,
+        candidates: Sequence[type[Analyser]] = (), uid: str = "CHarness1") -> HarnessResult:
+    """Run `analyser` on the scripted streams (see the module doc); the
+    `candidates` take the connection in turn if it reports a violation
+    before confirming, as under content detection."""
+    events: list[dict] = []
+    logs: dict[str, list[dict]] = {}
+    now = [start_time]
+
+    def write(path: str, row: dict) -> None:
+        schema = dict(schemas.get(path, ()))
+        unknown = sorted(set(row) - set(schema))
+        if unknown:
+            raise ValueError("log %s has no field %s (fields: %s)"
+                             % (path, ", ".join(unknown), ", ".join(schema)))
+        logs.setdefault(path, []).append(dict(row))
+
+    from analyser.schemas import schemas_of
+    classes = [analyser, *candidates]
+    schemas = {path: [(f.name, f.zeek_type) for f in fields]
+               for path, fields in schemas_of(classes).items()}
+    runtime = Runtime(emit=events.append, clock=lambda: now[0], log=write)
+    streams = ScriptedStreams(runtime)
+    runtime.streams = streams
+
+    def configured(cls):
+        cfg = {key: default for key, (default, _) in cls.options.items()}
+        if cls is analyser:
+            cfg.update(config or {})
+        return cfg
+
+    runtime.set_classes([(cls, configured(cls)) for cls in classes])
+    conn = Connection(uid, conn_id, start_time)
+    runtime.start(analyser, SLOT, conn, configured(analyser),
+                  [(cls, configured(cls)) for cls in candidates])
+    for item in script:
+        if isinstance(item, Wait):
+            now[0] += item.seconds
+            continue
+        now[0] += step
+        streams.feed(item)
+    for side in (0, 1):                          # the connection ends
+        if not streams.sides[side].ended:
+            streams.feed(End(side))
+    last = runtime.instances.get(SLOT)
+    runtime.finish(SLOT)
+    expectations = [e for pending in runtime.expectations.values() for e in pending]
+    return HarnessResult(
+        events=events, logs=logs, services=list(conn.services),
+        confirmed=bool(last is not None and last.confirmed),
+        violations=logs.get("analyzer", []), errors=list(runtime.error_log),
+        expectations=expectations, counters=dict(runtime.counters), analyser=last,
+        delivered={0: streams.sides[0].delivered, 1: streams.sides[1].delivered})
