@@ -122,6 +122,8 @@ cdef struct Flow:
     StreamPair* streams        # per-side reassembly, NULL unless analysed
     uint8_t bound              # bound to an expectation (see FlowTable.expected)
     uint8_t detect_pending     # sides (bit 1 orig, 2 resp) whose first payload is not checked yet
+    uint64_t detect_owners     # analysers (bits of FlowTable.detectable) whose signatures matched
+    uint64_t detect_offered    # of which already handed to the runtime as candidates
     uint8_t quiet              # events switched off for this flow (bit per side)
     uint8_t end_reason         # why it ended (END_* in flows.pyx)
 
@@ -240,6 +242,7 @@ cdef class FlowTable:
     cdef void grow_buckets(self) noexcept
     cdef uint64_t match_signatures(self, int side, const uint8_t* data, uint32_t n) noexcept
     cdef void detected(self, Flow* f, uint64_t owners) noexcept
+    cdef list ranked(self, Flow* f, uint64_t owners)
     cdef void start_analyser(self, Flow* f, object cls, object config, list candidates,
                              bint detect) noexcept
     cdef void caught(self, str where, object exc) noexcept

@@ -347,6 +347,7 @@ cdef class FlowTable:
         self.n_signatures = 0
         memset(self.tcp_port_analyser, 0, sizeof(self.tcp_port_analyser))
         runtime.set_classes(analysers)
+        runtime.candidates_of_slot = self.candidates_of_slot
         for cls, config in analysers:
             if cls.protocol != "tcp":
                 continue
@@ -905,9 +906,14 @@ cdef class FlowTable:
             side = 0 if self.ep_is_orig(f, e) else 1
             if f.detect_pending & (1 << side):
                 f.detect_pending &= ~(1 << side)
-                owners = self.match_signatures(side, d.payload, d.payload_caplen)
+                owners = self.match_signatures(side, d.payload, d.payload_caplen) \
+                    & ~f.detect_owners
                 if owners:
-                    self.detected(f, owners)
+                    f.detect_owners |= owners
+                    if f.slot < 0:
+                        self.detected(f, owners)
+                    # else an analyser runs already: these are its successors
+                    # should it give up, fetched then (no Python now).
         if length > 0 and d.payload_caplen >= length and not rst and not underflow:
             self.data_sent(f, e, rel_data_seq, <uint64_t>length)
             if f.streams != NULL:
@@ -1355,27 +1361,42 @@ cdef class FlowTable:
         return owners
 
     cdef void detected(self, Flow* f, uint64_t owners) noexcept:
-        """Signatures matched: these analysers are candidates, in this order:
-        those whose port hint is the responder's port, then a subclass before
-        the class it extends (it knows more: GridFTP before FTP), then the
-        order of the run."""
-        cdef int i
+        """Signatures matched a flow nobody analyses yet: start the first
+        candidate, the others follow it if it gives up."""
         self.detections += 1
         try:
-            ranked = []
-            for i in range(len(self.detectable)):
-                if (owners >> i) & 1:
-                    cls, config = self.detectable[i]
-                    hinted = f.resp_port in config.get("ports", cls.ports)
-                    ranked.append((0 if hinted else 1, -len(cls.__mro__), i))
-            ranked.sort()
-            found = [self.detectable[r[2]] for r in ranked]
-            if f.slot >= 0:
-                self.runtime.add_candidates(f.slot, found)
-            else:
-                self.start_analyser(f, found[0][0], found[0][1], found[1:], True)
+            f.detect_offered |= owners
+            found = self.ranked(f, owners)
+            self.start_analyser(f, found[0][0], found[0][1], found[1:], True)
         except BaseException as exc:
             self.caught("content detection", exc)
+
+    cdef list ranked(self, Flow* f, uint64_t owners):
+        """The analysers of `owners` as candidates, in this order: those whose
+        port hint is the responder's port, then a subclass before the class it
+        extends (it knows more: GridFTP before FTP), then the run's order."""
+        cdef int i
+        ranked = []
+        for i in range(len(self.detectable)):
+            if (owners >> i) & 1:
+                cls, config = self.detectable[i]
+                hinted = f.resp_port in config.get("ports", cls.ports)
+                ranked.append((0 if hinted else 1, -len(cls.__mro__), i))
+        ranked.sort()
+        return [self.detectable[r[2]] for r in ranked]
+
+    def candidates_of_slot(self, int32_t slot):
+        """Candidates found by signatures for an analysed flow and not handed
+        over yet (the runtime asks when its analyser gives up unconfirmed)."""
+        cdef Flow* f
+        cdef int32_t index = self.slot_flows.get(slot, -1)
+        cdef uint64_t owners
+        if index < 0:
+            return []
+        f = &self.pool[index]
+        owners = f.detect_owners & ~f.detect_offered
+        f.detect_offered |= owners
+        return self.ranked(f, owners) if owners else []
 
     cdef void caught(self, str where, object exc) noexcept:
         """An exception the engine caught: counted and reported (summary,

@@ -354,45 +354,10 @@ class Analyser:
     # -- plumbing -------------------------------------------------------------------------
 
     def _request(self, side: int, want: int, n: int):
-        prefix = b""
-        replay = self._replay
-        if replay is not None:
-            if want == WANT_PEEK:
-                got = replay.peek()
-                if got is not None:
-                    self._last_side = got[0]
-                    return got[1]
-            else:
-                got_side, prefix, done = replay.take(side, want, n)
-                if not replay:
-                    self._replay = None
-                if done:
-                    self._last_side = got_side
-                    if self._recording is not None:
-                        self._recording.add(got_side, prefix)
-                    return prefix
-                if prefix:
-                    side = got_side
-                    if want != WANT_SOME:
-                        n -= len(prefix)
-        try:
-            data = self._stream_request(side, want, n)
-        except (Gap, StreamEnd) as exc:
-            exc.data = prefix + exc.data
-            if isinstance(exc, Gap):
-                self._recording = None
-            raise
-        if want == WANT_PEEK:
-            if replay is not None:
-                data = replay.pending(self._last_side) + data
-            return data
-        if prefix:
-            data = prefix + data
-        if self._recording is not None and not self._recording.add(self._last_side, data):
-            self._recording = None         # too much to keep: no further candidate
-        return data
-
-    def _stream_request(self, side: int, want: int, n: int):
+        """One read: the stream layer's answer, waiting (a greenlet switch) when
+        it has none yet.  The common path is this function alone."""
+        if self._replay is not None:
+            return self._request_replaying(side, want, n)
         rt = self._rt
         result = rt.streams.request(self._slot, side, want, n)
         if result is None:
@@ -401,18 +366,64 @@ class Analyser:
             self._ends_in_a_row = 0
             result = rt.main_greenlet.switch()
         code, got_side, payload, extra = result
-        if code == R_END:
-            # Reading on after the end would spin the engine forever.
-            self._ends_in_a_row += 1
-            if self._ends_in_a_row > MAX_READS_AFTER_END:
-                raise RuntimeError("%d reads after the end of the stream: main() must "
-                                   "return when reads raise StreamEnd" % MAX_READS_AFTER_END)
         self._last_side = got_side
         if code == R_DATA:
+            recording = self._recording
+            if recording is not None and want != WANT_PEEK and \
+                    not recording.add(got_side, payload):
+                self._recording = None     # too much to keep: no further candidate
             return payload
+        return self._not_data(code, got_side, payload, extra)
+
+    def _not_data(self, code: int, side: int, payload: bytes, extra: int):
+        """Raise what a gap or an end means for the read."""
         if code == R_GAP:
-            raise Gap(got_side, extra, payload)
-        raise StreamEnd(got_side, payload)
+            self._recording = None         # a hole cannot be replayed
+            raise Gap(side, extra, payload)
+        # Reading on after the end would spin the engine forever.
+        self._ends_in_a_row += 1
+        if self._ends_in_a_row > MAX_READS_AFTER_END:
+            raise RuntimeError("%d reads after the end of the stream: main() must "
+                               "return when reads raise StreamEnd" % MAX_READS_AFTER_END)
+        raise StreamEnd(side, payload)
+
+    def _request_replaying(self, side: int, want: int, n: int):
+        """A read while an earlier candidate's recording is being replayed:
+        recorded bytes first, the stream for the rest."""
+        replay = self._replay
+        prefix = b""
+        if want == WANT_PEEK:
+            got = replay.peek()
+            if got is not None:
+                self._last_side = got[0]
+                return got[1]
+        else:
+            got_side, prefix, done = replay.take(side, want, n)
+            if not replay:
+                self._replay = None
+            if done:
+                self._last_side = got_side
+                if self._recording is not None:
+                    self._recording.add(got_side, prefix)
+                return prefix
+            if prefix:
+                side = got_side
+                if want != WANT_SOME:
+                    n -= len(prefix)
+                if self._recording is not None and not self._recording.add(side, prefix):
+                    self._recording = None
+        saved, self._replay = self._replay, None
+        try:
+            data = self._request(side, want, n)
+        except (Gap, StreamEnd) as exc:
+            exc.data = prefix + exc.data
+            raise
+        finally:
+            if saved is not None and self._replay is None and saved:
+                self._replay = saved
+        if want == WANT_PEEK:
+            return replay.pending(self._last_side) + data
+        return prefix + data if prefix else data
 
 
 class Recording:
@@ -542,6 +553,9 @@ class Runtime:
         # Every analyser the run knows by name, for hand_over("name").
         self.classes: dict[str, tuple[type, dict]] = {}
         self._host_pairs: dict[tuple, list] = {}     # (addr, addr) -> [state, live conns]
+        # slot -> more candidates found by signatures since the analyser started
+        # (set by the flow table; asked only when an analyser gives up).
+        self.candidates_of_slot: Callable[[int], list] = lambda slot: []
 
     def set_classes(self, analysers) -> None:
         """The run's analysers, [(class, config)]: hand_over() finds them by name."""
@@ -574,16 +588,6 @@ class Runtime:
         a._greenlet.switch()
         self._apply_replacement(slot)
         return self.instances.get(slot, a)
-
-    def add_candidates(self, slot: int, candidates: Sequence[tuple[type, dict]]) -> None:
-        """More candidates for a connection whose analyser has not confirmed yet
-        (a signature matched the first payload of a side)."""
-        a = self.instances.get(slot)
-        if a is None or a._confirmed or a._greenlet.dead:
-            return
-        for cand in candidates:
-            if cand[0] is not type(a) and all(c[0] is not cand[0] for c in a._candidates):
-                a._candidates.append(cand)
 
     def hand_over(self, a: Analyser, analyser, config: dict | None) -> None:
         """Give a connection to another analyser once `a` returns."""
@@ -637,6 +641,9 @@ class Runtime:
     def _next_candidate(self, a: Analyser) -> None:
         """`a` gave up before confirming: the next candidate, if any, gets the
         connection with what `a` read replayed first."""
+        for cand in self.candidates_of_slot(a._slot):
+            if cand[0] is not type(a) and all(c[0] is not cand[0] for c in a._candidates):
+                a._candidates.append(cand)
         if not a._candidates:
             return
         if a._recording is None:
