@@ -12,6 +12,7 @@ import os
 import sys
 
 from analyser import __version__
+from ringbuf.ring import MAXIMUM_SNAPLEN as DEFAULT_SNAPLEN
 
 EXIT_INPUT = 1
 EXIT_USAGE = 2
@@ -136,8 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--source", choices=("pcap", "afpacket"), default="pcap",
                     help="pcap (libpcap through pcapy-ng, default) or afpacket "
                          "(TPACKET_V3 mmap ring, Linux)")
-    lv.add_argument("--snaplen", metavar="N", type=_positive_int, default=262144,
-                    help="bytes kept of each packet (default: 262144, whole packets)")
+    lv.add_argument("--snaplen", metavar="N", type=_positive_int, default=DEFAULT_SNAPLEN,
+                    help="bytes kept of each packet (default: %d, whole packets)"
+                    % DEFAULT_SNAPLEN)
     lv.add_argument("--duration", metavar="S", type=_positive_float,
                     help="stop after S seconds")
     lv.add_argument("--count", metavar="N", type=_positive_int, default=0,

@@ -37,7 +37,7 @@ cdef enum:
     PROTO_UDP = 17
     PROTO_ICMP6 = 58
 
-cdef enum:
+cpdef enum:
     TH_FIN = 0x01
     TH_SYN = 0x02
     TH_RST = 0x04

@@ -20,7 +20,7 @@ from ringbuf.source cimport Source
 from ringbuf.bpf cimport BpfFilter
 from analyser.decode cimport Decoder, Decoded, DECODED, NOT_IP, FRAGMENT_HELD, \
     MALFORMED, OTHER_TRANSPORT
-from analyser.flows cimport FlowTable
+from analyser.flows cimport FlowTable, DEFAULT_FLOW_CAPACITY
 from analyser.streams cimport Streams
 
 import time
@@ -65,6 +65,7 @@ cdef class Engine:
     cdef readonly object runtime
     cdef readonly object monitor
     cdef readonly uint64_t pressure_events
+    cdef readonly uint64_t errors         # exceptions caught in callbacks (report_error)
     cdef BpfFilter bpf
     cdef readonly uint64_t packets
     cdef readonly uint64_t wire_bytes
@@ -84,7 +85,7 @@ cdef class Engine:
     cdef readonly int64_t latency_max_ns
 
     def __init__(self, *, on_connection=None, bpf=None, bint ignore_checksums=True,
-                 timeouts=None, uint32_t flow_capacity=262144,
+                 timeouts=None, uint32_t flow_capacity=DEFAULT_FLOW_CAPACITY,
                  uint64_t ring_records=65536, uint64_t ring_bytes=4 << 20,
                  bint key_on_vlan=False, analysers=None, monitor=None, on_event=None,
                  on_log=None, uint64_t max_stream_bytes=4 << 20,
@@ -112,11 +113,24 @@ cdef class Engine:
             self.streams = Streams(self.ring, self.runtime.ready,
                                    max_side_bytes=max_stream_bytes,
                                    max_owned_bytes=max_owned_bytes,
-                                   on_event=self.stream_event)
+                                   on_event=self.stream_event,
+                                   on_error=self.runtime.engine_error)
             self.runtime.streams = self.streams
             self.flows.set_analysers(self.runtime, self.streams, analysers, detect)
         if monitor is not None:
             monitor.attach(self.flows)
+            monitor.on_error = self.report_error
+
+    def report_error(self, where, exc):
+        """An exception caught outside the flow table (an event callback):
+        counted, and reported as the flow table's are."""
+        self.errors += 1
+        if self.runtime is not None:
+            self.runtime.engine_error(where, exc)
+        elif self.errors <= 10:
+            import sys
+            print("analyser: error %s: %s: %s" % (where, type(exc).__name__, exc),
+                  file=sys.stderr)
 
     def stream_event(self, name, slot, side, a, b):
         """An event the stream layer found (overlapping bytes that differ)."""
@@ -330,4 +344,6 @@ cdef class Engine:
         if self.streams is not None:
             s.update(self.streams.stats())
             s.update(self.runtime.counters)
+        # Every exception the engine caught, wherever: flow table, streams, callbacks.
+        s["engine_errors"] = self.flows.engine_errors + self.errors + s.get("stream_errors", 0)
         return s

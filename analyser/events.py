@@ -20,18 +20,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-# Bit values shared with analyser/flows.pxd.
-PACKET = 1
-CONN_START = 2
-ESTABLISHED = 4
-STATE_CHANGE = 8
-NEW_DATA = 16
-RETRANSMISSION = 32
-OUT_OF_ORDER = 64
-OVERLAP_DIFFERS = 128
-GAP = 256
-CONN_END = 512
-TIMEOUT = 1024
+from analyser.decode import TH_ACK, TH_FIN, TH_PUSH, TH_RST, TH_SYN  # noqa: F401  (public)
+from analyser.flows import (END_REASONS, EV_CONN_END, EV_CONN_START,  # noqa: F401
+                            EV_ESTABLISHED, EV_GAP, EV_NEW_DATA, EV_OUT_OF_ORDER,
+                            EV_OVERLAP_DIFFERS, EV_PACKET, EV_RETRANSMISSION,
+                            EV_STATE_CHANGE, EV_TIMEOUT, STATE_NAMES)
+
+# The event bits, declared once in analyser/flows.pxd.
+PACKET, CONN_START, ESTABLISHED = int(EV_PACKET), int(EV_CONN_START), int(EV_ESTABLISHED)
+STATE_CHANGE, NEW_DATA = int(EV_STATE_CHANGE), int(EV_NEW_DATA)
+RETRANSMISSION, OUT_OF_ORDER = int(EV_RETRANSMISSION), int(EV_OUT_OF_ORDER)
+OVERLAP_DIFFERS, GAP = int(EV_OVERLAP_DIFFERS), int(EV_GAP)
+CONN_END, TIMEOUT = int(EV_CONN_END), int(EV_TIMEOUT)
 
 NAMES = {PACKET: "packet", CONN_START: "conn_start", ESTABLISHED: "established",
          STATE_CHANGE: "state_change", NEW_DATA: "new_data",
@@ -40,11 +40,6 @@ NAMES = {PACKET: "packet", CONN_START: "conn_start", ESTABLISHED: "established",
          TIMEOUT: "timeout"}
 BY_NAME = {v: k for k, v in NAMES.items()}
 BEFORE_ALLOWED = PACKET | NEW_DATA | RETRANSMISSION | OUT_OF_ORDER | CONN_START
-STATE_NAMES = ("INACTIVE", "SYN_SENT", "SYN_ACK_SENT", "PARTIAL", "ESTABLISHED",
-               "CLOSED", "RESET")
-END_REASONS = ("end_of_input", "timeout", "evicted", "reused", "closed")
-
-TH_FIN, TH_SYN, TH_RST, TH_PUSH, TH_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
 
 @dataclass
@@ -192,6 +187,9 @@ class Monitor:
         self.flows = None
         self.counts: dict[str, int] = {}
         self.callback_errors = 0
+        # Where a failing callback is reported (the engine sets it: a counter in
+        # the summary and an engine_error event); None: the first few go to stderr.
+        self.on_error: Callable[[str, BaseException], None] | None = None
 
     def define(self, base: int | str, filter: Callable[[Event], bool],
                name: str | None = None) -> UserEvent:
@@ -275,7 +273,10 @@ class Monitor:
                 s.callback(ev)
             except Exception as exc:
                 self.callback_errors += 1
-                import sys
-                print("analyser: error in %s callback %r: %r" % (
-                    NAMES[kind], getattr(s.callback, "__name__", s.callback), exc),
-                    file=sys.stderr)
+                where = "in %s callback %s" % (NAMES[kind],
+                                               getattr(s.callback, "__name__", s.callback))
+                if self.on_error is not None:
+                    self.on_error(where, exc)
+                elif self.callback_errors <= 10:
+                    import sys
+                    print("analyser: error %s: %r" % (where, exc), file=sys.stderr)

@@ -25,8 +25,9 @@ cdef enum:  # timeout classes
     T_ICMP = 5
     T_CLASS_COUNT = 6
 
-# Built-in events (bit values; analyser/events.py names them).
-cdef enum:
+# Built-in events (bit values; analyser/events.py names them and imports
+# these values from analyser.flows).
+cpdef enum:
     EV_PACKET = 1
     EV_CONN_START = 2
     EV_ESTABLISHED = 4
@@ -38,6 +39,10 @@ cdef enum:
     EV_GAP = 256
     EV_CONN_END = 512
     EV_TIMEOUT = 1024
+
+# Flows a table holds unless told otherwise (the engine's default budget).
+cpdef enum:
+    DEFAULT_FLOW_CAPACITY = 262144
 
 cdef enum:
     OOO_RANGES = 8     # out-of-order ranges remembered per side for gap accounting

@@ -281,7 +281,7 @@ cdef inline bint is_clean(const Endpoint* e) noexcept nogil:
 cdef class FlowTable:
     """All flows of one engine: lookup, TCP/UDP/ICMP state, timeouts, records."""
 
-    def __cinit__(self, uint32_t capacity=262144, timeouts=None, bint ignore_checksums=False,
+    def __cinit__(self, uint32_t capacity=DEFAULT_FLOW_CAPACITY, timeouts=None, bint ignore_checksums=False,
                   bint key_on_vlan=False, on_finish=None, uint64_t uid_seed=0x5eed):
         # Buckets start small and double with the live flows (see grow_buckets):
         # a table sized for the whole budget would be touched at random and

@@ -33,9 +33,10 @@ from analyser.engine import Engine
 from analyser.schemas import schemas_of
 from analyser.replay import DEFAULT_FLOW_MEMORY_MB, ReplayResult, Sinks, flow_capacity_for
 from ringbuf.livepcap import LiveCaptureError, PcapLiveSource
+from ringbuf.ring import MAXIMUM_SNAPLEN
 
 SOURCES = ("pcap", "afpacket")
-DEFAULT_SNAPLEN = 262144
+DEFAULT_SNAPLEN = int(MAXIMUM_SNAPLEN)
 DEFAULT_BUFFER_MB = 32
 DEFAULT_RING_MB = 64
 

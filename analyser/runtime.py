@@ -43,14 +43,11 @@ import greenlet
 
 from analyser.schemas import Field, schema_of
 from analyser.signatures import Signature
+from analyser.streams import (R_DATA, R_GAP, SIDE_ANY, SIDE_ORIG, SIDE_RESP,
+                              WANT_BYTES, WANT_LINE, WANT_PEEK, WANT_SOME)
 
-ORIG = 0
-RESP = 1
-ANY = 2
-
-# Request kinds and result codes shared with analyser/streams.pyx.
-WANT_BYTES, WANT_LINE, WANT_SOME, WANT_PEEK = 1, 2, 3, 4
-R_DATA, R_GAP, R_END = 0, 1, 2
+# Sides, as the stream layer numbers them.
+ORIG, RESP, ANY = int(SIDE_ORIG), int(SIDE_RESP), int(SIDE_ANY)
 
 SIDE_NAMES = ("orig", "resp")
 # An analyser that keeps reading a finished stream is stopped after this many

@@ -12,18 +12,22 @@ cdef enum:
     MODE_BULK = 1     # count only: bytes are skipped in compiled code
     MODE_OFF = 2      # reassembly off (released): nothing kept, nothing counted here
 
-cdef enum:
+# Read requests and their results: also the Python runtime's constants
+# (analyser/runtime.py imports them from analyser.streams).
+cpdef enum:
     WANT_NONE = 0
     WANT_BYTES = 1    # exactly n bytes
     WANT_LINE = 2     # up to and including b"\n", at most n bytes
     WANT_SOME = 3     # at least one byte, at most n
     WANT_PEEK = 4     # like SOME, but consume nothing; met when more has arrived
 
-cdef enum:
+cpdef enum:
+    SIDE_ORIG = 0
+    SIDE_RESP = 1
     SIDE_ANY = 2      # want_side: whichever side has something first
 
 # What a satisfied request delivers (the `code` of a result tuple).
-cdef enum:
+cpdef enum:
     R_DATA = 0
     R_GAP = 1
     R_END = 2
@@ -84,6 +88,8 @@ cdef class Streams:
     cdef readonly uint32_t max_ooo_segments
     cdef object ready                         # Python callable(slot, code, side, payload, extra)
     cdef object on_event                      # Python callable(kind, slot, side, a, b) or None
+    cdef object on_error                      # Python callable(where, exception) or None
+    cdef readonly uint64_t errors             # exceptions caught delivering data
     # totals (live pairs add theirs at release)
     cdef readonly uint64_t pairs_created
     cdef readonly uint64_t pairs_live

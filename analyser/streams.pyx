@@ -51,10 +51,11 @@ cdef class Streams:
 
     def __cinit__(self, Ring ring, ready, uint64_t max_side_bytes=4 << 20,
                   uint64_t max_owned_bytes=1 << 20, uint32_t max_ooo_segments=64,
-                  on_event=None):
+                  on_event=None, on_error=None):
         self.ring = ring
         self.ready = ready
         self.on_event = on_event
+        self.on_error = on_error
         self.max_side_bytes = max_side_bytes
         self.max_owned_bytes = max_owned_bytes
         self.max_ooo_segments = max_ooo_segments
@@ -683,9 +684,9 @@ cdef class Streams:
             self.total_wakeups += 1
             self.ready(p.slot, *result)
         except BaseException as exc:      # the runtime isolates analyser errors itself
-            import sys
-            print("analyser: internal error delivering stream data: %r" % (exc,),
-                  file=sys.stderr)
+            self.errors += 1
+            if self.on_error is not None:
+                self.on_error("delivering stream data", exc)
 
     # -- Python API for the runtime -------------------------------------------------
 
@@ -766,4 +767,5 @@ cdef class Streams:
                 "stream_overlap_conflicts": self.overlap_conflicts,
                 "ring_copy_out_events": self.copy_out_events,
                 "ring_copied_out_bytes": self.copied_out_bytes,
-                "ring_given_up_bytes": self.given_up_bytes}
+                "ring_given_up_bytes": self.given_up_bytes,
+                "stream_errors": self.errors}

@@ -32,8 +32,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple, Sequence
 
-from analyser.runtime import (ANY, R_DATA, R_END, R_GAP, WANT_BYTES, WANT_LINE, WANT_PEEK,
-                              WANT_SOME, Analyser, ConnId, Connection, Expectation, Runtime)
+from analyser.runtime import ANY, Analyser, ConnId, Connection, Expectation, Runtime
+from analyser.streams import R_DATA, R_END, R_GAP, WANT_BYTES, WANT_LINE, WANT_PEEK, WANT_SOME
 
 
 class Hole(NamedTuple):

@@ -61,7 +61,7 @@ from libc.errno cimport errno, EINTR, EPERM, EACCES, ENETDOWN
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy, memset
 
-from ringbuf.ring cimport Ring, PacketRecord, OVERFLOW_WAIT
+from ringbuf.ring cimport Ring, PacketRecord, OVERFLOW_WAIT, MAXIMUM_SNAPLEN
 from ringbuf.source cimport Source
 from ringbuf.includes.pcap cimport (
     pcap_t, bpf_program, pcap_open_dead, pcap_close, pcap_compile, pcap_freecode,
@@ -73,7 +73,7 @@ from ringbuf.livepcap import LiveCaptureError, interface_info, permission_messag
     ARPHRD_LINKTYPES
 
 cdef enum:
-    DEFAULT_SNAPLEN = 262144
+    DEFAULT_SNAPLEN = MAXIMUM_SNAPLEN
     LINKTYPE_ETHERNET = 1
     LINKTYPE_RAW = 101
     ARPHRD_LOOPBACK = 772

@@ -23,6 +23,7 @@ are equal except for a handful of historical numbers, translated below.
 """
 from libc.stdint cimport uint8_t, uint32_t
 from libc.stdlib cimport realloc, free
+from ringbuf.ring cimport MAXIMUM_SNAPLEN
 
 from ringbuf.includes.pcap cimport (
     pcap_t, bpf_program, pcap_open_dead, pcap_close, pcap_compile, pcap_freecode,
@@ -33,7 +34,7 @@ from ringbuf.includes.pcap cimport (
 
 cdef enum:
     LINKTYPE_ETHERNET = 1
-    COMPILE_SNAPLEN = 262144
+    COMPILE_SNAPLEN = MAXIMUM_SNAPLEN
 
 
 cdef int dlt_for_linktype(uint32_t linktype) noexcept:

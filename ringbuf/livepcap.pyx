@@ -48,11 +48,11 @@ import socket
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy
 
-from ringbuf.ring cimport Ring, PacketRecord, OVERFLOW_WAIT
+from ringbuf.ring cimport Ring, PacketRecord, OVERFLOW_WAIT, MAXIMUM_SNAPLEN
 from ringbuf.source cimport Source
 
 cdef enum:
-    DEFAULT_SNAPLEN = 262144
+    DEFAULT_SNAPLEN = MAXIMUM_SNAPLEN
     NANOSECONDS_PER_MICROSECOND = 1000
     NANOSECONDS = 1000000000
 

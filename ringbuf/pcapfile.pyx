@@ -47,7 +47,7 @@ from posix.stat cimport struct_stat, fstat, S_ISDIR
 from posix.stdio cimport fileno
 
 from ringbuf.source cimport Source
-from ringbuf.ring cimport Ring, PacketRecord, OVERFLOW_WAIT
+from ringbuf.ring cimport Ring, PacketRecord, OVERFLOW_WAIT, MAXIMUM_SNAPLEN
 from ringbuf.errors import CaptureFileError
 
 
@@ -83,7 +83,7 @@ cdef enum:
     OPTION_IF_TSOFFSET = 14
     # A captured length above this is corruption rather than a packet (libpcap's
     # MAXIMUM_SNAPLEN), unless the file itself declares a larger snaplen.
-    DEFAULT_MAX_CAPLEN = 262144
+    DEFAULT_MAX_CAPLEN = MAXIMUM_SNAPLEN
     # Blocks up to this size are buffered whole; nothing legitimate is larger
     # than a packet of the largest snaplen we accept, plus its options.
     MAX_BUFFERED_BLOCK = 16 * 1024 * 1024

@@ -10,6 +10,13 @@ cdef struct PacketRecord:
     uint32_t iface         # interface index within the source (pcapng), else 0
     uint64_t offset        # monotonic byte position of the data in the arena
 
+# The largest packet any source keeps (libpcap's MAXIMUM_SNAPLEN): the
+# default snap length of live captures, the snap length filters are compiled
+# for, and above which a record in a file is corruption.  Read from Python as
+# ringbuf.ring.MAXIMUM_SNAPLEN.
+cpdef enum:
+    MAXIMUM_SNAPLEN = 262144
+
 # What the writer does when the ring has no room for one more record.
 cdef enum OverflowPolicy:
     OVERFLOW_WAIT = 0      # replay: refuse the record; the source retries after

@@ -190,3 +190,24 @@ def test_corruption_in_the_middle_reports_what_came_before(run_cli, small_trace,
     rows = read_zeek_log(tmp_path / "out" / "conn.log")
     assert len(rows) == 1 and rows[0]["proto"] == "tcp"       # the 6 packets before it
     assert int(rows[0]["orig_pkts"]) + int(rows[0]["resp_pkts"]) == 6
+
+
+def test_a_failing_callback_is_counted_and_reported_not_only_printed(run_cli, small_trace,
+                                                                      tmp_path):
+    hook = tmp_path / "failing_hook.py"
+    hook.write_text("def monitor(m):\n"
+                    "    def boom(ev):\n"
+                    "        raise KeyError('no such thing')\n"
+                    "    m.on('conn_start', boom)\n")
+    events = tmp_path / "events.json"
+    p = run_cli("replay", small_trace, "--logs", tmp_path / "logs", "--load", hook,
+                "--events", events)
+    assert p.returncode == 0, p.stderr
+    no_traceback(p)
+    # Two connections started, each callback failed: counted in the summary...
+    assert "errors    2 exceptions caught in the engine" in p.stderr
+    # ... and each one is an event with where it happened and what it was.
+    errors = [json.loads(l) for l in events.read_text().splitlines()
+              if json.loads(l)["event"] == "engine_error"]
+    assert [(e["where"], e["error"]) for e in errors] == [
+        ("in conn_start callback boom", "KeyError: 'no such thing'")] * 2
