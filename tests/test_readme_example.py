@@ -36,3 +36,20 @@ def test_readme_analyser_example_runs_as_documented(run_cli, tmp_path):
     rows = read_zeek_log(tmp_path / "out" / "conn.log")
     http_conns = {e["uid"] for e in exchanges}
     assert {r["uid"] for r in rows if r["service"] == "http"} == http_conns
+
+
+def test_readme_signature_and_harness_examples_run_as_documented():
+    """The Pop3 analyser of "How an analyser is chosen" and the harness test of
+    "Testing an analyser without the engine", run together as written."""
+    blocks = [body for lang, body in readme_blocks() if lang == "python"]
+    analyser_code = next(b for b in blocks if "class Pop3" in b)
+    test_code = next(b for b in blocks if "def test_pop3_logs_each_command" in b)
+    namespace: dict = {}
+    exec(compile(analyser_code + "\n" + test_code, "README.md", "exec"), namespace)
+    namespace["test_pop3_logs_each_command"]()
+    # And the violation of the same analyser, on bytes that are not POP3.
+    from analyser import RESP
+    from analyser.testing import run
+    result = run(namespace["Pop3"], [(RESP, b"220 an FTP server\r\n")])
+    assert [v["failure_reason"] for v in result.violations] == ["no POP3 greeting"]
+    assert result.services == [] and not result.confirmed
