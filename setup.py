@@ -18,6 +18,7 @@ MODULES = [
     ("ringbuf.pcapfile", []),
     ("analyser.decode", []),
     ("analyser.streams", []),
+    ("analyser.binding", []),
     ("analyser.flows", []),
     ("analyser.engine", []),
     ("ringbuf.bpf", ["pcap"]),

@@ -344,6 +344,10 @@ cdef class Engine:
         if self.streams is not None:
             s.update(self.streams.stats())
             s.update(self.runtime.counters)
-        # Every exception the engine caught, wherever: flow table, streams, callbacks.
-        s["engine_errors"] = self.flows.engine_errors + self.errors + s.get("stream_errors", 0)
+        if self.flows.binder is not None:
+            s.update(self.flows.binder.stats())
+        # Every exception the engine caught, wherever: flow table, binding,
+        # event dispatch, streams, callbacks.
+        s["engine_errors"] = (self.flows.engine_errors + self.flows.events.errors + self.errors
+                              + s.get("binding_errors", 0) + s.get("stream_errors", 0))
         return s

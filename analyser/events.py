@@ -248,8 +248,8 @@ class Monitor:
         before, after = self.masks()
         self.flows.ev_before = before
         self.flows.ev_after = after
-        self.flows.event_frames = any(s.bpf is not None for s in self.subscriptions)
-        self.flows.event_sink = self.dispatch if (before or after) else None
+        self.flows.events.frames = any(s.bpf is not None for s in self.subscriptions)
+        self.flows.events.sink = self.dispatch if (before or after) else None
 
     def dispatch(self, kind, index, side, a, b, packet, frame, ts, phase) -> None:
         """Called by the flow table; phase 0 = before the TCP update, 1 = after,

@@ -2,28 +2,11 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 from analyser.decode cimport Decoded
 from analyser.streams cimport Streams, StreamPair
-
-# State of one side of a TCP connection, as Zeek names them (conn_state is
-# derived from the pair; see tcp_conn_state in flows.pyx).
-cdef enum:  # endpoint states
-    TCP_INACTIVE = 0
-    TCP_SYN_SENT = 1
-    TCP_SYN_ACK_SENT = 2
-    TCP_PARTIAL = 3
-    TCP_ESTABLISHED = 4
-    TCP_CLOSED = 5
-    TCP_RESET = 6
-
-# Timeout classes (as pf names them).  A flow sits in exactly one list, each
-# list ordered by deadline, so expiry only ever looks at list heads.
-cdef enum:  # timeout classes
-    T_OPENING = 0      # SYN sent, nothing back yet
-    T_ESTABLISHED = 1  # any other live TCP connection
-    T_CLOSING = 2      # one side closed, the other silent or reset
-    T_CLOSED = 3       # both sides closed or reset: linger, then report
-    T_UDP = 4
-    T_ICMP = 5
-    T_CLASS_COUNT = 6
+from analyser.flowstate cimport (Flow, Endpoint, SeqRange, TCP_INACTIVE, TCP_SYN_SENT,
+                                 TCP_SYN_ACK_SENT, TCP_PARTIAL, TCP_ESTABLISHED, TCP_CLOSED,
+                                 TCP_RESET, T_OPENING, T_ESTABLISHED, T_CLOSING, T_CLOSED,
+                                 T_UDP, T_ICMP, T_CLASS_COUNT, OOO_RANGES, HISTORY_MAX)
+from analyser.binding cimport Binder, Dispatcher
 
 # Built-in events (bit values; analyser/events.py names them and imports
 # these values from analyser.flows).
@@ -43,94 +26,6 @@ cpdef enum:
 # Flows a table holds unless told otherwise (the engine's default budget).
 cpdef enum:
     DEFAULT_FLOW_CAPACITY = 262144
-
-cdef enum:
-    OOO_RANGES = 8     # out-of-order ranges remembered per side for gap accounting
-    HISTORY_MAX = 40   # history letters kept (Zeek's are logarithmic, so short)
-
-cdef struct SeqRange:
-    uint64_t lo
-    uint64_t hi
-
-cdef struct Endpoint:
-    uint8_t state
-    uint8_t prev_state
-    uint8_t did_close
-    uint8_t skip_deliveries
-    uint8_t did_eof            # everything up to the FIN/RST went past us
-    uint8_t n_ooo
-    int32_t window_scale
-    int64_t start_seq
-    uint32_t last_seq
-    uint32_t ack_seq
-    uint32_t seq_wraps
-    uint32_t ack_wraps
-    uint64_t fin_seq
-    uint32_t fin_cnt
-    uint32_t rst_cnt
-    uint64_t hist_last_syn
-    uint64_t hist_last_fin
-    uint64_t hist_last_rst
-    uint32_t chk_cnt
-    uint32_t chk_thresh
-    uint32_t rxmt_cnt
-    uint32_t rxmt_thresh
-    uint32_t win0_cnt
-    uint32_t win0_thresh
-    uint32_t gap_cnt
-    uint32_t gap_thresh
-    double last_time
-    uint64_t pkts
-    uint64_t ip_bytes
-    int64_t udp_bytes          # payload bytes for UDP/ICMP, -1 while silent
-    # Gap accounting (relative sequence numbers, first data byte = 1):
-    uint64_t reassem_seq       # everything below was seen or given up
-    uint64_t trim_seq          # everything below was acknowledged by the peer
-    uint64_t missed_bytes
-    SeqRange ooo[OOO_RANGES]   # seen ranges above a hole
-
-cdef struct Flow:
-    int32_t hash_next          # chain in the hash bucket
-    int32_t list_prev          # timeout list links
-    int32_t list_next
-    uint8_t tclass
-    uint8_t in_use
-    uint8_t proto
-    uint8_t ip_version
-    # Canonical key: (addr_lo, port_lo) <= (addr_hi, port_hi)
-    uint8_t key_lo[16]
-    uint8_t key_hi[16]
-    uint16_t port_lo
-    uint16_t port_hi
-    uint16_t vlan
-    uint64_t key_hash
-    # Roles
-    uint8_t orig_addr[16]
-    uint8_t resp_addr[16]
-    uint16_t orig_port
-    uint16_t resp_port
-    double start_time
-    double last_time
-    double deadline
-    uint64_t uid
-    uint64_t number            # 0, 1, 2 ... in order of creation
-    Endpoint ep[2]             # [0] originator, [1] responder
-    uint32_t hist_seen
-    uint8_t hist_len
-    char history[HISTORY_MAX]
-    uint8_t is_partial
-    uint8_t first_packet_seen
-    uint8_t seen_first_ack
-    uint8_t close_deferred     # a close waits for missing data (Zeek's close_deferred)
-    uint8_t deferred_gen_event
-    int32_t slot               # the analyser's runtime slot, -1 = none
-    StreamPair* streams        # per-side reassembly, NULL unless analysed
-    uint8_t bound              # bound to an expectation (see FlowTable.expected)
-    uint8_t detect_pending     # sides (bit 1 orig, 2 resp) whose first payload is not checked yet
-    uint64_t detect_owners     # analysers (bits of FlowTable.detectable) whose signatures matched
-    uint64_t detect_offered    # of which already handed to the runtime as candidates
-    uint8_t quiet              # events switched off for this flow (bit per side)
-    uint8_t end_reason         # why it ended (END_* in flows.pyx)
 
 cdef class FlowTable:
     cdef Flow* pool
@@ -156,31 +51,15 @@ cdef class FlowTable:
     cdef readonly uint64_t flows_by_proto_icmp
     cdef double now
     cdef object on_finish       # Python callable(raw record dict); per connection, not per packet
-    # Analysers (None when the engine runs without them)
-    cdef public object runtime
-    cdef public Streams streams
-    cdef uint8_t tcp_port_analyser[65536]   # index into analyser_classes, 0 = none
-    cdef public list analyser_classes       # [(cls, config)], index 0 unused
-    # Content signatures (analyser/signatures.py), checked in C on the first
-    # payload of each side; sig_owner is a bit index into `detectable`.
-    cdef uint8_t sig_value[128][16]
-    cdef uint8_t sig_mask[128][16]
-    cdef uint8_t sig_len[128]
-    cdef uint8_t sig_side[128]
-    cdef uint8_t sig_skip_space[128]
-    cdef uint8_t sig_owner[128]
-    cdef int n_signatures
-    cdef public list detectable             # [(cls, config)] with signatures, <= 64
-    cdef readonly uint64_t detections       # flows whose first payload matched
-    cdef readonly uint64_t engine_errors    # exceptions caught in the engine
-    cdef public dict expected               # flow number -> Expectation
-    cdef dict slot_flows                    # analyser slot -> flow-table index
-    cdef readonly uint64_t analysed_flows
+    # Analysers (None when the engine runs without them): binding in
+    # binding.pyx; the streams get each analysed flow's segments.
+    cdef readonly Binder binder
+    cdef Streams streams
+    cdef readonly uint64_t engine_errors    # exceptions caught in the flow table
     # Events: bit masks of what someone subscribed to, before/after the TCP update
     cdef public uint32_t ev_before
     cdef public uint32_t ev_after
-    cdef public object event_sink
-    cdef public bint event_frames
+    cdef readonly Dispatcher events         # hands events to Python (binding.pyx)
     cdef uint32_t pkt_events    # events of the packet being processed
     cdef int phase              # 0 before the TCP update, 1 after, 2 both
     # Every method below is compiled (declared here so that other modules
@@ -235,9 +114,6 @@ cdef class FlowTable:
     cdef void connection_closed(self, Flow* f, Endpoint* e, Endpoint* p, bint gen_event) noexcept
     cdef void finish(self, Flow* f) noexcept
     cdef dict record(self, Flow* f)
-    cdef void attach(self, Flow* f) noexcept
-    cdef str addr_text(self, Flow* f, bint orig)
-    cdef object conn_info(self, Flow* f)
     cdef uint32_t classify(self, Flow* f, bint is_orig, const Decoded* d) noexcept
     cdef void fire_packet_events(self, Flow* f, bint is_orig, const Decoded* d,
                                  uint32_t mask, uint32_t events) noexcept
@@ -245,9 +121,4 @@ cdef class FlowTable:
     cdef void fire(self, uint32_t kind, Flow* f, int side, const Decoded* d,
                    uint64_t a, uint64_t b) noexcept
     cdef void grow_buckets(self) noexcept
-    cdef uint64_t match_signatures(self, int side, const uint8_t* data, uint32_t n) noexcept
-    cdef void detected(self, Flow* f, uint64_t owners) noexcept
-    cdef list ranked(self, Flow* f, uint64_t owners)
-    cdef void start_analyser(self, Flow* f, object cls, object config, list candidates,
-                             bint detect) noexcept
     cdef void caught(self, str where, object exc) noexcept

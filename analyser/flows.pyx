@@ -15,6 +15,10 @@ Rules of this module (in the manner of h11's state module):
    case for the originator and repeat logarithmically where Zeek's do.
 3. No Python object is touched per packet.  Python runs once per connection,
    when its record is handed to `on_finish`.
+4. It knows no analysers and no subscribers: it tells the Binder
+   (binding.pyx) about a new flow, the first payload of each side and a
+   flow's end, gives analysed flows' segments to the stream layer, and hands
+   the events it finds to the Dispatcher (binding.pyx).
 
 Theory of operation.  Flows live in one preallocated pool (the memory budget
 sets its size) and are found through a chained hash over the canonical
@@ -39,8 +43,9 @@ from libc.stdlib cimport malloc, free
 from analyser.decode cimport (Decoded, transport_checksum_ok, PROTO_TCP, PROTO_UDP,
                               PROTO_ICMP, PROTO_ICMP6, TH_FIN, TH_SYN, TH_RST, TH_ACK)
 from analyser.streams cimport Streams, StreamPair
-
-import socket
+from analyser.flowstate cimport uid_text, addr_text
+from analyser.binding cimport Binder, Dispatcher, conn_info
+from analyser.binding import report_error
 
 # Why a connection ended (the conn_end event says it).
 cdef enum:
@@ -212,20 +217,6 @@ cdef const char* udp_conn_state(bint orig_active, bint resp_active) noexcept nog
         return b"SF" if resp_active else b"S0"
     return b"SHR" if resp_active else b"OTH"
 
-cdef str uid_text(uint64_t num):
-    """Zeek-style connection uid: 'C' and the base62 digits of a 64-bit id."""
-    cdef char buf[16]
-    cdef int i = 15
-    cdef const char* digits = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-    while True:
-        buf[i] = digits[num % 62]
-        num //= 62
-        i -= 1
-        if num == 0:
-            break
-    buf[i] = b'C'
-    return buf[i:16].decode("ascii")
-
 cdef inline int32_t seq_delta(uint32_t a, uint32_t b) noexcept nogil:
     return <int32_t>(a - b)
 
@@ -318,63 +309,20 @@ cdef class FlowTable:
         self.on_finish = on_finish
         self.uid_seed = uid_seed
         self.now = 0.0
-        memset(self.tcp_port_analyser, 0, sizeof(self.tcp_port_analyser))
-        self.runtime = None
+        self.binder = None
         self.streams = None
-        self.analyser_classes = [None]
-        self.detectable = []
-        self.n_signatures = 0
-        self.expected = {}
-        self.slot_flows = {}
+        self.events = Dispatcher()
+        self.events.pool = self.pool
         self.ev_before = 0
         self.ev_after = 0
-        self.event_sink = None
-        self.event_frames = False
 
     def set_analysers(self, runtime, Streams streams, analysers, detect="content"):
-        """Enable analysers: `analysers` is a list of (class, config).  The
-        responder's port names one candidate (a hint); with detect="content"
-        the analysers' signatures name more, on the first payload of each
-        side.  detect="ports": ports only, as before content detection."""
-        cdef int port, i
-        cdef bytes value, mask
-        if detect not in ("content", "ports"):
-            raise ValueError("detect must be 'content' or 'ports', not %r" % (detect,))
-        self.runtime = runtime
+        """Enable analysers: `analysers` is a list of (class, config), bound to
+        flows by a binding.Binder (see there for detect="content" or "ports")."""
+        self.binder = Binder(runtime, streams, analysers, detect)
+        self.binder.pool = self.pool
         self.streams = streams
-        self.analyser_classes = [None]
-        self.detectable = []
-        self.n_signatures = 0
-        memset(self.tcp_port_analyser, 0, sizeof(self.tcp_port_analyser))
-        runtime.set_classes(analysers)
-        runtime.candidates_of_slot = self.candidates_of_slot
-        for cls, config in analysers:
-            if cls.protocol != "tcp":
-                continue
-            self.analyser_classes.append((cls, config))
-            if len(self.analyser_classes) > 255:
-                raise ValueError("at most 254 TCP analysers")
-            for port in config.get("ports", cls.ports):
-                if not 0 < port < 65536:
-                    raise ValueError("%s: bad port %r" % (cls.name, port))
-                self.tcp_port_analyser[port] = len(self.analyser_classes) - 1
-            if detect != "content" or not cls.signatures:
-                continue
-            if len(self.detectable) == 64:
-                raise ValueError("at most 64 analysers with signatures")
-            self.detectable.append((cls, config))
-            for sig in cls.signatures:
-                side, value, mask, skip_space = sig.compiled()
-                if self.n_signatures == 128:
-                    raise ValueError("at most 128 signatures over all analysers")
-                i = self.n_signatures
-                memcpy(self.sig_value[i], <const char*>value, len(value))
-                memcpy(self.sig_mask[i], <const char*>mask, len(mask))
-                self.sig_len[i] = len(value)
-                self.sig_side[i] = side
-                self.sig_skip_space[i] = skip_space
-                self.sig_owner[i] = len(self.detectable) - 1
-                self.n_signatures += 1
+        self.events.report = runtime.engine_error
 
     def __dealloc__(self):
         free(self.pool)
@@ -565,8 +513,8 @@ cdef class FlowTable:
         if f.orig_port != (d.icmp_type if (d.proto == PROTO_ICMP or d.proto == PROTO_ICMP6)
                            else d.sport) or memcmp(f.orig_addr, d.src, 16) != 0:
             is_orig[0] = False
-        if self.runtime is not None:
-            self.attach(f)
+        if self.binder is not None:
+            self.binder.new_flow(f)
         return f
 
     cdef void grow_buckets(self) noexcept:
@@ -817,7 +765,6 @@ cdef class FlowTable:
         cdef bint do_close = False, gen_event = False
         cdef uint8_t old_o, old_r
         cdef int side
-        cdef uint64_t owners
 
         if (not self.ignore_checksums and d.l4_caplen >= d.l4_len
                 and not transport_checksum_ok(d)):
@@ -905,15 +852,7 @@ cdef class FlowTable:
             # The first payload of a side: which analysers does it look like?
             side = 0 if self.ep_is_orig(f, e) else 1
             if f.detect_pending & (1 << side):
-                f.detect_pending &= ~(1 << side)
-                owners = self.match_signatures(side, d.payload, d.payload_caplen) \
-                    & ~f.detect_owners
-                if owners:
-                    f.detect_owners |= owners
-                    if f.slot < 0:
-                        self.detected(f, owners)
-                    # else an analyser runs already: these are its successors
-                    # should it give up, fetched then (no Python now).
+                self.binder.first_payload(f, side, d.payload, d.payload_caplen)
         if length > 0 and d.payload_caplen >= length and not rst and not underflow:
             self.data_sent(f, e, rel_data_seq, <uint64_t>length)
             if f.streams != NULL:
@@ -1285,148 +1224,16 @@ cdef class FlowTable:
         if close_complete:
             self.mark_closed(f)
 
-    # -- analysers ---------------------------------------------------------------
-
-    cdef void attach(self, Flow* f) noexcept:
-        """A new flow: bind it to an expectation or a port analyser, and arm
-        content detection (decided in C on the first payload of each side)."""
-        cdef uint8_t idx = 0
-        cdef object expectation = None
-        proto = "tcp" if f.proto == PROTO_TCP else ("udp" if f.proto == PROTO_UDP else "icmp")
-        try:
-            if self.runtime.expectations:
-                expectation = self.runtime.match_expectation(
-                    self.addr_text(f, True), self.addr_text(f, False), f.resp_port, proto,
-                    f.start_time)
-            if expectation is not None:
-                f.bound = 1
-                self.expected[f.number] = expectation
-                if expectation.analyser is None or f.proto != PROTO_TCP:
-                    self.runtime.expected_started(expectation, self.conn_info(f))
-                    return            # counted in bulk: no stream, no Python per packet
-                self.start_analyser(f, expectation.analyser, {}, [], False)
-                return
-            if f.proto != PROTO_TCP:
-                return
-            if self.n_signatures:
-                f.detect_pending = 3
-            idx = self.tcp_port_analyser[f.resp_port]
-            if idx:
-                cls, config = self.analyser_classes[idx]
-                self.start_analyser(f, cls, config, [], True)
-        except BaseException as exc:
-            self.caught("starting an analyser", exc)
-
-    cdef void start_analyser(self, Flow* f, object cls, object config, list candidates,
-                             bint detect) noexcept:
-        """Give the flow a stream pair and run `cls` on it (`candidates` next)."""
-        try:
-            f.slot = self.runtime.new_slot()
-            self.slot_flows[f.slot] = <int32_t>(f - self.pool)
-            f.streams = self.streams.create(f.slot)
-            self.analysed_flows += 1
-            conn = self.conn_info(f)
-            if f.bound:
-                expectation = self.expected.get(f.number)
-                if expectation is not None:
-                    self.runtime.expected_started(expectation, conn)
-            self.runtime.start(cls, f.slot, conn, config, candidates, None, detect)
-        except BaseException as exc:
-            self.caught("starting analyser %s" % getattr(cls, "name", cls), exc)
-
-    cdef uint64_t match_signatures(self, int side, const uint8_t* data, uint32_t n) noexcept:
-        """Bit i set: analyser `detectable[i]` has a signature the payload fits."""
-        cdef uint64_t owners = 0
-        cdef int i, k
-        cdef uint32_t start, ws = 0, avail
-        cdef bint ok
-        while ws < n and (data[ws] == 32 or data[ws] == 9 or data[ws] == 13 or data[ws] == 10):
-            ws += 1
-        for i in range(self.n_signatures):
-            if self.sig_side[i] != side or (owners >> self.sig_owner[i]) & 1:
-                continue
-            start = ws if self.sig_skip_space[i] else 0
-            if start >= n:
-                continue
-            avail = n - start
-            if avail > self.sig_len[i]:
-                avail = self.sig_len[i]
-            ok = True
-            for k in range(avail):
-                if (data[start + k] & self.sig_mask[i][k]) != self.sig_value[i][k]:
-                    ok = False
-                    break
-            if ok:
-                owners |= (<uint64_t>1) << self.sig_owner[i]
-        return owners
-
-    cdef void detected(self, Flow* f, uint64_t owners) noexcept:
-        """Signatures matched a flow nobody analyses yet: start the first
-        candidate, the others follow it if it gives up."""
-        self.detections += 1
-        try:
-            f.detect_offered |= owners
-            found = self.ranked(f, owners)
-            self.start_analyser(f, found[0][0], found[0][1], found[1:], True)
-        except BaseException as exc:
-            self.caught("content detection", exc)
-
-    cdef list ranked(self, Flow* f, uint64_t owners):
-        """The analysers of `owners` as candidates, in this order: those whose
-        port hint is the responder's port, then a subclass before the class it
-        extends (it knows more: GridFTP before FTP), then the run's order."""
-        cdef int i
-        ranked = []
-        for i in range(len(self.detectable)):
-            if (owners >> i) & 1:
-                cls, config = self.detectable[i]
-                hinted = f.resp_port in config.get("ports", cls.ports)
-                ranked.append((0 if hinted else 1, -len(cls.__mro__), i))
-        ranked.sort()
-        return [self.detectable[r[2]] for r in ranked]
-
-    def candidates_of_slot(self, int32_t slot):
-        """Candidates found by signatures for an analysed flow and not handed
-        over yet (the runtime asks when its analyser gives up unconfirmed)."""
-        cdef Flow* f
-        cdef int32_t index = self.slot_flows.get(slot, -1)
-        cdef uint64_t owners
-        if index < 0:
-            return []
-        f = &self.pool[index]
-        owners = f.detect_owners & ~f.detect_offered
-        f.detect_offered |= owners
-        return self.ranked(f, owners) if owners else []
+    # -- what Python asks of a flow ---------------------------------------------------
 
     cdef void caught(self, str where, object exc) noexcept:
-        """An exception the engine caught: counted and reported (summary,
-        `engine_error` event), never only printed."""
+        """An exception caught in the flow table (a sink): counted and
+        reported (summary, `engine_error` event), never only printed."""
         self.engine_errors += 1
         try:
-            if self.runtime is not None:
-                self.runtime.engine_error(where, exc)
-            elif self.engine_errors <= 10:
-                import sys
-                print("analyser: error %s: %s: %s" % (where, type(exc).__name__, exc),
-                      file=sys.stderr)
+            report_error(self.events.report, self.engine_errors, where, exc)
         except BaseException:
             pass
-
-    cdef str addr_text(self, Flow* f, bint orig):
-        cdef const uint8_t* a = f.resp_addr
-        if orig:
-            a = f.orig_addr
-        if f.ip_version == 4:
-            return socket.inet_ntop(socket.AF_INET, a[12:16])
-        return socket.inet_ntop(socket.AF_INET6, a[:16])
-
-    cdef object conn_info(self, Flow* f):
-        from analyser.runtime import Connection, ConnId
-        proto = "tcp" if f.proto == PROTO_TCP else ("udp" if f.proto == PROTO_UDP else "icmp")
-        return Connection(uid_text(f.uid),
-                          ConnId(self.addr_text(f, True), f.orig_port,
-                                 self.addr_text(f, False), f.resp_port, proto),
-                          f.start_time)
 
     def flow_info(self, int32_t index):
         """The connection a flow-table index names (for event callbacks)."""
@@ -1434,7 +1241,7 @@ cdef class FlowTable:
         if index < 0 or index >= <int32_t>self.next_unused or not self.pool[index].in_use:
             return None
         f = &self.pool[index]
-        info = self.conn_info(f)
+        info = conn_info(f)
         return info, (STATE_NAMES[f.ep[0].state], STATE_NAMES[f.ep[1].state]), f.history[:f.hist_len].decode("ascii")
 
     def trace_time(self):
@@ -1443,7 +1250,7 @@ cdef class FlowTable:
 
     def index_of_slot(self, int32_t slot):
         """The flow-table index of the flow an analyser slot belongs to, or -1."""
-        return self.slot_flows.get(slot, -1)
+        return self.binder.index_of_slot(slot) if self.binder is not None else -1
 
     def set_quiet(self, int32_t index, side=None, bint quiet=True):
         """Stop (or resume) delivering events for one flow, or one side of it
@@ -1460,10 +1267,8 @@ cdef class FlowTable:
         cdef Flow* f
         if not (0 <= index < <int32_t>self.next_unused and self.pool[index].in_use):
             return
-        f = &self.pool[index]
-        if f.streams != NULL:
-            for s in ((0, 1) if side is None else (side,)):
-                self.streams.release(f.slot, s)
+        if self.binder is not None:
+            self.binder.release_sides(index, side)
 
     # -- events ------------------------------------------------------------------
 
@@ -1509,23 +1314,13 @@ cdef class FlowTable:
 
     cdef void fire(self, uint32_t kind, Flow* f, int side, const Decoded* d,
                    uint64_t a, uint64_t b) noexcept:
-        """Hand one built-in event to Python (only for subscribed kinds)."""
-        cdef object packet = None
-        cdef object frame = None
-        if self.event_sink is None:
+        """One built-in event, unless the flow's side is quiet (binding.pyx
+        turns it into Python objects for the subscriber)."""
+        if self.events.sink is None:
             return
         if (kind & SIDE_EVENTS) and (f.quiet & (1 << side)):
             return
-        try:
-            if d != NULL:
-                packet = (d.tcp_flags, d.seq, d.ack, d.payload_len, d.ip_len,
-                          d.payload[:d.payload_caplen] if (kind == EV_NEW_DATA and d.payload_caplen) else b"")
-                if self.event_frames and d.frame != NULL:
-                    frame = (d.linktype, d.frame[:d.frame_caplen], d.frame_wirelen)
-            self.event_sink(kind, <int32_t>(f - self.pool), side, a, b, packet, frame, self.now,
-                            self.phase)
-        except BaseException as exc:
-            self.caught("in an event callback", exc)
+        self.events.deliver(kind, f, side, d, a, b, self.now, self.phase, kind == EV_NEW_DATA)
 
     # -- end of a connection ---------------------------------------------------
 
@@ -1536,36 +1331,22 @@ cdef class FlowTable:
         cdef object services = ()
         cdef object expectation = None
         try:
-            if f.streams != NULL:
-                # Deliver what is left, then the end, to the analyser.
-                self.streams.finish(f.streams)
-            if f.slot >= 0:
-                services = self.runtime.services(f.slot)
-            if f.bound:
-                expectation = self.expected.pop(f.number, None)
-                if (f.slot < 0 and expectation is not None
-                        and expectation.meta.get("service")):
-                    # Counted in bulk: the expectation names the service.
-                    services = (expectation.meta["service"],)
+            if self.binder is not None:
+                # Its analyser gets what is left and the end; its services.
+                services, expectation = self.binder.ending(f)
             rec = self.record(f)
             if services:
                 rec["service"] = ",".join(services)
             if (self.ev_after & EV_CONN_END) and f.quiet != 3:
                 self.fire(EV_CONN_END, f, 0, NULL, f.end_reason, 0)
-            if f.slot >= 0:
-                self.runtime.finish(f.slot)
-            if expectation is not None:
-                self.runtime.expected_finished(expectation, rec)
+            if self.binder is not None:
+                self.binder.ended(f, rec, expectation)
             if self.on_finish is not None:
                 self.on_finish(rec)
         except BaseException as exc:     # a sink's failure must not stop the engine
             self.caught("while ending a connection", exc)
-        if f.streams != NULL:
-            self.streams.destroy(f.streams)
-            f.streams = NULL
-        if f.slot >= 0:
-            self.slot_flows.pop(f.slot, None)
-        f.slot = -1
+        if self.binder is not None:
+            self.binder.release(f)
         self.list_remove(f)
         link = &self.buckets[f.key_hash & self.bucket_mask]
         while link[0] >= 0 and link[0] != idx:
@@ -1607,9 +1388,9 @@ cdef class FlowTable:
         return {
             "ts": f.start_time,
             "uid": uid_text(f.uid),
-            "id.orig_h": self.addr_text(f, True),
+            "id.orig_h": addr_text(f.orig_addr, f.ip_version),
             "id.orig_p": f.orig_port,
-            "id.resp_h": self.addr_text(f, False),
+            "id.resp_h": addr_text(f.resp_addr, f.ip_version),
             "id.resp_p": f.resp_port,
             "proto": proto,
             "service": None,
@@ -1655,7 +1436,6 @@ cdef class FlowTable:
             "evictions": self.evictions,
             "timeouts": self.timeouts,
             "bad_checksums": self.bad_checksums,
-            "detections": self.detections,
             "engine_errors": self.engine_errors,
         }
 
