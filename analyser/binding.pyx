@@ -73,6 +73,7 @@ cdef class Binder:
         memset(self.tcp_port_analyser, 0, sizeof(self.tcp_port_analyser))
         runtime.set_classes(analysers)
         runtime.candidates_of_slot = self.candidates_of_slot
+        runtime.detecting = detect == "content" and any(cls.signatures for cls, _ in analysers)
         for cls, config in analysers:
             if cls.protocol != "tcp":
                 continue

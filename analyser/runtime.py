@@ -553,6 +553,7 @@ class Runtime:
         # slot -> more candidates found by signatures since the analyser started
         # (set by the flow table; asked only when an analyser gives up).
         self.candidates_of_slot: Callable[[int], list] = lambda slot: []
+        self.detecting = False      # the run has analysers with signatures
 
     def set_classes(self, analysers) -> None:
         """The run's analysers, [(class, config)]: hand_over() finds them by name."""
@@ -576,7 +577,9 @@ class Runtime:
         nothing is recorded."""
         a = cls(self, slot, conn, config)
         a._candidates = list(candidates)
-        a._recording = Recording() if detect else None
+        # Recorded only where a successor can exist: another candidate now, or
+        # signatures in the run that may name one later.
+        a._recording = Recording() if detect and (self.detecting or candidates) else None
         a._replay = replay if replay else None
         self.instances[slot] = a
         self.by_uid[conn.uid] = a
