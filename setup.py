@@ -21,6 +21,7 @@ MODULES = [
     ("analyser.binding", []),
     ("analyser.flows", []),
     ("analyser.engine", []),
+    ("analyser.logformat", []),
     ("ringbuf.bpf", ["pcap"]),
     ("ringbuf.livepcap", []),
     ("ringbuf.afpacket", ["pcap"]),

@@ -7,67 +7,22 @@ zeek_compare and anything else that reads Zeek logs reads ours:
 
 - TSV: the `#separator`, `#set_separator`, `#empty_field`, `#unset_field`,
   `#path`, `#open`, `#fields`, `#types` header, one tab-separated row per
-  record, `#close` at the end; times and intervals with 6 decimals, booleans
-  T/F, unset `-`, empty sets `(empty)`, and non-printable bytes, tabs and
-  backslashes escaped as \\xNN.
+  record (formatted in compiled code: analyser/logformat.pyx), `#close` at
+  the end; times and intervals with 6 decimals, booleans T/F, unset `-`,
+  empty sets `(empty)`, and non-printable bytes, tabs and backslashes
+  escaped as \\xNN.
 - JSON: one object per line with the same field names, unset fields left
   out, times as epoch floats, as Zeek's `LogAscii::use_json` writes them.
 """
 from __future__ import annotations
 
 import json
-import re
 import os
 import time
-from typing import Iterable, TextIO
+from typing import Iterable
 
+from analyser.logformat import TsvRows
 from analyser.schemas import CORE_LOGS, Field
-
-
-_NEEDS_ESCAPE = re.compile(r"[\x00-\x1f\x7f\\]")
-
-
-def _escape(s: str) -> str:
-    if not _NEEDS_ESCAPE.search(s):
-        return s
-    return _NEEDS_ESCAPE.sub(lambda m: "\\x%02x" % ord(m.group()), s)
-
-
-def _fmt_time(v) -> str:
-    return "%.6f" % v
-
-
-def _fmt_bool(v) -> str:
-    return "T" if v else "F"
-
-
-def _fmt_count(v) -> str:
-    return str(int(v))
-
-
-def _fmt_set(v) -> str:
-    return ",".join(_escape(str(x)) for x in v) if v else "(empty)"
-
-
-def _fmt_string(v) -> str:
-    s = _escape(str(v))
-    if s == "":
-        return "(empty)"
-    if s == "-":
-        return "\\x2d"      # a literal '-' must not read as unset
-    return s
-
-
-def _formatter(zeek_type: str):
-    if zeek_type in ("time", "interval"):
-        return _fmt_time
-    if zeek_type == "bool":
-        return _fmt_bool
-    if zeek_type in ("count", "port", "int"):
-        return _fmt_count
-    if zeek_type.startswith(("set[", "vector[")):
-        return _fmt_set
-    return _fmt_string
 
 
 def _json_value(field: Field, value):
@@ -92,13 +47,16 @@ class ZeekLogWriter:
         self.log_format = log_format
         self.filename = os.path.join(directory, path + ".log")
         self.rows = 0
-        self._tsv_columns = [(f.name, _formatter(f.zeek_type)) for f in self.fields]
-        self._out: TextIO = open(self.filename, "w", encoding="utf-8", newline="\n")
         if log_format == "tsv":
+            self._out = open(self.filename, "wb")
             self._header()
+            self._tsv = TsvRows(self.fields, self._out)
+        else:
+            self._out = open(self.filename, "w", encoding="utf-8", newline="\n")
 
     def _header(self):
-        w = self._out.write
+        def w(text: str) -> None:
+            self._out.write(text.encode("utf-8"))
         w("#separator \\x09\n")
         w("#set_separator\t,\n")
         w("#empty_field\t(empty)\n")
@@ -110,10 +68,7 @@ class ZeekLogWriter:
 
     def write(self, row: dict) -> None:
         if self.log_format == "tsv":
-            get = row.get
-            self._out.write("\t".join(
-                "-" if (v := get(name)) is None else fmt(v) for name, fmt in self._tsv_columns))
-            self._out.write("\n")
+            self._tsv.write(row)
         else:
             obj = {f.name: _json_value(f, row[f.name]) for f in self.fields
                    if row.get(f.name) is not None}
@@ -125,7 +80,8 @@ class ZeekLogWriter:
         if self._out.closed:
             return
         if self.log_format == "tsv":
-            self._out.write("#close\t%s\n" % time.strftime("%Y-%m-%d-%H-%M-%S"))
+            self._tsv.flush()
+            self._out.write(("#close\t%s\n" % time.strftime("%Y-%m-%d-%H-%M-%S")).encode())
         self._out.close()
 
 

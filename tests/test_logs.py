@@ -1,0 +1,67 @@
+"""Zeek-format log writing (analyser/logs.py, analyser/logformat.pyx): each
+Zeek type formatted as Zeek writes it, escaping, unset and empty values,
+buffering, and JSON lines."""
+import json
+
+from analyser.logs import ZeekLogWriter
+from analyser.schemas import Field
+
+FIELDS = (Field("t", "time", ""), Field("d", "interval", ""), Field("n", "count", ""),
+          Field("i", "int", ""), Field("p", "port", ""), Field("b", "bool", ""),
+          Field("s", "string", ""), Field("a", "addr", ""), Field("e", "enum", ""),
+          Field("set", "set[string]", ""), Field("vec", "vector[string]", ""))
+
+
+def tsv_lines(tmp_path, rows, fields=FIELDS):
+    w = ZeekLogWriter(str(tmp_path), "x", "tsv", fields)
+    for row in rows:
+        w.write(row)
+    w.close()
+    text = (tmp_path / "x.log").read_bytes().decode("utf-8")
+    return [l for l in text.splitlines() if not l.startswith("#")], text
+
+
+def test_each_zeek_type_as_zeek_writes_it(tmp_path):
+    rows = [{"t": 1795406241.8632281, "d": 0.5, "n": 2**64 - 1, "i": -42, "p": 2121,
+             "b": True, "s": "plain", "a": "2001:db8::1", "e": "tcp",
+             "set": ["a", "b,c"], "vec": ("x",)},
+            {"t": 12, "d": None, "n": 0, "i": 2**70, "p": 0, "b": False, "s": "",
+             "a": None, "e": "-", "set": [], "vec": []}]
+    lines, text = tsv_lines(tmp_path, rows)
+    assert lines[0].split("\t") == [
+        "1795406241.863228", "0.500000", "18446744073709551615", "-42", "2121", "T",
+        "plain", "2001:db8::1", "tcp", "a,b,c", "x"]
+    assert lines[1].split("\t") == [
+        "12.000000", "-", "0", str(2**70), "0", "F", "(empty)", "-", "\\x2d", "(empty)",
+        "(empty)"]
+    assert text.startswith("#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n"
+                           "#unset_field\t-\n#path\tx\n#open\t")
+    assert "#types\ttime\tinterval\tcount\tint\tport\tbool\tstring\taddr\tenum\t" \
+           "set[string]\tvector[string]\n" in text
+    assert text.splitlines()[-1].startswith("#close\t")
+
+
+def test_strings_are_escaped_and_missing_fields_are_unset(tmp_path):
+    rows = [{"s": "tab\there\\back\x00nul\x7fdel\r\n", "set": ["-", "", "a\tb"],
+             "e": "caf\u00e9 \u2603"}, {}]
+    lines, _ = tsv_lines(tmp_path, rows)
+    fields = lines[0].split("\t")
+    assert fields[6] == "tab\\x09here\\x5cback\\x00nul\\x7fdel\\x0d\\x0a"
+    assert fields[8] == "caf\u00e9 \u2603"                  # UTF-8 passes unescaped
+    assert fields[9] == "-,,a\\x09b"                        # set elements: escaped only
+    assert lines[1] == "\t".join(["-"] * len(FIELDS))
+
+
+def test_many_rows_go_out_in_order_across_buffer_flushes(tmp_path):
+    fields = (Field("n", "count", ""), Field("s", "string", ""))
+    rows = [{"n": i, "s": "row %d %s" % (i, "x" * (i % 50))} for i in range(20000)]
+    lines, _ = tsv_lines(tmp_path, rows, fields)
+    assert lines == ["%d\trow %d %s" % (i, i, "x" * (i % 50)) for i in range(20000)]
+
+
+def test_json_lines_leave_unset_fields_out(tmp_path):
+    w = ZeekLogWriter(str(tmp_path), "x", "json", FIELDS)
+    w.write({"t": 1.23456789, "n": 3, "s": "a\tb", "set": ("p", "q"), "b": False})
+    w.close()
+    obj = json.loads((tmp_path / "x.log").read_text())
+    assert obj == {"t": 1.234568, "n": 3, "s": "a\tb", "set": ["p", "q"], "b": False}
