@@ -1192,6 +1192,9 @@ class Ftp(Analyser):
             return
         self.ended = True
         self.zeek.finalize()
+        # ZeekFtpLog holds bound methods of this analyser: drop it so the
+        # session is freed by reference counting, not left to the cyclic GC.
+        self.zeek = None
         for t in list(self.transfers):
             t.control_ended = True
             self.check_transfer(t)
