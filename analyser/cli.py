@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--speed", metavar="X", type=_speed, default=0.0,
                    help="pace the replay to the trace's clock, X times real time "
                         "(1 = as captured, 2 = twice as fast); default: as fast as possible")
+    r.add_argument("--workers", metavar="N", type=_positive_int, default=1,
+                   help="analyse on N cores: N processes, each owning the connections "
+                        "between the host pairs that hash to it (FTP data connections stay "
+                        "with their control session); the logs are merged (default: 1)")
     add_analysis_options(r)
 
     lv = sub.add_parser(
@@ -196,8 +200,9 @@ def format_summary(result) -> str:
         span = ", trace spans %.3f s" % (s["last_ts"] - s["first_ts"])
     lines.append("packets   %s (%s bytes on the wire)%s" %
                  (format(s["packets"], ","), format(s["wire_bytes"], ","), span))
-    lines.append("rate      %.0f packets/s, %.3f Gbit/s in %.2f s" %
-                 (s["packets"] / secs, s["wire_bytes"] * 8 / secs / 1e9, secs))
+    lines.append("rate      %.0f packets/s, %.3f Gbit/s in %.2f s%s" %
+                 (s["packets"] / secs, s["wire_bytes"] * 8 / secs / 1e9, secs,
+                  " (%d workers)" % s["workers"] if s.get("workers", 1) > 1 else ""))
     lines.append("flows     %s: tcp %s, udp %s, icmp %s (at most %s at once)" %
                  (format(s["flows_created"], ","), format(s["flows_tcp"], ","),
                   format(s["flows_udp"], ","), format(s["flows_icmp"], ","),
@@ -348,9 +353,64 @@ def run_analysis(args, call, input_error):
             writer.close()
 
 
+def replay_with_workers(args, progress) -> int:
+    """`replay --workers N` (analyser/workers.py): bad input is found before
+    any worker starts; each worker runs the one-process path on its share."""
+    import argparse as _argparse
+    from analyser import workers
+    from analyser.replay import ReplayResult, replay_files
+    from ringbuf.errors import CaptureFileError
+    from ringbuf.pcapfile import PcapFileSource
+    try:
+        for path in args.traces:
+            PcapFileSource(path)
+    except CaptureFileError as exc:
+        print("analyser: %s" % exc, file=sys.stderr)
+        return EXIT_INPUT
+    try:
+        setup_analysers(_argparse.Namespace(**{**vars(args), "events": None}))
+    except ValueError as exc:
+        print("analyser: %s" % exc, file=sys.stderr)
+        return EXIT_USAGE
+
+    def run(worker, logs_dir, events_path):
+        wargs = _argparse.Namespace(**{**vars(args), "logs": logs_dir, "events": events_path})
+        result, status = run_analysis(
+            wargs, lambda **kw: replay_files(args.traces, bpf=args.bpf, speed=args.speed,
+                                             worker=worker, **kw), CaptureFileError)
+        if result is None:
+            raise SystemExit(status)            # the worker printed why
+        return result
+    try:
+        stats, warnings, connections, wall = workers.run_workers(
+            args.workers, run, args.logs, args.events)
+    except workers.WorkerError as exc:
+        if exc.kind == "SystemExit":
+            return int(str(exc) or EXIT_INPUT)
+        print("analyser: a worker failed: %s: %s" % (exc.kind, exc), file=sys.stderr)
+        return EXIT_INPUT
+    except OSError as exc:
+        print("analyser: %s" % exc, file=sys.stderr)
+        return EXIT_INPUT
+    result = ReplayResult(stats=stats, wall_seconds=wall, files=list(args.traces),
+                          warnings=warnings, connections=connections)
+    for w in warnings:
+        print("analyser: warning: %s" % w, file=sys.stderr)
+    if not args.quiet:
+        print(format_summary(result), file=sys.stderr)
+        print("logs      %s" % os.path.join(args.logs, "conn.log"), file=sys.stderr)
+    hint = _checksum_hint(result, args.checksums == "ignore")
+    if hint:
+        print("analyser: " + hint, file=sys.stderr)
+    return 0
+
+
 def cmd_replay(args) -> int:
     from analyser.replay import replay_files
     from ringbuf.errors import CaptureFileError
+
+    if args.workers > 1:
+        return replay_with_workers(args, None)
 
     progress = None
     if not args.no_progress and not args.quiet and sys.stderr.isatty():

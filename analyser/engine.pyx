@@ -12,6 +12,7 @@ Nothing in the per-packet path allocates or touches a Python object.
 """
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy
 from cpython.exc cimport PyErr_CheckSignals
 from posix.time cimport clock_gettime, nanosleep, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 
@@ -50,6 +51,25 @@ cdef inline void sleep_ns(int64_t duration) noexcept nogil:
     nanosleep(&ts, NULL)      # a signal cuts it short: the caller checks its flag
 
 
+cdef inline uint64_t mix(uint64_t z) noexcept nogil:
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL
+    return z ^ (z >> 31)
+
+
+cdef inline uint64_t address_hash(const uint8_t* a) noexcept nogil:
+    cdef uint64_t hi, lo
+    memcpy(&hi, a, 8)
+    memcpy(&lo, a + 8, 8)
+    return mix(hi ^ mix(lo))
+
+
+cdef inline uint64_t host_pair_hash(const Decoded* d) noexcept nogil:
+    """The same for both directions, and for every connection between two
+    hosts: an FTP session's data connections stay with their control."""
+    return mix(address_hash(d.src) ^ address_hash(d.dst))
+
+
 # When a live source is idle, flows are expired at wall-clock time minus this
 # lag: a kernel block retired late may still hold packets a little older than
 # "now", and they should find their flows alive.
@@ -75,6 +95,11 @@ cdef class Engine:
     cdef readonly int64_t first_ts_ns
     cdef readonly int64_t last_ts_ns
     cdef readonly uint64_t ts_went_backwards
+    # --workers: this engine owns the host pairs whose hash is worker_index
+    # modulo worker_count; other packets are decoded and skipped.
+    cdef readonly uint32_t worker_index
+    cdef readonly uint32_t worker_count
+    cdef readonly uint64_t other_workers
     # Live and paced runs (see run_source).
     cdef readonly bint stop_requested
     cdef readonly uint64_t idle_expiries
@@ -89,14 +114,20 @@ cdef class Engine:
                  uint64_t ring_records=65536, uint64_t ring_bytes=4 << 20,
                  bint key_on_vlan=False, analysers=None, monitor=None, on_event=None,
                  on_log=None, uint64_t max_stream_bytes=4 << 20,
-                 uint64_t max_owned_bytes=1 << 20, ring_policy="wait", detect="content"):
+                 uint64_t max_owned_bytes=1 << 20, ring_policy="wait", detect="content",
+                 worker=None):
         """analysers: [(Analyser subclass, config dict)]; monitor: an
         analyser.events.Monitor; on_event: callable(dict) for application events.
         ring_policy: "wait" (replay: the source waits for room) or "drop"
         (live: a packet the ring cannot take is dropped and counted).
         detect: "content" (signatures on the first payload, ports as hints) or
-        "ports" (the responder's port alone chooses an analyser)."""
+        "ports" (the responder's port alone chooses an analyser).
+        worker: (index, count) to analyse only the host pairs whose hash falls
+        to this worker (analyser/workers.py); None: all of them."""
         self.ring = Ring(ring_records, ring_bytes, ring_policy)
+        self.worker_index, self.worker_count = (0, 1) if worker is None else worker
+        if not (self.worker_count >= 1 and self.worker_index < self.worker_count):
+            raise ValueError("bad worker %r: (index, count) with index < count" % (worker,))
         self.first_ts_ns = -1
         self.last_ts_ns = -1
         self.pace_origin_ts = -1
@@ -165,6 +196,14 @@ cdef class Engine:
         if self.decoder.decode(data, rec.caplen, rec.wirelen, rec.linktype, rec.ts_ns,
                                &d) == DECODED:
             self.decoded += 1
+            if self.worker_count > 1 and \
+                    host_pair_hash(&d) % self.worker_count != self.worker_index:
+                # Another worker's packet still moves trace time on, so that
+                # timeouts and event times are those of a single engine.
+                self.other_workers += 1
+                self.flows.now = rec.ts_ns * 1e-9
+                self.flows.expire(self.flows.now)
+                return
             d.record_index = self.ring.processed_index
             d.in_ring = not d.reassembled
             d.frame = data
@@ -335,6 +374,7 @@ cdef class Engine:
             "first_ts": self.first_ts_ns * 1e-9 if self.first_ts_ns >= 0 else None,
             "last_ts": self.last_ts_ns * 1e-9 if self.last_ts_ns >= 0 else None,
             "timestamps_out_of_order": self.ts_went_backwards,
+            "other_workers": self.other_workers,
             "malformed": self.decoder.malformed_counts(),
         }
         s.update(self.decoder.fragment_stats())

@@ -482,7 +482,10 @@ cdef class FlowTable:
         f.start_time = t
         f.last_time = t
         f.number = self.flows_created
-        f.uid = mix64(self.uid_seed + self.flows_created * 0x9e3779b97f4a7c15ULL)
+        # From the connection's key and first microsecond, not from the order
+        # of creation: the same connection gets the same uid whichever worker
+        # process (--workers) sees it.
+        f.uid = mix64(self.uid_seed ^ h ^ mix64(<uint64_t><int64_t>(t * 1000000.0)))
         for i in range(2):
             f.ep[i].state = TCP_INACTIVE
             f.ep[i].prev_state = TCP_INACTIVE

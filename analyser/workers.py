@@ -1,0 +1,193 @@
+"""Replay on several cores: `analyser replay --workers N`.
+
+Role in the data flow: it runs N engines (source -> ring -> decode -> flows
+-> analysers -> sinks), one process each, and merges their sinks.
+
+Theory of operation:
+
+1. Each worker reads every trace file and decodes every packet, then keeps
+   only the packets between the host pairs whose hash falls to it
+   (analyser/engine.pyx, `host_pair_hash`).  Hashing the pair of addresses,
+   not the 5-tuple, keeps every connection between two hosts on one worker,
+   so an FTP or GridFTP session meets its data connections there, whatever
+   ports they use.  Reading is repeated, analysis (the dear part) is split.
+2. A connection's uid comes from its key and start time (flows.pyx), so it
+   is the same whichever worker sees it: N workers write the same rows as
+   one.
+3. Each worker writes its logs and events to a directory of its own; the
+   parent merges every log (header once, rows in order of `ts`) and
+   the events (in order of `ts`) into what the user asked for, and sums the
+   workers' counters for the summary.  What every worker counts alike (the
+   packets read, decode anomalies, the ring) is taken from worker 0.
+4. A worker that fails makes the run fail with its message; nothing is
+   merged then.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+# Counters every worker counts alike, because each reads all the input.
+INPUT_COUNTERS = frozenset({
+    "packets", "wire_bytes", "captured_bytes", "filtered_out", "decoded", "not_ip",
+    "other_transport", "first_ts", "last_ts", "timestamps_out_of_order", "malformed",
+    "ring", "fragments_seen", "datagrams_reassembled", "fragment_overlaps",
+    "fragment_overlaps_differing", "fragment_datagrams_evicted",
+    "fragment_datagrams_timed_out", "other_workers"})
+MAX_WORKERS = 64
+
+
+def merged_stats(all_stats: list[dict]) -> dict:
+    first = all_stats[0]
+    out = {}
+    for key, value in first.items():
+        if key in INPUT_COUNTERS or not isinstance(value, (int, float)) \
+                or isinstance(value, bool):
+            out[key] = value
+        else:
+            out[key] = sum(s.get(key, 0) for s in all_stats)
+    out["workers"] = len(all_stats)
+    return out
+
+
+def _ts_of_tsv(line: str) -> float:
+    try:
+        return float(line.split("\t", 1)[0])
+    except ValueError:
+        return float("inf")
+
+
+def _ts_of_json(line: str) -> float:
+    try:
+        return float(json.loads(line).get("ts", float("inf")))
+    except (ValueError, AttributeError):
+        return float("inf")
+
+
+def merge_log(parts: list[str], target: str) -> None:
+    """Zeek logs of the same path from several workers -> one, rows by ts."""
+    headers, rows, close = [], [], None
+    json_format = None
+    for k, part in enumerate(parts):
+        with open(part, encoding="utf-8", newline="\n") as f:
+            lines = f.read().splitlines()
+        body = []
+        for line in lines:
+            if line.startswith("#"):
+                if line.startswith("#close"):
+                    close = line
+                elif k == 0:
+                    headers.append(line)
+            elif line:
+                body.append(line)
+        if json_format is None:
+            json_format = not any(l.startswith("#") for l in lines) and bool(body)
+        key = _ts_of_json if json_format else _ts_of_tsv
+        rows.append([(key(line), k, i, line) for i, line in enumerate(body)])
+    with open(target, "w", encoding="utf-8", newline="\n") as out:
+        for line in headers:
+            out.write(line + "\n")
+        # Each worker writes rows as connections end; the merged log is in
+        # order of ts (ties: worker, then position), like one sorted log.
+        for _, _, _, line in sorted(r for part in rows for r in part):
+            out.write(line + "\n")
+        if close is not None:
+            out.write(close + "\n")
+
+
+def merge_events(parts: list[str], target) -> None:
+    """JSON-lines events of the workers, in order of trace time."""
+    streams = []
+    for k, part in enumerate(parts):
+        if not os.path.exists(part):
+            continue
+        with open(part, encoding="utf-8") as f:
+            streams.append([(_ts_of_json(line), k, i, line)
+                            for i, line in enumerate(f.read().splitlines()) if line])
+    for _, _, _, line in sorted(e for part in streams for e in part):
+        target.write(line + "\n")
+
+
+def _run_worker(k: int, n: int, run, conn) -> None:
+    """In the child: run(worker=(k, n)) -> (stats, warnings, connections) or an error."""
+    try:
+        result = run((k, n))
+        conn.send(("ok", (result.stats, result.warnings, result.connections,
+                          result.wall_seconds)))
+    except BaseException as exc:            # reported by the parent, with its type
+        conn.send(("error", (type(exc).__name__, str(exc))))
+    finally:
+        conn.close()
+
+
+def run_workers(n: int, run, logs_dir: str | None, events_path: str | None):
+    """Run `run(worker, logs_dir, events_path)` in n processes and merge what
+    they wrote.  Returns (stats, warnings, connections, wall seconds); raises
+    WorkerError with the first failure."""
+    if not 2 <= n <= MAX_WORKERS:
+        raise ValueError("--workers must be 1 to %d, not %d" % (MAX_WORKERS, n))
+    base = logs_dir if logs_dir is not None else "."
+    os.makedirs(base, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix=".workers-", dir=base)
+    started = time.perf_counter()
+    try:
+        ctx = multiprocessing.get_context("fork")
+        procs = []
+        for k in range(n):
+            wdir = os.path.join(scratch, str(k))
+            os.makedirs(wdir)
+            wevents = os.path.join(wdir, "events.json") if events_path else None
+            receiver, sender = ctx.Pipe(False)
+
+            def job(worker, wdir=wdir, wevents=wevents):
+                return run(worker, wdir if logs_dir is not None else None, wevents)
+            p = ctx.Process(target=_run_worker, args=(k, n, job, sender), daemon=True)
+            p.start()
+            sender.close()
+            procs.append((p, receiver))
+        results = []
+        for p, receiver in procs:
+            try:
+                results.append(receiver.recv())
+            except EOFError:
+                results.append(("error", ("WorkerError", "a worker process died (exit %s)"
+                                          % p.exitcode)))
+            p.join()
+        for status, value in results:
+            if status == "error":
+                raise WorkerError(*value)
+        if logs_dir is not None:
+            names = sorted({name for k in range(n)
+                            for name in os.listdir(os.path.join(scratch, str(k)))
+                            if name.endswith(".log")})
+            for name in names:
+                parts = [os.path.join(scratch, str(k), name) for k in range(n)
+                         if os.path.exists(os.path.join(scratch, str(k), name))]
+                merge_log(parts, os.path.join(logs_dir, name))
+        if events_path:
+            parts = [os.path.join(scratch, str(k), "events.json") for k in range(n)]
+            if events_path == "-":
+                merge_events(parts, sys.stdout)
+                sys.stdout.flush()
+            else:
+                with open(events_path, "w", encoding="utf-8") as out:
+                    merge_events(parts, out)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    stats = merged_stats([value[0] for _, value in results])
+    warnings = sorted({w for _, value in results for w in value[1]})
+    connections = sum(value[2] for _, value in results)
+    return stats, warnings, connections, time.perf_counter() - started
+
+
+class WorkerError(Exception):
+    """A worker failed: (exception type name, message)."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
