@@ -182,7 +182,6 @@ HOST_PORT_NUMBERS = re.compile(r"\s*([+-]?\d+),\s*([+-]?\d+),\s*([+-]?\d+),\s*([
 # "(1234 bytes)" in a 150/125 reply: the announced size (transfers.log).
 ANNOUNCED_SIZE = re.compile(rb"\((\d{1,20}) bytes?\)", re.I)
 NUMBER = re.compile(r"[0-9]+")
-REPLY_CODE = re.compile(r"[0-9]{3}")
 ABSOLUTE_PATH = re.compile(r"(/|[A-Za-z]:[\\/]).*", re.S)
 PATH_IN_TEXT = re.compile(r'(/|[A-Za-z]:[\\/])([^" ]|(\\ ))*')
 COMMAND_WORD = re.compile(r"[^ \t\n\v\f\r]*")
@@ -756,7 +755,8 @@ class Ftp(Analyser):
         stripped = line.lstrip(WHITESPACE)
         word = COMMAND_WORD.match(stripped).group(0)
         arg = stripped[len(word):].lstrip(WHITESPACE)
-        if len(word) < 3 or not all(" " < c < "\x7f" for c in word):
+        # Printable ASCII, no space (COMMAND_WORD excludes the other blanks).
+        if len(word) < 3 or not (word.isascii() and word.isprintable()):
             self.weird("FTP_invalid_command", line=line[:80])
             return
         if len(word) > MAX_COMMAND_LENGTH:
@@ -790,7 +790,8 @@ class Ftp(Analyser):
     def handle_reply_line(self, line: str) -> None:
         """One reply line, as Zeek's FTP analyzer splits them: a multi-line
         reply is `123-text`, free lines, `123 text`."""
-        code = int(line[:3]) if REPLY_CODE.match(line) else 0
+        head = line[:3]
+        code = int(head) if len(head) == 3 and head.isascii() and head.isdigit() else 0
         ts = self.ts
         if self.reply_code_pending:
             if code == self.reply_code_pending and len(line) > 3 and line[3] == " ":
