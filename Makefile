@@ -55,6 +55,7 @@ bench: install
 	$(PY) bench/bench_analysers.py
 	$(PY) bench/bench_live.py
 	$(PY) bench/bench_ftp.py
+	$(PY) bench/bench_peers.py
 
 lint: venv
 	$(PY) -m pip install -q ruff

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""The analyser next to its peers, in one run on the same files: bench/RESULTS.md.
+
+Steps:
+1. `../shared/bench/run_peers.sh` (with ONLY= a cheap peer) installs what the
+   peers need (libnids, tshark, nfstream in its own venv), builds the C
+   references and generates the two benchmark traces (mix-1g, mice-200m) into
+   bench/out/peers/ (gitignored).
+2. `runbench.py` from the same place times, RUNS times each (default 3), the
+   floor (`pcap_noop -f`: libpcap plus a C 5-tuple table), libnids, nfstream
+   (flows, one metering process), tshark (`-z conv,tcp`) and the analyser:
+   connection records only, defaults (FTP/GridFTP on), and defaults with
+   `--workers 2`.
+3. RESULTS.md gets the table (median wall time of the whole process, packets/s,
+   Gbit/s, peak RSS, ratio to the floor) and the issue's targets, each marked
+   met or missed with the figure that decides it.
+
+    python3 bench/bench_peers.py            # RUNS=3, both traces
+    RUNS=1 python3 bench/bench_peers.py     # quicker
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+SHARED_BENCH = os.path.join(os.path.dirname(ROOT), "shared", "bench")
+WORK = os.path.join(HERE, "out", "peers")
+ANALYSER = os.path.join(ROOT, ".venv", "bin", "analyser")
+LOGS = os.path.join(WORK, "logs")
+
+PEERS = "floor C,libnids,nfstream n_dissections=0 n_meters=1,tshark"
+FLOOR = "floor C: pcap_noop -f"
+ROWS = {
+    "analyser conn records": "--no-analyser all",
+    "analyser defaults": "",
+    "analyser defaults --workers 2": "--workers 2",
+}
+
+
+def main() -> int:
+    if not os.path.isdir(SHARED_BENCH):
+        print("bench_peers: %s is not there; nothing to compare with" % SHARED_BENCH,
+              file=sys.stderr)
+        return 0
+    runs = os.environ.get("RUNS", "3")
+    os.makedirs(WORK, exist_ok=True)
+    env = dict(os.environ, BENCH_DIR=WORK, RUNS="1", ONLY="floor A")
+    subprocess.run(["bash", os.path.join(SHARED_BENCH, "run_peers.sh")], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    traces = [os.path.join(WORK, "traces", t) for t in ("mice-200m.pcap", "mix-1g.pcap")]
+    cmd = ["python3", os.path.join(WORK, "runbench.py"), "--runs", runs,
+           "--json", os.path.join(WORK, "results.json"), "--only",
+           PEERS + "," + ",".join(ROWS)]
+    for name, options in ROWS.items():
+        cmd += ["--extra", "%s=%s replay {trace} --logs %s -q %s" % (name, ANALYSER, LOGS,
+                                                                     options)]
+    started = time.time()
+    subprocess.run(cmd + traces, cwd=WORK, check=True)
+    with open(os.path.join(WORK, "results.json")) as f:
+        results = json.load(f)
+    text = render(results, time.time() - started)
+    with open(os.path.join(HERE, "RESULTS.md"), "w") as f:
+        f.write(text)
+    print(text)
+    return 0
+
+
+def medians(results: dict) -> dict:
+    """{trace: {peer: (wall, rss MiB, packets, bytes)}} over the runs that succeeded."""
+    out = {}
+    for trace, r in results.items():
+        out[trace] = {}
+        for name, runs in r["peers"].items():
+            ok = [x for x in runs if x.get("rc") == 0 and "wall" in x]
+            if ok:
+                out[trace][name] = (statistics.median(x["wall"] for x in ok),
+                                    max(x.get("rss_kb", 0) for x in ok) / 1024,
+                                    r["packets"], r["captured_bytes"])
+    return out
+
+
+def render(results: dict, seconds: float) -> str:
+    m = medians(results)
+    lines = ["# Benchmark results", "",
+             "Written by `bench/bench_peers.py` (`make bench`) on %s, %d cores; "
+             "every figure is the median of the runs of one invocation (%.0f s), "
+             "whole process, files in the page cache." % (
+                 subprocess.run(["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"],
+                                capture_output=True, text=True).stdout.strip() or "?",
+                 os.cpu_count() or 0, seconds), ""]
+    for trace, peers in m.items():
+        r = results[trace]
+        lines += ["## %s: %s packets, %.0f B/packet" % (
+            trace, format(r["packets"], ","), r["captured_bytes"] / r["packets"]), "",
+            "| program | wall s | M packets/s | Gbit/s | peak RSS MiB | time / floor C |",
+            "|---|---:|---:|---:|---:|---:|"]
+        floor = peers.get(FLOOR)
+        for name, (wall, rss, packets, size) in peers.items():
+            ratio = "%.1fx" % (wall / floor[0]) if floor else "-"
+            lines.append("| %s | %.2f | %.3f | %.2f | %.0f | %s |" % (
+                name, wall, packets / wall / 1e6, size * 8 / wall / 1e9, rss, ratio))
+        lines.append("")
+    lines += ["## Targets", ""] + targets(m) + [""]
+    return "\n".join(lines)
+
+
+def targets(m: dict) -> list[str]:
+    out = []
+
+    def row(ok: bool | None, text: str) -> None:
+        out.append("- %s %s" % ({True: "**met**", False: "**missed**", None: "n/a"}[ok], text))
+
+    mice = m.get("mice-200m.pcap", {})
+    mix = m.get("mix-1g.pcap", {})
+    conn = mice.get("analyser conn records")
+    floor = mice.get(FLOOR)
+    if conn and floor:
+        pps = conn[2] / conn[0]
+        row(pps >= 2e6 and conn[0] <= 2 * floor[0],
+            "connection records on mice-200m: %.2f M packets/s (target 2), %.1fx the floor "
+            "(target 2x)" % (pps / 1e6, conn[0] / floor[0]))
+    d = mice.get("analyser defaults")
+    if d:
+        row(d[2] / d[0] >= 0.5e6, "defaults on mice-200m: %.3f M packets/s (target 0.5)"
+            % (d[2] / d[0] / 1e6))
+    d, c = mix.get("analyser defaults"), mix.get("analyser conn records")
+    if d and c:
+        gbps = d[3] * 8 / d[0] / 1e9
+        row(gbps >= 12 and d[0] <= 1.3 * c[0],
+            "defaults on mix-1g: %.1f Gbit/s (target 12), %.2fx connection records "
+            "(target 1.3x)" % (gbps, d[0] / c[0]))
+    for trace, peers in (("mice-200m", mice), ("mix-1g", mix)):
+        one, two = peers.get("analyser defaults"), peers.get("analyser defaults --workers 2")
+        if one and two:
+            row(one[0] / two[0] >= 1.7, "--workers 2 on %s: %.2fx one worker (target 1.7x)"
+                % (trace, one[0] / two[0]))
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
