@@ -11,9 +11,12 @@ Steps:
    (flows, one metering process), tshark (`-z conv,tcp`) and the analyser:
    connection records only, defaults (FTP/GridFTP on), and defaults with
    `--workers 2`.
-3. RESULTS.md gets the table (median wall time of the whole process, packets/s,
-   Gbit/s, peak RSS, ratio to the floor) and the issue's targets, each marked
-   met or missed with the figure that decides it.
+3. Memory: a trace of one million SYNs from distinct sources within 4 s (so
+   a million connections are open at once) is replayed with a 1 GiB flow
+   budget; the peak RSS per million concurrent connections is reported.
+4. RESULTS.md gets the table (median wall time of the whole process, packets/s,
+   Gbit/s, peak RSS, ratio to the floor) and the targets, each marked met or
+   missed with the figure that decides it.
 
     python3 bench/bench_peers.py            # RUNS=3, both traces
     RUNS=1 python3 bench/bench_peers.py     # quicker
@@ -22,7 +25,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import resource
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -64,11 +70,47 @@ def main() -> int:
     subprocess.run(cmd + traces, cwd=WORK, check=True)
     with open(os.path.join(WORK, "results.json")) as f:
         results = json.load(f)
-    text = render(results, time.time() - started)
+    memory = concurrent_memory()
+    text = render(results, time.time() - started, memory)
     with open(os.path.join(HERE, "RESULTS.md"), "w") as f:
         f.write(text)
     print(text)
     return 0
+
+
+SYN_FLOWS = 1_000_000
+
+
+def syn_trace(path: str) -> None:
+    """One SYN from each of SYN_FLOWS sources to one server, within 4 s."""
+    ip_hdr = struct.Struct("!BBHHHBBH4s4s")
+    out = [struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1)]
+    for i in range(SYN_FLOWS):
+        src = struct.pack("!I", 0x0a000000 + i + 1)
+        ip = ip_hdr.pack(0x45, 0, 40, i & 0xffff, 0, 64, 6, 0, src, b"\xc6\x12\x00\x01")
+        tcp = struct.pack("!HHIIBBHHH", 1024 + i % 60000, 80, i, 0, 0x50, 0x02, 65535, 0, 0)
+        frame = b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + tcp
+        ts_us = 1_700_000_000_000_000 + i * 4
+        out.append(struct.pack("<IIII", ts_us // 1_000_000, ts_us % 1_000_000,
+                               len(frame), len(frame)) + frame)
+    with open(path, "wb") as f:
+        f.write(b"".join(out))
+
+
+def concurrent_memory() -> tuple[int, float] | None:
+    """(connections open at once, peak RSS MiB) replaying the SYN trace."""
+    path = os.path.join(WORK, "traces", "syn-1m.pcap")
+    if not os.path.exists(path):
+        syn_trace(path)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    p = subprocess.run([ANALYSER, "replay", path, "--logs", LOGS, "--no-analyser", "all",
+                        "--flow-memory", "1024"], capture_output=True, text=True)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    found = re.search(r"at most ([\d,]+) at once", p.stderr)
+    if p.returncode != 0 or not found or peak <= before:
+        print("bench_peers: memory run failed: %s" % p.stderr[-500:], file=sys.stderr)
+        return None
+    return int(found.group(1).replace(",", "")), peak / 1024
 
 
 def medians(results: dict) -> dict:
@@ -85,7 +127,7 @@ def medians(results: dict) -> dict:
     return out
 
 
-def render(results: dict, seconds: float) -> str:
+def render(results: dict, seconds: float, memory) -> str:
     m = medians(results)
     lines = ["# Benchmark results", "",
              "Written by `bench/bench_peers.py` (`make bench`) on %s, %d cores; "
@@ -106,11 +148,25 @@ def render(results: dict, seconds: float) -> str:
             lines.append("| %s | %.2f | %.3f | %.2f | %.0f | %s |" % (
                 name, wall, packets / wall / 1e6, size * 8 / wall / 1e9, rss, ratio))
         lines.append("")
-    lines += ["## Targets", ""] + targets(m) + [""]
+    if memory:
+        lines += ["## Memory", "",
+                  "One SYN from each of %s sources within 4 s (`--flow-memory 1024`, "
+                  "connection records): %s connections open at once, peak RSS %.0f MiB "
+                  "(the flow table takes %d bytes a connection)." % (
+                      format(SYN_FLOWS, ","), format(memory[0], ","), memory[1],
+                      bytes_per_flow()), ""]
+    lines += ["## Targets", ""] + targets(m, memory) + [""]
     return "\n".join(lines)
 
 
-def targets(m: dict) -> list[str]:
+def bytes_per_flow() -> int:
+    p = subprocess.run([os.path.join(ROOT, ".venv", "bin", "python"), "-c",
+                        "from analyser.flows import FlowTable; print(FlowTable.bytes_per_flow())"],
+                       capture_output=True, text=True, cwd=ROOT)
+    return int(p.stdout.strip() or 0)
+
+
+def targets(m: dict, memory=None) -> list[str]:
     out = []
 
     def row(ok: bool | None, text: str) -> None:
@@ -140,6 +196,10 @@ def targets(m: dict) -> list[str]:
         if one and two:
             row(one[0] / two[0] >= 1.7, "--workers 2 on %s: %.2fx one worker (target 1.7x)"
                 % (trace, one[0] / two[0]))
+    if memory:
+        per_million = memory[1] / 1024 * 1e6 / memory[0]
+        row(per_million <= 1.0, "peak memory: %.2f GiB per million concurrent connections "
+            "(target 1)" % per_million)
     return out
 
 
