@@ -57,6 +57,8 @@ MAX_READS_AFTER_END = 1000
 # confirmed its protocol (Zeek's dpd_buffer_size is 1024; FTP greetings and
 # HTTP headers often need more before a verdict).
 DETECTION_BUFFER = 16384
+# Lines one read_lines() call returns at most (the rest comes with the next).
+MAX_LINES_PER_READ = 1024
 # failure_data in analyzer.log is cut to this many bytes.
 MAX_FAILURE_DATA = 100
 
@@ -174,6 +176,7 @@ class Analyser:
         self._replay: Recording | None = None            # a violated candidate's reads
         self._ends_in_a_row = 0
         self._last_side = ORIG
+        self._deferred: Exception | None = None          # a gap or end read_lines met
 
     # -- what subclasses write ---------------------------------------------------
 
@@ -222,6 +225,32 @@ class Analyser:
         """Bytes up to and including b"\\n"; at most `limit` bytes (a longer
         line comes back cut, without its newline)."""
         return self._request(side, WANT_LINE, limit)
+
+    def read_lines(self, side: int, limit: int = 8192,
+                   max_lines: int = MAX_LINES_PER_READ) -> list[bytes]:
+        """Every complete line of a side that is already there (at least one:
+        blocks like read_line until there is one), in one wake-up.  A gap or
+        the end met after the first line is raised by the next read."""
+        lines = [self.read_line(side, limit)]
+        if self._replay is not None:
+            return lines
+        streams = self._rt.streams
+        while len(lines) < max_lines:
+            result = streams.request(self._slot, side, WANT_LINE, limit)
+            if result is None:
+                streams.cancel(self._slot)      # nothing more now: do not wait
+                break
+            code, got_side, payload, extra = result
+            if code != R_DATA:
+                try:
+                    self._not_data(code, got_side, payload, extra)
+                except (Gap, StreamEnd) as exc:
+                    self._deferred = exc
+                break
+            if self._recording is not None and not self._recording.add(got_side, payload):
+                self._recording = None
+            lines.append(payload)
+        return lines
 
     def read_some(self, side: int, limit: int = 65536) -> bytes:
         """Whatever is there (at least one byte, at most `limit`)."""
@@ -355,6 +384,9 @@ class Analyser:
         it has none yet.  The common path is this function alone."""
         if self._replay is not None:
             return self._request_replaying(side, want, n)
+        if self._deferred is not None and side in (self._deferred.side, ANY):
+            exc, self._deferred = self._deferred, None
+            raise exc
         rt = self._rt
         result = rt.streams.request(self._slot, side, want, n)
         if result is None:

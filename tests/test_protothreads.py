@@ -508,3 +508,32 @@ def test_expectations_can_be_cancelled_or_match_any_port(replay):
     replay(timed(frames), analysers=[(Control, {})], on_event=events.append)
     assert seen == [(6000, "any-port")]
     assert not [e for e in events if e["event"] == "analyser_error"]
+
+
+def test_read_lines_returns_every_complete_line_in_one_wakeup(replay):
+    got = []
+
+    class Lines(Analyser):
+        name = "lines"
+        ports = {7000}
+
+        def main(self):
+            while True:
+                try:
+                    got.append(self.read_lines(ORIG))
+                except Gap as gap:
+                    got.append(("gap", gap.size))
+                except StreamEnd as end:
+                    got.append(("end", end.data))
+                    return
+
+    c, s = peers()
+    frames = handshake(c, s) + [c.send(ACK, b"one\r\ntwo\r\nthr"), c.send(ACK, b"ee\r\nfour\n")]
+    hole = c.send(ACK, b"lost\n")                       # never captured
+    frames += [c.send(ACK, b"after\ntail"), s.send(ACK)] + close(c, s)
+    replay(timed(frames), analysers=[(Lines, {})])
+    del hole
+    assert got == [[b"one\r\n", b"two\r\n"], [b"three\r\n", b"four\n"], ("gap", 5),
+                   [b"after\n"], ("end", b"tail")]
+    # One wake-up per segment that completed lines, not one per line.
+    assert replay.result.stats["analyser_wakeups"] <= 5
