@@ -707,7 +707,8 @@ class Runtime:
         cid = a.conn.id
         name = a.name.upper()
         self.log("analyzer", {
-            "ts": self.now(), "analyzer_kind": "protocol", "analyzer_name": name,
+            "ts": self.now(), "cause": "violation", "analyzer_kind": "protocol",
+            "analyzer_name": name,
             "uid": a.conn.uid, "fuid": None, "id.orig_h": cid.orig_h,
             "id.orig_p": cid.orig_p, "id.resp_h": cid.resp_h, "id.resp_p": cid.resp_p,
             "proto": cid.proto, "failure_reason": reason, "failure_data": data})

@@ -45,6 +45,7 @@ CONN = (
 
 ANALYZER = (
     Field("ts", "time", "time of the violation"),
+    Field("cause", "string", "violation (Zeek 7's field; Zeek 8 leaves it out)"),
     Field("analyzer_kind", "string", "protocol (an analyser of a connection's streams)"),
     Field("analyzer_name", "string", "the analyser, upper case as Zeek names them (FTP)"),
     Field("uid", "string", "the connection"),

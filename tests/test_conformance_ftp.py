@@ -83,3 +83,24 @@ def test_default_run_differs_only_by_the_commands_zeek_was_told_to_log(tmp_path)
                 "data_channel.orig_h", "data_channel.resp_h", "data_channel.resp_p")
         assert [tuple(r[k] for k in keep) for r in ours] == \
             [tuple(r[k] for k in keep) for r in expected], case["case"]
+
+
+@pytest.mark.parametrize("case", ["ftp-invalid-reply-code", "ftp-missing-reply-code",
+                                  "ftp-missing-space"])
+def test_analyzer_log_has_zeeks_violation_rows(tmp_path, case):
+    """Zeek's analyzer.log baseline of the FTP cases whose server sends a reply
+    FTP cannot parse: the same rows, field by field (uid and the masked ts
+    aside; `cause`, Zeek 7's field, is ours in addition)."""
+    from conftest import read_zeek_log
+    manifest = json.loads((CONFORMANCE / "MANIFEST.json").read_text())
+    entry = next(c for c in manifest["cases"] if c["case"] == case)
+    out = replay_to(CONFORMANCE / case / entry["trace"], tmp_path)
+    expected = read_zeek_log(CONFORMANCE / case / "analyzer.log")
+    ours = read_zeek_log(out / "analyzer.log")
+    assert len(ours) == len(expected) == 1
+    for field, value in expected[0].items():
+        if field not in ("ts", "uid"):
+            assert ours[0][field] == value, field
+    assert ours[0]["cause"] == "violation"
+    conn = {r["uid"]: r for r in read_zeek_log(out / "conn.log")}
+    assert conn[ours[0]["uid"]]["id.resp_p"] == "21"
