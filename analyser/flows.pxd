@@ -7,6 +7,7 @@ from analyser.flowstate cimport (Flow, Endpoint, SeqRange, TCP_INACTIVE, TCP_SYN
                                  TCP_RESET, T_OPENING, T_ESTABLISHED, T_CLOSING, T_CLOSED,
                                  T_UDP, T_ICMP, T_CLASS_COUNT, OOO_RANGES, HISTORY_MAX)
 from analyser.binding cimport Binder, Dispatcher
+from analyser.logformat cimport TsvRows
 
 # Built-in events (bit values; analyser/events.py names them and imports
 # these values from analyser.flows).
@@ -56,6 +57,10 @@ cdef class FlowTable:
     cdef readonly Binder binder
     cdef Streams streams
     cdef readonly uint64_t engine_errors    # exceptions caught in the flow table
+    # conn.log's TSV writer, when rows without a service may go straight from
+    # the structs (set_conn_writer); None: every row goes to on_finish.
+    cdef TsvRows conn_tsv
+    cdef readonly uint64_t direct_rows
     # Events: bit masks of what someone subscribed to, before/after the TCP update
     cdef public uint32_t ev_before
     cdef public uint32_t ev_after
@@ -114,6 +119,7 @@ cdef class FlowTable:
     cdef void connection_closed(self, Flow* f, Endpoint* e, Endpoint* p, bint gen_event) noexcept
     cdef void finish(self, Flow* f) noexcept
     cdef dict record(self, Flow* f)
+    cdef void write_conn_row(self, Flow* f) except *
     cdef uint32_t classify(self, Flow* f, bint is_orig, const Decoded* d) noexcept
     cdef void fire_packet_events(self, Flow* f, bint is_orig, const Decoded* d,
                                  uint32_t mask, uint32_t events) noexcept

@@ -43,9 +43,11 @@ from libc.stdlib cimport malloc, free
 from analyser.decode cimport (Decoded, transport_checksum_ok, PROTO_TCP, PROTO_UDP,
                               PROTO_ICMP, PROTO_ICMP6, TH_FIN, TH_SYN, TH_RST, TH_ACK)
 from analyser.streams cimport Streams, StreamPair
-from analyser.flowstate cimport uid_text, addr_text
+from analyser.flowstate cimport uid_text, addr_text, uid_chars, addr_chars
 from analyser.binding cimport Binder, Dispatcher, conn_info
 from analyser.binding import report_error
+from analyser.logformat cimport TsvRows
+from libc.stdio cimport snprintf
 
 # Why a connection ended (the conn_end event says it).
 cdef enum:
@@ -267,6 +269,42 @@ cdef inline bint no_data_acked(const Endpoint* e) noexcept nogil:
 
 cdef inline bint is_clean(const Endpoint* e) noexcept nogil:
     return e.state == TCP_ESTABLISHED or (e.state == TCP_CLOSED and e.prev_state == TCP_ESTABLISHED)
+
+
+cdef struct ConnFigures:
+    uint64_t orig_size
+    uint64_t resp_size
+    uint64_t missed
+    double duration
+    bint productive
+    const char* state
+    const char* proto
+
+
+cdef void conn_figures(Flow* f, ConnFigures* c) noexcept:
+    """What conn.log says of a flow beyond its key and counters: sizes (from
+    sequence numbers for TCP), missed bytes, conn_state, duration."""
+    cdef Endpoint* o = &f.ep[0]
+    cdef Endpoint* r = &f.ep[1]
+    c.duration = f.last_time - f.start_time
+    c.productive = c.duration > 0
+    if f.proto == PROTO_TCP:
+        c.orig_size = endpoint_size(o, r)
+        c.resp_size = endpoint_size(r, o)
+        c.state = tcp_conn_state(o.state, r.state, c.orig_size, c.resp_size,
+                                 f.history, f.hist_len)
+        c.missed = o.missed_bytes + r.missed_bytes
+        c.proto = b"tcp"
+    else:
+        c.orig_size = o.udp_bytes if o.udp_bytes > 0 else 0
+        c.resp_size = r.udp_bytes if r.udp_bytes > 0 else 0
+        c.missed = 0
+        if f.proto == PROTO_UDP:
+            c.state = udp_conn_state(o.udp_bytes >= 0, r.udp_bytes >= 0)
+            c.proto = b"udp"
+        else:
+            c.state = b"OTH"
+            c.proto = b"icmp"
 
 
 cdef class FlowTable:
@@ -1333,18 +1371,26 @@ cdef class FlowTable:
         cdef int32_t* link
         cdef object services = ()
         cdef object expectation = None
+        cdef dict rec = None
         try:
             if self.binder is not None:
                 # Its analyser gets what is left and the end; its services.
                 services, expectation = self.binder.ending(f)
-            rec = self.record(f)
-            if services:
-                rec["service"] = ",".join(services)
+            # Nobody needs the row as a dict (no service, no expectation, a TSV
+            # conn.log is all the sink wants): straight into conn.log.
+            direct = self.conn_tsv is not None and not services and expectation is None
+            if not direct:
+                rec = self.record(f)
+                if services:
+                    rec["service"] = ",".join(services)
             if (self.ev_after & EV_CONN_END) and f.quiet != 3:
                 self.fire(EV_CONN_END, f, 0, NULL, f.end_reason, 0)
             if self.binder is not None:
                 self.binder.ended(f, rec, expectation)
-            if self.on_finish is not None:
+            if direct:
+                self.write_conn_row(f)
+                self.direct_rows += 1
+            elif self.on_finish is not None:
                 self.on_finish(rec)
         except BaseException as exc:     # a sink's failure must not stop the engine
             self.caught("while ending a connection", exc)
@@ -1366,28 +1412,8 @@ cdef class FlowTable:
         (The service is added by finish(), from the analysers.)"""
         cdef Endpoint* o = &f.ep[0]
         cdef Endpoint* r = &f.ep[1]
-        cdef uint64_t orig_size, resp_size
-        cdef double duration = f.last_time - f.start_time
-        cdef bint productive = duration > 0
-        cdef const char* state
-        history = f.history[:f.hist_len].decode("ascii")
-        if f.proto == PROTO_TCP:
-            orig_size = endpoint_size(o, r)
-            resp_size = endpoint_size(r, o)
-            state = tcp_conn_state(o.state, r.state, orig_size, resp_size,
-                                   f.history, f.hist_len)
-            missed = o.missed_bytes + r.missed_bytes
-            proto = "tcp"
-        else:
-            orig_size = o.udp_bytes if o.udp_bytes > 0 else 0
-            resp_size = r.udp_bytes if r.udp_bytes > 0 else 0
-            missed = 0
-            if f.proto == PROTO_UDP:
-                state = udp_conn_state(o.udp_bytes >= 0, r.udp_bytes >= 0)
-                proto = "udp"
-            else:
-                state = b"OTH"
-                proto = "icmp"
+        cdef ConnFigures c
+        conn_figures(f, &c)
         return {
             "ts": f.start_time,
             "uid": uid_text(f.uid),
@@ -1395,17 +1421,17 @@ cdef class FlowTable:
             "id.orig_p": f.orig_port,
             "id.resp_h": addr_text(f.resp_addr, f.ip_version),
             "id.resp_p": f.resp_port,
-            "proto": proto,
+            "proto": c.proto.decode("ascii"),
             "service": None,
             # Zeek leaves duration and sizes unset for zero-length connections.
-            "duration": duration if productive else None,
-            "orig_bytes": orig_size if productive else None,
-            "resp_bytes": resp_size if productive else None,
-            "conn_state": state.decode("ascii"),
+            "duration": c.duration if c.productive else None,
+            "orig_bytes": c.orig_size if c.productive else None,
+            "resp_bytes": c.resp_size if c.productive else None,
+            "conn_state": c.state.decode("ascii"),
             "local_orig": is_private_address(f.orig_addr),
             "local_resp": is_private_address(f.resp_addr),
-            "missed_bytes": missed,
-            "history": history or None,
+            "missed_bytes": c.missed,
+            "history": f.history[:f.hist_len].decode("ascii") or None,
             "orig_pkts": o.pkts,
             "orig_ip_bytes": o.ip_bytes,
             "resp_pkts": r.pkts,
@@ -1413,6 +1439,52 @@ cdef class FlowTable:
             "tunnel_parents": None,
             "ip_proto": f.proto,
         }
+
+    cdef void write_conn_row(self, Flow* f) except *:
+        """The same row as record(), written by the TSV writer's rules straight
+        into conn.log's buffer: no dict, no Python object per field.  Only
+        for rows without a service (finish() decides)."""
+        cdef TsvRows out = self.conn_tsv
+        cdef Endpoint* o = &f.ep[0]
+        cdef Endpoint* r = &f.ep[1]
+        cdef ConnFigures c
+        cdef char tmp[96]
+        cdef int n
+        conn_figures(f, &c)
+        n = snprintf(tmp, 96, b"%.6f\t", f.start_time)
+        out.put(tmp, n)
+        n = uid_chars(f.uid, tmp)
+        tmp[n] = 9
+        out.put(tmp, n + 1)
+        n = addr_chars(f.orig_addr, f.ip_version, tmp)
+        n += snprintf(tmp + n, 96 - n, b"\t%u\t", f.orig_port)
+        out.put(tmp, n)
+        n = addr_chars(f.resp_addr, f.ip_version, tmp)
+        n += snprintf(tmp + n, 96 - n, b"\t%u\t%s\t-\t", f.resp_port, c.proto)
+        out.put(tmp, n)
+        if c.productive:
+            n = snprintf(tmp, 96, b"%.6f\t%llu\t%llu\t", c.duration, c.orig_size, c.resp_size)
+        else:
+            n = snprintf(tmp, 96, b"-\t-\t-\t")
+        out.put(tmp, n)
+        n = snprintf(tmp, 96, b"%s\t%s\t%s\t%llu\t", c.state,
+                     <const char*>(b"T" if is_private_address(f.orig_addr) else b"F"),
+                     <const char*>(b"T" if is_private_address(f.resp_addr) else b"F"),
+                     c.missed)
+        out.put(tmp, n)
+        if f.hist_len:
+            out.put(f.history, f.hist_len)      # letters and ^: nothing to escape
+        else:
+            out.put(b"-", 1)
+        n = snprintf(tmp, 96, b"\t%llu\t%llu\t%llu\t%llu\t-\t%u", o.pkts, o.ip_bytes,
+                     r.pkts, r.ip_bytes, f.proto)
+        out.put(tmp, n)
+        out.end_row()
+
+    def set_conn_writer(self, TsvRows rows):
+        """Write conn.log rows without services straight from the flow structs
+        into this TSV writer (None: every row goes to on_finish as a dict)."""
+        self.conn_tsv = rows
 
     def flush(self):
         """End of input: report every connection still open, oldest first."""

@@ -124,10 +124,12 @@ cdef struct Flow:
     uint8_t end_reason         # why it ended (END_* in flows.pyx)
 
 
-cdef inline str uid_text(uint64_t num):
-    """Zeek-style connection uid: 'C' and the base62 digits of a 64-bit id."""
+cdef inline int uid_chars(uint64_t num, char* out) noexcept nogil:
+    """Zeek-style connection uid: 'C' and the base62 digits of a 64-bit id,
+    written to `out` (at least 16 bytes); returns the length."""
     cdef char buf[16]
     cdef int i = 15
+    cdef int k
     cdef const char* digits = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
     while True:
         buf[i] = digits[num % 62]
@@ -136,15 +138,31 @@ cdef inline str uid_text(uint64_t num):
         if num == 0:
             break
     buf[i] = b'C'
-    return buf[i:16].decode("ascii")
+    for k in range(16 - i):
+        out[k] = buf[i + k]
+    return 16 - i
+
+
+cdef inline str uid_text(uint64_t num):
+    cdef char buf[16]
+    cdef int n = uid_chars(num, buf)
+    return buf[:n].decode("ascii")
+
+
+cdef inline int addr_chars(const uint8_t* a, uint8_t ip_version, char* out) noexcept nogil:
+    """An address (IPv4 mapped into the last 4 of 16 bytes) as inet_ntop
+    writes it, to `out` (at least 64 bytes); returns the length."""
+    cdef int n = 0
+    if ip_version == 4:
+        inet_ntop(AF_INET, a + 12, out, 64)
+    else:
+        inet_ntop(AF_INET6, a, out, 64)
+    while out[n] != 0:
+        n += 1
+    return n
 
 
 cdef inline str addr_text(const uint8_t* a, uint8_t ip_version):
-    """An address (IPv4 mapped into the last 4 of 16 bytes) as text, as
-    inet_ntop writes it."""
     cdef char buf[64]
-    if ip_version == 4:
-        inet_ntop(AF_INET, a + 12, buf, 64)
-    else:
-        inet_ntop(AF_INET6, a, buf, 64)
-    return (<bytes>buf).decode("ascii")
+    cdef int n = addr_chars(a, ip_version, buf)
+    return buf[:n].decode("ascii")

@@ -165,6 +165,7 @@ def _run(src, interface, *, logs_dir, log_format, ignore_checksums, timeouts,
         engine.measure_latency()
     try:
         sinks.open(logs_dir, log_format, schemas_of(cls for cls, _ in analysers or ()))
+        sinks.attach(engine)
     except OSError as exc:
         raise LiveCaptureError(f"cannot write logs in '{logs_dir}': "
                                f"{exc.strerror or exc}") from None
@@ -205,7 +206,7 @@ def _run(src, interface, *, logs_dir, log_format, ignore_checksums, timeouts,
                 signal.signal(sig, handler)
         sinks.close()
     result = LiveResult(stats=engine.stats(), wall_seconds=time.perf_counter() - started,
-                        files=[interface], connections=sinks.count)
+                        files=[interface], connections=sinks.connections)
     result.engine = engine
     result.capture = capture_stats(src)
     result.stopped_by = stopped_by[0]

@@ -16,7 +16,7 @@ Lines accumulate in a C buffer that is written to the file object when it
 passes FLUSH_BYTES (and by `flush()`), so a busy log costs one write per
 64 KiB, not one per row.
 """
-from libc.stdint cimport uint8_t
+from libc.stdint cimport uint8_t, uint64_t
 from libc.stdio cimport snprintf
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy
@@ -58,14 +58,8 @@ cdef int kind_of(str zeek_type):
 
 cdef class TsvRows:
     """Formats rows of one log (its schema's names and Zeek types) into `out`,
-    a binary file object."""
-    cdef list names
-    cdef int* kinds
-    cdef int n
-    cdef char* buf
-    cdef size_t len
-    cdef size_t cap
-    cdef object out
+    a binary file object.  Compiled writers (the flow table's conn.log rows)
+    append to the same buffer through the cdef methods of logformat.pxd."""
 
     def __cinit__(self, fields, out):
         cdef int i
@@ -79,13 +73,14 @@ cdef class TsvRows:
         for i, f in enumerate(fields):
             self.kinds[i] = kind_of(f.zeek_type)
         self.len = 0
+        self.rows = 0
         self.out = out
 
     def __dealloc__(self):
         free(self.kinds)
         free(self.buf)
 
-    cdef inline void reserve(self, size_t extra):
+    cdef void reserve(self, size_t extra) except *:
         cdef size_t cap = self.cap
         cdef char* grown
         if self.len + extra <= cap:
@@ -98,12 +93,12 @@ cdef class TsvRows:
         self.buf = grown
         self.cap = cap
 
-    cdef inline void put(self, const char* s, size_t n):
+    cdef void put(self, const char* s, size_t n) except *:
         self.reserve(n)
         memcpy(self.buf + self.len, s, n)
         self.len += n
 
-    cdef void put_escaped(self, object value):
+    cdef void put_escaped(self, object value) except *:
         """A value as Zeek writes a string: escaped, (empty) or \\x2d."""
         cdef Py_ssize_t size
         cdef const char* s
@@ -137,7 +132,7 @@ cdef class TsvRows:
                 self.buf[self.len] = <char>c
                 self.len += 1
 
-    cdef void put_element(self, object value):
+    cdef void put_element(self, object value) except *:
         """One element of a set: escaped, but an empty one stays empty."""
         cdef str text = value if PyUnicode_CheckExact(value) else str(value)
         if text == "":
@@ -147,7 +142,7 @@ cdef class TsvRows:
             return
         self.put_escaped(text)
 
-    cdef void put_count(self, object value):
+    cdef void put_count(self, object value) except *:
         cdef char tmp[32]
         cdef int overflow = 0
         cdef long long v
@@ -195,7 +190,12 @@ cdef class TsvRows:
                         self.put_element(element)
             else:
                 self.put_escaped(value)
+        self.end_row()
+
+    cdef void end_row(self) except *:
+        """The newline of a row; the buffer goes out past FLUSH_BYTES."""
         self.put(b"\n", 1)
+        self.rows += 1
         if self.len >= FLUSH_BYTES:
             self.flush()
 

@@ -39,12 +39,26 @@ class Sinks:
         self.on_connection = on_connection
         self.logs: LogSet | None = None
         self.count = 0
+        self.engine = None
 
     def open(self, logs_dir: str | None, log_format: str, schemas: dict | None = None) -> None:
         if logs_dir is not None:
             os.makedirs(logs_dir, exist_ok=True)
             self.logs = LogSet(logs_dir, log_format, schemas)
             self.logs.open("conn")          # always there, even when empty
+
+    def attach(self, engine) -> None:
+        """When conn.log (TSV) is the only consumer of connection rows, the
+        flow table writes the rows without a service straight into it."""
+        self.engine = engine
+        if self.logs is not None and self.logs.log_format == "tsv" \
+                and self.on_connection is None:
+            engine.flows.set_conn_writer(self.logs.open("conn")._tsv)
+
+    @property
+    def connections(self) -> int:
+        """Rows reported: through connection(), and straight from the flow table."""
+        return self.count + (self.engine.flows.direct_rows if self.engine is not None else 0)
 
     def connection(self, row: dict) -> None:
         """A finished connection's conn.log row, from the engine."""
@@ -98,6 +112,7 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
                     monitor=monitor, on_event=on_event, on_log=sinks.log, **engine_options)
     # Logs only once the options proved good (a bad filter writes nothing).
     sinks.open(logs_dir, log_format, schemas_of(cls for cls, _ in analysers or ()))
+    sinks.attach(engine)
     warnings = []
     started = time.perf_counter()
     try:
@@ -113,6 +128,6 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
         finally:
             sinks.close()
     result = ReplayResult(stats=engine.stats(), wall_seconds=time.perf_counter() - started,
-                          files=paths, warnings=warnings, connections=sinks.count)
+                          files=paths, warnings=warnings, connections=sinks.connections)
     result.engine = engine
     return result
