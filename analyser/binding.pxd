@@ -34,6 +34,7 @@ cdef class Binder:
     cdef readonly uint64_t analysed_flows
     cdef readonly uint64_t detections       # flows started by their first payload
     cdef readonly uint64_t errors           # exceptions caught while binding
+    cdef dict ended_services                # service -> connections that ended with it
     cdef void new_flow(self, Flow* f) noexcept
     cdef void first_payload(self, Flow* f, int side, const uint8_t* data,
                             uint32_t n) noexcept

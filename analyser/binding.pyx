@@ -69,6 +69,7 @@ cdef class Binder:
         self.detectable = []
         self.expected = {}
         self.slot_flows = {}
+        self.ended_services = {}
         self.n_signatures = 0
         memset(self.tcp_port_analyser, 0, sizeof(self.tcp_port_analyser))
         runtime.set_classes(analysers)
@@ -166,6 +167,8 @@ cdef class Binder:
                     and expectation.meta.get("service")):
                 # Counted in bulk: the expectation names the service.
                 services = (expectation.meta["service"],)
+        for service in services:
+            self.ended_services[service] = self.ended_services.get(service, 0) + 1
         return services, expectation
 
     cdef void ended(self, Flow* f, dict row, object expectation) noexcept:
@@ -292,7 +295,8 @@ cdef class Binder:
 
     def stats(self):
         return {"detections": self.detections, "analysed_flows": self.analysed_flows,
-                "binding_errors": self.errors}
+                "binding_errors": self.errors,
+                "connections_by_service": dict(self.ended_services)}
 
 
 cdef class Dispatcher:

@@ -11,6 +11,7 @@ import argparse
 import gc
 import os
 import sys
+import time
 
 from analyser import __version__
 from ringbuf.ring import MAXIMUM_SNAPLEN as DEFAULT_SNAPLEN
@@ -78,6 +79,14 @@ def add_analysis_options(r) -> None:
                    help="also write this built-in event kind: packet, conn_start, established, "
                         "state_change, new_data, retransmission, out_of_order, "
                         "overlap_differs, gap, conn_end, timeout (repeatable)")
+    m = r.add_argument_group("metrics")
+    m.add_argument("--metrics-port", metavar="PORT", type=_port, default=None,
+                   help="serve Prometheus metrics on this port (/metrics) while running")
+    m.add_argument("--metrics-addr", metavar="ADDR", default="127.0.0.1",
+                   help="address the metrics server listens on (default: 127.0.0.1)")
+    m.add_argument("--metrics-linger", metavar="SECONDS", type=_positive_float, default=0.0,
+                   help="keep serving the final figures this long after the end, so a last "
+                        "scrape sees them (default: 0)")
     r.add_argument("--no-progress", action="store_true",
                    help="no progress bar, even on a terminal")
     r.add_argument("-q", "--quiet", action="store_true", help="no summary")
@@ -317,6 +326,16 @@ def cmd_list_analysers(args) -> int:
     return 0
 
 
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a port number: %r" % value) from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError("not a port number: %r" % value)
+    return port
+
+
 def analysis_kwargs(args, analysers, monitor, writer) -> dict:
     """The keyword arguments `replay` and `live` pass alike (add_analysis_options)."""
     from analyser.replay import DEFAULT_FLOW_MEMORY_MB
@@ -338,8 +357,23 @@ def run_analysis(args, call, input_error):
     except OSError as exc:
         print("analyser: cannot write events: %s" % exc, file=sys.stderr)
         return None, EXIT_INPUT
+    metrics = None
+    if getattr(args, "metrics_port", None):
+        from analyser.metrics import Metrics
+        metrics = Metrics(args.metrics_port, args.metrics_addr)
+        try:
+            metrics.serve()
+        except OSError as exc:
+            print("analyser: cannot serve metrics on %s:%d: %s" % (
+                args.metrics_addr, args.metrics_port, exc.strerror or exc), file=sys.stderr)
+            if writer is not None:
+                writer.close()
+            return None, EXIT_USAGE
     try:
-        return call(**analysis_kwargs(args, analysers, monitor, writer)), None
+        kwargs = analysis_kwargs(args, analysers, monitor, writer)
+        if metrics is not None:
+            kwargs["metrics"] = metrics
+        return call(**kwargs), None
     except input_error as exc:
         print("analyser: %s" % exc, file=sys.stderr)
         return None, EXIT_INPUT
@@ -352,6 +386,10 @@ def run_analysis(args, call, input_error):
     finally:
         if writer is not None:
             writer.close()
+        if metrics is not None:
+            if args.metrics_linger:
+                time.sleep(args.metrics_linger)     # a last scrape sees the end figures
+            metrics.close()
 
 
 def replay_with_workers(args, progress) -> int:
@@ -411,6 +449,9 @@ def cmd_replay(args) -> int:
     from ringbuf.errors import CaptureFileError
 
     if args.workers > 1:
+        if args.metrics_port:
+            print("analyser: --metrics-port does not work with --workers yet", file=sys.stderr)
+            return EXIT_USAGE
         return replay_with_workers(args, None)
 
     progress = None

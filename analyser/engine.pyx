@@ -384,6 +384,8 @@ cdef class Engine:
         if self.streams is not None:
             s.update(self.streams.stats())
             s.update(self.runtime.counters)
+            s["analyser_seconds"] = dict(self.runtime.seconds)
+            s["events_by_kind"] = dict(self.runtime.events_by_kind)
         if self.flows.binder is not None:
             s.update(self.flows.binder.stats())
         # Every exception the engine caught, wherever: flow table, binding,

@@ -61,6 +61,7 @@ cdef class FlowTable:
     # the structs (set_conn_writer); None: every row goes to on_finish.
     cdef TsvRows conn_tsv
     cdef readonly uint64_t direct_rows
+    cdef uint64_t ended_by[5]               # connections ended, by END_* reason
     # Events: bit masks of what someone subscribed to, before/after the TCP update
     cdef public uint32_t ev_before
     cdef public uint32_t ev_after

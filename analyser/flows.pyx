@@ -1372,6 +1372,8 @@ cdef class FlowTable:
         cdef object services = ()
         cdef object expectation = None
         cdef dict rec = None
+        if f.end_reason < 5:
+            self.ended_by[f.end_reason] += 1
         try:
             if self.binder is not None:
                 # Its analyser gets what is left and the end; its services.
@@ -1512,6 +1514,7 @@ cdef class FlowTable:
             "timeouts": self.timeouts,
             "bad_checksums": self.bad_checksums,
             "engine_errors": self.engine_errors,
+            "ended_by": {END_REASONS[i]: self.ended_by[i] for i in range(5)},
         }
 
 

@@ -153,9 +153,12 @@ def live_capture(interface: str, *, source: str = "pcap", bpf: str | None = None
 
 def _run(src, interface, *, logs_dir, log_format, ignore_checksums, timeouts,
          flow_memory_mb, on_connection, status, analysers, monitor, on_event,
-         handle_signals, measure_latency, on_ready, ring_mb, duration, **engine_options):
+         handle_signals, measure_latency, on_ready, ring_mb, duration, metrics=None,
+         **engine_options):
     sinks = Sinks(on_connection)
     ring_bytes = int(ring_mb * (1 << 20))
+    if metrics is not None:
+        on_event = metrics.events(on_event)
     engine = Engine(on_connection=sinks.connection, ignore_checksums=ignore_checksums,
                     timeouts=timeouts, flow_capacity=flow_capacity_for(flow_memory_mb),
                     analysers=analysers, monitor=monitor, on_event=on_event,
@@ -163,6 +166,8 @@ def _run(src, interface, *, logs_dir, log_format, ignore_checksums, timeouts,
                     ring_records=max(4096, ring_bytes // 512), **engine_options)
     if measure_latency:
         engine.measure_latency()
+    if metrics is not None:
+        metrics.attach(engine, lambda: capture_stats(src))
     try:
         sinks.open(logs_dir, log_format, schemas_of(cls for cls, _ in analysers or ()))
         sinks.attach(engine)

@@ -89,7 +89,7 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
                  progress: Callable | None = None,
                  analysers: list | None = None, monitor=None,
                  on_event: Callable[[dict], None] | None = None,
-                 speed: float = 0.0, **engine_options) -> ReplayResult:
+                 speed: float = 0.0, metrics=None, **engine_options) -> ReplayResult:
     """Replay trace files through the engine.
 
     Each finished connection is passed to `on_connection` as a conn.log row
@@ -102,10 +102,14 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
     ringbuf.errors.CaptureFileError (before any log is written) when a file
     cannot be read as a capture, and ValueError for a bad filter or option.
     `speed` > 0 paces the replay to the trace's clock (1.0 = real time).
+    `metrics` (analyser.metrics.Metrics) is given the engine to read when
+    scraped, and the transfer events.
     """
     paths = list(paths)
     sources = [PcapFileSource(p) for p in paths]    # every file checked up front
     sinks = Sinks(on_connection)
+    if metrics is not None:
+        on_event = metrics.events(on_event)
     engine = Engine(on_connection=sinks.connection, bpf=bpf,
                     ignore_checksums=ignore_checksums, timeouts=timeouts,
                     flow_capacity=flow_capacity_for(flow_memory_mb), analysers=analysers,
@@ -113,6 +117,8 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
     # Logs only once the options proved good (a bad filter writes nothing).
     sinks.open(logs_dir, log_format, schemas_of(cls for cls, _ in analysers or ()))
     sinks.attach(engine)
+    if metrics is not None:
+        metrics.attach(engine)
     warnings = []
     started = time.perf_counter()
     try:

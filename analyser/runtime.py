@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import traceback
 from collections import deque
+from time import perf_counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, NamedTuple, Sequence
 
@@ -577,6 +578,8 @@ class Runtime:
                          "log_rows": 0}
         self.error_log: list[dict] = []
         self.by_uid: dict[str, Analyser] = {}
+        self.seconds: dict[str, float] = {}         # analyser name -> time in its code
+        self.events_by_kind: dict[str, int] = {}
         # slot -> (class, config, candidates after it, recording to replay)
         self._replacements: dict[int, tuple] = {}
         # Every analyser the run knows by name, for hand_over("name").
@@ -617,7 +620,9 @@ class Runtime:
         self.by_uid[conn.uid] = a
         a._greenlet = greenlet.greenlet(lambda: self._run(a), parent=self.main_greenlet)
         self.counters["analysers_started"] += 1
+        started = perf_counter()
         a._greenlet.switch()
+        self.seconds[a.name] = self.seconds.get(a.name, 0.0) + perf_counter() - started
         self._apply_replacement(slot)
         return self.instances.get(slot, a)
 
@@ -745,7 +750,9 @@ class Runtime:
         a = self.instances.get(slot)
         if a is None or a._greenlet.dead:
             return
+        started = perf_counter()
         a._greenlet.switch((code, side, payload, extra))
+        self.seconds[a.name] = self.seconds.get(a.name, 0.0) + perf_counter() - started
         if self._replacements:
             self._apply_replacement(slot)
 
@@ -795,6 +802,7 @@ class Runtime:
 
     def emit(self, a: Analyser, kind: str, fields: dict) -> None:
         self.counters["events_emitted"] += 1
+        self.events_by_kind[kind] = self.events_by_kind.get(kind, 0) + 1
         if self._emit is None:
             return
         cid = a.conn.id
@@ -894,6 +902,8 @@ class Runtime:
 
     def _emit_plain(self, record: dict) -> None:
         self.counters["events_emitted"] += 1
+        kind = record["event"]
+        self.events_by_kind[kind] = self.events_by_kind.get(kind, 0) + 1
         if self._emit is not None:
             self._emit(record)
 

@@ -46,7 +46,11 @@ def merged_stats(all_stats: list[dict]) -> dict:
     first = all_stats[0]
     out = {}
     for key, value in first.items():
-        if key in INPUT_COUNTERS or not isinstance(value, (int, float)) \
+        if key not in INPUT_COUNTERS and isinstance(value, dict):
+            # Counters by kind, reason, service, analyser: summed per key.
+            keys = {k for s in all_stats for k in s.get(key, {})}
+            out[key] = {k: sum(s.get(key, {}).get(k, 0) for s in all_stats) for k in keys}
+        elif key in INPUT_COUNTERS or not isinstance(value, (int, float)) \
                 or isinstance(value, bool):
             out[key] = value
         else:
