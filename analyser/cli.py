@@ -56,6 +56,10 @@ def add_analysis_options(r) -> None:
                    help="same as --checksums ignore (Zeek's -C)")
     r.add_argument("--timeout", metavar="CLASS=SECONDS", type=_timeout, action="append",
                    default=[], help="override a flow timeout (repeatable)")
+    r.add_argument("--dedup", metavar="SECONDS", type=_positive_float, default=None,
+                   help="drop an IP packet equal to one seen less than SECONDS before "
+                        "(TTL and IPv4 header checksum aside): duplicates from SPAN ports; "
+                        "counted in the summary")
     r.add_argument("--flow-memory", metavar="MB", type=float, default=None,
                    help="memory budget of the flow table; beyond it the flow nearest "
                         "its timeout is evicted and counted (default: 512)")
@@ -229,6 +233,8 @@ def format_summary(result) -> str:
         skipped.append("%s other IP protocols" % format(s["other_transport"], ","))
     if s["bad_checksums"]:
         skipped.append("%s bad TCP/UDP checksums" % format(s["bad_checksums"], ","))
+    if s.get("duplicates"):
+        skipped.append("%s duplicate packets (--dedup)" % format(s["duplicates"], ","))
     if s["fragments_seen"]:
         skipped.append("%s IP fragments -> %s datagrams" % (
             format(s["fragments_seen"], ","), format(s["datagrams_reassembled"], ",")))
@@ -343,6 +349,7 @@ def analysis_kwargs(args, analysers, monitor, writer) -> dict:
                 ignore_checksums=args.checksums == "ignore", timeouts=dict(args.timeout),
                 flow_memory_mb=args.flow_memory or DEFAULT_FLOW_MEMORY_MB,
                 analysers=analysers, monitor=monitor, detect=args.detect,
+                dedup=args.dedup or 0.0,
                 on_event=writer.write if writer is not None else None)
 
 

@@ -57,6 +57,48 @@ cdef inline uint64_t mix(uint64_t z) noexcept nogil:
     return z ^ (z >> 31)
 
 
+cdef struct DedupSlot:
+    uint64_t hash
+    int64_t ts_ns
+
+cdef enum:
+    DEDUP_SLOTS = 65536       # a power of two; 1 MiB
+
+
+cdef inline uint64_t hash_bytes(uint64_t h, const uint8_t* p, uint32_t n) noexcept nogil:
+    cdef uint64_t w
+    while n >= 8:
+        memcpy(&w, p, 8)
+        h = mix(h ^ w)
+        p += 8
+        n -= 8
+    w = 0
+    if n:
+        memcpy(&w, p, n)
+        h = mix(h ^ w ^ (<uint64_t>n << 56))
+    return h
+
+
+cdef uint64_t packet_hash(const Decoded* d) noexcept nogil:
+    """The IP packet as captured, without what changes on the way between two
+    copies of it: the TTL (hop limit) and the IPv4 header checksum."""
+    cdef const uint8_t* ip = d.ip_hdr
+    cdef uint32_t hdr = <uint32_t>(d.l4 - ip)
+    cdef uint64_t h = 0x243f6a8885a308d3ULL
+    if ip == NULL or d.l4 == NULL or d.l4 < ip:
+        return hash_bytes(h, d.l4, d.l4_caplen)
+    if d.ip_version == 4 and hdr >= 20:
+        h = hash_bytes(h, ip, 8)                     # up to the TTL
+        h = hash_bytes(h, ip + 9, 1)                 # protocol
+        h = hash_bytes(h, ip + 12, hdr - 12)         # addresses, options
+    elif d.ip_version == 6 and hdr >= 40:
+        h = hash_bytes(h, ip, 7)                     # up to the hop limit
+        h = hash_bytes(h, ip + 8, hdr - 8)
+    else:
+        h = hash_bytes(h, ip, hdr)
+    return hash_bytes(h, d.l4, d.l4_caplen)
+
+
 cdef inline uint64_t address_hash(const uint8_t* a) noexcept nogil:
     cdef uint64_t hi, lo
     memcpy(&hi, a, 8)
@@ -100,6 +142,11 @@ cdef class Engine:
     cdef readonly uint32_t worker_index
     cdef readonly uint32_t worker_count
     cdef readonly uint64_t other_workers
+    # --dedup: the IP packets seen in the last dedup_window_ns, by hash
+    # (direct-mapped: a slot holds the latest packet whose hash falls there).
+    cdef DedupSlot* dedup
+    cdef int64_t dedup_window_ns
+    cdef readonly uint64_t duplicates
     # Live and paced runs (see run_source).
     cdef readonly bint stop_requested
     cdef readonly uint64_t idle_expiries
@@ -115,7 +162,7 @@ cdef class Engine:
                  bint key_on_vlan=False, analysers=None, monitor=None, on_event=None,
                  on_log=None, uint64_t max_stream_bytes=4 << 20,
                  uint64_t max_owned_bytes=1 << 20, ring_policy="wait", detect="content",
-                 worker=None):
+                 worker=None, double dedup=0.0):
         """analysers: [(Analyser subclass, config dict)]; monitor: an
         analyser.events.Monitor; on_event: callable(dict) for application events.
         ring_policy: "wait" (replay: the source waits for room) or "drop"
@@ -123,9 +170,20 @@ cdef class Engine:
         detect: "content" (signatures on the first payload, ports as hints) or
         "ports" (the responder's port alone chooses an analyser).
         worker: (index, count) to analyse only the host pairs whose hash falls
-        to this worker (analyser/workers.py); None: all of them."""
+        to this worker (analyser/workers.py); None: all of them.
+        dedup: seconds; an IP packet equal to one seen less than this long
+        before (TTL/hop limit and IPv4 header checksum aside) is dropped and
+        counted as a duplicate (SPAN ports); 0: off."""
         self.ring = Ring(ring_records, ring_bytes, ring_policy)
         self.worker_index, self.worker_count = (0, 1) if worker is None else worker
+        if dedup < 0:
+            raise ValueError("dedup window must be positive, not %r" % dedup)
+        self.dedup = NULL
+        if dedup > 0:
+            self.dedup = <DedupSlot*>calloc(DEDUP_SLOTS, sizeof(DedupSlot))
+            if self.dedup == NULL:
+                raise MemoryError()
+            self.dedup_window_ns = <int64_t>(dedup * 1e9)
         if not (self.worker_count >= 1 and self.worker_index < self.worker_count):
             raise ValueError("bad worker %r: (index, count) with index < count" % (worker,))
         self.first_ts_ns = -1
@@ -176,6 +234,18 @@ cdef class Engine:
     def __dealloc__(self):
         free(self.latency_hist)
         self.latency_hist = NULL
+        free(self.dedup)
+        self.dedup = NULL
+
+    cdef bint is_duplicate(self, const Decoded* d, int64_t ts_ns) noexcept:
+        """Seen within the window?  Remembers this packet either way."""
+        cdef uint64_t h = packet_hash(d)
+        cdef DedupSlot* slot = &self.dedup[h & (DEDUP_SLOTS - 1)]
+        if slot.hash == h and slot.ts_ns <= ts_ns and ts_ns - slot.ts_ns <= self.dedup_window_ns:
+            return True
+        slot.hash = h
+        slot.ts_ns = ts_ns
+        return False
 
     cdef inline void process(self, PacketRecord* rec) except *:
         cdef Decoded d
@@ -203,6 +273,9 @@ cdef class Engine:
                 self.other_workers += 1
                 self.flows.now = rec.ts_ns * 1e-9
                 self.flows.expire(self.flows.now)
+                return
+            if self.dedup != NULL and self.is_duplicate(&d, rec.ts_ns):
+                self.duplicates += 1            # (a copy goes to the same worker)
                 return
             d.record_index = self.ring.processed_index
             d.in_ring = not d.reassembled
@@ -375,6 +448,7 @@ cdef class Engine:
             "last_ts": self.last_ts_ns * 1e-9 if self.last_ts_ns >= 0 else None,
             "timestamps_out_of_order": self.ts_went_backwards,
             "other_workers": self.other_workers,
+            "duplicates": self.duplicates,
             "malformed": self.decoder.malformed_counts(),
         }
         s.update(self.decoder.fragment_stats())

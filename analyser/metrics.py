@@ -36,6 +36,7 @@ FAMILIES = (
      "left in the engine's ring)"),
     ("malformed_packets_total", "counter", ("reason",), "packets skipped as malformed"),
     ("filtered_packets_total", "counter", (), "packets the --bpf filter left out"),
+    ("duplicate_packets_total", "counter", (), "packets dropped as copies (--dedup)"),
     ("connections_total", "counter", ("proto",), "connections seen, by transport"),
     ("connections_active", "gauge", (), "connections in the flow table now"),
     ("connections_ended_total", "counter", ("cause",),
@@ -110,6 +111,7 @@ class EngineCollector:
         yield self._family("malformed_packets_total",
                            samples=[((k,), v) for k, v in sorted(s["malformed"].items())])
         yield self._family("filtered_packets_total", s["filtered_out"])
+        yield self._family("duplicate_packets_total", s.get("duplicates", 0))
         yield self._family("connections_total", samples=[
             (("tcp",), s["flows_tcp"]), (("udp",), s["flows_udp"]), (("icmp",), s["flows_icmp"])])
         yield self._family("connections_active", s["active_flows"])
