@@ -53,6 +53,7 @@ setup(
         "dpkt>=1.9",
         "greenlet>=3.0",
         "prometheus-client>=0.17",
+        "redis>=4.2",
     ],
     extras_require={"test": ["pytest>=7", "pyftpdlib>=1.5"]},
     entry_points={"console_scripts": ["analyser=analyser.cli:main"]},

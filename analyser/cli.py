@@ -83,6 +83,13 @@ def add_analysis_options(r) -> None:
                    help="also write this built-in event kind: packet, conn_start, established, "
                         "state_change, new_data, retransmission, out_of_order, "
                         "overlap_differs, gap, conn_end, timeout (repeatable)")
+    o = r.add_argument_group("other outputs")
+    o.add_argument("--redis", metavar="URL",
+                   help="also send every log row and event to Redis streams "
+                        "(analyser:<log>, analyser:events), e.g. redis://127.0.0.1:6379/0; "
+                        "the engine never waits: what Redis cannot take is counted as dropped")
+    o.add_argument("--sensor", metavar="NAME", default=None,
+                   help="this sensor's name in every Redis record (default: the host name)")
     m = r.add_argument_group("metrics")
     m.add_argument("--metrics-port", metavar="PORT", type=_port, default=None,
                    help="serve Prometheus metrics on this port (/metrics) while running")
@@ -274,6 +281,10 @@ def format_summary(result) -> str:
                      format(ring.get("pressure_events", 0), ","),
                      format(s.get("ring_copied_out_bytes", 0), ","),
                      format(s.get("ring_given_up_bytes", 0), ",")))
+    if "redis_sent" in s:
+        lines.append("redis     %s records sent, %s dropped (Redis gone or too slow; %s failed "
+                     "sends)" % (format(s["redis_sent"], ","), format(s["redis_dropped"], ","),
+                                 format(s["redis_failures"], ",")))
     if s["engine_errors"]:
         lines.append("errors    %s exceptions caught in the engine (sinks, callbacks, starts); "
                      "see the engine_error events" % format(s["engine_errors"], ","))
@@ -364,6 +375,16 @@ def run_analysis(args, call, input_error):
     except OSError as exc:
         print("analyser: cannot write events: %s" % exc, file=sys.stderr)
         return None, EXIT_INPUT
+    redis = None
+    if getattr(args, "redis", None):
+        from analyser.redisout import RedisSink
+        try:
+            redis = RedisSink(args.redis, args.sensor)
+        except (ValueError, ImportError) as exc:
+            print("analyser: %s" % exc, file=sys.stderr)
+            if writer is not None:
+                writer.close()
+            return None, EXIT_USAGE
     metrics = None
     if getattr(args, "metrics_port", None):
         from analyser.metrics import Metrics
@@ -380,7 +401,13 @@ def run_analysis(args, call, input_error):
         kwargs = analysis_kwargs(args, analysers, monitor, writer)
         if metrics is not None:
             kwargs["metrics"] = metrics
-        return call(**kwargs), None
+        if redis is not None:
+            kwargs["redis"] = redis
+        result = call(**kwargs)
+        if redis is not None:
+            result.stats.update(redis.close())
+            redis = None
+        return result, None
     except input_error as exc:
         print("analyser: %s" % exc, file=sys.stderr)
         return None, EXIT_INPUT
@@ -393,6 +420,8 @@ def run_analysis(args, call, input_error):
     finally:
         if writer is not None:
             writer.close()
+        if redis is not None:
+            redis.close()
         if metrics is not None:
             if args.metrics_linger:
                 time.sleep(args.metrics_linger)     # a last scrape sees the end figures
@@ -456,8 +485,9 @@ def cmd_replay(args) -> int:
     from ringbuf.errors import CaptureFileError
 
     if args.workers > 1:
-        if args.metrics_port:
-            print("analyser: --metrics-port does not work with --workers yet", file=sys.stderr)
+        if args.metrics_port or args.redis:
+            print("analyser: --metrics-port and --redis do not work with --workers yet",
+                  file=sys.stderr)
             return EXIT_USAGE
         return replay_with_workers(args, None)
 

@@ -35,8 +35,9 @@ class Sinks:
     """Where a run's records go: conn.log and the analysers' logs in a
     directory (if any), and a per-connection callback (if any)."""
 
-    def __init__(self, on_connection: Callable[[dict], None] | None = None):
+    def __init__(self, on_connection: Callable[[dict], None] | None = None, redis=None):
         self.on_connection = on_connection
+        self.redis = redis                  # analyser.redisout.RedisSink, or None
         self.logs: LogSet | None = None
         self.count = 0
         self.engine = None
@@ -52,7 +53,7 @@ class Sinks:
         flow table writes the rows without a service straight into it."""
         self.engine = engine
         if self.logs is not None and self.logs.log_format == "tsv" \
-                and self.on_connection is None:
+                and self.on_connection is None and self.redis is None:
             engine.flows.set_conn_writer(self.logs.open("conn")._tsv)
 
     @property
@@ -65,12 +66,28 @@ class Sinks:
         self.count += 1
         if self.logs is not None:
             self.logs.write("conn", row)
+        if self.redis is not None:
+            self.redis.log("conn", row)
         if self.on_connection is not None:
             self.on_connection(row)
 
     def log(self, path: str, row: dict) -> None:
         if self.logs is not None:
             self.logs.write(path, row)
+        if self.redis is not None:
+            self.redis.log(path, row)
+
+    def events(self, on_event: Callable[[dict], None] | None):
+        """The event sink: Redis (if any), then `on_event`."""
+        if self.redis is None:
+            return on_event
+        redis = self.redis
+
+        def sink(record: dict) -> None:
+            redis.event(record)
+            if on_event is not None:
+                on_event(record)
+        return sink
 
     def close(self) -> None:
         if self.logs is not None:
@@ -89,7 +106,8 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
                  progress: Callable | None = None,
                  analysers: list | None = None, monitor=None,
                  on_event: Callable[[dict], None] | None = None,
-                 speed: float = 0.0, metrics=None, **engine_options) -> ReplayResult:
+                 speed: float = 0.0, metrics=None, redis=None,
+                 **engine_options) -> ReplayResult:
     """Replay trace files through the engine.
 
     Each finished connection is passed to `on_connection` as a conn.log row
@@ -103,11 +121,13 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
     cannot be read as a capture, and ValueError for a bad filter or option.
     `speed` > 0 paces the replay to the trace's clock (1.0 = real time).
     `metrics` (analyser.metrics.Metrics) is given the engine to read when
-    scraped, and the transfer events.
+    scraped, and the transfer events.  `redis` (analyser.redisout.RedisSink)
+    gets every log row and event too.
     """
     paths = list(paths)
     sources = [PcapFileSource(p) for p in paths]    # every file checked up front
-    sinks = Sinks(on_connection)
+    sinks = Sinks(on_connection, redis)
+    on_event = sinks.events(on_event)
     if metrics is not None:
         on_event = metrics.events(on_event)
     engine = Engine(on_connection=sinks.connection, bpf=bpf,
