@@ -83,6 +83,10 @@ def add_analysis_options(r) -> None:
                    help="also write this built-in event kind: packet, conn_start, established, "
                         "state_change, new_data, retransmission, out_of_order, "
                         "overlap_differs, gap, conn_end, timeout (repeatable)")
+    r.add_argument("--rotate", metavar="INTERVAL|SIZE", type=_rotation, default=None,
+                   help="rotate the logs every INTERVAL of trace time (90s, 30m, 1h) or when a "
+                        "file passes SIZE (500KB, 100MB, 1GB): the file is completed and "
+                        "renamed to <log>.<opened>_<closed>.log in one step")
     o = r.add_argument_group("other outputs")
     o.add_argument("--redis", metavar="URL",
                    help="also send every log row and event to Redis streams "
@@ -343,6 +347,14 @@ def cmd_list_analysers(args) -> int:
     return 0
 
 
+def _rotation(value: str):
+    from analyser.logs import parse_rotation
+    try:
+        return parse_rotation(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _port(value: str) -> int:
     try:
         port = int(value)
@@ -360,7 +372,7 @@ def analysis_kwargs(args, analysers, monitor, writer) -> dict:
                 ignore_checksums=args.checksums == "ignore", timeouts=dict(args.timeout),
                 flow_memory_mb=args.flow_memory or DEFAULT_FLOW_MEMORY_MB,
                 analysers=analysers, monitor=monitor, detect=args.detect,
-                dedup=args.dedup or 0.0,
+                dedup=args.dedup or 0.0, rotate=args.rotate,
                 on_event=writer.write if writer is not None else None)
 
 

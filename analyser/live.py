@@ -154,7 +154,7 @@ def live_capture(interface: str, *, source: str = "pcap", bpf: str | None = None
 def _run(src, interface, *, logs_dir, log_format, ignore_checksums, timeouts,
          flow_memory_mb, on_connection, status, analysers, monitor, on_event,
          handle_signals, measure_latency, on_ready, ring_mb, duration, metrics=None,
-         redis=None, **engine_options):
+         redis=None, rotate=None, **engine_options):
     sinks = Sinks(on_connection, redis)
     on_event = sinks.events(on_event)
     ring_bytes = int(ring_mb * (1 << 20))
@@ -170,7 +170,8 @@ def _run(src, interface, *, logs_dir, log_format, ignore_checksums, timeouts,
     if metrics is not None:
         metrics.attach(engine, lambda: capture_stats(src))
     try:
-        sinks.open(logs_dir, log_format, schemas_of(cls for cls, _ in analysers or ()))
+        sinks.open(logs_dir, log_format, schemas_of(cls for cls, _ in analysers or ()), rotate,
+                   engine.flows.trace_time)
         sinks.attach(engine)
     except OSError as exc:
         raise LiveCaptureError(f"cannot write logs in '{logs_dir}': "

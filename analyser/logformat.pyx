@@ -199,6 +199,16 @@ cdef class TsvRows:
         if self.len >= FLUSH_BYTES:
             self.flush()
 
+    @property
+    def pending(self):
+        """Bytes formatted but not yet written to the file."""
+        return self.len
+
+    def retarget(self, out):
+        """Write to another file from now on (after rotation)."""
+        self.flush()
+        self.out = out
+
     def flush(self):
         """Write what the buffer holds to the file."""
         if self.len:

@@ -42,10 +42,11 @@ class Sinks:
         self.count = 0
         self.engine = None
 
-    def open(self, logs_dir: str | None, log_format: str, schemas: dict | None = None) -> None:
+    def open(self, logs_dir: str | None, log_format: str, schemas: dict | None = None,
+             rotate=None, clock=lambda: 0.0) -> None:
         if logs_dir is not None:
             os.makedirs(logs_dir, exist_ok=True)
-            self.logs = LogSet(logs_dir, log_format, schemas)
+            self.logs = LogSet(logs_dir, log_format, schemas, rotate, clock)
             self.logs.open("conn")          # always there, even when empty
 
     def attach(self, engine) -> None:
@@ -53,7 +54,8 @@ class Sinks:
         flow table writes the rows without a service straight into it."""
         self.engine = engine
         if self.logs is not None and self.logs.log_format == "tsv" \
-                and self.on_connection is None and self.redis is None:
+                and self.on_connection is None and self.redis is None \
+                and not (self.logs.rotate_interval or self.logs.rotate_bytes):
             engine.flows.set_conn_writer(self.logs.open("conn")._tsv)
 
     @property
@@ -106,7 +108,7 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
                  progress: Callable | None = None,
                  analysers: list | None = None, monitor=None,
                  on_event: Callable[[dict], None] | None = None,
-                 speed: float = 0.0, metrics=None, redis=None,
+                 speed: float = 0.0, metrics=None, redis=None, rotate=None,
                  **engine_options) -> ReplayResult:
     """Replay trace files through the engine.
 
@@ -122,7 +124,8 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
     `speed` > 0 paces the replay to the trace's clock (1.0 = real time).
     `metrics` (analyser.metrics.Metrics) is given the engine to read when
     scraped, and the transfer events.  `redis` (analyser.redisout.RedisSink)
-    gets every log row and event too.
+    gets every log row and event too.  `rotate`: ("interval", seconds) or
+    ("size", bytes) (analyser.logs.parse_rotation).
     """
     paths = list(paths)
     sources = [PcapFileSource(p) for p in paths]    # every file checked up front
@@ -135,7 +138,8 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
                     flow_capacity=flow_capacity_for(flow_memory_mb), analysers=analysers,
                     monitor=monitor, on_event=on_event, on_log=sinks.log, **engine_options)
     # Logs only once the options proved good (a bad filter writes nothing).
-    sinks.open(logs_dir, log_format, schemas_of(cls for cls, _ in analysers or ()))
+    sinks.open(logs_dir, log_format, schemas_of(cls for cls, _ in analysers or ()), rotate,
+               engine.flows.trace_time)
     sinks.attach(engine)
     if metrics is not None:
         metrics.attach(engine)
