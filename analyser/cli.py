@@ -92,6 +92,9 @@ def add_analysis_options(r) -> None:
                    help="also send every log row and event to Redis streams "
                         "(analyser:<log>, analyser:events), e.g. redis://127.0.0.1:6379/0; "
                         "the engine never waits: what Redis cannot take is counted as dropped")
+    o.add_argument("--no-payload-in-logs", action="store_true",
+                   help="keep what users sent (user names, passwords, file names, paths, "
+                        "commands, message text) out of every log, event and Redis record")
     o.add_argument("--sensor", metavar="NAME", default=None,
                    help="this sensor's name in every Redis record (default: the host name)")
     m = r.add_argument_group("metrics")
@@ -373,6 +376,7 @@ def analysis_kwargs(args, analysers, monitor, writer) -> dict:
                 flow_memory_mb=args.flow_memory or DEFAULT_FLOW_MEMORY_MB,
                 analysers=analysers, monitor=monitor, detect=args.detect,
                 dedup=args.dedup or 0.0, rotate=args.rotate,
+                no_payload=args.no_payload_in_logs,
                 on_event=writer.write if writer is not None else None)
 
 
@@ -497,9 +501,9 @@ def cmd_replay(args) -> int:
     from ringbuf.errors import CaptureFileError
 
     if args.workers > 1:
-        if args.metrics_port or args.redis:
-            print("analyser: --metrics-port and --redis do not work with --workers yet",
-                  file=sys.stderr)
+        if args.metrics_port or args.redis or args.rotate:
+            print("analyser: --metrics-port, --redis and --rotate do not work with "
+                  "--workers yet", file=sys.stderr)
             return EXIT_USAGE
         return replay_with_workers(args, None)
 

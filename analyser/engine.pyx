@@ -162,7 +162,7 @@ cdef class Engine:
                  bint key_on_vlan=False, analysers=None, monitor=None, on_event=None,
                  on_log=None, uint64_t max_stream_bytes=4 << 20,
                  uint64_t max_owned_bytes=1 << 20, ring_policy="wait", detect="content",
-                 worker=None, double dedup=0.0):
+                 worker=None, double dedup=0.0, bint no_payload=False):
         """analysers: [(Analyser subclass, config dict)]; monitor: an
         analyser.events.Monitor; on_event: callable(dict) for application events.
         ring_policy: "wait" (replay: the source waits for room) or "drop"
@@ -173,7 +173,9 @@ cdef class Engine:
         to this worker (analyser/workers.py); None: all of them.
         dedup: seconds; an IP packet equal to one seen less than this long
         before (TTL/hop limit and IPv4 header checksum aside) is dropped and
-        counted as a duplicate (SPAN ports); 0: off."""
+        counted as a duplicate (SPAN ports); 0: off.
+        no_payload: what users sent (names, paths, commands, message text:
+        the analysers' payload_fields) stays out of every log and event."""
         self.ring = Ring(ring_records, ring_bytes, ring_policy)
         self.worker_index, self.worker_count = (0, 1) if worker is None else worker
         if dedup < 0:
@@ -198,7 +200,8 @@ cdef class Engine:
         self.monitor = monitor
         if analysers:
             from analyser.runtime import Runtime
-            self.runtime = Runtime(emit=on_event, clock=self.flows.trace_time, log=on_log)
+            self.runtime = Runtime(emit=on_event, clock=self.flows.trace_time, log=on_log,
+                                   no_payload=no_payload)
             self.streams = Streams(self.ring, self.runtime.ready,
                                    max_side_bytes=max_stream_bytes,
                                    max_owned_bytes=max_owned_bytes,

@@ -141,6 +141,9 @@ class Analyser:
     # conn.log's service once confirm() is called (None: the analyser's name;
     # "": none).  analyzer.log names the analyser `name.upper()`.
     service: ClassVar[str | None] = None
+    # Fields of its logs and events that carry what users sent (names, paths,
+    # commands, message text): left unset under --no-payload-in-logs.
+    payload_fields: ClassVar[frozenset[str]] = frozenset()
     # Filled in by __init_subclass__: the checked logs of the class and its bases.
     declared_logs: ClassVar[dict[str, tuple[Field, ...]]] = {}
 
@@ -300,6 +303,8 @@ class Analyser:
         if path not in self.declared_logs:
             raise ValueError("analyser %s writes log %r but declares only %s in `logs`"
                              % (self.name, path, sorted(self.declared_logs) or "none"))
+        if self._rt.no_payload and self.payload_fields:
+            row = {k: (None if k in self.payload_fields else v) for k, v in row.items()}
         self._rt.log(path, row)
 
     def weird(self, name: str, **fields) -> None:
@@ -560,7 +565,10 @@ class Runtime:
     """Runs analysers in greenlets for one engine."""
 
     def __init__(self, *, emit: Callable[[dict], None] | None = None, clock=lambda: 0.0,
-                 log: Callable[[str, dict], None] | None = None):
+                 log: Callable[[str, dict], None] | None = None, no_payload: bool = False):
+        """no_payload: analysers' payload_fields (and analyzer.log's
+        failure_data) are left unset in every log and event."""
+        self.no_payload = no_payload
         self.streams = None                # set by the engine (analyser.streams.Streams)
         self.main_greenlet = greenlet.getcurrent()
         self.instances: dict[int, Analyser] = {}
@@ -705,7 +713,9 @@ class Runtime:
     def _violation(self, a: Analyser, reason: str, data) -> None:
         """analyzer.log and an event; the service it named is taken back."""
         self.counters["violations"] += 1
-        if isinstance(data, (bytes, bytearray)):
+        if self.no_payload:
+            data = None                     # the input that did not fit is payload
+        elif isinstance(data, (bytes, bytearray)):
             data = bytes(data[:MAX_FAILURE_DATA]).decode("utf-8", "backslashreplace")
         else:
             data = str(data)[:MAX_FAILURE_DATA]
@@ -806,6 +816,8 @@ class Runtime:
         if self._emit is None:
             return
         cid = a.conn.id
+        if self.no_payload and a.payload_fields:
+            fields = {k: (None if k in a.payload_fields else v) for k, v in fields.items()}
         record = {"ts": self.now(), "event": kind, "analyser": a.name, "uid": a.conn.uid,
                   "id.orig_h": cid.orig_h, "id.orig_p": cid.orig_p,
                   "id.resp_h": cid.resp_h, "id.resp_p": cid.resp_p, "proto": cid.proto}

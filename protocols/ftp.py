@@ -633,6 +633,9 @@ class Ftp(Analyser):
                   Signature(ORIG, b"USER ", nocase=True, skip_space=True),
                   Signature(ORIG, b"AUTH ", nocase=True, skip_space=True))
     logs = {"ftp": FTP_LOG, "transfers": TRANSFERS_LOG}
+    # What users sent: left unset under --no-payload-in-logs (logs and events).
+    payload_fields = frozenset({"user", "password", "arg", "reply_msg", "file", "line",
+                                "text"})
     options = {
         "log_commands": ("", "commands to log in ftp.log besides Zeek's default set, "
                              "separated by '+' (e.g. USER+PASS+<init>+AUTH)"),
