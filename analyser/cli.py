@@ -92,6 +92,10 @@ def add_analysis_options(r) -> None:
                    help="also send every log row and event to Redis streams "
                         "(analyser:<log>, analyser:events), e.g. redis://127.0.0.1:6379/0; "
                         "the engine never waits: what Redis cannot take is counted as dropped")
+    o.add_argument("--anonymize", metavar="KEYFILE",
+                   help="map every IP address in every output (logs, events, Redis), in text "
+                        "fields too, with a keyed prefix-preserving mapping (Crypto-PAn's "
+                        "construction); KEYFILE holds at least 32 secret bytes")
     o.add_argument("--no-payload-in-logs", action="store_true",
                    help="keep what users sent (user names, passwords, file names, paths, "
                         "commands, message text) out of every log, event and Redis record")
@@ -376,7 +380,7 @@ def analysis_kwargs(args, analysers, monitor, writer) -> dict:
                 flow_memory_mb=args.flow_memory or DEFAULT_FLOW_MEMORY_MB,
                 analysers=analysers, monitor=monitor, detect=args.detect,
                 dedup=args.dedup or 0.0, rotate=args.rotate,
-                no_payload=args.no_payload_in_logs,
+                no_payload=args.no_payload_in_logs, anonymizer=args.anonymizer,
                 on_event=writer.write if writer is not None else None)
 
 
@@ -391,6 +395,16 @@ def run_analysis(args, call, input_error):
     except OSError as exc:
         print("analyser: cannot write events: %s" % exc, file=sys.stderr)
         return None, EXIT_INPUT
+    args.anonymizer = None
+    if getattr(args, "anonymize", None):
+        from analyser.anonymize import Anonymizer
+        try:
+            args.anonymizer = Anonymizer.from_file(args.anonymize)
+        except ValueError as exc:
+            print("analyser: %s" % exc, file=sys.stderr)
+            if writer is not None:
+                writer.close()
+            return None, EXIT_USAGE
     redis = None
     if getattr(args, "redis", None):
         from analyser.redisout import RedisSink

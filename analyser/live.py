@@ -154,8 +154,8 @@ def live_capture(interface: str, *, source: str = "pcap", bpf: str | None = None
 def _run(src, interface, *, logs_dir, log_format, ignore_checksums, timeouts,
          flow_memory_mb, on_connection, status, analysers, monitor, on_event,
          handle_signals, measure_latency, on_ready, ring_mb, duration, metrics=None,
-         redis=None, rotate=None, **engine_options):
-    sinks = Sinks(on_connection, redis)
+         redis=None, rotate=None, anonymizer=None, **engine_options):
+    sinks = Sinks(on_connection, redis, anonymizer)
     on_event = sinks.events(on_event)
     ring_bytes = int(ring_mb * (1 << 20))
     if metrics is not None:

@@ -35,9 +35,11 @@ class Sinks:
     """Where a run's records go: conn.log and the analysers' logs in a
     directory (if any), and a per-connection callback (if any)."""
 
-    def __init__(self, on_connection: Callable[[dict], None] | None = None, redis=None):
+    def __init__(self, on_connection: Callable[[dict], None] | None = None, redis=None,
+                 anonymizer=None):
         self.on_connection = on_connection
         self.redis = redis                  # analyser.redisout.RedisSink, or None
+        self.anonymizer = anonymizer        # analyser.anonymize.Anonymizer, or None
         self.logs: LogSet | None = None
         self.count = 0
         self.engine = None
@@ -55,6 +57,7 @@ class Sinks:
         self.engine = engine
         if self.logs is not None and self.logs.log_format == "tsv" \
                 and self.on_connection is None and self.redis is None \
+                and self.anonymizer is None \
                 and not (self.logs.rotate_interval or self.logs.rotate_bytes):
             engine.flows.set_conn_writer(self.logs.open("conn")._tsv)
 
@@ -66,6 +69,8 @@ class Sinks:
     def connection(self, row: dict) -> None:
         """A finished connection's conn.log row, from the engine."""
         self.count += 1
+        if self.anonymizer is not None:
+            row = self.anonymizer.record(row)
         if self.logs is not None:
             self.logs.write("conn", row)
         if self.redis is not None:
@@ -74,19 +79,24 @@ class Sinks:
             self.on_connection(row)
 
     def log(self, path: str, row: dict) -> None:
+        if self.anonymizer is not None:
+            row = self.anonymizer.record(row)
         if self.logs is not None:
             self.logs.write(path, row)
         if self.redis is not None:
             self.redis.log(path, row)
 
     def events(self, on_event: Callable[[dict], None] | None):
-        """The event sink: Redis (if any), then `on_event`."""
-        if self.redis is None:
+        """The event sink: anonymised (if asked), to Redis (if any), then `on_event`."""
+        if self.redis is None and self.anonymizer is None:
             return on_event
-        redis = self.redis
+        redis, anonymizer = self.redis, self.anonymizer
 
         def sink(record: dict) -> None:
-            redis.event(record)
+            if anonymizer is not None:
+                record = anonymizer.record(record)
+            if redis is not None:
+                redis.event(record)
             if on_event is not None:
                 on_event(record)
         return sink
@@ -109,7 +119,7 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
                  analysers: list | None = None, monitor=None,
                  on_event: Callable[[dict], None] | None = None,
                  speed: float = 0.0, metrics=None, redis=None, rotate=None,
-                 **engine_options) -> ReplayResult:
+                 anonymizer=None, **engine_options) -> ReplayResult:
     """Replay trace files through the engine.
 
     Each finished connection is passed to `on_connection` as a conn.log row
@@ -125,11 +135,12 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
     `metrics` (analyser.metrics.Metrics) is given the engine to read when
     scraped, and the transfer events.  `redis` (analyser.redisout.RedisSink)
     gets every log row and event too.  `rotate`: ("interval", seconds) or
-    ("size", bytes) (analyser.logs.parse_rotation).
+    ("size", bytes) (analyser.logs.parse_rotation).  `anonymizer`
+    (analyser.anonymize.Anonymizer) maps the addresses of every output.
     """
     paths = list(paths)
     sources = [PcapFileSource(p) for p in paths]    # every file checked up front
-    sinks = Sinks(on_connection, redis)
+    sinks = Sinks(on_connection, redis, anonymizer)
     on_event = sinks.events(on_event)
     if metrics is not None:
         on_event = metrics.events(on_event)
