@@ -384,6 +384,29 @@ def analysis_kwargs(args, analysers, monitor, writer) -> dict:
                 on_event=writer.write if writer is not None else None)
 
 
+def setup_outputs(args):
+    """(anonymizer, Redis sink, metrics exporter) as the options ask, each
+    None when not asked for; a ValueError says what is wrong in one line."""
+    anonymizer = redis = metrics = None
+    if getattr(args, "anonymize", None):
+        from analyser.anonymize import Anonymizer
+        anonymizer = Anonymizer.from_file(args.anonymize)
+    if getattr(args, "redis", None):
+        from analyser.redisout import RedisSink
+        redis = RedisSink(args.redis, args.sensor)
+    if getattr(args, "metrics_port", None):
+        from analyser.metrics import Metrics
+        metrics = Metrics(args.metrics_port, args.metrics_addr)
+        try:
+            metrics.serve()
+        except OSError as exc:
+            if redis is not None:
+                redis.close()
+            raise ValueError("cannot serve metrics on %s:%d: %s" % (
+                args.metrics_addr, args.metrics_port, exc.strerror or exc)) from None
+    return anonymizer, redis, metrics
+
+
 def run_analysis(args, call, input_error):
     """Set up analysers, run `call(**kwargs)`; bad input or options become one
     line on stderr and an exit status.  Returns (result, None) or (None, status)."""
@@ -395,38 +418,13 @@ def run_analysis(args, call, input_error):
     except OSError as exc:
         print("analyser: cannot write events: %s" % exc, file=sys.stderr)
         return None, EXIT_INPUT
-    args.anonymizer = None
-    if getattr(args, "anonymize", None):
-        from analyser.anonymize import Anonymizer
-        try:
-            args.anonymizer = Anonymizer.from_file(args.anonymize)
-        except ValueError as exc:
-            print("analyser: %s" % exc, file=sys.stderr)
-            if writer is not None:
-                writer.close()
-            return None, EXIT_USAGE
-    redis = None
-    if getattr(args, "redis", None):
-        from analyser.redisout import RedisSink
-        try:
-            redis = RedisSink(args.redis, args.sensor)
-        except (ValueError, ImportError) as exc:
-            print("analyser: %s" % exc, file=sys.stderr)
-            if writer is not None:
-                writer.close()
-            return None, EXIT_USAGE
-    metrics = None
-    if getattr(args, "metrics_port", None):
-        from analyser.metrics import Metrics
-        metrics = Metrics(args.metrics_port, args.metrics_addr)
-        try:
-            metrics.serve()
-        except OSError as exc:
-            print("analyser: cannot serve metrics on %s:%d: %s" % (
-                args.metrics_addr, args.metrics_port, exc.strerror or exc), file=sys.stderr)
-            if writer is not None:
-                writer.close()
-            return None, EXIT_USAGE
+    try:
+        args.anonymizer, redis, metrics = setup_outputs(args)
+    except (ValueError, ImportError) as exc:
+        print("analyser: %s" % exc, file=sys.stderr)
+        if writer is not None:
+            writer.close()
+        return None, EXIT_USAGE
     try:
         kwargs = analysis_kwargs(args, analysers, monitor, writer)
         if metrics is not None:

@@ -18,13 +18,21 @@ class Field(NamedTuple):
     doc: str
 
 
+def conn_id_fields(orig: str = "originator", resp: str = "responder",
+                   orig_port: str = "", resp_port: str = "") -> tuple[Field, ...]:
+    """Zeek's `id` record (id.orig_h, id.orig_p, id.resp_h, id.resp_p), its
+    docs naming the two ends as a log sees them ("client", "server")."""
+    return (Field("id.orig_h", "addr", "%s address" % orig),
+            Field("id.orig_p", "port", "%s port%s" % (orig, orig_port)),
+            Field("id.resp_h", "addr", "%s address" % resp),
+            Field("id.resp_p", "port", "%s port%s" % (resp, resp_port)))
+
+
 CONN = (
     Field("ts", "time", "time of the first packet"),
     Field("uid", "string", "unique id of the connection"),
-    Field("id.orig_h", "addr", "originator address"),
-    Field("id.orig_p", "port", "originator port (ICMP: message type)"),
-    Field("id.resp_h", "addr", "responder address"),
-    Field("id.resp_p", "port", "responder port (ICMP: answering type, or code)"),
+    *conn_id_fields(orig_port=" (ICMP: message type)",
+                    resp_port=" (ICMP: answering type, or code)"),
     Field("proto", "enum", "transport protocol: tcp, udp or icmp"),
     Field("service", "string", "application protocols found by analysers"),
     Field("duration", "interval", "last packet time minus first (unset when 0)"),
@@ -50,10 +58,7 @@ ANALYZER = (
     Field("analyzer_name", "string", "the analyser, upper case as Zeek names them (FTP)"),
     Field("uid", "string", "the connection"),
     Field("fuid", "string", "file id (unset)"),
-    Field("id.orig_h", "addr", "originator address"),
-    Field("id.orig_p", "port", "originator port"),
-    Field("id.resp_h", "addr", "responder address"),
-    Field("id.resp_p", "port", "responder port"),
+    *conn_id_fields(),
     Field("proto", "enum", "transport protocol"),
     Field("failure_reason", "string", "why the analyser gave up (its violation)"),
     Field("failure_data", "string", "the input that did not fit (at most 100 bytes)"),

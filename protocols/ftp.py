@@ -46,7 +46,8 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 
-from analyser import ORIG, RESP, Analyser, Expectation, Field, Gap, Signature, StreamEnd
+from analyser import (ORIG, RESP, Analyser, Expectation, Field, Gap, Signature, StreamEnd,
+                      conn_id_fields)
 
 # -- limits ---------------------------------------------------------------------
 
@@ -116,10 +117,7 @@ COMMAND_REPLY_CODES = frozenset(
 FTP_LOG = (
     Field("ts", "time", "time of the command"),
     Field("uid", "string", "uid of the control connection"),
-    Field("id.orig_h", "addr", "client address"),
-    Field("id.orig_p", "port", "client port"),
-    Field("id.resp_h", "addr", "server address"),
-    Field("id.resp_p", "port", "server port"),
+    *conn_id_fields("client", "server"),
     Field("user", "string", "user name of the session"),
     Field("password", "string", "password; `<hidden>` unless the user is a guest id "
                                 "(anonymous, ftp, ftpuser, guest), as Zeek does"),
@@ -144,10 +142,7 @@ FTP_LOG = (
 TRANSFERS_LOG = (
     Field("ts", "time", "time of the command that started the transfer"),
     Field("uid", "string", "uid of the control connection"),
-    Field("id.orig_h", "addr", "control connection client"),
-    Field("id.orig_p", "port", "control connection client port"),
-    Field("id.resp_h", "addr", "control connection server"),
-    Field("id.resp_p", "port", "control connection server port"),
+    *conn_id_fields("control connection client", "control connection server"),
     Field("protocol", "string", "ftp or gridftp"),
     Field("command", "string", "RETR, STOR, STOU, APPE, LIST, NLST, MLSD, ..."),
     Field("file", "string", "the command's argument as sent"),
