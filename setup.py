@@ -22,6 +22,7 @@ MODULES = [
     ("analyser.flows", []),
     ("analyser.engine", []),
     ("analyser.logformat", []),
+    ("analyser.pcapout", []),
     ("ringbuf.bpf", ["pcap"]),
     ("ringbuf.livepcap", []),
     ("ringbuf.afpacket", ["pcap"]),

@@ -47,6 +47,7 @@ cdef class Binder:
     cdef void detected(self, Flow* f, uint64_t owners) noexcept
     cdef list ranked(self, Flow* f, uint64_t owners)
     cdef void caught(self, str where, object exc) noexcept
+    cdef bint expected_service(self, Flow* f, str name)
 
 cdef class Dispatcher:
     cdef Flow* pool

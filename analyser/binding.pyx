@@ -284,6 +284,11 @@ cdef class Binder:
             for s in ((0, 1) if side is None else (side,)):
                 self.streams.release(f.slot, s)
 
+    cdef bint expected_service(self, Flow* f, str name):
+        """Does the expectation this flow met name `name` as its service?"""
+        expectation = self.expected.get(f.number) if f.bound else None
+        return expectation is not None and expectation.meta.get("service") == name
+
     cdef void caught(self, str where, object exc) noexcept:
         """An exception caught while binding: counted and reported (summary,
         `engine_error` event), never only printed."""

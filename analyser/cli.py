@@ -92,6 +92,16 @@ def add_analysis_options(r) -> None:
                    help="also send every log row and event to Redis streams "
                         "(analyser:<log>, analyser:events), e.g. redis://127.0.0.1:6379/0; "
                         "the engine never waits: what Redis cannot take is counted as dropped")
+    o.add_argument("--pcap-out", metavar="DIR",
+                   help="write the packets of the chosen connections (--pcap-select), from "
+                        "their first, to DIR/selected.pcap")
+    o.add_argument("--pcap-select", metavar="SPEC", default="all",
+                   help="which connections --pcap-out writes: all (default), "
+                        "service:NAME, analyser:NAME, event:KIND (weird, "
+                        "analyzer_violation, ...), or a libpcap filter on their first "
+                        "packet (bpf:EXPR, or EXPR)")
+    o.add_argument("--pcap-headers-only", action="store_true",
+                   help="--pcap-out keeps each packet up to its transport header")
     o.add_argument("--anonymize", metavar="KEYFILE",
                    help="map every IP address in every output (logs, events, Redis), in text "
                         "fields too, with a keyed prefix-preserving mapping (Crypto-PAn's "
@@ -292,6 +302,10 @@ def format_summary(result) -> str:
                      format(ring.get("pressure_events", 0), ","),
                      format(s.get("ring_copied_out_bytes", 0), ","),
                      format(s.get("ring_given_up_bytes", 0), ",")))
+    if "pcap_packets" in s:
+        lines.append("pcap      %s packets of the chosen connections written, %s not kept "
+                     "(held past the limits while undecided)" % (
+                         format(s["pcap_packets"], ","), format(s["pcap_not_kept"], ",")))
     if "redis_sent" in s:
         lines.append("redis     %s records sent, %s dropped (Redis gone or too slow; %s failed "
                      "sends)" % (format(s["redis_sent"], ","), format(s["redis_dropped"], ","),
@@ -381,6 +395,7 @@ def analysis_kwargs(args, analysers, monitor, writer) -> dict:
                 analysers=analysers, monitor=monitor, detect=args.detect,
                 dedup=args.dedup or 0.0, rotate=args.rotate,
                 no_payload=args.no_payload_in_logs, anonymizer=args.anonymizer,
+                pcap_out=args.pcap_writer,
                 on_event=writer.write if writer is not None else None)
 
 
@@ -388,6 +403,17 @@ def setup_outputs(args):
     """(anonymizer, Redis sink, metrics exporter) as the options ask, each
     None when not asked for; a ValueError says what is wrong in one line."""
     anonymizer = redis = metrics = None
+    args.pcap_writer = None
+    if getattr(args, "pcap_out", None):
+        from analyser.pcapout import PcapOut
+        if args.anonymize:
+            raise ValueError("--pcap-out with --anonymize would write the original "
+                             "addresses: choose one")
+        try:
+            args.pcap_writer = PcapOut(args.pcap_out, args.pcap_select, args.pcap_headers_only)
+        except OSError as exc:
+            raise ValueError("cannot write pcap files in %s: %s"
+                             % (args.pcap_out, exc.strerror or exc)) from None
     if getattr(args, "anonymize", None):
         from analyser.anonymize import Anonymizer
         anonymizer = Anonymizer.from_file(args.anonymize)
@@ -513,9 +539,9 @@ def cmd_replay(args) -> int:
     from ringbuf.errors import CaptureFileError
 
     if args.workers > 1:
-        if args.metrics_port or args.redis or args.rotate:
-            print("analyser: --metrics-port, --redis and --rotate do not work with "
-                  "--workers yet", file=sys.stderr)
+        if args.metrics_port or args.redis or args.rotate or args.pcap_out:
+            print("analyser: --metrics-port, --redis, --rotate and --pcap-out do not work "
+                  "with --workers yet", file=sys.stderr)
             return EXIT_USAGE
         return replay_with_workers(args, None)
 

@@ -162,7 +162,7 @@ cdef class Engine:
                  bint key_on_vlan=False, analysers=None, monitor=None, on_event=None,
                  on_log=None, uint64_t max_stream_bytes=4 << 20,
                  uint64_t max_owned_bytes=1 << 20, ring_policy="wait", detect="content",
-                 worker=None, double dedup=0.0, bint no_payload=False):
+                 worker=None, double dedup=0.0, bint no_payload=False, pcap_out=None):
         """analysers: [(Analyser subclass, config dict)]; monitor: an
         analyser.events.Monitor; on_event: callable(dict) for application events.
         ring_policy: "wait" (replay: the source waits for room) or "drop"
@@ -175,7 +175,8 @@ cdef class Engine:
         before (TTL/hop limit and IPv4 header checksum aside) is dropped and
         counted as a duplicate (SPAN ports); 0: off.
         no_payload: what users sent (names, paths, commands, message text:
-        the analysers' payload_fields) stays out of every log and event."""
+        the analysers' payload_fields) stays out of every log and event.
+        pcap_out: an analyser.pcapout.PcapOut writing the chosen connections."""
         self.ring = Ring(ring_records, ring_bytes, ring_policy)
         self.worker_index, self.worker_count = (0, 1) if worker is None else worker
         if dedup < 0:
@@ -209,6 +210,11 @@ cdef class Engine:
                                    on_error=self.runtime.engine_error)
             self.runtime.streams = self.streams
             self.flows.set_analysers(self.runtime, self.streams, analysers, detect)
+        if pcap_out is not None:
+            self.flows.set_pcap_out(pcap_out)
+            if self.runtime is not None and pcap_out.kind in ("service", "analyser", "event"):
+                self.runtime.pcap_rule = (pcap_out.kind, pcap_out.value)
+                self.runtime.pcap_select = self.flows.pcap_select_slot
         if monitor is not None:
             monitor.attach(self.flows)
             monitor.on_error = self.report_error
@@ -437,6 +443,8 @@ cdef class Engine:
     def finish(self):
         """End of input: report every connection still open."""
         self.flows.flush()
+        if self.flows.pcap is not None:
+            self.flows.pcap.close()
 
     def stats(self):
         s = {
@@ -465,6 +473,8 @@ cdef class Engine:
             s["events_by_kind"] = dict(self.runtime.events_by_kind)
         if self.flows.binder is not None:
             s.update(self.flows.binder.stats())
+        if self.flows.pcap is not None:
+            s.update(self.flows.pcap.stats())
         # Every exception the engine caught, wherever: flow table, binding,
         # event dispatch, streams, callbacks.
         s["engine_errors"] = (self.flows.engine_errors + self.flows.events.errors + self.errors

@@ -8,6 +8,7 @@ from analyser.flowstate cimport (Flow, Endpoint, SeqRange, TCP_INACTIVE, TCP_SYN
                                  T_UDP, T_ICMP, T_CLASS_COUNT, OOO_RANGES, HISTORY_MAX)
 from analyser.binding cimport Binder, Dispatcher
 from analyser.logformat cimport TsvRows
+from analyser.pcapout cimport PcapOut
 
 # Built-in events (bit values; analyser/events.py names them and imports
 # these values from analyser.flows).
@@ -61,6 +62,7 @@ cdef class FlowTable:
     # the structs (set_conn_writer); None: every row goes to on_finish.
     cdef TsvRows conn_tsv
     cdef readonly uint64_t direct_rows
+    cdef readonly PcapOut pcap              # --pcap-out, or None
     cdef uint64_t ended_by[5]               # connections ended, by END_* reason
     # Events: bit masks of what someone subscribed to, before/after the TCP update
     cdef public uint32_t ev_before
@@ -121,6 +123,8 @@ cdef class FlowTable:
     cdef void finish(self, Flow* f) noexcept
     cdef dict record(self, Flow* f)
     cdef void write_conn_row(self, Flow* f) except *
+    cdef void pcap_packet(self, Flow* f, const Decoded* d, double t) noexcept
+    cdef void pcap_decide(self, Flow* f, bint chosen) noexcept
     cdef uint32_t classify(self, Flow* f, bint is_orig, const Decoded* d) noexcept
     cdef void fire_packet_events(self, Flow* f, bint is_orig, const Decoded* d,
                                  uint32_t mask, uint32_t events) noexcept

@@ -38,7 +38,7 @@ in the history) -- the same rule Zeek applies, without holding any payload.
 """
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 from libc.string cimport memcpy, memset, memcmp
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport malloc, calloc, free
 
 from analyser.decode cimport (Decoded, transport_checksum_ok, PROTO_TCP, PROTO_UDP,
                               PROTO_ICMP, PROTO_ICMP6, TH_FIN, TH_SYN, TH_RST, TH_ACK)
@@ -47,6 +47,7 @@ from analyser.flowstate cimport uid_text, addr_text, uid_chars, addr_chars
 from analyser.binding cimport Binder, Dispatcher, conn_info
 from analyser.binding import report_error
 from analyser.logformat cimport TsvRows
+from analyser.pcapout cimport PcapOut, Pending, PCAP_UNDECIDED, PCAP_SELECTED, PCAP_REJECTED
 from libc.stdio cimport snprintf
 
 # Why a connection ended (the conn_end event says it).
@@ -556,6 +557,16 @@ cdef class FlowTable:
             is_orig[0] = False
         if self.binder is not None:
             self.binder.new_flow(f)
+        if self.pcap is not None:
+            try:
+                f.pcap_state = self.pcap.first_decision(d.linktype, d.frame, d.frame_caplen,
+                                                        d.frame_wirelen)
+                if (f.pcap_state == PCAP_UNDECIDED and self.pcap.kind == "service"
+                        and self.binder is not None
+                        and self.binder.expected_service(f, self.pcap.value)):
+                    f.pcap_state = PCAP_SELECTED      # a data channel: known at once
+            except BaseException as exc:
+                self.caught("choosing connections for --pcap-out", exc)
         return f
 
     cdef void grow_buckets(self) noexcept:
@@ -690,6 +701,8 @@ cdef class FlowTable:
                 f = self.lookup_or_create(d, t, &is_orig, &created)
                 if f == NULL:
                     return
+        if self.pcap is not None and f.pcap_state != PCAP_REJECTED:
+            self.pcap_packet(f, d, t)
         if created and ((self.ev_before | self.ev_after) & EV_CONN_START):
             self.phase = 2
             self.fire(EV_CONN_START, f, 0, d, 0, 0)
@@ -1389,6 +1402,9 @@ cdef class FlowTable:
                 self.fire(EV_CONN_END, f, 0, NULL, f.end_reason, 0)
             if self.binder is not None:
                 self.binder.ended(f, rec, expectation)
+            if self.pcap is not None:
+                self.pcap_decide(f, self.pcap.kind == "service" and
+                                 self.pcap.value in services)
             if direct:
                 self.write_conn_row(f)
                 self.direct_rows += 1
@@ -1396,6 +1412,8 @@ cdef class FlowTable:
                 self.on_finish(rec)
         except BaseException as exc:     # a sink's failure must not stop the engine
             self.caught("while ending a connection", exc)
+        if f.pcap_pending != NULL:
+            self.pcap_decide(f, False)
         if self.binder is not None:
             self.binder.release(f)
         self.list_remove(f)
@@ -1482,6 +1500,54 @@ cdef class FlowTable:
                      r.pkts, r.ip_bytes, f.proto)
         out.put(tmp, n)
         out.end_row()
+
+    cdef void pcap_packet(self, Flow* f, const Decoded* d, double t) noexcept:
+        """Write the packet of a chosen connection; hold it while undecided."""
+        cdef uint32_t keep = d.frame_caplen
+        cdef int64_t ts_ns = <int64_t>(t * 1e9 + 0.5)
+        if d.frame == NULL:
+            return
+        if self.pcap.headers_only and d.payload != NULL and d.payload >= d.frame:
+            keep = <uint32_t>(d.payload - d.frame)
+        try:
+            if f.pcap_state == PCAP_SELECTED:
+                self.pcap.write(d.linktype, ts_ns, d.frame, d.frame_caplen, d.frame_wirelen,
+                                keep)
+            else:
+                if f.pcap_pending == NULL:
+                    f.pcap_pending = calloc(1, sizeof(Pending))
+                    if f.pcap_pending == NULL:
+                        return
+                self.pcap.hold(<Pending*>f.pcap_pending, d.linktype, ts_ns, d.frame,
+                               d.frame_caplen, d.frame_wirelen, keep)
+        except BaseException as exc:
+            self.caught("writing --pcap-out", exc)
+
+    cdef void pcap_decide(self, Flow* f, bint chosen) noexcept:
+        """A decision: the held packets out (chosen) or away."""
+        if f.pcap_state == PCAP_UNDECIDED:
+            f.pcap_state = PCAP_SELECTED if chosen else PCAP_REJECTED
+        if f.pcap_pending != NULL:
+            try:
+                self.pcap.release(<Pending*>f.pcap_pending, chosen)
+            except BaseException as exc:
+                self.caught("writing --pcap-out", exc)
+            free(f.pcap_pending)
+            f.pcap_pending = NULL
+
+    def set_pcap_out(self, PcapOut pcap):
+        """Write the packets of the connections `pcap` chooses."""
+        self.pcap = pcap
+
+    def pcap_select_slot(self, int32_t slot):
+        """An analyser's connection was chosen (service, analyser, event)."""
+        cdef int32_t index
+        if self.pcap is None or self.binder is None:
+            return
+        index = self.binder.index_of_slot(slot)
+        if index >= 0 and self.pool[index].in_use and \
+                self.pool[index].pcap_state == PCAP_UNDECIDED:
+            self.pcap_decide(&self.pool[index], True)
 
     def set_conn_writer(self, TsvRows rows):
         """Write conn.log rows without services straight from the flow structs

@@ -349,6 +349,8 @@ class Analyser:
         """Name the application protocol in conn.log's service field."""
         if name not in self.conn.services:
             self.conn.services.append(name)
+            if self._rt.pcap_rule is not None:
+                self._rt.pcap_note(self._slot, "service", name)
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -596,6 +598,10 @@ class Runtime:
         # slot -> more candidates found by signatures since the analyser started
         # (set by the flow table; asked only when an analyser gives up).
         self.candidates_of_slot: Callable[[int], list] = lambda slot: []
+        # --pcap-out by service, analyser or event: (kind, value) and the flow
+        # table's pcap_select_slot (set by the engine).
+        self.pcap_rule: tuple[str, str] | None = None
+        self.pcap_select: Callable[[int], None] | None = None
         self.detecting = False      # the run has analysers with signatures
 
     def set_classes(self, analysers) -> None:
@@ -619,6 +625,8 @@ class Runtime:
         `detect` False (an expected connection): no candidate can follow, so
         nothing is recorded."""
         a = cls(self, slot, conn, config)
+        if self.pcap_rule is not None:
+            self.pcap_note(slot, "analyser", cls.name)
         a._candidates = list(candidates)
         # Recorded only where a successor can exist: another candidate now, or
         # signatures in the run that may name one later.
@@ -702,6 +710,11 @@ class Runtime:
         self.counters["candidates_tried"] += 1
         cls, config = a._candidates[0]
         self._replacements[a._slot] = (cls, config, a._candidates[1:], replay)
+
+    def pcap_note(self, slot: int, kind: str, value: str) -> None:
+        """A service, analyser or event of a connection: chosen for --pcap-out?"""
+        if self.pcap_rule == (kind, value) and self.pcap_select is not None:
+            self.pcap_select(slot)
 
     def confirmed(self, a: Analyser) -> None:
         self.counters["confirmations"] += 1
@@ -813,6 +826,8 @@ class Runtime:
     def emit(self, a: Analyser, kind: str, fields: dict) -> None:
         self.counters["events_emitted"] += 1
         self.events_by_kind[kind] = self.events_by_kind.get(kind, 0) + 1
+        if self.pcap_rule is not None:
+            self.pcap_note(a._slot, "event", kind)
         if self._emit is None:
             return
         cid = a.conn.id
