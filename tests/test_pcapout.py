@@ -8,7 +8,6 @@ import shutil
 import subprocess
 
 import dpkt
-import pytest
 
 from conftest import REPO, read_zeek_log
 from packets import write_pcap
