@@ -14,6 +14,7 @@ i bits before it.  Crypto-PAn takes that bit from AES; here it is the first
 bit of HMAC-SHA256 (Python's standard library), a pseudo-random function as
 the construction requires.
 
+`--pcap-out` files are rewritten at the end of the run (`anonymize_pcap`).
 Text is scrubbed too: any IPv4 or IPv6 address inside a string (an FTP URL
 `ftp://10.1.0.2/file`, a reply text) and the comma form FTP uses for
 PORT/PASV (`10,1,0,2,23,113`) are mapped the same way, so no original
@@ -112,3 +113,81 @@ class Anonymizer:
 
     def record(self, record: dict) -> dict:
         return {k: self.value(v) for k, v in record.items()}
+
+
+def _fold(total: int) -> int:
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def _adjusted(checksum: int, old: bytes, new: bytes) -> int:
+    """A ones' complement checksum after `old` bytes became `new` (RFC 1624)."""
+    total = ~checksum & 0xFFFF
+    for i in range(0, len(old), 2):
+        total += (~int.from_bytes(old[i:i + 2], "big")) & 0xFFFF
+        total += int.from_bytes(new[i:i + 2], "big")
+    return ~_fold(total) & 0xFFFF
+
+
+def anonymize_pcap(path: str, anonymizer: Anonymizer) -> tuple[int, int]:
+    """Rewrite a pcap file's IP addresses in place (Ethernet, any VLAN tags),
+    fixing the IPv4 header checksum and the TCP/UDP checksums by their
+    difference (right also when payloads were cut).  A packet that cannot be
+    rewritten is left out, never written with its original addresses.
+    Returns (packets kept, packets left out)."""
+    import os
+    import struct
+
+    import dpkt
+
+    kept = dropped = 0
+    tmp = path + ".anon"
+    with open(path, "rb") as f, open(tmp, "wb") as out:
+        reader = dpkt.pcap.Reader(f)
+        writer = dpkt.pcap.Writer(out, snaplen=262144, linktype=reader.datalink())
+        for ts, buf in reader:
+            frame = _rewrite(buf, anonymizer, reader.datalink(), struct)
+            if frame is None:
+                dropped += 1
+                continue
+            writer.writepkt(frame, ts)
+            kept += 1
+    os.replace(tmp, path)
+    return kept, dropped
+
+
+def _rewrite(buf: bytes, anonymizer: Anonymizer, linktype: int, struct) -> bytes | None:
+    if linktype != 1 or len(buf) < 14:
+        return None
+    frame = bytearray(buf)
+    off = 12
+    ethertype = struct.unpack_from("!H", frame, off)[0]
+    while ethertype in (0x8100, 0x88A8) and len(frame) >= off + 6:
+        off += 4
+        ethertype = struct.unpack_from("!H", frame, off)[0]
+    ip = off + 2
+    if ethertype == 0x0800 and len(frame) >= ip + 20:
+        hl = (frame[ip] & 0x0F) * 4
+        proto, width, src = frame[ip + 9], 4, ip + 12
+        l4 = ip + hl
+        frame[ip + 10:ip + 12] = b"\0\0"
+    elif ethertype == 0x86DD and len(frame) >= ip + 40:
+        proto, width, src, l4 = frame[ip + 6], 16, ip + 8, ip + 40
+    else:
+        return None
+    import ipaddress
+    old = bytes(frame[src:src + 2 * width])
+    new = b"".join(ipaddress.ip_address(anonymizer.address(str(ipaddress.ip_address(
+        old[i:i + width])))).packed for i in (0, width))
+    frame[src:src + 2 * width] = new
+    if width == 4:
+        header = bytes(frame[ip:l4])
+        total = sum(struct.unpack("!%dH" % (len(header) // 2), header))
+        frame[ip + 10:ip + 12] = struct.pack("!H", ~_fold(total) & 0xFFFF)
+    where = {6: 16, 17: 6}.get(proto)               # the TCP / UDP checksum
+    if where is not None and len(frame) >= l4 + where + 2:
+        old_sum = struct.unpack_from("!H", frame, l4 + where)[0]
+        if not (proto == 17 and old_sum == 0):      # UDP without a checksum stays so
+            struct.pack_into("!H", frame, l4 + where, _adjusted(old_sum, old, new))
+    return bytes(frame)

@@ -406,9 +406,6 @@ def setup_outputs(args):
     args.pcap_writer = None
     if getattr(args, "pcap_out", None):
         from analyser.pcapout import PcapOut
-        if args.anonymize:
-            raise ValueError("--pcap-out with --anonymize would write the original "
-                             "addresses: choose one")
         try:
             args.pcap_writer = PcapOut(args.pcap_out, args.pcap_select, args.pcap_headers_only)
         except OSError as exc:
@@ -458,6 +455,12 @@ def run_analysis(args, call, input_error):
         if redis is not None:
             kwargs["redis"] = redis
         result = call(**kwargs)
+        if args.pcap_writer is not None and args.anonymizer is not None:
+            from analyser.anonymize import anonymize_pcap
+            dropped = 0
+            for name in args.pcap_writer.written_files():
+                dropped += anonymize_pcap(name, args.anonymizer)[1]
+            result.stats["pcap_not_anonymizable"] = dropped
         if redis is not None:
             result.stats.update(redis.close())
             redis = None

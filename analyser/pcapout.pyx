@@ -164,6 +164,15 @@ cdef class PcapOut:
         p.data = NULL
         p.len = p.cap = 0
 
+    def written_files(self):
+        """The pcap files written (after close())."""
+        names = []
+        for linktype in self.buffers:
+            first = not names
+            names.append(os.path.join(self.directory, "selected.pcap" if first
+                                      else "selected-%d.pcap" % linktype))
+        return names
+
     def close(self):
         for linktype, f in self.files.items():
             f.write(self.buffers[linktype])

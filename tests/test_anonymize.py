@@ -79,3 +79,40 @@ def test_a_short_or_missing_key_is_a_usage_error(run_cli, tmp_path):
     assert p.returncode == 2 and "at least 32 bytes" in p.stderr
     p = run_cli("replay", trace, "--logs", tmp_path, "--anonymize", tmp_path / "missing")
     assert p.returncode == 2 and "cannot read the anonymisation key" in p.stderr
+
+
+def test_pcap_out_is_anonymized_with_checksums_that_still_verify(run_cli, tmp_path):
+    import dpkt
+    trace = ftp_sessions_trace(tmp_path / "s.pcap", sessions=3)
+    key = tmp_path / "key"
+    key.write_bytes(os.urandom(40))
+    for label, extra in (("full", []), ("headers", ["--pcap-headers-only"])):
+        out = tmp_path / label
+        p = run_cli("replay", trace, "--logs", out, "--pcap-out", out, "--anonymize", key,
+                    "-q", *extra)
+        assert p.returncode == 0, p.stderr
+        conns = read_zeek_log(out / "conn.log")
+        mapped = {r[f] for r in conns for f in ("id.orig_h", "id.resp_h")}
+        with open(out / "selected.pcap", "rb") as f:
+            packets = list(dpkt.pcap.Reader(f))
+        with open(trace, "rb") as f:
+            originals = list(dpkt.pcap.Reader(f))
+        assert len(packets) == len(originals)
+        for (_, buf), (_, orig) in zip(packets, originals):
+            ip = dpkt.ethernet.Ethernet(buf).data
+            seen = {ipaddress.ip_address(ip.src).compressed,
+                    ipaddress.ip_address(ip.dst).compressed}
+            assert seen <= mapped                             # the logs' mapped addresses
+            oip = dpkt.ethernet.Ethernet(orig).data
+            assert ip.src != oip.src and ip.dst != oip.dst
+            # The IPv4 header checksum verifies ...
+            header = bytes(ip)[:ip.hl * 4]
+            assert dpkt.in_cksum(header) == 0
+            # ... and so does TCP's over the new pseudo header (headers only: the
+            # original segment, its payload included, with the new checksum).
+            tcp = bytearray(bytes(oip.data))
+            tcp[16:18] = ip.data.sum.to_bytes(2, "big")
+            pseudo = ip.src + ip.dst + bytes([0, ip.p]) + len(tcp).to_bytes(2, "big")
+            assert dpkt.in_cksum(pseudo + bytes(tcp)) == 0
+            if label == "full":
+                assert bytes(ip.data) == bytes(tcp)
