@@ -1386,7 +1386,8 @@ cdef class FlowTable:
         cdef object expectation = None
         cdef dict rec = None
         if f.end_reason < 5:
-            self.ended_by[f.end_reason] += 1
+            self.ended_by[f.end_reason][0 if f.proto == PROTO_TCP else
+                                        (1 if f.proto == PROTO_UDP else 2)] += 1
         try:
             if self.binder is not None:
                 # Its analyser gets what is left and the end; its services.
@@ -1580,7 +1581,8 @@ cdef class FlowTable:
             "timeouts": self.timeouts,
             "bad_checksums": self.bad_checksums,
             "engine_errors": self.engine_errors,
-            "ended_by": {END_REASONS[i]: self.ended_by[i] for i in range(5)},
+            "ended_by": {"%s/%s" % (END_REASONS[i], ("tcp", "udp", "icmp")[p]): self.ended_by[i][p]
+                         for i in range(5) for p in range(3)},
         }
 
 

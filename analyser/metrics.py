@@ -39,9 +39,9 @@ FAMILIES = (
     ("duplicate_packets_total", "counter", (), "packets dropped as copies (--dedup)"),
     ("connections_total", "counter", ("proto",), "connections seen, by transport"),
     ("connections_active", "gauge", (), "connections in the flow table now"),
-    ("connections_ended_total", "counter", ("cause",),
-     "connections ended, by cause: closed, timeout, evicted (flow memory budget), "
-     "reused (a new connection on its 5-tuple), end_of_input"),
+    ("connections_ended_total", "counter", ("cause", "proto"),
+     "connections ended, by cause (closed, timeout, evicted by the flow memory "
+     "budget, reused by a new connection on its 5-tuple, end_of_input) and transport"),
     ("connections_by_service_total", "counter", ("service",),
      "connections ended that an analyser named a service for"),
     ("ring_occupancy_records", "gauge", (), "records in the ring not yet acknowledged"),
@@ -115,8 +115,8 @@ class EngineCollector:
         yield self._family("connections_total", samples=[
             (("tcp",), s["flows_tcp"]), (("udp",), s["flows_udp"]), (("icmp",), s["flows_icmp"])])
         yield self._family("connections_active", s["active_flows"])
-        yield self._family("connections_ended_total",
-                           samples=[((k,), v) for k, v in sorted(s["ended_by"].items())])
+        yield self._family("connections_ended_total", samples=[
+            (tuple(k.split("/")), v) for k, v in sorted(s["ended_by"].items())])
         yield self._family("connections_by_service_total", samples=[
             ((k,), v) for k, v in sorted(s.get("connections_by_service", {}).items())])
         yield self._family("ring_occupancy_records", ring.get("occupancy", 0))
