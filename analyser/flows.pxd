@@ -63,6 +63,7 @@ cdef class FlowTable:
     cdef TsvRows conn_tsv
     cdef readonly uint64_t direct_rows
     cdef readonly PcapOut pcap              # --pcap-out, or None
+    cdef readonly uint64_t bulk_bytes       # payload of bound connections no analyser read
     cdef uint64_t ended_by[5][3]            # connections ended, by END_* reason and tcp/udp/icmp
     # Events: bit masks of what someone subscribed to, before/after the TCP update
     cdef public uint32_t ev_before

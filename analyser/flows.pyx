@@ -1385,9 +1385,14 @@ cdef class FlowTable:
         cdef object services = ()
         cdef object expectation = None
         cdef dict rec = None
+        cdef ConnFigures figures
         if f.end_reason < 5:
             self.ended_by[f.end_reason][0 if f.proto == PROTO_TCP else
                                         (1 if f.proto == PROTO_UDP else 2)] += 1
+        if f.bound and f.slot < 0:
+            # Announced by an analyser and counted in compiled code only.
+            conn_figures(f, &figures)
+            self.bulk_bytes += figures.orig_size + figures.resp_size
         try:
             if self.binder is not None:
                 # Its analyser gets what is left and the end; its services.
@@ -1581,6 +1586,7 @@ cdef class FlowTable:
             "timeouts": self.timeouts,
             "bad_checksums": self.bad_checksums,
             "engine_errors": self.engine_errors,
+            "bulk_bytes": self.bulk_bytes,
             "ended_by": {"%s/%s" % (END_REASONS[i], ("tcp", "udp", "icmp")[p]): self.ended_by[i][p]
                          for i in range(5) for p in range(3)},
         }

@@ -55,6 +55,9 @@ FAMILIES = (
     ("engine_errors_total", "counter", (), "exceptions the engine caught (sinks, callbacks)"),
     ("skipped_bytes_total", "counter", (),
      "stream bytes skipped in compiled code (bulk, skip, read_and_skip): no Python"),
+    ("bulk_bytes_total", "counter", (),
+     "payload bytes of announced connections (FTP data channels) counted in compiled "
+     "code only, added when each ends"),
     ("transfer_size_bytes", "histogram", ("protocol",), "bytes of each FTP/GridFTP transfer"),
     ("transfer_duration_seconds", "histogram", ("protocol",),
      "duration of each FTP/GridFTP transfer"),
@@ -130,6 +133,7 @@ class EngineCollector:
             ((k,), v) for k, v in sorted(s.get("events_by_kind", {}).items())])
         yield self._family("engine_errors_total", s.get("engine_errors", 0))
         yield self._family("skipped_bytes_total", s.get("stream_skipped_bytes", 0))
+        yield self._family("bulk_bytes_total", s.get("bulk_bytes", 0))
 
 
 class Metrics:

@@ -86,6 +86,8 @@ def test_the_exporter_serves_the_engines_figures(run_cli, tmp_path):
     assert got[("analyser_transfer_size_bytes_sum", (("protocol", "ftp"),))] == \
         sum(int(t["bytes"]) for t in transfers)
     assert got[("analyser_connections_by_service_total", (("service", "ftp"),))] == 1
+    # The data connections were counted in compiled code: their bytes are the files'.
+    assert got[("analyser_bulk_bytes_total", ())] == sum(int(t["bytes"]) for t in transfers)
     assert got[("analyser_connections_total", (("proto", "tcp"),))] == 1 + len(transfers)
     # Port 2100 is nobody's: found by content, by gridftp (it handles plain FTP too).
     assert got[("analyser_analysis_seconds_total", (("analyser", "gridftp"),))] > 0
