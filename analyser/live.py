@@ -30,7 +30,6 @@ import time
 from typing import Callable
 
 from analyser.engine import Engine
-from analyser.schemas import schemas_of
 from analyser.replay import DEFAULT_FLOW_MEMORY_MB, ReplayResult, Sinks, flow_capacity_for
 from ringbuf.livepcap import LiveCaptureError, PcapLiveSource
 from ringbuf.ring import MAXIMUM_SNAPLEN
@@ -155,24 +154,18 @@ def _run(src, interface, *, logs_dir, log_format, ignore_checksums, timeouts,
          flow_memory_mb, on_connection, status, analysers, monitor, on_event,
          handle_signals, measure_latency, on_ready, ring_mb, duration, metrics=None,
          redis=None, rotate=None, anonymizer=None, **engine_options):
-    sinks = Sinks(on_connection, redis, anonymizer)
-    on_event = sinks.events(on_event)
+    sinks = Sinks(on_connection, redis, anonymizer, metrics)
     ring_bytes = int(ring_mb * (1 << 20))
-    if metrics is not None:
-        on_event = metrics.events(on_event)
     engine = Engine(on_connection=sinks.connection, ignore_checksums=ignore_checksums,
                     timeouts=timeouts, flow_capacity=flow_capacity_for(flow_memory_mb),
-                    analysers=analysers, monitor=monitor, on_event=on_event,
+                    analysers=analysers, monitor=monitor, on_event=sinks.events(on_event),
                     on_log=sinks.log, ring_policy="drop", ring_bytes=ring_bytes,
                     ring_records=max(4096, ring_bytes // 512), **engine_options)
     if measure_latency:
         engine.measure_latency()
-    if metrics is not None:
-        metrics.attach(engine, lambda: capture_stats(src))
     try:
-        sinks.open(logs_dir, log_format, schemas_of(cls for cls, _ in analysers or ()), rotate,
-                   engine.flows.trace_time)
-        sinks.attach(engine)
+        sinks.start(engine, logs_dir, log_format, analysers, rotate,
+                    capture=lambda: capture_stats(src))
     except OSError as exc:
         raise LiveCaptureError(f"cannot write logs in '{logs_dir}': "
                                f"{exc.strerror or exc}") from None

@@ -36,10 +36,11 @@ class Sinks:
     directory (if any), and a per-connection callback (if any)."""
 
     def __init__(self, on_connection: Callable[[dict], None] | None = None, redis=None,
-                 anonymizer=None):
+                 anonymizer=None, metrics=None):
         self.on_connection = on_connection
         self.redis = redis                  # analyser.redisout.RedisSink, or None
         self.anonymizer = anonymizer        # analyser.anonymize.Anonymizer, or None
+        self.metrics = metrics              # analyser.metrics.Metrics, or None
         self.logs: LogSet | None = None
         self.count = 0
         self.engine = None
@@ -50,6 +51,17 @@ class Sinks:
             os.makedirs(logs_dir, exist_ok=True)
             self.logs = LogSet(logs_dir, log_format, schemas, rotate, clock)
             self.logs.open("conn")          # always there, even when empty
+
+    def start(self, engine, logs_dir: str | None, log_format: str, analysers, rotate=None,
+              capture=None) -> None:
+        """Once the engine exists: open the logs (with the analysers' schemas),
+        let the flow table write conn rows itself where it can, and give the
+        metrics the engine (and the live source's statistics) to read."""
+        self.open(logs_dir, log_format, schemas_of(cls for cls, _ in analysers or ()),
+                  rotate, engine.flows.trace_time)
+        self.attach(engine)
+        if self.metrics is not None:
+            self.metrics.attach(engine, capture)
 
     def attach(self, engine) -> None:
         """When conn.log (TSV) is the only consumer of connection rows, the
@@ -87,19 +99,21 @@ class Sinks:
             self.redis.log(path, row)
 
     def events(self, on_event: Callable[[dict], None] | None):
-        """The event sink: anonymised (if asked), to Redis (if any), then `on_event`."""
+        """The event sink: anonymised (if asked), to Redis (if any), then
+        `on_event`; the metrics see the transfers first."""
         if self.redis is None and self.anonymizer is None:
-            return on_event
-        redis, anonymizer = self.redis, self.anonymizer
+            sink = on_event
+        else:
+            redis, anonymizer = self.redis, self.anonymizer
 
-        def sink(record: dict) -> None:
-            if anonymizer is not None:
-                record = anonymizer.record(record)
-            if redis is not None:
-                redis.event(record)
-            if on_event is not None:
-                on_event(record)
-        return sink
+            def sink(record: dict) -> None:
+                if anonymizer is not None:
+                    record = anonymizer.record(record)
+                if redis is not None:
+                    redis.event(record)
+                if on_event is not None:
+                    on_event(record)
+        return self.metrics.events(sink) if self.metrics is not None else sink
 
     def close(self) -> None:
         if self.logs is not None:
@@ -140,20 +154,14 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
     """
     paths = list(paths)
     sources = [PcapFileSource(p) for p in paths]    # every file checked up front
-    sinks = Sinks(on_connection, redis, anonymizer)
-    on_event = sinks.events(on_event)
-    if metrics is not None:
-        on_event = metrics.events(on_event)
+    sinks = Sinks(on_connection, redis, anonymizer, metrics)
     engine = Engine(on_connection=sinks.connection, bpf=bpf,
                     ignore_checksums=ignore_checksums, timeouts=timeouts,
                     flow_capacity=flow_capacity_for(flow_memory_mb), analysers=analysers,
-                    monitor=monitor, on_event=on_event, on_log=sinks.log, **engine_options)
+                    monitor=monitor, on_event=sinks.events(on_event), on_log=sinks.log,
+                    **engine_options)
     # Logs only once the options proved good (a bad filter writes nothing).
-    sinks.open(logs_dir, log_format, schemas_of(cls for cls, _ in analysers or ()), rotate,
-               engine.flows.trace_time)
-    sinks.attach(engine)
-    if metrics is not None:
-        metrics.attach(engine)
+    sinks.start(engine, logs_dir, log_format, analysers, rotate)
     warnings = []
     started = time.perf_counter()
     try:
