@@ -203,6 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--fanout", metavar="GROUP", type=int,
                     help="afpacket: join PACKET_FANOUT group GROUP (hash by flow), so "
                          "that several analysers share the interface")
+    lv.add_argument("--workers", metavar="N", type=_positive_int, default=1,
+                    help="afpacket: analyse on N cores, N processes in one fanout group "
+                         "whose BPF program gives each the connections between the host "
+                         "pairs that hash to it; logs merged at the end (default: 1)")
     lv.add_argument("--ring-size", metavar="MB", type=_positive_float, default=64,
                     help="the engine's packet ring; retained stream bytes live here "
                          "(default: 64 MB)")
@@ -514,7 +518,7 @@ def replay_with_workers(args, progress) -> int:
             raise SystemExit(status)            # the worker printed why
         return result
     try:
-        stats, warnings, connections, wall = workers.run_workers(
+        stats, warnings, connections, wall, _ = workers.run_workers(
             args.workers, run, args.logs, args.events)
     except workers.WorkerError as exc:
         if exc.kind == "SystemExit":
@@ -576,10 +580,76 @@ def cmd_replay(args) -> int:
     return 0
 
 
+def live_with_workers(args) -> int:
+    """`live --workers N`: N processes in one AF_PACKET fanout group whose
+    classic BPF program sends every connection between two hosts to one of
+    them (analyser/workers.py merges their logs and counters)."""
+    import argparse as _argparse
+    from analyser import workers
+    from analyser.live import LiveResult, format_capture, live_capture
+    from ringbuf.livepcap import LiveCaptureError
+    if args.source != "afpacket":
+        print("analyser: live --workers needs --source afpacket (a fanout group)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if args.metrics_port or args.redis or args.rotate or args.pcap_out:
+        print("analyser: --metrics-port, --redis, --rotate and --pcap-out do not work "
+              "with --workers yet", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        setup_analysers(_argparse.Namespace(**{**vars(args), "events": None}))
+    except ValueError as exc:
+        print("analyser: %s" % exc, file=sys.stderr)
+        return EXIT_USAGE
+    group = args.fanout if args.fanout is not None else os.getpid() & 0xffff
+
+    def run(worker, logs_dir, events_path):
+        wargs = _argparse.Namespace(**{**vars(args), "logs": logs_dir, "events": events_path})
+        result, status = run_analysis(wargs, lambda **kw: live_capture(
+            args.interface, source="afpacket", bpf=args.bpf, snaplen=args.snaplen,
+            promisc=args.promisc, buffer_mb=args.buffer_size, duration=args.duration,
+            count=args.count, block_timeout_ms=args.block_timeout, block_kb=args.block_size,
+            fanout_group=group, fanout_by="hosts", drop_user=args.drop_privileges,
+            ring_mb=args.ring_size, **kw), LiveCaptureError)
+        if result is None:
+            raise SystemExit(status)
+        return result
+    try:
+        stats, warnings, connections, wall, captures = workers.run_workers(
+            args.workers, run, args.logs, args.events, live=True)
+    except workers.WorkerError as exc:
+        if exc.kind == "SystemExit":
+            return int(str(exc) or EXIT_INPUT)
+        print("analyser: a worker failed: %s: %s" % (exc.kind, exc), file=sys.stderr)
+        return EXIT_INPUT
+    capture = {}
+    for c, _, _ in captures:
+        for k, v in (c or {}).items():
+            capture[k] = capture.get(k, 0) + v if isinstance(v, int) and \
+                not isinstance(v, bool) else capture.get(k, v)
+    result = LiveResult(stats=stats, wall_seconds=wall, files=[args.interface],
+                        warnings=warnings, connections=connections)
+    result.capture = capture
+    result.stopped_by = captures[0][1]
+    result.error = next((e for _, _, e in captures if e), None)
+    if not args.quiet:
+        print(format_summary(result), file=sys.stderr)
+        print(format_capture(result), file=sys.stderr)
+        print("workers   packets per worker: %s" % " / ".join(
+            format(p, ",") for p in stats["worker_packets"]), file=sys.stderr)
+        print("logs      %s" % os.path.join(args.logs, "conn.log"), file=sys.stderr)
+    if result.error:
+        print("analyser: %s" % result.error, file=sys.stderr)
+        return EXIT_INPUT
+    return 0
+
+
 def cmd_live(args) -> int:
     from analyser.live import live_capture, format_capture, status_printer
     from ringbuf.livepcap import LiveCaptureError
 
+    if args.workers > 1:
+        return live_with_workers(args)
     status = None
     if not args.no_progress and not args.quiet and sys.stderr.isatty():
         status = status_printer(sys.stderr)

@@ -49,7 +49,7 @@ def open_source(kind: str, interface: str, *, bpf: str | None = None,
                 snaplen: int = DEFAULT_SNAPLEN, promisc: bool = True,
                 buffer_mb: float = DEFAULT_BUFFER_MB, count: int = 0,
                 block_timeout_ms: int = 10, block_kb: int = 1024,
-                fanout_group: int | None = None):
+                fanout_group: int | None = None, fanout_by: str = "flow"):
     """Open a live source of `kind` ("pcap" or "afpacket").  Raises
     LiveCaptureError (no interface, no permission ...) or ValueError (a
     filter that does not compile, a bad size)."""
@@ -68,7 +68,8 @@ def open_source(kind: str, interface: str, *, bpf: str | None = None,
         return AfPacketSource(interface, snaplen=snaplen, promisc=promisc,
                               buffer_bytes=buffer_bytes, block_size=block_size,
                               retire_timeout_ms=block_timeout_ms, bpf=bpf,
-                              fanout_group=fanout_group, max_packets=count)
+                              fanout_group=fanout_group, max_packets=count,
+                              fanout_by=fanout_by)
     raise ValueError(f"unknown source {kind!r} (known: {', '.join(SOURCES)})")
 
 
@@ -110,7 +111,8 @@ def live_capture(interface: str, *, source: str = "pcap", bpf: str | None = None
                  snaplen: int = DEFAULT_SNAPLEN, promisc: bool = True,
                  buffer_mb: float = DEFAULT_BUFFER_MB, duration: float | None = None,
                  count: int = 0, block_timeout_ms: int = 10, block_kb: int = 1024,
-                 fanout_group: int | None = None, drop_user: str | None = None,
+                 fanout_group: int | None = None, fanout_by: str = "flow",
+                 drop_user: str | None = None,
                  logs_dir: str | None = None, log_format: str = "tsv",
                  ignore_checksums: bool = True, timeouts: dict | None = None,
                  flow_memory_mb: float = DEFAULT_FLOW_MEMORY_MB,
@@ -135,7 +137,7 @@ def live_capture(interface: str, *, source: str = "pcap", bpf: str | None = None
     user = lookup_user(drop_user) if drop_user else None      # fail before opening
     src = open_source(source, interface, bpf=bpf, snaplen=snaplen, promisc=promisc,
                       buffer_mb=buffer_mb, count=count, block_timeout_ms=block_timeout_ms,
-                      block_kb=block_kb, fanout_group=fanout_group)
+                      block_kb=block_kb, fanout_group=fanout_group, fanout_by=fanout_by)
     try:
         if user is not None:
             drop_privileges(drop_user, *user)

@@ -28,6 +28,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -42,19 +43,33 @@ INPUT_COUNTERS = frozenset({
 MAX_WORKERS = 64
 
 
-def merged_stats(all_stats: list[dict]) -> dict:
+def merged_stats(all_stats: list[dict], live: bool = False) -> dict:
+    """Counters of all workers in one: summed, except what every worker of a
+    replay counts alike (the input read); live workers share the input, so
+    everything is summed."""
     first = all_stats[0]
     out = {}
+    inputs = frozenset() if live else INPUT_COUNTERS
     for key, value in first.items():
-        if key not in INPUT_COUNTERS and isinstance(value, dict):
+        if key == "ring" and live:
+            out[key] = {k: (sum(s[key].get(k, 0) for s in all_stats)
+                            if isinstance(v, int) and not isinstance(v, bool) else v)
+                        for k, v in value.items()}
+        elif key not in inputs and isinstance(value, dict):
             # Counters by kind, reason, service, analyser: summed per key.
             keys = {k for s in all_stats for k in s.get(key, {})}
             out[key] = {k: sum(s.get(key, {}).get(k, 0) for s in all_stats) for k in keys}
-        elif key in INPUT_COUNTERS or not isinstance(value, (int, float)) \
-                or isinstance(value, bool):
+        elif key in inputs or not isinstance(value, (int, float)) \
+                or isinstance(value, bool) or key in ("first_ts", "last_ts"):
             out[key] = value
         else:
             out[key] = sum(s.get(key, 0) for s in all_stats)
+    if live:
+        stamps = [s[k] for s in all_stats for k in ("first_ts",) if s.get(k) is not None]
+        ends = [s[k] for s in all_stats for k in ("last_ts",) if s.get(k) is not None]
+        out["first_ts"] = min(stamps) if stamps else None
+        out["last_ts"] = max(ends) if ends else None
+        out["worker_packets"] = [s["packets"] for s in all_stats]
     out["workers"] = len(all_stats)
     return out
 
@@ -122,17 +137,22 @@ def _run_worker(k: int, n: int, run, conn) -> None:
     try:
         result = run((k, n))
         conn.send(("ok", (result.stats, result.warnings, result.connections,
-                          result.wall_seconds)))
+                          result.wall_seconds, getattr(result, "capture", None),
+                          getattr(result, "stopped_by", None), getattr(result, "error", None))))
     except BaseException as exc:            # reported by the parent, with its type
         conn.send(("error", (type(exc).__name__, str(exc))))
     finally:
         conn.close()
 
 
-def run_workers(n: int, run, logs_dir: str | None, events_path: str | None):
+def run_workers(n: int, run, logs_dir: str | None, events_path: str | None,
+                live: bool = False):
     """Run `run(worker, logs_dir, events_path)` in n processes and merge what
-    they wrote.  Returns (stats, warnings, connections, wall seconds); raises
-    WorkerError with the first failure."""
+    they wrote.  Returns (stats, warnings, connections, wall seconds,
+    [(capture statistics, why it stopped, error) per worker]); raises
+    WorkerError with the first failure.  live: each worker sees only its
+    share of the input (AF_PACKET fanout), so every counter is summed; SIGINT
+    and SIGTERM are passed on to the workers, which stop cleanly."""
     if not 2 <= n <= MAX_WORKERS:
         raise ValueError("--workers must be 1 to %d, not %d" % (MAX_WORKERS, n))
     base = logs_dir if logs_dir is not None else "."
@@ -154,6 +174,14 @@ def run_workers(n: int, run, logs_dir: str | None, events_path: str | None):
             p.start()
             sender.close()
             procs.append((p, receiver))
+        previous = {}
+        if live:
+            def forward(signum, frame):
+                for p, _ in procs:
+                    if p.is_alive():
+                        os.kill(p.pid, signal.SIGTERM)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                previous[signum] = signal.signal(signum, forward)
         results = []
         for p, receiver in procs:
             try:
@@ -162,6 +190,8 @@ def run_workers(n: int, run, logs_dir: str | None, events_path: str | None):
                 results.append(("error", ("WorkerError", "a worker process died (exit %s)"
                                           % p.exitcode)))
             p.join()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         for status, value in results:
             if status == "error":
                 raise WorkerError(*value)
@@ -183,10 +213,11 @@ def run_workers(n: int, run, logs_dir: str | None, events_path: str | None):
                     merge_events(parts, out)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    stats = merged_stats([value[0] for _, value in results])
+    stats = merged_stats([value[0] for _, value in results], live)
     warnings = sorted({w for _, value in results for w in value[1]})
     connections = sum(value[2] for _, value in results)
-    return stats, warnings, connections, time.perf_counter() - started
+    captures = [value[4:7] for _, value in results]
+    return stats, warnings, connections, time.perf_counter() - started, captures
 
 
 class WorkerError(Exception):

@@ -87,6 +87,41 @@ cdef enum:
     BLOCK_OVERHEAD = 256       # block descriptor + tpacket3_hdr + sockaddr_ll, rounded up
 
 
+def host_pair_program() -> bytes:
+    """Classic BPF for PACKET_FANOUT_CBPF: the XOR of the IPv4 or IPv6 source
+    and destination addresses, folded, as the index of the process (the
+    kernel takes it modulo their number).  The same for both directions and
+    for every connection between two hosts; anything else goes to the first.
+
+    Loads are relative to the network header (SKF_NET_OFF) and the protocol
+    comes from the socket buffer (SKF_AD_PROTOCOL): when the fanout runs, a
+    received packet's data starts at its IP header but a sent one's at its
+    Ethernet header, and VLAN tags may or may not be in the data."""
+    import struct
+    LDH, LDW, JEQ, TAX, XORX, RETA, RETK = 0x28, 0x20, 0x15, 0x07, 0xac, 0x16, 0x06
+    ST, LDM, RSH = 0x02, 0x60, 0x74
+    NET = 0x100000000 - 0x100000                   # SKF_NET_OFF
+    PROTOCOL = 0x100000000 - 0x1000                # SKF_AD_OFF + SKF_AD_PROTOCOL
+    fold = [(ST, 0), (RSH, 16), (TAX, 0), (LDM, 0), (XORX, 0),
+            (ST, 0), (RSH, 8), (TAX, 0), (LDM, 0), (XORX, 0), (RETA, 0)]
+
+    def addresses(first: int, words: int) -> list:
+        body = [(LDW, NET + first)]
+        for w in range(1, words):
+            body += [(TAX, 0), (LDW, NET + first + 4 * w), (XORX, 0)]
+        return body + fold
+
+    v4, v6 = addresses(12, 2), addresses(8, 8)
+    # (code, jt, jf, k); a jump counts from the next instruction: IPv4's block
+    # starts two after the first jeq, IPv6's right after IPv4's.
+    program = [(LDH, 0, 0, PROTOCOL),
+               (JEQ, 2, 0, 0x0800),
+               (JEQ, 1 + len(v4), 0, 0x86DD),
+               (RETK, 0, 0, 0)]
+    program += [(code, 0, 0, k) for code, k in v4 + v6]
+    return b"".join(struct.pack("=HBBI", *insn) for insn in program)
+
+
 cdef inline uint32_t tpacket_align(uint32_t size) noexcept nogil:
     return (size + TPACKET_ALIGNMENT - 1) & ~(TPACKET_ALIGNMENT - 1)
 
@@ -107,15 +142,20 @@ cdef class AfPacketSource(Source):
                  bint promisc=True, buffer_bytes=32 << 20, uint32_t block_size=1 << 20,
                  block_count=None, uint32_t frame_size=2048,
                  uint32_t retire_timeout_ms=10, str bpf=None, fanout_group=None,
-                 int poll_timeout_ms=100, uint64_t max_packets=0):
+                 int poll_timeout_ms=100, uint64_t max_packets=0, str fanout_by="flow"):
         """buffer_bytes: total kernel ring (block_count = buffer_bytes // block_size
         unless block_count is given).  fanout_group: None, or a 16-bit group id
-        shared by the processes that split this interface's traffic by flow hash."""
+        shared by the processes that split this interface's traffic.  fanout_by:
+        "flow" (the kernel's flow hash) or "hosts" (a classic BPF program hashes
+        the pair of IP addresses, so every connection between two hosts goes to
+        one process: FTP data channels stay with their control session)."""
         cdef int version = TPACKET_V3
         cdef tpacket_req3 req
         cdef sockaddr_ll address
         cdef packet_mreq membership
         cdef int fanout_arg
+        cdef sock_fprog fprog
+        cdef bytes program
         cdef void* mapped
         self.interface = interface
         self.snaplen = snaplen
@@ -197,10 +237,20 @@ cdef class AfPacketSource(Source):
                           sizeof(membership)) < 0:
                 self._fail("cannot switch on promiscuous mode")
         if fanout_group is not None:
-            fanout_arg = <int>fanout_group | (PACKET_FANOUT_HASH << 16)
+            if fanout_by not in ("flow", "hosts"):
+                raise ValueError(f"fanout_by must be flow or hosts, not {fanout_by!r}")
+            fanout_arg = <int>fanout_group | (
+                (PACKET_FANOUT_CBPF if fanout_by == "hosts" else PACKET_FANOUT_HASH) << 16)
             if setsockopt(self.fd, SOL_PACKET, PACKET_FANOUT, &fanout_arg,
                           sizeof(fanout_arg)) < 0:
                 self._fail(f"cannot join fanout group {fanout_group}")
+            if fanout_by == "hosts":
+                program = host_pair_program()
+                fprog.len = len(program) // 8
+                fprog.filter = <sock_filter*><char*>program
+                if setsockopt(self.fd, SOL_PACKET, PACKET_FANOUT_DATA, &fprog,
+                              sizeof(fprog)) < 0:
+                    self._fail("cannot set the fanout program")
 
     def _fail(self, str what):
         cdef int error = errno

@@ -461,3 +461,72 @@ def test_afpacket_releases_blocks_and_retained_bytes_stay_intact(tmp_path):
     assert acks == sorted(acks)
     assert 0 < result["ack_while_waiting"] < result["ack"]
     assert result["ack"] == result["processed"] and result["pinned"] == 0
+
+
+# ------------------------------------------- live --workers: a fanout group by host pair
+
+FTP_ONE_CLIENT = textwrap.dedent("""
+    import ftplib, io, sys
+    host, port, source, name = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    ftp = ftplib.FTP(source_address=(source, 0))
+    ftp.connect(host, port, timeout=30)
+    ftp.login("user", "secret")
+    ftp.set_pasv(True)
+    ftp.retrbinary("RETR " + name, io.BytesIO().write)
+    ftp.storbinary("STOR up-" + source + ".bin", io.BytesIO(bytes(50000)))
+    ftp.quit()
+    print("done", flush=True)
+""")
+
+
+@needs_netns
+def test_live_workers_split_host_pairs_and_log_what_one_process_logs(tmp_path):
+    root = tmp_path / "ftproot"
+    root.mkdir()
+    (root / "a.bin").write_bytes(os.urandom(200_000))
+    os.chmod(tmp_path, 0o755)
+    with netns.VethPair(tag="w") as net:
+        iface = net.iface["client"]
+        second = net.client_ip.rsplit(".", 1)[0] + ".3"          # another client host
+        net.run("client", ["ip", "addr", "add", second + "/24", "dev", iface])
+        server = net.popen("server", [sys.executable, "-c", FTP_SERVER, root, net.server_ip,
+                                      str(FTP_PORT)], stdout=subprocess.PIPE, text=True)
+        assert server.stdout.readline().strip() == "ready"
+        recorded = tmp_path / "tcpdump.pcap"
+        tcpdump = net.popen("client", ["tcpdump", "-i", iface, "-n", "-U", "-s", "0",
+                                       "-B", "65536", "-w", recorded],
+                            stderr=subprocess.PIPE, text=True)
+        assert "listening on" in tcpdump.stderr.readline()
+        live_logs = tmp_path / "live"
+        analyser = net.popen("client", analyser_cmd(
+            "live", "-i", iface, "--source", "afpacket", "--workers", "2",
+            "--logs", live_logs, "--no-progress"), cwd=REPO, stderr=subprocess.PIPE, text=True)
+        time.sleep(2.0)                                        # both workers joined
+        assert analyser.poll() is None, analyser.stderr.read()
+        for source in (net.client_ip, second):
+            client = net.run("client", [sys.executable, "-c", FTP_ONE_CLIENT, net.server_ip,
+                                        str(FTP_PORT), source, "a.bin"], timeout=120)
+            assert client.stdout.strip() == "done", client.stderr
+        time.sleep(1.0)
+        analyser.send_signal(signal.SIGTERM)
+        _, live_err = analyser.communicate(timeout=60)
+        tcpdump.send_signal(signal.SIGTERM)
+        _, tcpdump_err = tcpdump.communicate(timeout=30)
+        server.kill()
+    assert re.search(r"\b0 packets dropped by kernel", tcpdump_err), tcpdump_err
+    assert analyser.returncode == 0, live_err
+    assert "Traceback" not in live_err and "(2 workers)" in live_err
+    per_worker = re.search(r"packets per worker: ([\d,]+) / ([\d,]+)", live_err)
+    assert per_worker and all(int(x.replace(",", "")) > 0 for x in per_worker.groups()), \
+        live_err                                               # each host pair elsewhere
+    replay_logs = tmp_path / "replay"
+    p = subprocess.run(analyser_cmd("replay", recorded, "--logs", replay_logs), cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    for log in ("conn.log", "ftp.log", "transfers.log"):
+        assert_same_rows(comparable(read_zeek_log(live_logs / log)),
+                         comparable(read_zeek_log(replay_logs / log)), log)
+    transfers = read_zeek_log(live_logs / "transfers.log")
+    assert sorted((t["id.orig_h"], t["command"], t["bytes"]) for t in transfers) == sorted(
+        [(net.client_ip, "RETR", "200000"), (net.client_ip, "STOR", "50000"),
+         (second, "RETR", "200000"), (second, "STOR", "50000")])

@@ -41,6 +41,8 @@ cdef extern from "<linux/if_packet.h>" nogil:
     int PACKET_VERSION
     int PACKET_FANOUT
     int PACKET_FANOUT_HASH
+    int PACKET_FANOUT_CBPF
+    int PACKET_FANOUT_DATA
     int PACKET_FANOUT_FLAG_DEFRAG
     int PACKET_MR_PROMISC
     int PACKET_OUTGOING
