@@ -501,7 +501,9 @@ def test_live_workers_split_host_pairs_and_log_what_one_process_logs(tmp_path):
         analyser = net.popen("client", analyser_cmd(
             "live", "-i", iface, "--source", "afpacket", "--workers", "2",
             "--logs", live_logs, "--no-progress"), cwd=REPO, stderr=subprocess.PIPE, text=True)
-        time.sleep(2.0)                                        # both workers joined
+        # Both workers capture once each has opened its logs (after its socket).
+        wait_for(lambda: len(list(live_logs.glob(".workers-*/*/conn.log"))) == 2
+                 or analyser.poll() is not None, 60, "both workers to open")
         assert analyser.poll() is None, analyser.stderr.read()
         for source in (net.client_ip, second):
             client = net.run("client", [sys.executable, "-c", FTP_ONE_CLIENT, net.server_ip,
