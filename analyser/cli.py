@@ -67,6 +67,10 @@ def add_analysis_options(r) -> None:
     a.add_argument("--analyser", metavar="NAME[:KEY=VALUE,...]", action="append", default=[],
                    help="enable and configure an analyser, e.g. ftp:ports=21,2121 "
                         "(all known analysers are enabled by default)")
+    a.add_argument("--analyser-time-limit", metavar="SECONDS", type=float, default=5.0,
+                   help="an analyser that runs longer than this in one wake-up (a loop "
+                        "that never reads) is stopped and reported as an analyser_error; "
+                        "0: no limit (default: 5)")
     a.add_argument("--detect", choices=("content", "ports"), default="content",
                    help="how analysers are chosen: 'content' (default) checks each "
                         "analyser's signatures on the first payload of each side, with "
@@ -399,7 +403,7 @@ def analysis_kwargs(args, analysers, monitor, writer) -> dict:
                 analysers=analysers, monitor=monitor, detect=args.detect,
                 dedup=args.dedup or 0.0, rotate=args.rotate,
                 no_payload=args.no_payload_in_logs, anonymizer=args.anonymizer,
-                pcap_out=args.pcap_writer,
+                pcap_out=args.pcap_writer, analyser_time_limit=args.analyser_time_limit,
                 on_event=writer.write if writer is not None else None)
 
 

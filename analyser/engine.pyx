@@ -162,7 +162,8 @@ cdef class Engine:
                  bint key_on_vlan=False, analysers=None, monitor=None, on_event=None,
                  on_log=None, uint64_t max_stream_bytes=4 << 20,
                  uint64_t max_owned_bytes=1 << 20, ring_policy="wait", detect="content",
-                 worker=None, double dedup=0.0, bint no_payload=False, pcap_out=None):
+                 worker=None, double dedup=0.0, bint no_payload=False, pcap_out=None,
+                 double analyser_time_limit=5.0):
         """analysers: [(Analyser subclass, config dict)]; monitor: an
         analyser.events.Monitor; on_event: callable(dict) for application events.
         ring_policy: "wait" (replay: the source waits for room) or "drop"
@@ -176,7 +177,9 @@ cdef class Engine:
         counted as a duplicate (SPAN ports); 0: off.
         no_payload: what users sent (names, paths, commands, message text:
         the analysers' payload_fields) stays out of every log and event.
-        pcap_out: an analyser.pcapout.PcapOut writing the chosen connections."""
+        pcap_out: an analyser.pcapout.PcapOut writing the chosen connections.
+        analyser_time_limit: seconds one analyser wake-up may run before it is
+        stopped (analyser/watchdog.py); 0: no limit."""
         self.ring = Ring(ring_records, ring_bytes, ring_policy)
         self.worker_index, self.worker_count = (0, 1) if worker is None else worker
         if dedup < 0:
@@ -203,6 +206,9 @@ cdef class Engine:
             from analyser.runtime import Runtime
             self.runtime = Runtime(emit=on_event, clock=self.flows.trace_time, log=on_log,
                                    no_payload=no_payload)
+            if analyser_time_limit > 0:
+                from analyser.watchdog import Watchdog
+                self.runtime.watchdog = Watchdog(self.runtime, analyser_time_limit)
             self.streams = Streams(self.ring, self.runtime.ready,
                                    max_side_bytes=max_stream_bytes,
                                    max_owned_bytes=max_owned_bytes,
@@ -443,6 +449,8 @@ cdef class Engine:
     def finish(self):
         """End of input: report every connection still open."""
         self.flows.flush()
+        if self.runtime is not None and self.runtime.watchdog is not None:
+            self.runtime.watchdog.close()
         if self.flows.pcap is not None:
             self.flows.pcap.close()
 

@@ -44,6 +44,7 @@ import greenlet
 
 from analyser.schemas import Field, schema_of
 from analyser.signatures import Signature
+from analyser.watchdog import AnalyserTimeout, clear_in
 from analyser.streams import (R_DATA, R_GAP, SIDE_ANY, SIDE_ORIG, SIDE_RESP,
                               WANT_BYTES, WANT_LINE, WANT_PEEK, WANT_SOME)
 
@@ -589,6 +590,11 @@ class Runtime:
         self.error_log: list[dict] = []
         self.by_uid: dict[str, Analyser] = {}
         self.seconds: dict[str, float] = {}         # analyser name -> time in its code
+        # The wake-up running now (analyser/watchdog.py stops one that runs too long).
+        self.wakeup_started = 0.0
+        self.wakeup_seq = 0
+        self.timed_out_seq = -1
+        self.watchdog = None
         self.events_by_kind: dict[str, int] = {}
         # slot -> (class, config, candidates after it, recording to replay)
         self._replacements: dict[int, tuple] = {}
@@ -636,11 +642,28 @@ class Runtime:
         self.by_uid[conn.uid] = a
         a._greenlet = greenlet.greenlet(lambda: self._run(a), parent=self.main_greenlet)
         self.counters["analysers_started"] += 1
-        started = perf_counter()
-        a._greenlet.switch()
-        self.seconds[a.name] = self.seconds.get(a.name, 0.0) + perf_counter() - started
+        self._wake(a, None)
         self._apply_replacement(slot)
         return self.instances.get(slot, a)
+
+    def _wake(self, a: Analyser, value) -> None:
+        """Run `a` until it waits again: timed (seconds per analyser) and
+        watched (a wake-up past the time limit is stopped)."""
+        self.wakeup_seq += 1
+        seq = self.wakeup_seq
+        started = self.wakeup_started = perf_counter()
+        try:
+            if value is None:
+                a._greenlet.switch()
+            else:
+                a._greenlet.switch(value)
+        except AnalyserTimeout:
+            pass            # raised in the instant after the analyser had returned
+        finally:
+            self.wakeup_started = 0.0
+            if self.timed_out_seq == seq and self.watchdog is not None:
+                clear_in(self.watchdog.thread_id)
+        self.seconds[a.name] = self.seconds.get(a.name, 0.0) + perf_counter() - started
 
     def hand_over(self, a: Analyser, analyser, config: dict | None) -> None:
         """Give a connection to another analyser once `a` returns."""
@@ -675,7 +698,7 @@ class Runtime:
             pass
         except ProtocolViolation as v:
             self._violation(a, v.reason, v.data)
-        except Exception as exc:
+        except (Exception, AnalyserTimeout) as exc:
             self._error(a, exc)
             if not a._confirmed:
                 self._next_candidate(a)
@@ -773,9 +796,7 @@ class Runtime:
         a = self.instances.get(slot)
         if a is None or a._greenlet.dead:
             return
-        started = perf_counter()
-        a._greenlet.switch((code, side, payload, extra))
-        self.seconds[a.name] = self.seconds.get(a.name, 0.0) + perf_counter() - started
+        self._wake(a, (code, side, payload, extra))
         if self._replacements:
             self._apply_replacement(slot)
 

@@ -537,3 +537,42 @@ def test_read_lines_returns_every_complete_line_in_one_wakeup(replay):
                    [b"after\n"], ("end", b"tail")]
     # One wake-up per segment that completed lines, not one per line.
     assert replay.result.stats["analyser_wakeups"] <= 5
+
+
+def test_a_runaway_analyser_is_stopped_and_the_others_go_on(replay):
+    got = []
+
+    class Spinner(Analyser):
+        name = "spinner"
+        ports = {7100}
+
+        def main(self):
+            self.read_line(ORIG)
+            n = 0
+            while True:                      # never reads again
+                try:
+                    n += 1
+                except Exception:            # cannot swallow the time limit
+                    pass
+
+    class Echo(Analyser):
+        name = "echo"
+        ports = {7200}
+
+        def main(self):
+            while True:
+                got.append(self.read_line(ORIG))
+
+    c1, s1 = peers(port=7100)
+    c2, s2 = TcpPeer("10.0.0.7", 41000, 1), TcpPeer("10.0.0.2", 7200, 2)
+    c2.connect(s2)
+    frames = handshake(c1, s1) + handshake(c2, s2) + [c1.send(ACK, b"spin\n"),
+                                                      c2.send(ACK, b"one\n"),
+                                                      c2.send(ACK, b"two\n")]
+    frames += close(c1, s1) + close(c2, s2)
+    events = []
+    replay(timed(frames), analysers=[(Spinner, {}), (Echo, {})], on_event=events.append,
+           analyser_time_limit=0.3)
+    error, = [e for e in events if e["event"] == "analyser_error"]
+    assert error["analyser"] == "spinner" and error["error"].startswith("AnalyserTimeout")
+    assert got == [b"one\n", b"two\n"]

@@ -1,0 +1,76 @@
+"""A time limit per analyser wake-up: a runaway analyser is stopped, the
+engine goes on.
+
+Role in the data flow: around the analysers (runtime.py).  An analyser's
+main() runs in a greenlet on the engine's thread; a loop that never reads
+again would hold the engine forever.  The runtime notes when each wake-up
+starts (it times them anyway, for the per-analyser seconds); this thread
+looks every CHECK_SECONDS and, when a wake-up has run longer than the limit,
+raises `AnalyserTimeout` in the engine's thread (the interpreter's
+asynchronous exception), so it surfaces in the analyser's own code.  The
+runtime reports it like any other analyser error and ends that analyser
+for its connection only.
+
+Only Python code is interrupted (a long call into C finishes first).  If the
+wake-up ends in the instant between the check and the raise, the runtime
+clears the pending exception when the wake-up returns.
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+
+CHECK_SECONDS = 0.05
+DEFAULT_LIMIT = 5.0          # seconds one wake-up may run (a normal one takes microseconds)
+
+
+class AnalyserTimeout(BaseException):
+    """An analyser ran longer than the time limit in one wake-up.  A
+    BaseException, so that an analyser's `except Exception` cannot swallow it."""
+
+    def __init__(self, *args):
+        super().__init__(*(args or ("ran longer than its time limit in one wake-up",)))
+
+
+_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+_set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
+
+
+def raise_in(thread_id: int, exc_type) -> None:
+    _set_async_exc(thread_id, exc_type)
+
+
+def clear_in(thread_id: int) -> None:
+    """Forget an exception raised for the thread but not yet delivered."""
+    _set_async_exc(thread_id, ctypes.py_object())        # NULL clears
+
+
+class Watchdog:
+    """Watches one runtime's wake-ups from a daemon thread."""
+
+    def __init__(self, runtime, limit: float = DEFAULT_LIMIT):
+        if limit <= 0:
+            raise ValueError("the analyser time limit must be positive, not %r" % limit)
+        self.runtime = runtime
+        self.limit = limit
+        self.thread_id = threading.get_ident()       # the engine's thread
+        self.fired = 0                               # wake-ups stopped
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="analyser-watchdog",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        rt = self.runtime
+        while not self._stop.wait(CHECK_SECONDS):
+            since, seq = rt.wakeup_started, rt.wakeup_seq
+            if since and time.perf_counter() - since > self.limit and rt.wakeup_seq == seq \
+                    and rt.timed_out_seq != seq:
+                rt.timed_out_seq = seq
+                self.fired += 1
+                raise_in(self.thread_id, AnalyserTimeout)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1)
