@@ -59,6 +59,9 @@ MAX_READS_AFTER_END = 1000
 # confirmed its protocol (Zeek's dpd_buffer_size is 1024; FTP greetings and
 # HTTP headers often need more before a verdict).
 DETECTION_BUFFER = 16384
+# The stream layer counts a request in 32 bits: a larger span is skipped
+# (skip, read_and_skip), never read.
+MAX_READ = (1 << 32) - 1
 # Lines one read_lines() call returns at most (the rest comes with the next).
 MAX_LINES_PER_READ = 1024
 # failure_data in analyzer.log is cut to this many bytes.
@@ -224,6 +227,9 @@ class Analyser:
         """Exactly n bytes of one side; blocks until they are there."""
         if n <= 0:
             return b""
+        if n > MAX_READ:
+            raise ValueError("read of %d bytes: at most %d at a time (skip() or "
+                             "read_and_skip() a larger span)" % (n, MAX_READ))
         return self._request(side, WANT_BYTES, n)
 
     def read_line(self, side: int, limit: int = 8192) -> bytes:

@@ -576,3 +576,51 @@ def test_a_runaway_analyser_is_stopped_and_the_others_go_on(replay):
     error, = [e for e in events if e["event"] == "analyser_error"]
     assert error["analyser"] == "spinner" and error["error"].startswith("AnalyserTimeout")
     assert got == [b"one\n", b"two\n"]
+
+
+def test_analysers_that_recurse_forever_or_ask_for_4_gib_are_stopped_alone(replay):
+    got = []
+
+    class Recurser(Analyser):
+        name = "recurser"
+        ports = {7300}
+
+        def deeper(self, n):
+            return self.deeper(n + 1) + 1
+
+        def main(self):
+            self.read_line(ORIG)
+            self.deeper(0)
+
+    class Greedy(Analyser):
+        name = "greedy"
+        ports = {7400}
+
+        def main(self):
+            self.read(ORIG, 4 << 30)
+
+    class Echo(Analyser):
+        name = "echo"
+        ports = {7200}
+
+        def main(self):
+            while True:
+                got.append(self.read_line(ORIG))
+
+    conns = [(peers(port=p)) for p in (7300, 7400)]
+    c3, s3 = TcpPeer("10.0.0.7", 41000, 1), TcpPeer("10.0.0.2", 7200, 2)
+    c3.connect(s3)
+    frames = []
+    for c, s in conns + [(c3, s3)]:
+        frames += handshake(c, s)
+    frames += [conns[0][0].send(ACK, b"go\n"), conns[1][0].send(ACK, b"x" * 100),
+               c3.send(ACK, b"still here\n")]
+    for c, s in conns + [(c3, s3)]:
+        frames += close(c, s)
+    events = []
+    replay(timed(frames), analysers=[(Recurser, {}), (Greedy, {}), (Echo, {})],
+           on_event=events.append)
+    errors = {e["analyser"]: e["error"] for e in events if e["event"] == "analyser_error"}
+    assert errors["recurser"].startswith("RecursionError")
+    assert errors["greedy"].startswith("ValueError: read of 4294967296 bytes: at most")
+    assert got == [b"still here\n"]
