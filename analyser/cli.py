@@ -294,6 +294,10 @@ def format_summary(result) -> str:
                      "(analyzer.log), %s next candidates tried" % (
                          format(s["detections"], ","), format(s["confirmations"], ","),
                          format(s["violations"], ","), format(s["candidates_tried"], ",")))
+        if s.get("analyser_seconds"):
+            lines.append("time      %s in analysers' code" % ", ".join(
+                "%s %.2f s" % (name, secs) for name, secs in
+                sorted(s["analyser_seconds"].items(), key=lambda x: -x[1])))
         lines.append("streams   %s bytes delivered, %s skipped in C, gaps %s, overflow %s, "
                      "overlap conflicts %s" % (
                          format(s["stream_delivered_bytes"], ","),
