@@ -539,8 +539,19 @@ def test_read_lines_returns_every_complete_line_in_one_wakeup(replay):
     assert replay.result.stats["analyser_wakeups"] <= 5
 
 
+class LineEcho(Analyser):
+    """A well-behaved analyser next to failing ones: keeps every line on 7200."""
+    name = "echo"
+    ports = {7200}
+    got: list = []
+
+    def main(self):
+        while True:
+            self.got.append(self.read_line(ORIG))
+
+
 def test_a_runaway_analyser_is_stopped_and_the_others_go_on(replay):
-    got = []
+    got = LineEcho.got = []
 
     class Spinner(Analyser):
         name = "spinner"
@@ -555,14 +566,6 @@ def test_a_runaway_analyser_is_stopped_and_the_others_go_on(replay):
                 except Exception:            # cannot swallow the time limit
                     pass
 
-    class Echo(Analyser):
-        name = "echo"
-        ports = {7200}
-
-        def main(self):
-            while True:
-                got.append(self.read_line(ORIG))
-
     c1, s1 = peers(port=7100)
     c2, s2 = TcpPeer("10.0.0.7", 41000, 1), TcpPeer("10.0.0.2", 7200, 2)
     c2.connect(s2)
@@ -571,7 +574,7 @@ def test_a_runaway_analyser_is_stopped_and_the_others_go_on(replay):
                                                       c2.send(ACK, b"two\n")]
     frames += close(c1, s1) + close(c2, s2)
     events = []
-    replay(timed(frames), analysers=[(Spinner, {}), (Echo, {})], on_event=events.append,
+    replay(timed(frames), analysers=[(Spinner, {}), (LineEcho, {})], on_event=events.append,
            analyser_time_limit=0.3)
     error, = [e for e in events if e["event"] == "analyser_error"]
     assert error["analyser"] == "spinner" and error["error"].startswith("AnalyserTimeout")
@@ -579,7 +582,7 @@ def test_a_runaway_analyser_is_stopped_and_the_others_go_on(replay):
 
 
 def test_analysers_that_recurse_forever_or_ask_for_4_gib_are_stopped_alone(replay):
-    got = []
+    got = LineEcho.got = []
 
     class Recurser(Analyser):
         name = "recurser"
@@ -599,14 +602,6 @@ def test_analysers_that_recurse_forever_or_ask_for_4_gib_are_stopped_alone(repla
         def main(self):
             self.read(ORIG, 4 << 30)
 
-    class Echo(Analyser):
-        name = "echo"
-        ports = {7200}
-
-        def main(self):
-            while True:
-                got.append(self.read_line(ORIG))
-
     conns = [(peers(port=p)) for p in (7300, 7400)]
     c3, s3 = TcpPeer("10.0.0.7", 41000, 1), TcpPeer("10.0.0.2", 7200, 2)
     c3.connect(s3)
@@ -618,7 +613,7 @@ def test_analysers_that_recurse_forever_or_ask_for_4_gib_are_stopped_alone(repla
     for c, s in conns + [(c3, s3)]:
         frames += close(c, s)
     events = []
-    replay(timed(frames), analysers=[(Recurser, {}), (Greedy, {}), (Echo, {})],
+    replay(timed(frames), analysers=[(Recurser, {}), (Greedy, {}), (LineEcho, {})],
            on_event=events.append)
     errors = {e["analyser"]: e["error"] for e in events if e["event"] == "analyser_error"}
     assert errors["recurser"].startswith("RecursionError")
