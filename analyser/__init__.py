@@ -7,7 +7,7 @@ as straight-line Python (`Analyser`) read those streams with blocking calls.
 Public API::
 
     from analyser import (Analyser, ORIG, RESP, ANY, Gap, StreamEnd, Monitor,
-                          Signature, Field, conn_id_fields, Expectation,
+                          Signature, Field, conn_id_fields, TRANSFERS, Expectation,
                           ProtocolViolation)
 """
 __version__ = "0.2.0"
@@ -15,8 +15,9 @@ __version__ = "0.2.0"
 from analyser.runtime import (ANY, ORIG, RESP, Analyser, Expectation, Gap,  # noqa: E402
                               ProtocolViolation, StreamEnd)
 from analyser.events import Monitor  # noqa: E402
-from analyser.schemas import Field, conn_id_fields  # noqa: E402
+from analyser.schemas import TRANSFERS, Field, conn_id_fields  # noqa: E402
 from analyser.signatures import Signature  # noqa: E402
 
 __all__ = ["Analyser", "ORIG", "RESP", "ANY", "Gap", "StreamEnd", "Monitor", "Signature",
-           "Field", "conn_id_fields", "Expectation", "ProtocolViolation", "__version__"]
+           "Field", "conn_id_fields", "TRANSFERS", "Expectation", "ProtocolViolation",
+           "__version__"]

@@ -64,6 +64,36 @@ ANALYZER = (
     Field("failure_data", "string", "the input that did not fit (at most 100 bytes)"),
 )
 
+# transfers.log: one row per bulk transfer, whichever protocol moved it (FTP
+# and GridFTP files and listings, HTTP bodies).  Not a core log: declared here
+# once so that every protocol writing it declares the same fields
+# (`logs = {"transfers": TRANSFERS}`).
+TRANSFERS = (
+    Field("ts", "time", "time of the request or command that started the transfer"),
+    Field("uid", "string", "uid of the connection that asked for it (FTP: the control "
+                           "connection)"),
+    *conn_id_fields("client", "server"),
+    Field("protocol", "string", "ftp, gridftp or http"),
+    Field("command", "string", "RETR, STOR, STOU, APPE, LIST, NLST, MLSD, ...; HTTP: the "
+                               "method"),
+    Field("file", "string", "the command's argument as sent; HTTP: the URI"),
+    Field("size_announced", "count", "size announced: FTP's '(N bytes)' in the 150/125 "
+                                     "reply, a 213 reply to SIZE of the same file, or ALLO "
+                                     "(GridFTP uploads); HTTP's Content-Length"),
+    Field("bytes", "count", "payload bytes of the file itself: FTP: the sender's payload "
+                            "bytes of the data connection(s); MODE E: sum of block counts "
+                            "(headers excluded); HTTP: the body after transfer decoding "
+                            "(chunk headers excluded); unset when no data was seen"),
+    Field("streams", "count", "data connections that carried it (MODE E: parallel/striped)"),
+    Field("data_uids", "set[string]", "uids of those data connections"),
+    Field("duration", "interval", "from the command to the final reply (to the report when "
+                                  "no final reply was seen); HTTP: request to end of body"),
+    Field("reply_code", "count", "the final reply's code (FTP: 226, 4xx, 5xx; HTTP: the "
+                                 "status); unset when the control connection ended or went "
+                                 "encrypted first"),
+    Field("missed_bytes", "count", "bytes never captured"),
+)
+
 CORE_LOGS = {"conn": CONN, "analyzer": ANALYZER}
 
 # Zeek's log types (the #types line); a set or vector of any of them too.

@@ -46,7 +46,8 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 
-from analyser import (ORIG, RESP, Analyser, Expectation, Field, Gap, Signature, StreamEnd,
+from analyser import (ORIG, RESP, TRANSFERS, Analyser, Expectation, Field, Gap, Signature,
+                      StreamEnd,
                       conn_id_fields)
 
 # -- limits ---------------------------------------------------------------------
@@ -139,27 +140,6 @@ FTP_LOG = (
     Field("fuid", "string", "file id (unset)"),
 )
 
-TRANSFERS_LOG = (
-    Field("ts", "time", "time of the command that started the transfer"),
-    Field("uid", "string", "uid of the control connection"),
-    *conn_id_fields("control connection client", "control connection server"),
-    Field("protocol", "string", "ftp or gridftp"),
-    Field("command", "string", "RETR, STOR, STOU, APPE, LIST, NLST, MLSD, ..."),
-    Field("file", "string", "the command's argument as sent"),
-    Field("size_announced", "count", "size announced: '(N bytes)' in the 150/125 reply, "
-                                     "a 213 reply to SIZE of the same file, or ALLO (GridFTP "
-                                     "uploads)"),
-    Field("bytes", "count", "payload bytes of the file itself: the sender's payload bytes "
-                            "of the data connection(s); MODE E: sum of block counts (headers "
-                            "excluded); unset when no data connection was seen"),
-    Field("streams", "count", "data connections that carried it (MODE E: parallel/striped)"),
-    Field("data_uids", "set[string]", "uids of those data connections"),
-    Field("duration", "interval", "from the command to the final reply (to the report when "
-                                  "no final reply was seen)"),
-    Field("reply_code", "count", "the final reply's code (226, 4xx, 5xx); unset when the "
-                                 "control connection ended or went encrypted first"),
-    Field("missed_bytes", "count", "bytes of the data connections never captured"),
-)
 
 # Commands whose reply confirms that a connection speaks FTP: the RFC 959
 # and extension commands of Zeek's reply table, and security extensions.
@@ -627,7 +607,7 @@ class Ftp(Analyser):
                   Signature(RESP, b"120", skip_space=True),
                   Signature(ORIG, b"USER ", nocase=True, skip_space=True),
                   Signature(ORIG, b"AUTH ", nocase=True, skip_space=True))
-    logs = {"ftp": FTP_LOG, "transfers": TRANSFERS_LOG}
+    logs = {"ftp": FTP_LOG, "transfers": TRANSFERS}
     # What users sent: left unset under --no-payload-in-logs (logs and events).
     payload_fields = frozenset({"user", "password", "arg", "reply_msg", "file", "line",
                                 "text"})

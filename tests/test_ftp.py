@@ -611,7 +611,7 @@ def readme_section():
 
 
 def test_readme_transfers_table_matches_the_schema():
-    from protocols.ftp import TRANSFERS_LOG as TRANSFERS
+    from analyser import TRANSFERS
     section = readme_section()
     table = section[section.index("**transfers.log**"):]
     table = table[table.index("| field | meaning |"):]
