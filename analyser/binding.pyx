@@ -22,6 +22,11 @@ Rules:
    that analyser gives up (`candidates_of_slot`).
 3. Every exception is caught, counted and reported (`caught`): a failing
    analyser start or event callback never stops the engine.
+4. UDP flows meet the same rules with the run's datagram analysers
+   (`protocol = "udp"`): their own port hints and signatures, checked on the
+   first datagram of each side.  A bound UDP flow has no stream pair: each
+   datagram is handed whole to the runtime (`datagram`), until its analyser
+   ends (`datagrams_off`), after which the flow is only counted again.
 """
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 from libc.string cimport memcpy, memset
@@ -30,6 +35,13 @@ from analyser.decode cimport Decoded, PROTO_TCP, PROTO_UDP
 from analyser.flowstate cimport Flow, uid_text, addr_text
 from analyser.streams cimport Streams
 
+cdef enum:  # sig_transports bits
+    TRANSPORT_TCP = 1
+    TRANSPORT_UDP = 2
+
+
+cdef uint8_t transport_bit(Flow* f) noexcept:
+    return TRANSPORT_TCP if f.proto == PROTO_TCP else (TRANSPORT_UDP if f.proto == PROTO_UDP else 0)
 
 
 cdef object conn_info(Flow* f):
@@ -71,22 +83,37 @@ cdef class Binder:
         self.slot_flows = {}
         self.ended_services = {}
         self.n_signatures = 0
+        cdef uint8_t transports
         memset(self.tcp_port_analyser, 0, sizeof(self.tcp_port_analyser))
+        memset(self.udp_port_analyser, 0, sizeof(self.udp_port_analyser))
+        self.udp_signatures = False
+        self.udp_analysers = False
         runtime.set_classes(analysers)
         runtime.candidates_of_slot = self.candidates_of_slot
+        runtime.datagrams_done = self.datagrams_done
         runtime.detecting = detect == "content" and any(cls.signatures for cls, _ in analysers)
         for cls, config in analysers:
-            if cls.protocol != "tcp":
+            found = cls.transports()
+            transports = ((TRANSPORT_TCP if "tcp" in found else 0)
+                          | (TRANSPORT_UDP if "udp" in found else 0))
+            if not transports:
                 continue
             self.analyser_classes.append((cls, config))
             if len(self.analyser_classes) > 255:
-                raise ValueError("at most 254 TCP analysers")
+                raise ValueError("at most 254 analysers")
+            if transports & TRANSPORT_UDP:
+                self.udp_analysers = True
             for port in config.get("ports", cls.ports):
                 if not 0 < port < 65536:
                     raise ValueError("%s: bad port %r" % (cls.name, port))
-                self.tcp_port_analyser[port] = len(self.analyser_classes) - 1
+                if transports & TRANSPORT_TCP:
+                    self.tcp_port_analyser[port] = len(self.analyser_classes) - 1
+                if transports & TRANSPORT_UDP:
+                    self.udp_port_analyser[port] = len(self.analyser_classes) - 1
             if detect != "content" or not cls.signatures:
                 continue
+            if transports & TRANSPORT_UDP:
+                self.udp_signatures = True
             if len(self.detectable) == MAX_DETECTABLE:
                 raise ValueError("at most %d analysers with signatures" % MAX_DETECTABLE)
             self.detectable.append((cls, config))
@@ -105,6 +132,7 @@ cdef class Binder:
                 self.sig_side[i] = side
                 self.sig_skip_space[i] = skip_space
                 self.sig_owner[i] = len(self.detectable) - 1
+                self.sig_transports[i] = transports
                 self.n_signatures += 1
 
     # -- called by the flow table ---------------------------------------------------
@@ -123,16 +151,20 @@ cdef class Binder:
             if expectation is not None:
                 f.bound = 1
                 self.expected[f.number] = expectation
-                if expectation.analyser is None or f.proto != PROTO_TCP:
+                if (expectation.analyser is None or transport_bit(f) == 0
+                        or proto not in expectation.analyser.transports()):
                     self.runtime.expected_started(expectation, conn_info(f))
                     return            # counted in bulk: no stream, no Python per packet
                 self.start_analyser(f, expectation.analyser, {}, [], False)
                 return
-            if f.proto != PROTO_TCP:
-                return
-            if self.n_signatures:
-                f.detect_pending = 3
-            idx = self.tcp_port_analyser[f.resp_port]
+            if f.proto == PROTO_TCP:
+                if self.n_signatures:
+                    f.detect_pending = 3
+                idx = self.tcp_port_analyser[f.resp_port]
+            elif f.proto == PROTO_UDP and self.udp_analysers:
+                if self.udp_signatures:
+                    f.detect_pending = 3
+                idx = self.udp_port_analyser[f.resp_port]
             if idx:
                 cls, config = self.analyser_classes[idx]
                 self.start_analyser(f, cls, config, [], True)
@@ -144,13 +176,32 @@ cdef class Binder:
         """The first payload of a side: which analysers does it look like?"""
         cdef uint64_t owners
         f.detect_pending &= ~(1 << side)
-        owners = self.match_signatures(side, data, n) & ~f.detect_owners
+        owners = self.match_signatures(side, data, n, transport_bit(f)) & ~f.detect_owners
         if owners:
             f.detect_owners |= owners
             if f.slot < 0:
                 self.detected(f, owners)
             # else an analyser reads the flow already: these are its successors
             # should it give up, fetched then (no Python now).
+
+    cdef void datagram(self, Flow* f, int side, const uint8_t* data, uint32_t n) noexcept:
+        """A UDP datagram of a flow with an analyser or a pending first
+        payload: detection first, then the analyser gets the datagram whole."""
+        if f.detect_pending & (1 << side):
+            self.first_payload(f, side, data, n)
+        if f.slot < 0 or f.datagrams_off:
+            return
+        self.datagrams += 1
+        try:
+            self.runtime.datagram(f.slot, side, data[:n])
+        except BaseException as exc:
+            self.caught("delivering a datagram", exc)
+
+    def datagrams_done(self, int32_t slot):
+        """The datagram analyser of `slot` has ended: count its flow only."""
+        cdef int32_t index = self.slot_flows.get(slot, -1)
+        if index >= 0 and self.pool != NULL:
+            self.pool[index].datagrams_off = 1
 
     cdef object ending(self, Flow* f):
         """The flow ends: deliver what its streams hold, then say which
@@ -198,7 +249,9 @@ cdef class Binder:
         try:
             f.slot = self.runtime.new_slot()
             self.slot_flows[f.slot] = <int32_t>(f - self.pool)
-            f.streams = self.streams.create(f.slot)
+            if f.proto == PROTO_TCP:
+                f.streams = self.streams.create(f.slot)
+            f.datagrams_off = 0
             self.analysed_flows += 1
             conn = conn_info(f)
             if f.bound:
@@ -209,8 +262,10 @@ cdef class Binder:
         except BaseException as exc:
             self.caught("starting analyser %s" % getattr(cls, "name", cls), exc)
 
-    cdef uint64_t match_signatures(self, int side, const uint8_t* data, uint32_t n) noexcept:
-        """Bit i set: analyser `detectable[i]` has a signature the payload fits."""
+    cdef uint64_t match_signatures(self, int side, const uint8_t* data, uint32_t n,
+                                   uint8_t transport) noexcept:
+        """Bit i set: analyser `detectable[i]`, running on `transport`, has a
+        signature the payload fits."""
         cdef uint64_t owners = 0
         cdef int i, k
         cdef uint32_t start, ws = 0, avail
@@ -218,7 +273,8 @@ cdef class Binder:
         while ws < n and (data[ws] == 32 or data[ws] == 9 or data[ws] == 13 or data[ws] == 10):
             ws += 1
         for i in range(self.n_signatures):
-            if self.sig_side[i] != side or (owners >> self.sig_owner[i]) & 1:
+            if (self.sig_side[i] != side or (owners >> self.sig_owner[i]) & 1
+                    or not (self.sig_transports[i] & transport)):
                 continue
             start = ws if self.sig_skip_space[i] else 0
             if start >= n:
@@ -300,6 +356,7 @@ cdef class Binder:
 
     def stats(self):
         return {"detections": self.detections, "analysed_flows": self.analysed_flows,
+                "datagrams_analysed": self.datagrams,
                 "binding_errors": self.errors,
                 "connections_by_service": dict(self.ended_services)}
 

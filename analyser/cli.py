@@ -284,10 +284,12 @@ def format_summary(result) -> str:
     else:
         lines.append("malformed 0")
     if "analysers_started" in s:
-        lines.append("analysers %s started, %s errors, %s wake-ups, %s events, %s weirds; "
-                     "expected connections %s announced, %s seen" % (
+        lines.append("analysers %s started, %s errors, %s wake-ups, %s datagrams, %s events, "
+                     "%s weirds; expected connections %s announced, %s seen" % (
                          format(s["analysers_started"], ","), format(s["analyser_errors"], ","),
-                         format(s["analyser_wakeups"], ","), format(s["events_emitted"], ","),
+                         format(s["analyser_wakeups"], ","),
+                         format(s.get("datagrams_analysed", 0), ","),
+                         format(s["events_emitted"], ","),
                          format(s["weirds"], ","), format(s["expectations_added"], ","),
                          format(s["expectations_matched"], ",")))
         lines.append("detection %s flows matched signatures, %s confirmations, %s violations "

@@ -771,6 +771,12 @@ cdef class FlowTable:
         else:
             e.udp_bytes += n
         e.last_time = t
+        if ((f.slot >= 0 or f.detect_pending) and d.proto == PROTO_UDP
+                and d.payload_caplen > 0 and n > 0):
+            # A datagram analyser reads this flow (or may, by its first payload):
+            # the datagram as the UDP header bounds it (a snaplen may cut it).
+            self.binder.datagram(f, 0 if is_orig else 1, d.payload,
+                                 <uint32_t>n if n < d.payload_caplen else d.payload_caplen)
 
     # -- TCP ------------------------------------------------------------------
 

@@ -121,6 +121,7 @@ cdef struct Flow:
     uint64_t detect_owners     # analysers (bits of FlowTable.detectable) whose signatures matched
     uint64_t detect_offered    # of which already handed to the runtime as candidates
     uint8_t quiet              # events switched off for this flow (bit per side)
+    uint8_t datagrams_off      # UDP: its analyser has ended, datagrams are only counted
     uint8_t end_reason         # why it ended (END_* in flows.pyx)
     uint8_t pcap_state         # --pcap-out: PCAP_* of analyser/pcapout.pxd
     void* pcap_pending         # its packets held until decided (pcapout.Pending*)

@@ -31,6 +31,15 @@ Detection (Zeek's dynamic protocol detection, in our terms):
    the analyser and takes its service back out, as Zeek does.
 4. When the recording cannot be replayed (the analyser skipped bytes, met a
    gap, or read more than DETECTION_BUFFER), no further candidate can start.
+
+Datagram analysers (`protocol = "udp"`, or ("udp", "tcp") for a protocol
+that runs on both) read UDP flows with `read_datagram()`: each datagram of
+either side whole, in arrival order.  They are chosen like the others (port
+hints, signatures on the first datagram of a side, expectations); an
+unconfirmed one's datagrams are recorded and replayed to the next
+candidate the same way.  When the flow ends (UDP has no close: at its
+inactivity timeout or the end of the input) `read_datagram()` raises
+StreamEnd, so main() can report what is still open.
 """
 from __future__ import annotations
 
@@ -45,7 +54,7 @@ import greenlet
 from analyser.schemas import Field, schema_of
 from analyser.signatures import Signature
 from analyser.watchdog import AnalyserTimeout, clear_in
-from analyser.streams import (R_DATA, R_GAP, SIDE_ANY, SIDE_ORIG, SIDE_RESP,
+from analyser.streams import (R_DATA, R_END, R_GAP, SIDE_ANY, SIDE_ORIG, SIDE_RESP,
                               WANT_BYTES, WANT_LINE, WANT_PEEK, WANT_SOME)
 
 # Sides, as the stream layer numbers them.
@@ -66,6 +75,8 @@ MAX_READ = (1 << 32) - 1
 MAX_LINES_PER_READ = 1024
 # failure_data in analyzer.log is cut to this many bytes.
 MAX_FAILURE_DATA = 100
+# Transports an analyser can run on (its `protocol`).
+TRANSPORTS = frozenset({"tcp", "udp"})
 
 
 class Gap(Exception):
@@ -135,7 +146,9 @@ class Analyser:
     """
     name: ClassVar[str] = ""
     ports: ClassVar[frozenset[int] | set[int]] = frozenset()
-    protocol: ClassVar[str] = "tcp"
+    # "tcp" (byte streams: read, read_line, ...), "udp" (datagrams:
+    # read_datagram) or both, as a tuple: ("udp", "tcp").
+    protocol: ClassVar[str | tuple[str, ...]] = "tcp"
     options: ClassVar[dict[str, tuple[Any, str]]] = {}
     # What the first payload of a side looks like (checked in compiled code).
     signatures: ClassVar[Sequence[Signature]] = ()
@@ -164,6 +177,9 @@ class Analyser:
             except ValueError as exc:
                 raise TypeError("analyser %s: %s" % (cls.name or cls.__name__, exc)) from None
         cls.declared_logs = logs
+        if not cls.transports() or not cls.transports() <= TRANSPORTS:
+            raise TypeError("analyser %s: protocol is 'tcp', 'udp' or both as a tuple, not %r"
+                            % (cls.name or cls.__name__, cls.protocol))
         for sig in cls.__dict__.get("signatures", ()):
             if not isinstance(sig, Signature):
                 raise TypeError("analyser %s: signatures are analyser.Signature, not %r"
@@ -172,6 +188,12 @@ class Analyser:
                 sig.compiled()
             except ValueError as exc:
                 raise TypeError("analyser %s: %s" % (cls.name or cls.__name__, exc)) from None
+
+    @classmethod
+    def transports(cls) -> frozenset[str]:
+        """The transports this analyser runs on ("tcp", "udp")."""
+        proto = cls.protocol
+        return frozenset((proto,) if isinstance(proto, str) else proto)
 
     def __init__(self, runtime: "Runtime", slot: int, conn: Connection, config: dict):
         self._rt = runtime
@@ -185,6 +207,7 @@ class Analyser:
         self._ends_in_a_row = 0
         self._last_side = ORIG
         self._deferred: Exception | None = None          # a gap or end read_lines met
+        self._waiting_datagram = False                   # blocked in read_datagram()
 
     # -- what subclasses write ---------------------------------------------------
 
@@ -278,6 +301,29 @@ class Analyser:
         than the last peek saw.  Consumes nothing."""
         data = self._request(ANY, WANT_PEEK, limit)
         return self._last_side, data
+
+    def read_datagram(self) -> tuple[int, bytes]:
+        """UDP: the next datagram of either side, whole, as (side, payload);
+        blocks until one arrives.  Raises StreamEnd when the flow has ended."""
+        replay = self._replay
+        if replay is not None:
+            side, data = replay.chunks.popleft()
+            if not replay.chunks:
+                self._replay = None
+        else:
+            if greenlet.getcurrent() is not self._greenlet:
+                raise RuntimeError("analyser reads must happen inside main()")
+            self._waiting_datagram = True
+            try:
+                code, side, data, _ = self._rt.main_greenlet.switch()
+            finally:
+                self._waiting_datagram = False
+            if code != R_DATA:
+                return self._not_data(code, ORIG, b"", 0)
+        if self._recording is not None and not self._recording.add(side, data):
+            self._recording = None
+        self._last_side = side
+        return side, data
 
     def read_and_skip(self, side: int, length: int, keep: int) -> bytes:
         """Of the next `length` bytes, return the first `keep` and skip the
@@ -553,6 +599,18 @@ class Recording:
         return side, out, False
 
 
+class DatagramRecording(Recording):
+    """The datagrams an unconfirmed datagram analyser read, each kept whole
+    (at most DETECTION_BUFFER bytes a side), for the next candidate."""
+
+    def add(self, side: int, data: bytes) -> bool:
+        self.size[side] += len(data)
+        if self.size[side] > self.limit:
+            return False
+        self.chunks.append([side, data])
+        return True
+
+
 @dataclass
 class Expectation:
     resp_h: str
@@ -610,6 +668,9 @@ class Runtime:
         # slot -> more candidates found by signatures since the analyser started
         # (set by the flow table; asked only when an analyser gives up).
         self.candidates_of_slot: Callable[[int], list] = lambda slot: []
+        # slot -> None: a datagram analyser ended, its flow is only counted
+        # from now on (set by the flow table).
+        self.datagrams_done: Callable[[int], None] = lambda slot: None
         # --pcap-out by service, analyser or event: (kind, value) and the flow
         # table's pcap_select_slot (set by the engine).
         self.pcap_rule: tuple[str, str] | None = None
@@ -642,7 +703,10 @@ class Runtime:
         a._candidates = list(candidates)
         # Recorded only where a successor can exist: another candidate now, or
         # signatures in the run that may name one later.
-        a._recording = Recording() if detect and (self.detecting or candidates) else None
+        if detect and (self.detecting or candidates):
+            a._recording = DatagramRecording() if conn.id.proto == "udp" else Recording()
+        else:
+            a._recording = None
         a._replay = replay if replay else None
         self.instances[slot] = a
         self.by_uid[conn.uid] = a
@@ -712,7 +776,10 @@ class Runtime:
             self.counters["analysers_finished"] += 1
             # Nothing will read this connection any more: stop buffering it
             # (unless another analyser takes it over).
-            if (self.streams is not None and self.instances.get(a._slot) is a
+            if self.instances.get(a._slot) is a and a._slot not in self._replacements \
+                    and a.conn.id.proto == "udp":
+                self.datagrams_done(a._slot)
+            elif (self.streams is not None and self.instances.get(a._slot) is a
                     and a._slot not in self._replacements):
                 try:
                     self.streams.release(a._slot, ORIG)
@@ -806,8 +873,24 @@ class Runtime:
         if self._replacements:
             self._apply_replacement(slot)
 
+    def datagram(self, slot: int, side: int, data: bytes) -> None:
+        """A UDP datagram for the analyser of `slot` (from the flow table)."""
+        a = self.instances.get(slot)
+        if a is None or not a._waiting_datagram:
+            self.datagrams_done(slot)     # ended, or reading in a way no datagram meets
+            return
+        self._wake(a, (R_DATA, side, data, 0))
+        if self._replacements:
+            self._apply_replacement(slot)
+
     def finish(self, slot: int) -> None:
         """The connection ended (the stream layer has delivered its end)."""
+        a = self.instances.get(slot)
+        if a is not None and a._waiting_datagram:
+            # UDP has no close: the end reaches read_datagram() as StreamEnd,
+            # so main() can report what is still open.
+            self._wake(a, (R_END, ANY, b"", 0))
+            self._replacements.pop(slot, None)
         a = self.instances.pop(slot, None)
         if a is None:
             return

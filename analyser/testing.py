@@ -23,6 +23,12 @@ it waits for is there, with the same read semantics as the compiled stream
 layer (analyser/streams.pyx): skips, gaps, ends, read_any, peeks.  At the
 end both sides are closed and the connection ends, as the engine does.
 
+A datagram analyser (`protocol = "udp"`) is run on a UDP connection
+(`UDP_ID` unless `conn_id` says otherwise): each `(side, bytes)` item is one
+datagram, `read_datagram()` returns them in order, and the end of the
+script ends the flow (StreamEnd); Hole and End do not apply.  An analyser
+for both transports runs as TCP unless `conn_id.proto` is "udp".
+
 Rows are checked against the log's declared fields: a misspelt field is an
 error here, not a silently unset column in production.
 """
@@ -53,6 +59,7 @@ class Wait(NamedTuple):
 
 
 DEFAULT_ID = ConnId("10.0.0.1", 40000, "10.0.0.2", 8000, "tcp")
+UDP_ID = ConnId("10.0.0.1", 40000, "10.0.0.2", 8000, "udp")
 SLOT = 0
 
 
@@ -249,7 +256,7 @@ class ScriptedStreams:
 
 
 def run(analyser: type[Analyser], script: Iterable, *, config: dict | None = None,
-        conn_id: ConnId = DEFAULT_ID, start_time: float = 1000.0, step: float = 0.001,
+        conn_id: ConnId | None = None, start_time: float = 1000.0, step: float = 0.001,
         candidates: Sequence[type[Analyser]] = (), uid: str = "CHarness1") -> HarnessResult:
     """Run `analyser` on the scripted streams (see the module doc); the
     `candidates` take the connection in turn if it reports a violation
@@ -281,6 +288,12 @@ def run(analyser: type[Analyser], script: Iterable, *, config: dict | None = Non
         return cfg
 
     runtime.set_classes([(cls, configured(cls)) for cls in classes])
+    if conn_id is None:
+        conn_id = UDP_ID if "tcp" not in analyser.transports() else DEFAULT_ID
+    datagrams = conn_id.proto == "udp"
+    if datagrams and "udp" not in analyser.transports():
+        raise ValueError("%s is not a datagram analyser (protocol %r)"
+                         % (analyser.__name__, analyser.protocol))
     conn = Connection(uid, conn_id, start_time)
     runtime.start(analyser, SLOT, conn, configured(analyser),
                   [(cls, configured(cls)) for cls in candidates])
@@ -289,9 +302,15 @@ def run(analyser: type[Analyser], script: Iterable, *, config: dict | None = Non
             now[0] += item.seconds
             continue
         now[0] += step
-        streams.feed(item)
+        if datagrams:
+            if isinstance(item, (Hole, End)):
+                raise ValueError("a UDP script has datagrams and Waits only, not %r" % (item,))
+            runtime.datagram(SLOT, item[0], bytes(item[1]))
+            streams.sides[item[0]].delivered += len(item[1])
+        else:
+            streams.feed(item)
     for side in (0, 1):                          # the connection ends
-        if not streams.sides[side].ended:
+        if not datagrams and not streams.sides[side].ended:
             streams.feed(End(side))
     last = runtime.instances.get(SLOT)
     runtime.finish(SLOT)
