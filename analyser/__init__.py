@@ -7,7 +7,7 @@ as straight-line Python (`Analyser`) read those streams with blocking calls.
 Public API::
 
     from analyser import (Analyser, ORIG, RESP, ANY, Gap, StreamEnd, Monitor,
-                          Signature, Field, conn_id_fields, TRANSFERS, Expectation,
+                          Signature, Field, conn_id_fields, TRANSFERS, Expectation, InnerStreams,
                           ProtocolViolation)
 """
 __version__ = "0.2.0"
@@ -17,7 +17,8 @@ from analyser.runtime import (ANY, ORIG, RESP, Analyser, Expectation, Gap,  # no
 from analyser.events import Monitor  # noqa: E402
 from analyser.schemas import TRANSFERS, Field, conn_id_fields  # noqa: E402
 from analyser.signatures import Signature  # noqa: E402
+from analyser.inner import InnerStreams  # noqa: E402
 
 __all__ = ["Analyser", "ORIG", "RESP", "ANY", "Gap", "StreamEnd", "Monitor", "Signature",
            "Field", "conn_id_fields", "TRANSFERS", "Expectation", "ProtocolViolation",
-           "__version__"]
+           "InnerStreams", "__version__"]

@@ -1,0 +1,133 @@
+"""Streams carried inside another protocol, analysed like connections.
+
+Role in the data flow: flows -> streams -> analyser (the carrier: a
+WebSocket, an HTTP CONNECT tunnel decoded by hand) -> **inner streams** ->
+analysers -> sinks.  A carrier that decodes a byte stream out of its own
+framing feeds the decoded bytes here; content detection (the run's
+signatures, checked in Python: this runs once per carried stream) picks the
+analyser, which reads them with the usual blocking calls, writes its logs
+and events under the carrier's connection (same uid and 5-tuple), and names
+its service in the same conn.log row.  Violations, candidates and
+hand-overs behave as on a connection.
+
+    inner = InnerStreams(self)            # inside the carrier's main()
+    inner.feed(ORIG, payload)             # as frames are decoded
+    inner.end()                           # when the carrier ends
+
+Detection waits until a side has MIN_DETECT_BYTES (or has ended) so a
+signature is not judged on a one-byte frame.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import greenlet
+
+from analyser.bytestreams import End, Hole, ScriptedStreams
+from analyser.runtime import Runtime
+
+if TYPE_CHECKING:
+    from analyser.runtime import Analyser
+
+INNER_SLOT = 0
+# Bytes of a side looked at before content detection decides (the longest
+# signature pattern is 16 bytes: see analyser/signatures.py).
+MIN_DETECT_BYTES = 16
+
+
+class InnerStreams:
+    """One carried stream pair, analysed by the run's analysers."""
+
+    def __init__(self, carrier: "Analyser"):
+        if greenlet.getcurrent() is not carrier._greenlet:
+            raise RuntimeError("InnerStreams must be created inside the carrier's main()")
+        outer = carrier._rt
+        self.carrier = carrier
+        self.outer = outer
+        # Same sinks and clock as the carrier; its own slots and greenlets,
+        # whose parent is the carrier's greenlet (a blocked inner read returns
+        # to the carrier's feed()).
+        self.runtime = Runtime(emit=outer._emit, clock=outer.now, log=outer.log,
+                               no_payload=outer.no_payload)
+        self.runtime.set_classes(list(outer.classes.values()))
+        self.runtime.detecting = True
+        self.streams = ScriptedStreams(self.runtime, INNER_SLOT)
+        self.runtime.streams = self.streams
+        self.pending = [bytearray(), bytearray()]   # bytes before detection decided
+        self.started = False
+        self.undetected = False                    # nothing matched: bytes dropped
+        self.ended = [False, False]
+
+    # -- the carrier's calls --------------------------------------------------------------
+
+    def feed(self, side: int, data: bytes) -> None:
+        """Decoded bytes of one side of the carried stream."""
+        if not data or self.ended[side] or self.undetected:
+            return
+        if not self.started:
+            self.pending[side] += data
+            if len(self.pending[side]) >= MIN_DETECT_BYTES:
+                self._detect()
+            return
+        self.streams.feed((side, bytes(data)))
+
+    def gap(self, side: int, size: int) -> None:
+        """`size` carried bytes of a side were never seen."""
+        if self.started and not self.ended[side]:
+            self.streams.feed(Hole(side, size))
+        elif not self.started:
+            self.undetected = True                  # detection cannot judge a hole
+
+    def end(self, side: int | None = None) -> None:
+        """A side (or both) of the carried stream is over; after both, the
+        inner analyser's connection ends."""
+        for s in (0, 1) if side is None else (side,):
+            if self.ended[s]:
+                continue
+            self.ended[s] = True
+            if not self.started and not self.undetected:
+                self._detect()
+            if self.started:
+                self.streams.feed(End(s))
+        if all(self.ended) and self.started:
+            self.runtime.finish(INNER_SLOT)
+            self.started = False
+            self.undetected = True
+            for key, value in self.runtime.counters.items():
+                self.outer.counters[key] = self.outer.counters.get(key, 0) + value
+            for name, seconds in self.runtime.seconds.items():
+                self.outer.seconds[name] = self.outer.seconds.get(name, 0.0) + seconds
+            self.outer.error_log.extend(self.runtime.error_log[:100])
+
+    # -- detection -------------------------------------------------------------------------
+
+    def candidates(self) -> list[tuple[type, dict]]:
+        """The run's TCP analysers whose signatures match what is pending, a
+        subclass before the class it extends, then by name; the carrier's own
+        class is left out (a stream does not carry its own carrier)."""
+        found = []
+        for cls, config in self.runtime.classes.values():
+            if cls is type(self.carrier) or "tcp" not in cls.transports():
+                continue
+            if any(sig.matches(bytes(self.pending[sig.side])) for sig in cls.signatures
+                   if self.pending[sig.side]):
+                found.append((-len(cls.__mro__), cls.name, cls, config))
+        found.sort(key=lambda x: (x[0], x[1]))
+        return [(cls, config) for _, _, cls, config in found]
+
+    def _detect(self) -> None:
+        ranked = self.candidates()
+        if not ranked:
+            self.undetected = True
+            self.pending = [bytearray(), bytearray()]
+            self.outer.counters["inner_streams_undetected"] = \
+                self.outer.counters.get("inner_streams_undetected", 0) + 1
+            return
+        self.started = True
+        self.outer.counters["inner_streams"] = self.outer.counters.get("inner_streams", 0) + 1
+        cls, config = ranked[0]
+        self.runtime.start(cls, INNER_SLOT, self.carrier.conn, config, ranked[1:])
+        pending, self.pending = self.pending, [bytearray(), bytearray()]
+        for side in (0, 1):
+            if pending[side]:
+                self.streams.feed((side, bytes(pending[side])))
