@@ -55,6 +55,9 @@ setup(
         "greenlet>=3.0",
         "prometheus-client>=0.17",
         "redis>=4.2",
+        # QUIC: Initial packets are decrypted (AES-128-GCM, header protection)
+        # to read the TLS handshake they carry.
+        "cryptography>=41",
     ],
     extras_require={"test": ["pytest>=7", "pyftpdlib>=1.5"]},
     entry_points={"console_scripts": ["analyser=analyser.cli:main"]},
