@@ -429,6 +429,10 @@ class Tls(Analyser):
     # -- main ----------------------------------------------------------------------------
 
     def main(self):
+        self.run_tls()
+
+    def run_tls(self) -> None:
+        """The whole connection: handshake, ssl.log, then after_handshake()."""
         self.setup()
         try:
             self.handshake()
