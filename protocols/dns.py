@@ -146,6 +146,16 @@ LOG_FIELDS = tuple(f.name for f in DNS_LOG)
 
 # -- rendering helpers -----------------------------------------------------------------------
 
+class Interval(float):
+    """A TTL in `TTLs`: the TSV writer formats a vector's elements with str(),
+    so this float prints as Zeek writes an interval (6 decimals); JSON still
+    gets a number."""
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return "%.6f" % self
+
+
 def text(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
@@ -820,7 +830,7 @@ class ZeekDnsLog:
             if row["answers"] is None:
                 row["answers"], row["TTLs"] = [], []
             row["answers"].append(reply)
-            row["TTLs"].append(float(ttl))
+            row["TTLs"].append(Interval(ttl))
 
     def finish(self) -> None:
         """The flow ended: what is still unmatched is written (Zeek's
