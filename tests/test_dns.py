@@ -232,3 +232,15 @@ def test_a_response_sent_first_by_the_originator_flips_the_ids_in_dns_log():
     [row] = run(Dns, [(ORIG, msg)], conn_id=conn).logs["dns"]
     assert (row["id.orig_h"], row["id.resp_h"]) == ("10.0.0.2", "10.9.9.9")
     assert (row["query"], row["answers"], row["rtt"]) == ("flip.example", ["9.9.9.9"], None)
+
+
+def test_the_readme_datagram_analyser_example_runs_as_written():
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### Datagram (UDP) analysers", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    result = run(namespace["Echo"], [(ORIG, b"ping"), (RESP, b"ping"), (ORIG, b"again")])
+    assert result.logs["echo"] == [{"uid": "CHarness1", "requests": 2, "replies": 1}]
+    assert result.services == ["echo"]
