@@ -1,0 +1,220 @@
+"""The HTTP analyser's parsing (protocols/http.py) on scripted byte streams
+with the author's harness: framing of bodies, pipelining, 1xx, HEAD, 304,
+close-delimited bodies, tunnels, malformed lines, detection, transfers.log."""
+from __future__ import annotations
+
+from analyser import ORIG, RESP, Analyser, Signature
+from analyser.testing import End, Hole, run
+from protocols.http import Http, parse_request_line, unescape_uri
+
+
+def rows(result):
+    return result.logs.get("http", [])
+
+
+def weirds(result):
+    return [w["name"] for w in result.of("weird")]
+
+
+GET = b"GET /a HTTP/1.1\r\nHost: example.com\r\nUser-Agent: test/1.0\r\n\r\n"
+
+
+def ok(body: bytes, extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), extra, body)
+
+
+def test_a_request_and_its_response_make_one_row_with_zeeks_fields():
+    result = run(Http, [(ORIG, GET), (RESP, ok(b"hello"))])
+    row, = rows(result)
+    assert {k: row[k] for k in ("trans_depth", "method", "host", "uri", "version", "user_agent",
+                                "request_body_len", "response_body_len", "status_code",
+                                "status_msg")} == {
+        "trans_depth": 1, "method": "GET", "host": "example.com", "uri": "/a", "version": "1.1",
+        "user_agent": "test/1.0", "request_body_len": 0, "response_body_len": 5,
+        "status_code": 200, "status_msg": "OK"}
+    assert row["tags"] == [] and "info_code" not in row and "username" not in row
+    assert result.confirmed and result.services == ["http"] and not result.errors
+
+
+def test_pipelined_requests_pair_with_their_responses_in_order():
+    result = run(Http, [(ORIG, GET.replace(b"/a", b"/1") + GET.replace(b"/a", b"/2")
+                         + b"HEAD /3 HTTP/1.1\r\n\r\n"),
+                        (RESP, ok(b"one") + ok(b"second") + b"HTTP/1.1 200 OK\r\n"
+                         b"Content-Length: 1000\r\n\r\n" + ok(b"x"))])
+    # The response to HEAD has no body although it announces 1000 bytes: the
+    # next bytes are a fourth response, answering nothing, in a row of its own.
+    assert [(r["trans_depth"], r.get("uri"), r["response_body_len"]) for r in rows(result)] == [
+        (1, "/1", 3), (2, "/2", 6), (3, "/3", 0), (4, None, 1)]
+    assert weirds(result) == []
+
+
+def test_chunked_body_with_extensions_and_trailers_counts_chunk_data_only():
+    body = (b"5;name=value\r\nhello\r\n1A\r\n" + b"z" * 26 + b"\r\n0\r\n"
+            b"Trailer-Field: x\r\n\r\n")
+    result = run(Http, [(ORIG, GET), (RESP, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked"
+                                            b"\r\n\r\n"), (RESP, body),
+                        (ORIG, GET.replace(b"/a", b"/next")), (RESP, ok(b"1234"))])
+    assert [(r["uri"], r["response_body_len"]) for r in rows(result)] == [
+        ("/a", 31), ("/next", 4)]
+    assert weirds(result) == []
+
+
+def test_a_chunk_split_across_packets_is_skipped_not_read():
+    big = 300000
+    result = run(Http, [(ORIG, GET), (RESP, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked"
+                                            b"\r\n\r\n%x\r\n" % big + b"a" * 1000),
+                        (RESP, b"b" * (big - 1000)), (RESP, b"\r\n0\r\n\r\n")])
+    row, = rows(result)
+    assert row["response_body_len"] == big
+    # Python got the headers and the first packet, not the 299,000 other bytes.
+    assert result.delivered[RESP] < 2000
+
+
+def test_100_continue_then_the_final_response_share_one_row():
+    result = run(Http, [(ORIG, b"POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n"
+                               b"Expect: 100-continue\r\n\r\n"),
+                        (RESP, b"HTTP/1.1 100 Continue\r\n\r\n"),
+                        (ORIG, b"0123456789"),
+                        (RESP, ok(b"done"))])
+    row, = rows(result)
+    assert (row["info_code"], row["info_msg"], row["status_code"], row["status_msg"],
+            row["request_body_len"], row["response_body_len"]) == (
+        100, "Continue", 200, "OK", 10, 4)
+
+
+def test_204_and_304_have_no_body_even_with_a_content_length():
+    result = run(Http, [(ORIG, GET + GET), (RESP, b"HTTP/1.1 304 Not Modified\r\n"
+                                                  b"Content-Length: 50\r\n\r\n"
+                                                  b"HTTP/1.1 204 No Content\r\n\r\n")])
+    assert [(r["status_code"], r["response_body_len"]) for r in rows(result)] == [
+        (304, 0), (204, 0)]
+
+
+def test_a_body_without_length_ends_with_the_connection():
+    result = run(Http, [(ORIG, b"GET / HTTP/1.0\r\n\r\n"),
+                        (RESP, b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nabc"),
+                        (RESP, b"defgh"), End(RESP)])
+    row, = rows(result)
+    assert (row["version"], row["response_body_len"]) == ("1.0", 8)
+
+
+def test_a_request_without_response_is_written_at_the_end():
+    result = run(Http, [(ORIG, b"POST /x HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc")])
+    row, = rows(result)
+    assert (row["method"], row["request_body_len"], row.get("status_code")) == ("POST", 3, None)
+
+
+def test_a_response_before_its_request_gets_its_own_row_as_zeek_does():
+    result = run(Http, [(ORIG, GET), (RESP, ok(b"1") + ok(b"22")),
+                        (ORIG, GET.replace(b"/a", b"/b")), (RESP, ok(b"333"))])
+    assert [(r["trans_depth"], r.get("method"), r["response_body_len"])
+            for r in rows(result)] == [(1, "GET", 1), (2, None, 2), (3, "GET", 3)]
+    assert "HTTP_response_before_request" in weirds(result)
+
+
+def test_basic_authorisation_user_and_password_only_with_the_option():
+    auth = b"GET / HTTP/1.1\r\nAuthorization: Basic dXNlcjpwYTpzcw==\r\n\r\n"
+    plain = rows(run(Http, [(ORIG, auth), (RESP, ok(b""))]))[0]
+    assert plain["username"] == "user" and "password" not in plain
+    told = rows(run(Http, [(ORIG, auth), (RESP, ok(b""))],
+                    config={"capture_password": True}))[0]
+    assert (told["username"], told["password"]) == ("user", "pa:ss")
+
+
+def test_connect_success_stops_parsing_the_tunnel():
+    result = run(Http, [(ORIG, b"CONNECT mail.example:25 HTTP/1.0\r\n\r\n"),
+                        (RESP, b"HTTP/1.0 200 Connection established\r\n\r\n"),
+                        (RESP, b"220 mail ESMTP\r\n"), (ORIG, b"EHLO x\r\n")])
+    row, = rows(result)
+    assert (row["method"], row["uri"], row["status_code"], row["response_body_len"]) == (
+        "CONNECT", "mail.example:25", 200, 0)
+    assert [e["status_code"] for e in result.of("http_tunnel")] == [200]
+    assert result.delivered[RESP] == len(b"HTTP/1.0 200 Connection established\r\n\r\n")
+
+
+def test_101_switching_protocols_stops_parsing():
+    result = run(Http, [(ORIG, b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n"
+                               b"Connection: Upgrade\r\n\r\n"),
+                        (RESP, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                               b"Connection: Upgrade\r\n\r\n\x81\x05hello"),
+                        (ORIG, b"\x81\x85abcdefghi")])
+    row, = rows(result)
+    assert (row["status_code"], row["info_code"], row["info_msg"]) == (
+        101, 101, "Switching Protocols")
+    assert not result.errors and not result.violations
+
+
+def test_malformed_lines_are_weirds_and_zeek_still_logs_the_response():
+    result = run(Http, [(ORIG, b"OPTIONSHTTP/1.1\r\nHost: h\r\n\r\n"),
+                        (RESP, ok(b"bad", b"Connection: close\r\n"))])
+    row, = rows(result)
+    assert (row.get("method"), row["status_code"], row["response_body_len"]) == (None, 200, 3)
+    assert weirds(result) == ["bad_HTTP_request"]
+    assert not result.violations and not result.errors
+
+
+def test_uri_escapes_and_their_weirds_follow_zeek():
+    seen = []
+    assert unescape_uri(b"/a%20b%u00e9%zz%", seen.append) == b"/a b\xe9%zz%"
+    assert seen == ["unescaped_%_in_URI", "illegal_%_at_end_of_URI"]
+    line = parse_request_line(b"CONNECT host:25 / HTTP/1.0", seen.append)
+    assert (line.method, line.uri, line.version) == (b"CONNECT", b"host:25 /", (1, 0))
+    assert parse_request_line(b"GET /HTTP/1.1", seen.append).version == (0, 9)
+    assert parse_request_line(b"\x01\x02 / HTTP/1.1", seen.append).error == \
+        "bad_HTTP_request_with_version"
+
+
+def test_bad_content_length_and_chunk_size_are_weirds_not_errors():
+    result = run(Http, [(ORIG, b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n"
+                               b"GET /next HTTP/1.1\r\n\r\n"),
+                        (RESP, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                               b"zz\r\n\r\n" + ok(b"ab"))])
+    assert [(r["uri"], r["response_body_len"]) for r in rows(result)] == [("/", 0), ("/next", 2)]
+    assert weirds(result) == ["HTTP_bad_content_length", "HTTP_bad_chunk_size"]
+    assert not result.errors
+
+
+def test_a_gap_inside_a_body_is_counted_and_parsing_goes_on():
+    result = run(Http, [(ORIG, GET + GET), (RESP, ok(b"x" * 100)[:-60]), Hole(RESP, 50),
+                        (RESP, b"x" * 10 + ok(b"2"))])
+    assert [r["response_body_len"] for r in rows(result)] == [100, 1]
+
+
+def test_a_gap_in_the_headers_stops_the_side_with_a_weird():
+    result = run(Http, [(ORIG, GET), (RESP, b"HTTP/1.1 200 OK\r\nCont"), Hole(RESP, 30),
+                        (RESP, b"more\r\n\r\n")])
+    assert weirds(result) == ["HTTP_content_gap"]
+    row, = rows(result)
+    assert row["status_code"] == 200 and not result.errors
+
+
+class Other(Analyser):
+    """A candidate that takes what HTTP gives up."""
+    name = "other"
+    signatures = (Signature(ORIG, b"HELO"),)
+
+    def main(self):
+        self.read_line(ORIG)
+        self.confirm()
+
+
+def test_a_non_http_start_is_a_violation_and_the_next_candidate_gets_it():
+    result = run(Http, [(RESP, b"220 smtp.example ESMTP\r\n"), (ORIG, b"HELO x\r\n")],
+                 candidates=[Other])
+    assert [v["failure_reason"] for v in result.violations] == ["not a http reply line"]
+    assert result.services == ["other"] and not rows(result)
+
+
+def test_large_bodies_are_transfers():
+    size = 3 << 20
+    result = run(Http, [(ORIG, b"PUT /big HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % size),
+                        (ORIG, b"u" * 1000), (ORIG, b"u" * (size - 1000)),
+                        (RESP, b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"),
+                        (ORIG, GET), (RESP, ok(b"small"))],
+                 config={"transfer_min_bytes": 1 << 20})
+    transfer, = result.logs["transfers"]
+    assert {k: transfer[k] for k in ("protocol", "command", "file", "size_announced", "bytes",
+                                     "reply_code", "streams", "data_uids")} == {
+        "protocol": "http", "command": "PUT", "file": "/big", "size_announced": size,
+        "bytes": size, "reply_code": 201, "streams": 1, "data_uids": ["CHarness1"]}
+    assert [r["request_body_len"] for r in rows(result)] == [size, 0]
