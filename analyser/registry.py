@@ -217,8 +217,8 @@ def readable_signature(sig) -> str:
 
 
 def summary_line(cls: type[Analyser]) -> str:
-    """The first paragraph of the class's docstring, as one line."""
-    doc = (inspect.getdoc(cls) or "").split("\n\n")[0]
+    """The first paragraph of the class's own docstring (not a base's), as one line."""
+    doc = inspect.cleandoc(cls.__dict__.get("__doc__") or "").split("\n\n")[0]
     return " ".join(doc.split())
 
 
