@@ -12,7 +12,8 @@ feeds each side's bytes to that side's state machine:
    client's first line must be it (RFC 4253 4.2); a server may send other
    lines first (at most MAX_PRE_BANNER_LINES).  Once both are known the
    session's version follows Zeek's rules (1.99 speaks both: 2 against a 2,
-   1 against a 1).  Only SSH 2 is parsed further.
+   1 against a 1).  SSH 1 is only framed, up to the server's PUBLIC_KEY and
+   the client's SESSION_KEY, which confirms it (as in Zeek).
 2. *kex*: binary packets in the clear (RFC 4253 6: uint32 packet_length,
    byte padding_length, payload, padding).  The first KEXINIT (msg 20) of
    each side gives the algorithm lists; with both, the negotiated algorithm
@@ -47,6 +48,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import struct
 
 from analyser import ORIG, RESP, Analyser, Field, Gap, Signature, StreamEnd, conn_id_fields
@@ -73,6 +75,10 @@ MIN_PACKET_LENGTH = 5                    # padding_length byte + 4 bytes of padd
 COOKIE_LENGTH = 16
 MSG_KEXINIT = 20
 MSG_NEWKEYS = 21
+SSH1_MIN_PACKET_LENGTH = 5               # type + CRC
+SSH1_SMSG_PUBLIC_KEY = 2
+SSH1_CMSG_SESSION_KEY = 3
+SSH1_LAST_CLEAR_MESSAGE = frozenset({(RESP, SSH1_SMSG_PUBLIC_KEY), (ORIG, SSH1_CMSG_SESSION_KEY)})
 
 # Name-lists of KEXINIT, in wire order.
 KEXINIT_LISTS = ("kex_algorithms", "server_host_key_algorithms",
@@ -95,6 +101,12 @@ HOST_KEY_MESSAGE_EXACT = {
 HOST_KEY_MESSAGE_PREFIX = (("gss-", 33), ("ecdh-sha2-", 31), ("curve25519-sha256", 31),
                            ("sntrup761x25519-sha512", 31), ("mlkem", 31))
 
+# Zeek's default Site::private_address_space, local when Site::local_nets is
+# empty (as conn.log's local_orig/local_resp, analyser/flows.pyx): `direction`.
+LOCAL_NETS = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "192.168.0.0/16", "172.16.0.0/12", "100.64.0.0/10", "127.0.0.0/8",
+    "fe80::/10", "fc00::/7", "::1/128"))
+
 # Zeek's SSH::compression_algorithms: no authentication guess under these.
 COMPRESSION_ALGORITHMS = frozenset({"zlib", "zlib@openssh.com"})
 NEGOTIATION_FAILED = "Algorithm negotiation failed"   # Zeek's find_alg result
@@ -110,7 +122,9 @@ SSH_LOG = (
     Field("auth_success", "bool", "authentication outcome guessed from encrypted segment "
                                   "sizes (Zeek's heuristic); unset when unknown"),
     Field("auth_attempts", "count", "authentication attempts seen by that heuristic"),
-    Field("direction", "enum", "INBOUND/OUTBOUND (needs local networks: always unset)"),
+    Field("direction", "enum", "OUTBOUND when only the client is local (private address "
+                               "space, as conn.log's local_orig), INBOUND when only the server "
+                               "is; unset otherwise"),
     Field("client", "string", "the client's version string"),
     Field("server", "string", "the server's version string"),
     Field("cipher_alg", "string", "negotiated cipher"),
@@ -162,6 +176,19 @@ def fingerprints(blob: bytes) -> tuple[str, str]:
     sha = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
     md5 = hashlib.md5(blob).hexdigest()
     return "SHA256:" + sha, ":".join(md5[i:i + 2] for i in range(0, 32, 2))
+
+
+def is_local(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    return any(ip in net for net in LOCAL_NETS if net.version == ip.version)
+
+
+def direction(orig_h: str, resp_h: str) -> str | None:
+    """Zeek's SSH::set_session: OUTBOUND/INBOUND when exactly one end is local."""
+    orig, resp = is_local(orig_h), is_local(resp_h)
+    if orig == resp:
+        return None
+    return "OUTBOUND" if orig else "INBOUND"
 
 
 def major_version(banner: str) -> str:
@@ -311,7 +338,8 @@ class Ssh(Analyser):
         if self.row is None:
             self.row = {"ts": self.ts, "uid": self.uid, "id.orig_h": self.id.orig_h,
                         "id.orig_p": self.id.orig_p, "id.resp_h": self.id.resp_h,
-                        "id.resp_p": self.id.resp_p, "auth_attempts": 0}
+                        "id.resp_p": self.id.resp_p, "auth_attempts": 0,
+                        "direction": direction(self.id.orig_h, self.id.resp_h)}
         self.row["client" if side == ORIG else "server"] = banner
         self.emit("ssh_client_version" if side == ORIG else "ssh_server_version",
                   version=banner, pre_banner_lines=s.lines)
@@ -322,8 +350,9 @@ class Ssh(Analyser):
             if version is None:
                 self.weird("SSH_version_mismatch", detail="%s vs %s" % (server, client))
             if version != 2:
-                # SSH 1 (obsolete) and undecided sessions: the banners are all.
+                # No authentication guess but for SSH 2 (Zeek's rule).
                 self.watching = False
+            if version is None:
                 for other in self.sides.values():
                     other.state = STOPPED
 
@@ -331,6 +360,9 @@ class Ssh(Analyser):
         """Every complete binary packet in the buffer, until NEWKEYS."""
         if not (self.sides[ORIG].banner and self.sides[RESP].banner):
             return                          # the version decides the framing: wait
+        if self.row.get("version") == 1:
+            self.ssh1_packets(side, s)
+            return
         buf = s.buf
         while s.state == KEX and len(buf) >= PACKET_HEADER.size:
             length, padding = PACKET_HEADER.unpack_from(buf)
@@ -345,6 +377,30 @@ class Ssh(Analyser):
             payload = bytes(buf[PACKET_HEADER.size:4 + length - padding])
             del buf[:4 + length]
             self.kex_message(side, s, payload)
+
+    def ssh1_packets(self, side: int, s: _Side) -> None:
+        """SSH 1 (draft-ylonen-ssh-protocol-00 4): uint32 length, 8 - length % 8
+        bytes of padding, type, data, CRC.  The server's PUBLIC_KEY and the
+        client's SESSION_KEY end a side's clear text; SESSION_KEY confirms
+        the protocol (as Zeek confirms it)."""
+        buf = s.buf
+        while s.state == KEX and len(buf) >= UINT32.size:
+            length, = UINT32.unpack_from(buf)
+            if length > MAX_PACKET_LENGTH:
+                self.bad_packet(side, "SSH_max_packet_length_exceeded", length)
+                return
+            if length < SSH1_MIN_PACKET_LENGTH:
+                self.bad_packet(side, "SSH_bad_packet_length", length)
+                return
+            total = 4 + (8 - length % 8) + length
+            if len(buf) < total:
+                return
+            msg = buf[4 + 8 - length % 8]
+            del buf[:total]
+            if (side, msg) in SSH1_LAST_CLEAR_MESSAGE:
+                s.state = ENCRYPTED
+                if msg == SSH1_CMSG_SESSION_KEY:
+                    self.confirm()
 
     def bad_packet(self, side: int, name: str, length: int, **extra) -> None:
         """A packet length no SSH implementation sends: the framing is lost."""

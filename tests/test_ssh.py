@@ -113,6 +113,36 @@ def test_a_server_that_sends_binary_before_any_banner_is_a_violation():
     assert not result.confirmed and result.services == []
 
 
+def ssh1_packet(msg: int, data: bytes) -> bytes:
+    """SSH 1: length (type + data + CRC), 8 - length % 8 bytes of padding, type, data, CRC."""
+    length = 1 + len(data) + 4
+    return struct.pack("!I", length) + b"\0" * (8 - length % 8) + bytes([msg]) + data + bytes(4)
+
+
+def test_ssh1_is_confirmed_by_the_clients_session_key():
+    script = [(RESP, b"SSH-1.99-OpenSSH_6.6\n"), (ORIG, b"SSH-1.5-OpenSSH_6.2\n"),
+              (RESP, ssh1_packet(2, b"k" * 200)), (ORIG, ssh1_packet(3, b"s" * 140)),
+              (ORIG, b"\xaa" * 48), (RESP, b"\xbb" * 16)]
+    result = run(Ssh, script[:3])
+    assert not result.confirmed and only_row(result)["version"] == 1
+    result = run(Ssh, script)
+    assert result.confirmed and result.services == ["ssh"]
+    row = only_row(result)
+    assert (row["version"], row["auth_attempts"]) == (1, 0)
+    assert "auth_success" not in row and "kex_alg" not in row
+    assert result.delivered[ORIG] == len(b"SSH-1.5-OpenSSH_6.2\n") + len(script[3][1])
+
+
+@pytest.mark.parametrize("client, server, direction", [
+    ("192.168.1.32", "128.2.10.238", "OUTBOUND"), ("128.2.10.238", "10.0.0.1", "INBOUND"),
+    ("10.0.0.1", "172.16.5.4", None), ("8.8.8.8", "1.1.1.1", None),
+    ("fd00::1", "2001:db8::1", "OUTBOUND")])
+def test_direction_as_zeek_sets_it_from_private_address_space(client, server, direction):
+    from analyser.runtime import ConnId
+    result = run(Ssh, handshake(), conn_id=ConnId(client, 40000, server, 22, "tcp"))
+    assert only_row(result)["direction"] == direction
+
+
 # -- key exchange ------------------------------------------------------------------------------
 
 
