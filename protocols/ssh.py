@@ -263,7 +263,10 @@ class Ssh(Analyser):
             try:
                 side, data = self.read_any(READ_CHUNK)
             except Gap as gap:
-                # As Zeek after a content gap: nothing more is parsed.
+                # As Zeek after a content gap: what came before it is parsed,
+                # nothing after.
+                if gap.data:
+                    self.feed(gap.side, gap.data)
                 self.weird("SSH_content_gap", side=SIDE_NAMES[gap.side], size=gap.size)
                 self.stop()
                 return
