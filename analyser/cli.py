@@ -220,9 +220,26 @@ def build_parser() -> argparse.ArgumentParser:
     add_analysis_options(lv)
 
 
-    la = sub.add_parser("list-analysers", help="list the analysers and how they are chosen")
+    la = sub.add_parser("list-analysers", help="list the analysers and how they are chosen",
+                        description="List every analyser: where it comes from (built-in "
+                                    "module, --load file, installed package), how it is "
+                                    "chosen (transport, port hints, signatures), its logs "
+                                    "and its options.")
     la.add_argument("--load", metavar="MODULE_OR_FILE", action="append", default=[],
                     help="also load analysers from this module or file")
+
+    nw = sub.add_parser("new", help="write a new analyser and its test from a template",
+                        description="Write NAME.py, a small working line-protocol analyser "
+                                    "(signature, port hint, confirm/violation, a log, "
+                                    "weirds), and test_NAME.py, its tests on "
+                                    "analyser.testing.run.  Existing files are never "
+                                    "overwritten.",
+                        epilog="then: pytest test_NAME.py; analyser replay t.pcap "
+                               "--load NAME.py --logs out/")
+    nw.add_argument("name", metavar="NAME", help="module and analyser name (a Python "
+                                                 "identifier)")
+    nw.add_argument("--dir", default=".", metavar="DIR",
+                    help="where to write the two files (default: the current directory)")
     return p
 
 
@@ -371,14 +388,27 @@ def setup_analysers(args):
 def cmd_list_analysers(args) -> int:
     from analyser import registry
     try:
-        analysers, _ = registry.select(args.load)
+        analysers = registry.catalogue(args.load)
     except (registry.AnalyserConfigError, ValueError) as exc:
         print("analyser: %s" % exc, file=sys.stderr)
         return EXIT_USAGE
     if not analysers:
         print("no analysers found")
-    for cls, _ in analysers:
-        print(registry.describe(cls))
+    print("\n\n".join(registry.describe(cls, origin) for cls, origin in analysers))
+    return 0
+
+
+def cmd_new(args) -> int:
+    from analyser import scaffold
+    try:
+        written = scaffold.create(args.name, args.dir)
+    except scaffold.ScaffoldError as exc:
+        print("analyser new: %s" % exc, file=sys.stderr)
+        return EXIT_USAGE
+    for path in written:
+        print("wrote %s" % path)
+    print("next: pytest %s ; analyser replay TRACE --load %s --logs out/"
+          % (written[1], written[0]))
     return 0
 
 
@@ -702,6 +732,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_replay(args)
         if args.command == "list-analysers":
             return cmd_list_analysers(args)
+        if args.command == "new":
+            return cmd_new(args)
         if args.command == "live":
             return cmd_live(args)
     except KeyboardInterrupt:

@@ -66,6 +66,11 @@ def load_module(spec: str):
 
 
 def entry_point_modules() -> list:
+    return [module for module, _ in entry_point_sources()]
+
+
+def entry_point_sources() -> list[tuple]:
+    """(module, origin) of each installed package's entry point."""
     mods = []
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
@@ -74,8 +79,47 @@ def entry_point_modules() -> list:
             print("analyser: warning: entry point %s cannot be loaded: %s" % (ep.name, exc),
                   file=sys.stderr)
             continue
-        mods.append(inspect.getmodule(obj) if inspect.isclass(obj) else obj)
+        dist = getattr(ep, "dist", None)
+        package = "%s %s" % (dist.name, dist.version) if dist is not None else "?"
+        origin = "package %s (entry point %s = %s)" % (package, ep.name, ep.value)
+        mods.append((inspect.getmodule(obj) if inspect.isclass(obj) else obj, origin))
     return mods
+
+
+def module_file(module) -> str:
+    """A module's file, relative to the working directory when inside it."""
+    path = getattr(module, "__file__", None) or module.__name__
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+def sources(load: list[str] = (), builtins: bool = True) -> list[tuple]:
+    """(module, origin) of every analyser module, in the order select() reads
+    them (a later analyser of the same name replaces an earlier one)."""
+    found = []
+    if builtins:
+        import protocols
+        base = os.path.dirname(os.path.dirname(os.path.abspath(protocols.__file__)))
+        for m in builtin_modules():
+            found.append((m, "built-in module %s" % os.path.relpath(m.__file__, base)))
+    found += entry_point_sources()
+    for spec in load:
+        m = load_module(spec)
+        found.append((m, "--load %s" % module_file(m) if spec.endswith(".py") or os.sep in spec
+                      else "--load %s (%s)" % (spec, module_file(m))))
+    return found
+
+
+def catalogue(load: list[str] = ()) -> list[tuple]:
+    """[(class, origin)] of the analysers a run would know, by name; an origin
+    says which earlier one it replaces."""
+    known: dict[str, tuple] = {}
+    for module, origin in sources(load):
+        for cls in analysers_in(module):
+            if cls.name in known:
+                origin = "%s, replacing the one from %s" % (origin, known[cls.name][1])
+            known[cls.name] = (cls, origin)
+    return [known[name] for name in sorted(known)]
 
 
 def parse_config(cls: type[Analyser], text: str) -> dict:
@@ -161,17 +205,41 @@ def select(load: list[str] = (), enable: list[str] = (), disable: list[str] = ()
     return chosen, hooks
 
 
-def describe(cls: type[Analyser]) -> str:
-    ports = ",".join(str(p) for p in sorted(cls.ports)) or "-"
-    how = []
+def readable_signature(sig) -> str:
+    """`resp starts "SSH-" (any case)`: a Signature as a reader says it."""
+    text = "".join(chr(b) if 32 <= b < 127 and b not in b'"\\' else "\\x%02x" % b
+                   for b in bytes(sig.pattern))
+    notes = [note for flag, note in ((sig.nocase, "any case"),
+                                     (sig.skip_space, "after leading spaces"),
+                                     (sig.wildcard, "? = any byte")) if flag]
+    return '%s starts "%s"%s' % ("orig" if sig.side == 0 else "resp", text,
+                                 " (%s)" % ", ".join(notes) if notes else "")
+
+
+def summary_line(cls: type[Analyser]) -> str:
+    """The first paragraph of the class's own docstring (not a base's), as one line."""
+    doc = inspect.cleandoc(cls.__dict__.get("__doc__") or "").split("\n\n")[0]
+    return " ".join(doc.split())
+
+
+def describe(cls: type[Analyser], origin: str | None = None) -> str:
+    """The analyser's entry in `analyser list-analysers`: where it comes from,
+    how it is chosen, what it logs, its options."""
+    summary = summary_line(cls)
+    lines = ["%s: %s" % (cls.name, summary) if summary else cls.name]
+    if origin:
+        lines.append("    from:      %s" % origin)
+    protocol = cls.protocol if isinstance(cls.protocol, str) else "/".join(cls.protocol)
+    lines.append("    transport: %s" % protocol)
     if cls.ports:
-        how.append("ports " + ports)
-    if cls.signatures:
-        how.append("%d signatures" % len(cls.signatures))
-    doc = (inspect.getdoc(cls) or "").split("\n")[0]
-    line = "%-16s %-28s %s" % (cls.name, "; ".join(how) or "expectation only", doc)
+        lines.append("    ports:     %s (hints; --analyser %s:ports=N,M sets them)"
+                     % (",".join(str(p) for p in sorted(cls.ports)), cls.name))
+    for sig in cls.signatures:
+        lines.append("    signature: %s" % readable_signature(sig))
+    if not cls.ports and not cls.signatures:
+        lines.append("    chosen:    only for connections another analyser expects")
     for path, fields in sorted(cls.declared_logs.items()):
-        line += "\n%-16s   log %s.log: %s" % ("", path, " ".join(f.name for f in fields))
+        lines.append("    log %s.log: %s" % (path, " ".join(f.name for f in fields)))
     for key, (default, help_text) in sorted(cls.options.items()):
-        line += "\n%-16s   option %s=%r: %s" % ("", key, default, help_text)
-    return line
+        lines.append("    option %s=%r: %s" % (key, default, help_text))
+    return "\n".join(lines)
