@@ -7,7 +7,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 DEB_PACKAGES := libpcap-dev tcpdump tshark python3-venv python3-dev gcc iproute2 \
-                globus-gridftp-server-progs globus-gass-copy-progs prometheus redis-server
+                globus-gridftp-server-progs globus-gass-copy-progs prometheus redis-server \
+                curl openssl openssh-server openssh-client dnsmasq-base bind9-dnsutils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps venv install build test demo bench lint clean

@@ -102,18 +102,11 @@ class InnerStreams:
     # -- detection -------------------------------------------------------------------------
 
     def candidates(self) -> list[tuple[type, dict]]:
-        """The run's TCP analysers whose signatures match what is pending, a
-        subclass before the class it extends, then by name; the carrier's own
-        class is left out (a stream does not carry its own carrier)."""
-        found = []
-        for cls, config in self.runtime.classes.values():
-            if cls is type(self.carrier) or "tcp" not in cls.transports():
-                continue
-            if any(sig.matches(bytes(self.pending[sig.side])) for sig in cls.signatures
-                   if self.pending[sig.side]):
-                found.append((-len(cls.__mro__), cls.name, cls, config))
-        found.sort(key=lambda x: (x[0], x[1]))
-        return [(cls, config) for _, _, cls, config in found]
+        """The run's analysers whose signatures match what is pending (the
+        carrier's own class left out: a stream does not carry its carrier)."""
+        return self.outer.rank_by_content(
+            {side: bytes(data) for side, data in enumerate(self.pending) if data},
+            exclude=type(self.carrier))
 
     def _detect(self) -> None:
         ranked = self.candidates()

@@ -378,11 +378,33 @@ class Analyser:
         for s in (ORIG, RESP) if side is None else (side,):
             self._rt.streams.release(self._slot, s)
 
-    def hand_over(self, analyser: "str | type[Analyser]", config: dict | None = None) -> None:
+    def hand_over(self, analyser: "str | type[Analyser]", config: dict | None = None,
+                  unread: dict[int, bytes] | None = None) -> None:
         """End this analyser and give the connection to another one (a class or
-        a name), which reads on from where this one stopped.  Does not return."""
-        self._rt.hand_over(self, analyser, config)
+        a name), which reads on from where this one stopped.  `unread`: bytes
+        of a side this one read but did not use ({side: bytes}); the next one
+        reads them first.  Does not return."""
+        self._rt.hand_over(self, analyser, config, unread)
         raise HandOver()
+
+    def detect_rest(self, unread: dict[int, bytes] | None = None) -> None:
+        """The rest of the connection is some other protocol (after an HTTP
+        CONNECT, a STARTTLS-like switch to an unknown protocol): content
+        detection from here.  The next bytes (`unread` first, else the first
+        bytes either side sends next) are matched against the run's
+        signatures; the analyser they name takes the connection, as with
+        hand_over().  Returns, with the streams released, when none matches."""
+        pending = {side: data for side, data in (unread or {}).items() if data}
+        if not pending:
+            side, data = self.peek_any(64)
+            pending = {side: data}
+        ranked = self._rt.rank_by_content(pending, exclude=type(self))
+        if ranked:
+            cls, config = ranked[0]
+            self._rt.hand_over(self, cls, config, unread, ranked[1:])
+            raise HandOver()
+        self._rt.counters["undetected_rest"] = self._rt.counters.get("undetected_rest", 0) + 1
+        self.release()
 
     def expect(self, resp_h: str, resp_p: int | None, *, orig_h: str | None = None,
                proto: str = "tcp", timeout: float = 300.0,
@@ -735,7 +757,26 @@ class Runtime:
                 clear_in(self.watchdog.thread_id)
         self.seconds[a.name] = self.seconds.get(a.name, 0.0) + perf_counter() - started
 
-    def hand_over(self, a: Analyser, analyser, config: dict | None) -> None:
+    def rank_by_content(self, pending: dict[int, bytes], exclude: type | None = None
+                        ) -> list[tuple[type, dict]]:
+        """The run's TCP analysers whose signatures match the first bytes of
+        a side (`pending`: {side: bytes}), in detection order: a subclass
+        before the class it extends, then by name.  Python, not the compiled
+        matcher: for streams that start mid-connection or inside another
+        protocol, once each."""
+        found = []
+        for cls, config in self.classes.values():
+            if cls is exclude or "tcp" not in cls.transports():
+                continue
+            if any(sig.matches(pending[sig.side]) for sig in cls.signatures
+                   if pending.get(sig.side)):
+                found.append((-len(cls.__mro__), cls.name, cls, config))
+        found.sort(key=lambda x: (x[0], x[1]))
+        return [(cls, config) for _, _, cls, config in found]
+
+    def hand_over(self, a: Analyser, analyser, config: dict | None,
+                  unread: dict[int, bytes] | None = None,
+                  candidates: Sequence[tuple[type, dict]] = ()) -> None:
         """Give a connection to another analyser once `a` returns."""
         if isinstance(analyser, str):
             if analyser not in self.classes:
@@ -749,7 +790,12 @@ class Runtime:
             config = dict(default_config)
             for key, (default, _) in cls.options.items():
                 config.setdefault(key, default)
-        self._replacements[a._slot] = (cls, config, (), None)
+        replay = None
+        if unread and any(unread.values()):
+            replay = Recording(limit=MAX_READ)
+            for side in sorted(unread):
+                replay.add(side, unread[side])
+        self._replacements[a._slot] = (cls, config, tuple(candidates), replay)
 
     def _apply_replacement(self, slot: int) -> None:
         repl = self._replacements.pop(slot, None)

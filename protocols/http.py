@@ -72,6 +72,9 @@ BASIC_STRIP = re.compile(r"[bB][aA][sS][iI][cC][ \t]+")
 
 # Methods whose request line starts a client's first payload (Zeek's dpd.sig
 # lists these and more; the port hints and the server's `HTTP/` find the rest).
+# Headers kept for the analyser an upgrade hands the connection to (with
+# every Sec-WebSocket-* header).
+UPGRADE_HEADERS = frozenset({b"HOST", b"USER-AGENT", b"UPGRADE", b"CONNECTION", b"ORIGIN"})
 SIGNATURE_METHODS = (b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"CONNECT",
                      b"PATCH", b"TRACE", b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE",
                      b"LOCK", b"UNLOCK", b"REPORT", b"SEARCH", b"QUERY")
@@ -489,10 +492,35 @@ class Http(Analyser):
         self.upgrade_protocol = ""     # ... and Upgrade: this
         self.request_failed = False    # a bad first request line (not confirmed yet)
         self.stopped = False
+        # After a CONNECT or an upgrade: "websocket" or "detect" (content
+        # detection), and the bytes each side sent past the HTTP part.
+        self.tunnel = ""
+        self.unread: dict[int, bytes] = {}
+        self.upgrade_headers: tuple[dict, dict] = ({}, {})   # [is_orig]: name -> value
+        self.upgrade_uri: str | None = None
         try:
             self.read_both_sides()
         finally:
             self.end()
+        if self.tunnel:
+            self.tunnel_to_next()
+
+    def tunnel_to_next(self) -> None:
+        """The rest of the connection belongs to the protocol the upgrade
+        named (WebSocket) or that its content names (CONNECT: TLS, SMTP...).
+        Does not return unless nothing takes it (then the streams are freed)."""
+        unread = dict(self.unread)
+        other = self.sides[ORIG if RESP in unread else RESP]
+        if other.partial:
+            unread[ORIG if other.is_orig else RESP] = other.partial
+        if self.tunnel == "websocket" and "websocket" in self._rt.classes:
+            request, response = self.upgrade_headers[True], self.upgrade_headers[False]
+            self.session["http_upgrade"] = {
+                "ts": self.ts, "host": request.get("host"), "uri": self.upgrade_uri,
+                "user_agent": request.get("user-agent"), "request_headers": request,
+                "response_headers": response}
+            self.hand_over("websocket", unread=unread)
+        self.detect_rest(unread)
 
     def read_both_sides(self) -> None:
         sides = self.sides
@@ -593,6 +621,14 @@ class Http(Analyser):
                 end = pos + MAX_LINE
             line = data[pos:end]
             pos = nl + 1
+            if state == HEADERS and not line and not s.is_orig:
+                # A response's header block ends: if a tunnel follows, what
+                # comes after it is the tunnel's.
+                self.line(s, line)
+                if self.tunnel:
+                    self.unread[RESP] = data[pos:]
+                    break
+                continue
             if state == HEADERS and line and s.state == HEADERS:
                 if len(s.headers) < MAX_HEADER_LINES:
                     s.headers.append(line)
@@ -770,6 +806,8 @@ class Http(Analyser):
                 upper = name.upper()
                 self.framing_header(s, upper, value)
                 zeek.header(ts, is_orig, text(upper), text(value))
+                if upper in UPGRADE_HEADERS or upper.startswith(b"SEC-WEBSOCKET-"):
+                    self.upgrade_headers[is_orig][text(name).lower()] = text(value)
             s.headers = []
         if s.expect_body == BODY_NOT_EXPECTED:
             self.message_done(s)
@@ -855,11 +893,15 @@ class Http(Analyser):
         Connection: upgrade, the connection is no longer HTTP."""
         if self.connect_request and s.code // 100 == 2:
             self.emit("http_tunnel", method="CONNECT", status_code=s.code)
+            self.tunnel = "detect"
             return True
         if s.code == 101 and self.upgrade and self.upgrade_protocol and \
                 len(self.unanswered) <= 1:
             self.emit("http_tunnel", method=self.unanswered[0].method if self.unanswered
                       else None, status_code=101)
+            self.tunnel = "websocket" if self.upgrade_protocol.lower() == "websocket" \
+                else "detect"
+            self.upgrade_uri = self.unanswered[0].uri if self.unanswered else None
             return True
         self.upgrade = False
         self.upgrade_protocol = ""
@@ -950,7 +992,8 @@ class Http(Analyser):
         for s in self.sides:
             s.state = NOTHING
         self.end()
-        self.release()
+        if not self.tunnel:
+            self.release()
 
     @staticmethod
     def side_name(s: Side) -> str:

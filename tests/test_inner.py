@@ -65,3 +65,39 @@ def test_nothing_matches_nothing_runs():
                  candidates=[Greeter])
     assert "greeter" not in result.logs
     assert result.counters.get("inner_streams_undetected") == 1
+
+
+class Banner(Analyser):
+    """Server speaks first: '220 ...', then the client's 'HELO' line."""
+    name = "banner220"
+    signatures = (Signature(RESP, b"220 "),)
+    logs = {"banner220": [("uid", "string"), ("greeting", "string"), ("hello", "string")]}
+
+    def main(self):
+        greeting = self.read_line(RESP).strip()
+        hello = self.read_line(ORIG).strip()
+        self.confirm()
+        self.log("banner220", {"uid": self.uid, "greeting": greeting.decode(),
+                               "hello": hello.decode()})
+
+
+def test_connect_tunnel_goes_to_content_detection():
+    from protocols.http import Http
+    script = [(ORIG, b"CONNECT mail.test:25 HTTP/1.1\r\nHost: mail.test:25\r\n\r\n"),
+              (RESP, b"HTTP/1.1 200 Connection established\r\n\r\n220 mail.test ESMTP\r\n"),
+              (ORIG, b"HELO me\r\n")]
+    result = run(Http, script, candidates=[Banner], uid="CConn")
+    assert [(r["greeting"], r["hello"]) for r in result.logs["banner220"]] == [
+        ("220 mail.test ESMTP", "HELO me")]
+    assert [(r["method"], r["status_code"]) for r in result.logs["http"]] == [("CONNECT", 200)]
+    assert result.services == ["http", "banner220"]
+
+
+def test_connect_to_something_unknown_releases_the_streams():
+    from protocols.http import Http
+    script = [(ORIG, b"CONNECT x.test:9 HTTP/1.1\r\n\r\n"),
+              (RESP, b"HTTP/1.1 200 OK\r\n\r\n"), (ORIG, b"\x00\x01binary")]
+    result = run(Http, script, candidates=[Banner])
+    assert result.services == ["http"]
+    assert result.counters["undetected_rest"] == 1
+    assert not result.errors

@@ -100,3 +100,22 @@ def test_bad_opcode_is_a_weird_not_an_error():
     result = run(Upgrader, script, candidates=[WebSocket, Banner])
     assert [w["name"] for w in result.of("weird")] == ["websocket_bad_frame"]
     assert not result.errors
+
+
+def test_http_upgrade_hands_over_with_the_bytes_past_the_headers():
+    """The real HTTP analyser: a 101 whose packet also carries the first
+    server frame; the frame reaches the carried protocol."""
+    from protocols.http import Http
+    request = (b"GET /ws HTTP/1.1\r\nHost: h.test\r\nUser-Agent: t/1\r\nConnection: Upgrade\r\n"
+               b"Upgrade: websocket\r\nSec-WebSocket-Protocol: chat\r\n\r\n")
+    response = (b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                b"Upgrade: websocket\r\nSec-WebSocket-Protocol: chat\r\n\r\n")
+    script = [(ORIG, request), (RESP, response + frame(b"BANNER server\r\n")),
+              (ORIG, frame(b"BANNER client\r\n", masked=True))]
+    result = run(Http, script, candidates=[WebSocket, Banner], uid="CUp")
+    assert [(r["client"], r["server"]) for r in result.logs["banner"]] == [
+        ("BANNER client", "BANNER server")]
+    assert [(r["host"], r["uri"], r["user_agent"], r["subprotocol"])
+            for r in result.logs["websocket"]] == [("h.test", "/ws", "t/1", "chat")]
+    assert [(r["status_code"], r["uri"]) for r in result.logs["http"]] == [(101, "/ws")]
+    assert result.services == ["http", "websocket", "banner"]
