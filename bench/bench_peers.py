@@ -6,6 +6,8 @@ Steps:
    peers need (libnids, tshark, nfstream in its own venv), builds the C
    references and generates the two benchmark traces (mix-1g, mice-200m) into
    bench/out/peers/ (gitignored).
+   An HTTP-heavy trace (gen_trace.py, web-like bodies) and a TLS-heavy one
+   (traces/gen_tls_trace.py) are generated beside them.
 2. `runbench.py` from the same place times, RUNS times each (default 3), the
    floor (`pcap_noop -f`: libpcap plus a C 5-tuple table), libnids, nfstream
    (flows, one metering process), tshark (`-z conv,tcp`) and the analyser:
@@ -60,6 +62,7 @@ def main() -> int:
     subprocess.run(["bash", os.path.join(SHARED_BENCH, "run_peers.sh")], env=env, check=True,
                    stdout=subprocess.DEVNULL)
     traces = [os.path.join(WORK, "traces", t) for t in ("mice-200m.pcap", "mix-1g.pcap")]
+    traces += application_traces()
     cmd = ["python3", os.path.join(WORK, "runbench.py"), "--runs", runs,
            "--json", os.path.join(WORK, "results.json"), "--only",
            PEERS + "," + ",".join(ROWS)]
@@ -76,6 +79,30 @@ def main() -> int:
         f.write(text)
     print(text)
     return 0
+
+
+# Application-heavy traces (issue: HTTP/TLS analysers within 2x of connection
+# records): web-like HTTP keep-alive (bodies log-uniform 200 B .. 256 KiB),
+# and TLS 1.2/1.3 sessions with 8 request/response record pairs each.
+HTTP_TRACE = ("http-web.pcap", ["--size-mb", "400", "--flows", "8000", "--seed", "4",
+                                "--elephants", "0", "--ftp-frac", "0", "--mouse-max-kb", "256",
+                                "--http-reqs-max", "3", "--retrans", "0.001", "--reorder",
+                                "0.001", "--ipv6-frac", "0.02", "--vlan-frac", "0.05",
+                                "--rst-frac", "0.01", "--no-truth"])
+TLS_TRACE = ("tls-web.pcap", ["--connections", "20000", "--records", "8", "--seed", "1"])
+
+
+def application_traces() -> list[str]:
+    """Generate (once) the HTTP-heavy and TLS-heavy traces; their paths."""
+    http = os.path.join(WORK, "traces", HTTP_TRACE[0])
+    if not os.path.exists(http):
+        subprocess.run(["python3", os.path.join(SHARED_BENCH, "gen_trace.py"), "-o", http,
+                        *HTTP_TRACE[1]], check=True, stdout=subprocess.DEVNULL)
+    tls = os.path.join(WORK, "traces", TLS_TRACE[0])
+    if not os.path.exists(tls):
+        subprocess.run(["python3", os.path.join(ROOT, "traces", "gen_tls_trace.py"), tls,
+                        *TLS_TRACE[1]], check=True, stdout=subprocess.DEVNULL)
+    return [http, tls]
 
 
 SYN_FLOWS = 1_000_000
@@ -191,6 +218,13 @@ def targets(m: dict, memory=None) -> list[str]:
         row(gbps >= 12 and d[0] <= 1.3 * c[0],
             "defaults on mix-1g: %.1f Gbit/s (target 12), %.2fx connection records "
             "(target 1.3x)" % (gbps, d[0] / c[0]))
+    for trace in (HTTP_TRACE[0], TLS_TRACE[0]):
+        d, c = m.get(trace, {}).get("analyser defaults"), m.get(trace, {}).get(
+            "analyser conn records")
+        if d and c:
+            row(d[0] <= 2 * c[0], "defaults on %s: %.2fx connection records (target 2x), "
+                "%.3f M packets/s, %.1f Gbit/s" % (trace[:-5], d[0] / c[0], d[2] / d[0] / 1e6,
+                                                   d[3] * 8 / d[0] / 1e9))
     for trace, peers in (("mice-200m", mice), ("mix-1g", mix)):
         one, two = peers.get("analyser defaults"), peers.get("analyser defaults --workers 2")
         if one and two:
