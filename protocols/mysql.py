@@ -52,6 +52,7 @@ COM_QUIT = 1
 
 MAX_ARG = 4096                  # bytes of a command's argument (a query) kept
 MAX_HEAD = 512                  # bytes of a server packet looked at (OK/ERR/handshake)
+MAX_HANDSHAKE = 4096            # bytes of a handshake packet (server greeting, login)
 MAX_COLUMNS = 4096              # column definitions of one result set (MySQL allows 4096)
 TLS_ANALYSER = "ssl"
 
@@ -117,13 +118,17 @@ class MySql(Analyser):
 
     # -- packets ----------------------------------------------------------------------
 
-    def packet(self, keep: int) -> tuple[int, int, int, bytes]:
+    def packet(self, keep: int, handshake: bool = False) -> tuple[int, int, int, bytes]:
         """The next packet of either side: (side, sequence, length, the first
-        `keep` bytes of its payload; the rest is skipped)."""
+        `keep` bytes of its payload; the rest is skipped).  A `handshake`
+        packet longer than MAX_HANDSHAKE is not MySQL (checked before its
+        payload is waited for)."""
         side, head = self.read_any(HEADER)
         if len(head) < HEADER:
             head += self.read(side, HEADER - len(head))
         length = int.from_bytes(head[:3], "little")
+        if handshake and length > MAX_HANDSHAKE and not self.confirmed:
+            self.violation("MySQL handshake packet of %d bytes" % length, head)
         payload = self.read_and_skip(side, length, keep)
         return side, head[3], length, payload
 
@@ -136,13 +141,13 @@ class MySql(Analyser):
     # -- the session ------------------------------------------------------------------
 
     def session(self) -> None:
-        side, seq, length, greeting = self.packet(MAX_HEAD)
+        side, seq, length, greeting = self.packet(MAX_HEAD, handshake=True)
         if side != RESP or seq != 0 or not greeting or \
                 greeting[0] not in (PROTOCOL_V10, PROTOCOL_V9):
             self.violation("no MySQL server handshake", greeting[:40])
         version = greeting[1:].partition(b"\x00")[0]
         self.emit("mysql_server_version", version=text(version[:100]))
-        side, seq, length, answer = self.packet(MAX_HEAD)
+        side, seq, length, answer = self.packet(MAX_HEAD, handshake=True)
         if side != ORIG or seq != 1 or len(answer) < 2:
             self.violation("no MySQL handshake response", answer[:40])
         caps = int.from_bytes(answer[:2], "little")
