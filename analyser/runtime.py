@@ -749,7 +749,10 @@ class Runtime:
             config = dict(default_config)
             for key, (default, _) in cls.options.items():
                 config.setdefault(key, default)
-        self._replacements[a._slot] = (cls, config, (), None)
+        # What `a` had not yet read of an earlier candidate's recording (it was
+        # replayed to `a` after a violation) is the new analyser's to read:
+        # those bytes already left the stream layer.
+        self._replacements[a._slot] = (cls, config, (), a._replay or None)
 
     def _apply_replacement(self, slot: int) -> None:
         repl = self._replacements.pop(slot, None)

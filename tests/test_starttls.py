@@ -351,3 +351,28 @@ def test_text_is_not_mysql():
         ["MySQL handshake packet of %d bytes" % 0x303232]   # b"220" read as a length
     result = run(MySql, [(RESP, packet(0, b"\x0bnot ten")), (ORIG, packet(1, b"x" * 40))])
     assert [v["failure_reason"] for v in result.violations] == ["no MySQL server handshake"]
+
+
+class ReadsTooFar(Analyser):
+    """A candidate that reads everything up to the TLS bytes before it gives
+    up (as FTP does on an SMTP session: it takes the ClientHello for a
+    command)."""
+    name = "reads-too-far"
+
+    def main(self):
+        seen = b""
+        while b"\x16\x03" not in seen:
+            seen += self.read_any()[1]
+        self.violation("not mine", seen[-10:])
+
+
+def test_hand_over_after_a_replay_gives_the_unread_bytes_to_tls():
+    """SMTP gets the connection from a candidate that had read past the
+    STARTTLS switch: the bytes SMTP did not read of that recording go to
+    the TLS analyser (core: Runtime.hand_over passes them on)."""
+    script = [*SMTP_OPENING, (ORIG, b"STARTTLS\r\n"), (RESP, b"220 go ahead\r\n"),
+              (ORIG, CLIENT_HELLO), (RESP, SERVER_HELLO)]
+    result = run(ReadsTooFar, script, candidates=[Smtp, TlsRecorder])
+    assert [v["analyzer_name"] for v in result.violations] == ["READS-TOO-FAR"]
+    assert tls_bytes(result) == {ORIG: CLIENT_HELLO, RESP: SERVER_HELLO}
+    assert result.services == ["smtp"]
