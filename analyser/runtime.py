@@ -790,12 +790,17 @@ class Runtime:
             config = dict(default_config)
             for key, (default, _) in cls.options.items():
                 config.setdefault(key, default)
+        # The bytes `a` read but left unused come first, then what `a` had not
+        # yet read of an earlier candidate's recording (replayed to `a` after a
+        # violation): both already left the stream layer.
         replay = None
-        if unread and any(unread.values()):
+        if (unread and any(unread.values())) or a._replay:
             replay = Recording(limit=MAX_READ)
-            for side in sorted(unread):
+            for side in sorted(unread or {}):
                 replay.add(side, unread[side])
-        self._replacements[a._slot] = (cls, config, tuple(candidates), replay)
+            for side, data in (a._replay.chunks if a._replay else ()):
+                replay.add(side, data)
+        self._replacements[a._slot] = (cls, config, tuple(candidates), replay or None)
 
     def _apply_replacement(self, slot: int) -> None:
         repl = self._replacements.pop(slot, None)

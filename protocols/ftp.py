@@ -143,6 +143,8 @@ FTP_LOG = (
 
 # Commands whose reply confirms that a connection speaks FTP: the RFC 959
 # and extension commands of Zeek's reply table, and security extensions.
+# The commands an SMTP client opens with (RFC 5321 §4.1.1.1); no FTP command.
+SMTP_OPENERS = frozenset({"EHLO", "HELO"})
 FTP_COMMANDS = frozenset(cmd for cmd, _ in COMMAND_REPLY_CODES if not cmd.startswith("<")) | \
     frozenset({"AUTH", "ADAT", "PBSZ", "PROT", "CCC", "ENC", "MIC", "CONF", "LANG", "LPSV",
                "EPSV", "EPRT", "LPRT", "XPWD", "XCWD", "XMKD", "XRMD"})
@@ -741,6 +743,10 @@ class Ftp(Analyser):
             self.weird("FTP_max_command_length_exceeded", length=len(word))
             return
         cmd = word.upper()
+        if cmd in SMTP_OPENERS and not self.confirmed:
+            # Both greet with 220; Zeek's FTP signature also needs the client's
+            # USER, ours does not, so an SMTP client's EHLO is where FTP gives up.
+            self.invalid_reply("SMTP command %s in place of an FTP command" % cmd, line)
         ts = self.ts
         announced = self.zeek.request(ts, cmd, arg)
         if cmd == "AUTH":

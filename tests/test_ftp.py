@@ -712,13 +712,17 @@ def test_random_bytes_on_port_21_are_a_violation(replay, tmp_path):
 
 
 def test_smtp_like_greeting_elsewhere_is_not_confirmed_as_ftp(replay, tmp_path):
-    """A 220 greeting makes FTP a candidate; only a reply to an FTP command
-    confirms it."""
+    """A 220 greeting makes FTP a candidate; the client's EHLO makes it give
+    up, and the SMTP analyser (a candidate by the same greeting) takes it."""
     ses = Session(port=2525)
     ses.reply("220 mail.example.org ESMTP ready\r\n")
     ses.cmd("EHLO client.example.org\r\n")
     ses.reply("250-mail.example.org\r\n250 SIZE 1000000\r\n")
     ses.close()
     rows, events, logs = replay_defaults(replay, tmp_path, ses)
-    assert rows[0]["service"] is None
-    assert not [e for e in events if e["event"] == "analyzer_confirmation"]
+    assert rows[0]["service"] == "smtp"
+    assert [e["analyzer_name"] for e in events
+            if e["event"] == "analyzer_confirmation"] == ["SMTP"]
+    assert {(v["analyzer_name"], v["failure_reason"]) for v in logs["analyzer"]} == \
+        {("FTP", "SMTP command EHLO in place of an FTP command"),
+         ("GRIDFTP", "SMTP command EHLO in place of an FTP command")}
