@@ -14,8 +14,10 @@ hand-overs behave as on a connection.
     inner.feed(ORIG, payload)             # as frames are decoded
     inner.end()                           # when the carrier ends
 
-Detection waits until a side has MIN_DETECT_BYTES (or has ended) so a
-signature is not judged on a one-byte frame.
+Detection waits for both sides (one with at least MIN_DETECT_BYTES), so a
+signature is not judged on a one-byte frame and a protocol whose other side
+contradicts it is not chosen; a side alone decides once it has sent
+MAX_ONE_SIDED bytes or the other has ended.
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ INNER_SLOT = 0
 # Bytes of a side looked at before content detection decides (the longest
 # signature pattern is 16 bytes: see analyser/signatures.py).
 MIN_DETECT_BYTES = 16
+# Bytes one side may send before detection decides without the other side.
+MAX_ONE_SIDED = 4096
 
 
 class InnerStreams:
@@ -65,8 +69,12 @@ class InnerStreams:
         if not data or self.ended[side] or self.undetected:
             return
         if not self.started:
-            self.pending[side] += data
-            if len(self.pending[side]) >= MIN_DETECT_BYTES:
+            pending = self.pending
+            pending[side] += data
+            if (len(pending[side]) >= MAX_ONE_SIDED
+                    or (pending[0] and pending[1]
+                        and max(len(pending[0]), len(pending[1])) >= MIN_DETECT_BYTES)
+                    or self.ended[1 - side]):
                 self._detect()
             return
         self.streams.feed((side, bytes(data)))

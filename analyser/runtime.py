@@ -760,16 +760,20 @@ class Runtime:
     def rank_by_content(self, pending: dict[int, bytes], exclude: type | None = None
                         ) -> list[tuple[type, dict]]:
         """The run's TCP analysers whose signatures match the first bytes of
-        a side (`pending`: {side: bytes}), in detection order: a subclass
-        before the class it extends, then by name.  Python, not the compiled
-        matcher: for streams that start mid-connection or inside another
-        protocol, once each."""
+        the sides (`pending`: {side: bytes}), in detection order: a subclass
+        before the class it extends, then by name.  A class with signatures
+        for a side that has bytes must match them (as Zeek's signatures that
+        require the reverse one): HTTP needs a status line back, not only a
+        request.  Python, not the compiled matcher: for streams that start
+        mid-connection or inside another protocol, once each."""
         found = []
         for cls, config in self.classes.values():
-            if cls is exclude or "tcp" not in cls.transports():
+            if cls is exclude or "tcp" not in cls.transports() or not cls.signatures:
                 continue
-            if any(sig.matches(pending[sig.side]) for sig in cls.signatures
-                   if pending.get(sig.side)):
+            verdicts = [any(sig.matches(data) for sig in cls.signatures if sig.side == side)
+                        for side, data in pending.items() if data
+                        and any(sig.side == side for sig in cls.signatures)]
+            if verdicts and all(verdicts):
                 found.append((-len(cls.__mro__), cls.name, cls, config))
         found.sort(key=lambda x: (x[0], x[1]))
         return [(cls, config) for _, _, cls, config in found]
@@ -866,8 +870,9 @@ class Runtime:
     def confirmed(self, a: Analyser) -> None:
         self.counters["confirmations"] += 1
         service = a.name if a.service is None else a.service
-        if service:
+        if service and service not in a.conn.services:
             a.add_service(service)
+            a._named_service = True       # so a violation takes back only its own
         self.emit(a, "analyzer_confirmation", {"analyzer_name": a.name.upper()})
 
     def _violation(self, a: Analyser, reason: str, data) -> None:
@@ -890,7 +895,10 @@ class Runtime:
         self.emit(a, "analyzer_violation", {"analyzer_name": name, "reason": reason,
                                             "data": data, "confirmed": a._confirmed})
         service = a.name if a.service is None else a.service
-        if a._confirmed and service in a.conn.services:
+        if a._confirmed and getattr(a, "_named_service", False) and service in a.conn.services:
+            # Only if this analyser named it: the same protocol carried inside
+            # a connection that already is it (HTTP in a WebSocket over HTTP)
+            # does not take the carrier's name away.
             a.conn.services.remove(service)
         if not a._confirmed:
             self._next_candidate(a)
