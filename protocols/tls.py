@@ -1,0 +1,770 @@
+"""TLS (SSL 3.0 to TLS 1.3): the handshake in the clear, ssl.log, JA3/JA4.
+
+Role in the data flow: flows -> streams -> **analysers (protocols.tls)** ->
+sinks (`ssl.log`, events `tls_message` / `tls_exchange` on request).
+
+Theory of operation:
+
+1. Records are read one at a time from whichever side has one (`read_any`
+   for the 5-byte header, then the body from that side), so both directions
+   are handled in arrival order, as Zeek's SSL analyser sees them.  A body
+   is read into Python only while its side is in the clear; an encrypted
+   record is `skip`ped in compiled code.
+2. Handshake messages are cut out of the handshake records of each side (a
+   message may span records, a record may hold several).  ClientHello,
+   ServerHello, Certificate and ServerKeyExchange are parsed by the plain
+   functions at module level (`parse_client_hello`, `parse_server_hello`,
+   ...): bytes in, a dataclass out, no analyser state.  A QUIC analyser
+   carries the same handshake messages in CRYPTO frames and can call them
+   unchanged (`ja4(hello, transport="q")`).
+3. Zeek's state machine decides `established` (scripts/base/protocols/ssl
+   and src/analyzer/protocol/ssl): a side turns encrypted at its
+   ChangeCipherSpec (TLS <= 1.2; ignored once TLS 1.3 is chosen) or at its
+   first application-data record once a TLS 1.3 (or draft/experimental)
+   version is chosen; the connection is established at the first encrypted
+   record seen while both sides are encrypted.  `resumed` follows Zeek too:
+   the server echoes the client's session id (TLS <= 1.2), or accepts its
+   pre-shared key, or the client sent a session ticket with an empty session
+   id and its ChangeCipherSpec without a ClientKeyExchange.
+4. The ssl.log row is written when the connection is established (Zeek then
+   detaches its analyser), or when analysis ends without that.  After the
+   handshake nothing more is parsed: by default the connection is handed to
+   compiled byte counting (`bulk()`), so encrypted traffic costs no Python.
+   With the `messages` or `exchanges` option the records go on being
+   counted: each costs one 5-byte header read, its body is skipped in C.
+
+Not done: SSLv2 beyond its ClientHello (logged, not fingerprinted), DTLS,
+certificate parsing (`sni_matches_cert`, subject/issuer stay unset; the
+chain fingerprints are SHA-256 of the DER bytes, as Zeek's).
+"""
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass, field
+
+from analyser import ORIG, RESP, Analyser, Field, Gap, Signature, StreamEnd, conn_id_fields
+from protocols.tls_names import (ALERT_DESCRIPTIONS, CIPHER_SUITES, NAMED_GROUPS, name_of)
+
+# -- wire formats --------------------------------------------------------------------
+
+RECORD_HEADER = struct.Struct("!BHH")        # content type, version, length (RFC 8446 §5.1)
+U16 = struct.Struct("!H")
+CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA, HEARTBEAT = 20, 21, 22, 23, 24
+# Record types Zeek accepts on the first record of a connection.
+FIRST_RECORD_TYPES = range(20, 31)
+# Record-layer versions (TLS 1.3 keeps 0x0303 on the wire).
+RECORD_VERSIONS = frozenset({0x0300, 0x0301, 0x0302, 0x0303})
+SSLV2, SSLV3, TLS10, TLS11, TLS12, TLS13 = 0x0002, 0x0300, 0x0301, 0x0302, 0x0303, 0x0304
+LEGACY_VERSIONS = frozenset({SSLV2, SSLV3, TLS10, TLS11, TLS12})
+
+# Handshake message types (RFC 8446 §4, RFC 5246 §7.4) and Zeek's ssl_history
+# letter for each (lower case; the client's are written upper case).
+HELLO_REQUEST, CLIENT_HELLO, SERVER_HELLO, HELLO_RETRY_REQUEST = 0, 1, 2, 6
+CERTIFICATE, SERVER_KEY_EXCHANGE, CLIENT_KEY_EXCHANGE = 11, 12, 16
+HISTORY_LETTERS = {0: "h", 1: "c", 2: "s", 3: "v", 4: "t", 5: "e", 6: "j", 8: "o", 11: "x",
+                   12: "k", 13: "r", 14: "n", 15: "y", 16: "g", 20: "f", 21: "w", 22: "u",
+                   23: "a", 24: "p", 254: "m"}
+UNKNOWN_HANDSHAKE_LETTER = "z"
+
+# Extensions read (IANA "TLS ExtensionType Values").
+EXT_SERVER_NAME, EXT_SUPPORTED_GROUPS, EXT_EC_POINT_FORMATS = 0, 10, 11
+EXT_SIGNATURE_ALGORITHMS, EXT_ALPN, EXT_SESSION_TICKET = 13, 16, 35
+EXT_PRE_SHARED_KEY, EXT_SUPPORTED_VERSIONS, EXT_KEY_SHARE = 41, 43, 51
+# TLS 1.3 drafts before 23 numbered key_share 40 (draft-ietf-tls-tls13-22 §4.2).
+EXT_KEY_SHARE_OLD = 40
+KEY_SHARE_TYPES = (EXT_KEY_SHARE, EXT_KEY_SHARE_OLD)
+
+# ServerHello.random of a HelloRetryRequest (RFC 8446 §4.1.3).
+HELLO_RETRY_RANDOM = bytes.fromhex(
+    "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
+NAMED_CURVE = 3                              # ECParameters.curve_type (RFC 8422 §5.4)
+JA4_VERSIONS = {TLS13: "13", TLS12: "12", TLS11: "11", TLS10: "10", SSLV3: "s3",
+                SSLV2: "s2", 0xFEFF: "d1", 0xFEFD: "d2", 0xFEFC: "d3"}
+VERSION_NAMES = {SSLV2: "SSLv2", SSLV3: "SSLv3", TLS10: "TLSv10", TLS11: "TLSv11",
+                 TLS12: "TLSv12", TLS13: "TLSv13", 0xFEFF: "DTLSv10", 0xFEFD: "DTLSv12",
+                 0xFEFC: "DTLSv13"}
+
+# -- limits ------------------------------------------------------------------------------
+
+# A TLSCiphertext is at most 2^14 + 2048 bytes (RFC 5246 §6.2.3); TLS 1.3 allows
+# 2^14 + 256.  A longer record is a weird and is skipped, never read.
+MAX_RECORD = (1 << 14) + 2048
+# Bytes of one handshake message kept (certificate chains are a few KiB;
+# the field allows 16 MiB).  A longer message ends handshake parsing on its side.
+MAX_HANDSHAKE_MESSAGE = 1 << 18
+MAX_HISTORY = 100                  # Zeek's SSL::max_ssl_history_length
+MAX_ALERTS_PER_RECORD = 10         # Zeek's SSL::max_alerts_per_record
+# Records read in the clear before giving up on a handshake that never ends.
+MAX_HANDSHAKE_RECORDS = 1000
+MAX_CERTIFICATES = 32              # certificates fingerprinted per chain
+ZEEK_SSL_PORTS = frozenset({443, 465, 563, 585, 614, 636, 989, 990, 992, 993, 995, 5223})
+
+
+class TlsError(ValueError):
+    """A handshake message that does not parse."""
+
+
+def is_grease(value: int) -> bool:
+    """GREASE values (RFC 8701): 0x0A0A, 0x1A1A, ... 0xFAFA."""
+    return (value & 0x0F0F) == 0x0A0A and (value >> 8) == (value & 0xFF)
+
+
+def version_name(version: int) -> str:
+    """ssl.log's spelling of a protocol version (Zeek's SSL::version_strings)."""
+    name = VERSION_NAMES.get(version)
+    if name is not None:
+        return name
+    if version // 0xFF == 0x7F:                       # TLS 1.3 drafts, as Zeek reckons them
+        return "TLSv13-draft%d" % (version % 0x7F)
+    return "unknown-%d" % version
+
+
+def is_tls13(version: int | None) -> bool:
+    """Zeek's determine_tls13(): 1.3 or one of its drafts."""
+    return version is not None and (version == TLS13 or version // 0xFF == 0x7F)
+
+
+# -- handshake messages: plain functions (reused by a QUIC analyser) -----------------------
+
+class _Reader:
+    """Bounds-checked big-endian reads over one message."""
+    __slots__ = ("data", "pos", "end")
+
+    def __init__(self, data: bytes, pos: int = 0, end: int | None = None):
+        self.data, self.pos = data, pos
+        self.end = len(data) if end is None else end
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > self.end:
+            raise TlsError("truncated: %d bytes wanted at offset %d of %d"
+                           % (n, self.pos, self.end))
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def u16(self) -> int:
+        return int.from_bytes(self.take(2), "big")
+
+    def u24(self) -> int:
+        return int.from_bytes(self.take(3), "big")
+
+    def vector(self, length_bytes: int) -> bytes:
+        return self.take(int.from_bytes(self.take(length_bytes), "big"))
+
+    def left(self) -> int:
+        return self.end - self.pos
+
+
+def u16_list(data: bytes) -> list[int]:
+    if len(data) % 2:
+        raise TlsError("odd length of a 16-bit list")
+    return [int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2)]
+
+
+def parse_extensions(r: _Reader) -> list[tuple[int, bytes]]:
+    """The extensions block at the end of a hello: [(type, data)] in order."""
+    if r.left() == 0:
+        return []
+    block = _Reader(r.vector(2))
+    out = []
+    while block.left():
+        kind = block.u16()
+        out.append((kind, block.vector(2)))
+    return out
+
+
+@dataclass
+class ClientHello:
+    """What a ClientHello says (RFC 8446 §4.1.2); values as numbers, in order."""
+    version: int
+    random: bytes
+    session_id: bytes
+    ciphers: list[int]
+    compression: list[int]
+    extensions: list[tuple[int, bytes]]
+    server_names: list[str] = field(default_factory=list)
+    alpn: list[bytes] = field(default_factory=list)
+    supported_versions: list[int] = field(default_factory=list)
+    groups: list[int] = field(default_factory=list)
+    point_formats: list[int] = field(default_factory=list)
+    signature_algorithms: list[int] = field(default_factory=list)
+    key_share_groups: list[int] = field(default_factory=list)
+    session_ticket: bytes | None = None
+
+    @property
+    def extension_types(self) -> list[int]:
+        return [kind for kind, _ in self.extensions]
+
+
+@dataclass
+class ServerHello:
+    """What a ServerHello (or HelloRetryRequest) says (RFC 8446 §4.1.3)."""
+    version: int                      # the legacy version field
+    random: bytes
+    session_id: bytes
+    cipher: int
+    compression: int
+    extensions: list[tuple[int, bytes]]
+    selected_version: int | None = None     # supported_versions
+    key_share_group: int | None = None
+    alpn: bytes | None = None
+
+    @property
+    def hello_retry(self) -> bool:
+        return self.random == HELLO_RETRY_RANDOM
+
+    @property
+    def extension_types(self) -> list[int]:
+        return [kind for kind, _ in self.extensions]
+
+
+def parse_alpn(data: bytes) -> list[bytes]:
+    r = _Reader(_Reader(data).vector(2))
+    out = []
+    while r.left():
+        out.append(r.vector(1))
+    return out
+
+
+def parse_client_hello(body: bytes) -> ClientHello:
+    """A ClientHello handshake message body (after the 4-byte message header)."""
+    r = _Reader(body)
+    hello = ClientHello(version=r.u16(), random=r.take(32), session_id=r.vector(1),
+                        ciphers=u16_list(r.vector(2)), compression=list(r.vector(1)),
+                        extensions=[])
+    hello.extensions = parse_extensions(r)
+    for kind, data in hello.extensions:
+        if kind == EXT_SERVER_NAME and data:
+            names = _Reader(_Reader(data).vector(2))
+            while names.left():
+                name_type, name = names.u8(), names.vector(2)
+                if name_type == 0:                          # host_name
+                    hello.server_names.append(name.decode("utf-8", "backslashreplace"))
+        elif kind == EXT_SUPPORTED_GROUPS:
+            hello.groups = u16_list(_Reader(data).vector(2))
+        elif kind == EXT_EC_POINT_FORMATS:
+            hello.point_formats = list(_Reader(data).vector(1))
+        elif kind == EXT_SIGNATURE_ALGORITHMS:
+            hello.signature_algorithms = u16_list(_Reader(data).vector(2))
+        elif kind == EXT_ALPN:
+            hello.alpn = parse_alpn(data)
+        elif kind == EXT_SUPPORTED_VERSIONS:
+            hello.supported_versions = u16_list(_Reader(data).vector(1))
+        elif kind in KEY_SHARE_TYPES:
+            shares = _Reader(_Reader(data).vector(2))
+            while shares.left():
+                hello.key_share_groups.append(shares.u16())
+                shares.vector(2)
+        elif kind == EXT_SESSION_TICKET:
+            hello.session_ticket = data
+    return hello
+
+
+def parse_server_hello(body: bytes) -> ServerHello:
+    """A ServerHello handshake message body (after the 4-byte message header)."""
+    r = _Reader(body)
+    hello = ServerHello(version=r.u16(), random=r.take(32), session_id=r.vector(1),
+                        cipher=r.u16(), compression=r.u8(), extensions=[])
+    hello.extensions = parse_extensions(r)
+    for kind, data in hello.extensions:
+        if kind == EXT_SUPPORTED_VERSIONS and len(data) >= 2:
+            hello.selected_version = U16.unpack_from(data)[0]
+        elif kind in KEY_SHARE_TYPES and len(data) >= 2:
+            # A ServerHello's KeyShareEntry, or a HelloRetryRequest's group alone.
+            hello.key_share_group = U16.unpack_from(data)[0]
+        elif kind == EXT_ALPN:
+            protocols = parse_alpn(data)
+            hello.alpn = protocols[0] if protocols else None
+    return hello
+
+
+def parse_v2_client_hello(body: bytes) -> ClientHello:
+    """An SSLv2-compatible ClientHello (RFC 6101 Appendix E.2), from its
+    version field on: cipher specs are 24-bit codes."""
+    r = _Reader(body)
+    version = r.u16()
+    spec_len, sid_len, challenge_len = r.u16(), r.u16(), r.u16()
+    specs = r.take(spec_len)
+    ciphers = [int.from_bytes(specs[i:i + 3], "big") for i in range(0, len(specs) - 2, 3)]
+    session_id = r.take(sid_len)
+    r.take(challenge_len)
+    return ClientHello(version=version, random=b"", session_id=session_id, ciphers=ciphers,
+                       compression=[], extensions=[])
+
+
+def parse_certificates(body: bytes, tls13: bool = False) -> list[bytes]:
+    """The DER certificates of a Certificate message, leaf first."""
+    r = _Reader(body)
+    if tls13:
+        r.vector(1)                                   # certificate_request_context
+    chain = _Reader(r.vector(3))
+    certs = []
+    while chain.left():
+        certs.append(chain.vector(3))
+        if tls13:
+            chain.vector(2)                           # per-certificate extensions
+    return certs
+
+
+def ecdhe_curve(body: bytes) -> int | None:
+    """The named curve of an (EC)DHE ServerKeyExchange, or None."""
+    if len(body) >= 3 and body[0] == NAMED_CURVE:
+        return U16.unpack_from(body, 1)[0]
+    return None
+
+
+# -- fingerprints --------------------------------------------------------------------------
+
+def ja3_string(hello: ClientHello) -> str:
+    """Salesforce's JA3 text: version,ciphers,extensions,groups,point formats
+    (decimal, '-'-joined, GREASE left out)."""
+    def join(values):
+        return "-".join(str(v) for v in values if not is_grease(v))
+    return "%d,%s,%s,%s,%s" % (hello.version, join(hello.ciphers),
+                               join(hello.extension_types), join(hello.groups),
+                               join(hello.point_formats))
+
+
+def ja3(hello: ClientHello) -> str:
+    return hashlib.md5(ja3_string(hello).encode()).hexdigest()
+
+
+def ja3s(hello: ServerHello) -> str:
+    """JA3S: MD5 of version,cipher,extensions of the ServerHello."""
+    text = "%d,%d,%s" % (hello.version, hello.cipher,
+                         "-".join(str(v) for v in hello.extension_types if not is_grease(v)))
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def _alnum(byte: int) -> bool:
+    return 0x30 <= byte <= 0x39 or 0x41 <= byte <= 0x5A or 0x61 <= byte <= 0x7A
+
+
+def _ja4_alpn(hello: ClientHello) -> str:
+    if not hello.alpn or not hello.alpn[0]:
+        return "00"
+    value = hello.alpn[0]
+    if _alnum(value[0]) and _alnum(value[-1]):
+        return chr(value[0]) + chr(value[-1])
+    text = value.hex()
+    return text[0] + text[-1]
+
+
+def _sha12(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def ja4(hello: ClientHello, transport: str = "t") -> str:
+    """FoxIO's JA4 (technical_details/JA4.md): transport (t TCP, q QUIC, d
+    DTLS), version, SNI d/i, cipher and extension counts, ALPN first/last
+    characters; then the truncated SHA-256 of the sorted ciphers, and of the
+    sorted extensions without SNI and ALPN followed by the signature
+    algorithms in their order.  GREASE is left out everywhere."""
+    versions = [v for v in hello.supported_versions if not is_grease(v)]
+    version = JA4_VERSIONS.get(max(versions) if versions else hello.version, "00")
+    ciphers = [c for c in hello.ciphers if not is_grease(c)]
+    extensions = [e for e in hello.extension_types if not is_grease(e)]
+    sni = "d" if EXT_SERVER_NAME in extensions else "i"
+    a = "%s%s%s%02d%02d%s" % (transport, version, sni, min(len(ciphers), 99),
+                              min(len(extensions), 99), _ja4_alpn(hello))
+    b = _sha12(",".join("%04x" % c for c in sorted(ciphers))) if ciphers else "0" * 12
+    kept = sorted(e for e in extensions if e not in (EXT_SERVER_NAME, EXT_ALPN))
+    text = ",".join("%04x" % e for e in kept)
+    signatures = [s for s in hello.signature_algorithms if not is_grease(s)]
+    if signatures:
+        text += "_" + ",".join("%04x" % s for s in signatures)
+    c = _sha12(text) if kept else "0" * 12
+    return "%s_%s_%s" % (a, b, c)
+
+
+# -- ssl.log ----------------------------------------------------------------------------------
+
+SSL_LOG = (
+    Field("ts", "time", "time of the first TLS record"),
+    Field("uid", "string", "the connection"),
+    *conn_id_fields("client", "server"),
+    Field("version", "string", "version the server chose (TLSv12, TLSv13, ...)"),
+    Field("cipher", "string", "cipher suite the server chose"),
+    Field("curve", "string", "ECDH group: ServerKeyExchange's curve (<= 1.2), "
+                             "key_share's group (1.3)"),
+    Field("server_name", "string", "the client's SNI"),
+    Field("resumed", "bool", "the session was resumed"),
+    Field("last_alert", "string", "last alert seen in the clear"),
+    Field("next_protocol", "string", "ALPN protocol the server chose"),
+    Field("established", "bool", "the handshake completed (both sides encrypted)"),
+    Field("ssl_history", "string", "handshake messages and records, Zeek's letters; "
+                                   "upper case = client"),
+    Field("cert_chain_fps", "vector[string]", "SHA-256 of the server's certificates"),
+    Field("client_cert_chain_fps", "vector[string]", "SHA-256 of the client's certificates"),
+    Field("sni_matches_cert", "bool", "unset (certificates are not parsed)"),
+    Field("ja3", "string", "JA3 of the ClientHello"),
+    Field("ja4", "string", "JA4 of the ClientHello"),
+    Field("ja3s", "string", "JA3S of the ServerHello"),
+)
+
+
+class Tls(Analyser):
+    """One TLS connection: handshake in the clear, ssl.log, fingerprints."""
+    name = "ssl"                     # as Zeek names it (conn.log service, analyzer.log)
+    ports = ZEEK_SSL_PORTS
+    # A handshake record holding a ClientHello (client) or ServerHello
+    # (server, when the client's start was missed), any record version, any
+    # length, then a hello version 3.x; `?` is any byte.
+    signatures = (Signature(ORIG, b"\x16\x03???\x01???\x03", wildcard=True),
+                  Signature(RESP, b"\x16\x03???\x02???\x03", wildcard=True))
+    logs = {"ssl": SSL_LOG}
+    payload_fields = frozenset({"server_name"})
+    options = {
+        "messages": (False, "after the handshake, a tls_message event per record "
+                            "(side, length, content_type, exchange)"),
+        "exchanges": (False, "after the handshake, a tls_exchange event per "
+                             "request/response (the client's records until the server "
+                             "answers, and the server's answer)"),
+    }
+
+    # -- main ----------------------------------------------------------------------------
+
+    def main(self):
+        self.setup()
+        try:
+            self.handshake()
+        except Gap:
+            pass                         # Zeek stops parsing at a gap; so do we
+        except StreamEnd:
+            return
+        finally:
+            self.write_row()
+        if self.established:
+            self.after_handshake()
+        else:
+            self.bulk()
+
+    def setup(self) -> None:
+        self.row = None                  # ssl.log row, made at the first record
+        self.logged = False
+        self.established = False
+        self.encrypted = [False, False]
+        self.client_side = ORIG
+        self.version: int | None = None  # the negotiated version (Zeek's chosen_version)
+        self.cipher: int | None = None
+        self.handshake_buffers = [bytearray(), bytearray()]
+        self.handshake_broken = [False, False]
+        self.record_layer_known = False
+        self.sslv2 = False
+        self.client_session_id = ""
+        self.ticket_with_empty_session = False
+        self.client_key_exchange_seen = False
+        self.client_psk_seen = False
+        self.hello_retry_seen = False
+        self.certificates = [[], []]     # DER certificates per side
+        self.stream_bytes = [0, 0]       # record bytes read or skipped per side
+        self.client_hello: ClientHello | None = None
+        self.server_hello: ServerHello | None = None
+
+    # -- the record loop -------------------------------------------------------------------
+
+    def read_record_header(self) -> tuple[int, bytes]:
+        side, head = self.read_any(RECORD_HEADER.size)
+        if len(head) < RECORD_HEADER.size:
+            head += self.read(side, RECORD_HEADER.size - len(head))
+        return side, head
+
+    def handshake(self) -> None:
+        """Records until the connection is established (or ends)."""
+        records = 0
+        while not self.established:
+            side, head = self.read_record_header()
+            records += 1
+            if records > MAX_HANDSHAKE_RECORDS:
+                self.weird("SSL_handshake_too_long", records=records)
+                return
+            self.start_row()
+            if not self.record_layer_known:
+                if head[0] & 0x80:
+                    self.sslv2_record(side, head)
+                    continue
+                self.check_first_record(head)
+            content, version, length = RECORD_HEADER.unpack(head)
+            if version not in RECORD_VERSIONS:
+                self.violation("Invalid version late in TLS connection. Packet reported "
+                               "version: %d" % version, head)
+            self.stream_bytes[side] += RECORD_HEADER.size + length
+            if length > MAX_RECORD:
+                self.weird("SSL_record_too_large", length=length)
+                self.skip(side, length)
+                continue
+            if self.encrypted[side] or (content == APPLICATION_DATA and self.tls13_data()):
+                self.encrypted[side] = True
+                self.skip(side, length)
+                if self.encrypted[1 - side]:
+                    self.established = True
+                continue
+            body = self.read(side, length)
+            if content == HANDSHAKE:
+                self.handshake_record(side, body)
+            elif content == CHANGE_CIPHER_SPEC:
+                self.change_cipher_spec(side)
+            elif content == ALERT:
+                self.alerts(side, body)
+            elif content == HEARTBEAT:
+                self.history(side, "b")
+            elif content == APPLICATION_DATA:
+                if self.version is not None:
+                    self.weird("ssl_early_application_data")
+            else:
+                self.violation("unknown SSL record type (%d) from %s"
+                               % (content, "originator" if side == ORIG else "responder"),
+                               head)
+
+    def check_first_record(self, head: bytes) -> None:
+        """Zeek's record-layer check of a connection's first record."""
+        content, version, _ = RECORD_HEADER.unpack(head)
+        if version not in RECORD_VERSIONS:
+            self.violation("Invalid version in TLS connection. Version: %d" % version, head)
+        if content not in FIRST_RECORD_TYPES:
+            self.violation("Invalid type in TLS connection. Version: %d, Type: %d"
+                           % (version, content), head)
+        self.record_layer_known = True
+
+    def tls13_data(self) -> bool:
+        """An application-data record in the clear turns its side encrypted
+        once the chosen version is not one of the legacy ones (Zeek's
+        determine_state)."""
+        return self.version not in LEGACY_VERSIONS
+
+    def sslv2_record(self, side: int, head: bytes) -> None:
+        """An SSLv2-compatible ClientHello (2-byte header): logged with its
+        letter, no fingerprint.  Anything else in SSLv2 is not analysed."""
+        length = ((head[0] & 0x7F) << 8 | head[1]) - 3
+        if side != ORIG or head[2] != 1 or length < 6:
+            self.violation("Invalid headers in SSL connection. Head1: %d, head2: %d, "
+                           "head3: %d" % (head[1], head[2], head[3]), head)
+        body = self.read(side, length)
+        try:
+            hello = parse_v2_client_hello(head[3:5] + body)
+        except TlsError as exc:
+            self.violation("malformed SSLv2 client hello: %s" % exc, body)
+        if hello.version not in LEGACY_VERSIONS:
+            self.violation("Invalid version in SSL client hello. Version: %d" % hello.version,
+                           head)
+        self.weird("SSL_v2_client_hello")
+        self.confirm()
+        self.history(side, "c")
+        self.stream_bytes[side] += 2 + length + 3
+        self.sslv2 = True
+        self.record_layer_known = True
+
+    # -- records in the clear ---------------------------------------------------------------
+
+    def handshake_record(self, side: int, body: bytes) -> None:
+        if self.handshake_broken[side]:
+            return
+        buf = self.handshake_buffers[side]
+        buf += body
+        while len(buf) >= 4:
+            size = int.from_bytes(buf[1:4], "big")
+            if size > MAX_HANDSHAKE_MESSAGE:
+                self.weird("SSL_handshake_message_too_large", size=size)
+                self.handshake_broken[side] = True
+                buf.clear()
+                return
+            if len(buf) < 4 + size:
+                return
+            kind = buf[0]
+            message = bytes(buf[4:4 + size])
+            del buf[:4 + size]
+            self.handshake_message(side, kind, message)
+            if self.established:
+                return
+
+    def handshake_message(self, side: int, kind: int, message: bytes) -> None:
+        is_client = side == self.client_side
+        try:
+            if kind == CLIENT_HELLO:
+                self.on_client_hello(side, parse_client_hello(message))
+                is_client = side == self.client_side
+            elif kind == SERVER_HELLO:
+                self.on_server_hello(parse_server_hello(message))
+            elif kind == CERTIFICATE:
+                certs = parse_certificates(message, is_tls13(self.version))
+                self.certificates[side] = certs[:MAX_CERTIFICATES]
+            elif kind == SERVER_KEY_EXCHANGE and not is_client:
+                self.on_server_key_exchange(message)
+        except TlsError as exc:
+            if not self.confirmed:
+                self.violation("malformed handshake message %d: %s" % (kind, exc), message)
+            self.weird("SSL_malformed_handshake_message", message_type=kind, reason=str(exc))
+        if is_client and kind == CLIENT_KEY_EXCHANGE:
+            self.client_key_exchange_seen = True
+        if kind == SERVER_HELLO and self.hello_retry_seen:
+            letter = "j"
+            self.hello_retry_seen = False
+        else:
+            letter = HISTORY_LETTERS.get(kind, UNKNOWN_HANDSHAKE_LETTER)
+        self.history(side, letter)
+
+    def on_client_hello(self, side: int, hello: ClientHello) -> None:
+        if hello.version not in LEGACY_VERSIONS:
+            self.violation("unsupported client SSL version 0x%04x" % hello.version)
+        if side != self.client_side:                  # the responder speaks first as client
+            self.client_side = side
+            self.add_history("^")
+        self.confirm()
+        self.client_hello = hello
+        row = self.row
+        if hello.server_names:
+            row["server_name"] = hello.server_names[0]
+            if len(hello.server_names) > 1:
+                self.weird("SSL_many_server_names", names=",".join(hello.server_names))
+        if hello.session_ticket:
+            self.ticket_with_empty_session = True
+        if EXT_PRE_SHARED_KEY in hello.extension_types:
+            self.client_psk_seen = True
+        if hello.session_id and hello.session_id != bytes(32):
+            self.client_session_id = hello.session_id.hex()
+            self.ticket_with_empty_session = False
+        row["ja3"] = ja3(hello)
+        row["ja4"] = ja4(hello)
+
+    def on_server_hello(self, hello: ServerHello) -> None:
+        if hello.version not in LEGACY_VERSIONS:
+            self.violation("unsupported server SSL version 0x%04x" % hello.version)
+        if not self.confirmed:
+            self.confirm()                            # the ClientHello was not seen
+        self.server_hello = hello
+        row = self.row
+        # Zeek keeps the first version it learns: supported_versions, else the field.
+        if self.version is None:
+            self.version = hello.selected_version or hello.version
+        if row["version"] is None or hello.selected_version is not None:
+            row["version"] = version_name(hello.selected_version or hello.version)
+        self.cipher = hello.cipher
+        row["cipher"] = name_of(CIPHER_SUITES, hello.cipher)
+        if hello.hello_retry:
+            self.hello_retry_seen = True
+        if hello.key_share_group is not None:
+            row["curve"] = name_of(NAMED_GROUPS, hello.key_share_group)
+        if hello.alpn is not None:
+            row["next_protocol"] = hello.alpn.decode("utf-8", "backslashreplace")
+        if EXT_PRE_SHARED_KEY in hello.extension_types and self.client_psk_seen:
+            row["resumed"] = True
+        if (self.client_session_id and self.client_session_id == hello.session_id.hex()
+                and self.version // 0xFF != 0x7F and self.version != TLS13):
+            row["resumed"] = True
+        row["ja3s"] = ja3s(hello)
+
+    def on_server_key_exchange(self, message: bytes) -> None:
+        name = name_of(CIPHER_SUITES, self.cipher) if self.cipher is not None else ""
+        if name.startswith(("TLS_ECDHE_", "TLS_ECDH_anon_")):
+            curve = ecdhe_curve(message)
+            if curve is not None:
+                self.row["curve"] = name_of(NAMED_GROUPS, curve)
+
+    def change_cipher_spec(self, side: int) -> None:
+        self.history(side, "i")
+        if not is_tls13(self.version):
+            self.encrypted[side] = True
+        if (side == self.client_side and self.ticket_with_empty_session
+                and not self.client_key_exchange_seen):
+            self.row["resumed"] = True
+
+    def alerts(self, side: int, body: bytes) -> None:
+        cap = 2 if is_tls13(self.version) else 2 * MAX_ALERTS_PER_RECORD
+        if len(body) > cap:
+            self.weird("SSL_excessive_alerts_in_record", alerts=len(body) // 2)
+            body = body[:cap]
+        for i in range(0, len(body) - 1, 2):
+            self.history(side, "l")
+            self.row["last_alert"] = name_of(ALERT_DESCRIPTIONS, body[i + 1])
+
+    # -- ssl.log ---------------------------------------------------------------------------
+
+    def history(self, side: int, letter: str) -> None:
+        self.add_history(letter.upper() if side == self.client_side else letter)
+
+    def add_history(self, letters: str) -> None:
+        row = self.row
+        if len(row["ssl_history"]) < MAX_HISTORY:
+            row["ssl_history"] += letters
+            if len(row["ssl_history"]) == MAX_HISTORY:
+                self.weird("SSL_max_ssl_history_length_reached")
+
+    def start_row(self) -> None:
+        if self.row is None:
+            cid = self.id
+            self.row = {"ts": self.ts, "uid": self.uid, "id.orig_h": cid.orig_h,
+                        "id.orig_p": cid.orig_p, "id.resp_h": cid.resp_h,
+                        "id.resp_p": cid.resp_p, "version": None, "resumed": False,
+                        "established": False, "ssl_history": ""}
+
+    def write_row(self) -> None:
+        """Once: at establishment, or when analysis ends without it (only if
+        the bytes were TLS)."""
+        if self.logged or self.row is None or not self.confirmed:
+            return
+        self.logged = True
+        row = self.row
+        row["established"] = self.established
+        if any(self.certificates):
+            server = self.certificates[1 - self.client_side]
+            client = self.certificates[self.client_side]
+            row["cert_chain_fps"] = [hashlib.sha256(c).hexdigest() for c in server]
+            row["client_cert_chain_fps"] = [hashlib.sha256(c).hexdigest() for c in client]
+        self.log("ssl", row)
+
+    # -- after the handshake ----------------------------------------------------------------
+
+    def after_handshake(self) -> None:
+        """Extension point: what to do once the connection is established.
+        Default: count it in compiled code, or count its records on request."""
+        if self.config.get("messages") or self.config.get("exchanges"):
+            self.count_records()
+        else:
+            self.bulk()
+
+    def count_records(self) -> None:
+        """One 5-byte header read per record, the body skipped in C; records
+        grouped into exchanges (the client's records until the server answers,
+        then the server's until the client speaks again)."""
+        messages = bool(self.config.get("messages"))
+        exchanges = bool(self.config.get("exchanges"))
+        client = self.client_side
+        exchange = 0
+        previous = None
+        tally = None
+        while True:
+            try:
+                side, head = self.read_record_header()
+            except (Gap, StreamEnd):
+                break
+            content, version, length = RECORD_HEADER.unpack(head)
+            if version not in RECORD_VERSIONS:
+                self.weird("SSL_invalid_record_late", version=version)
+                break
+            self.skip(side, length)
+            if side == client and previous != client:
+                if tally is not None and exchanges:
+                    self.emit_exchange(tally)
+                exchange += 1
+                tally = {"exchange": exchange, "start": self.ts, "orig_records": 0,
+                         "orig_bytes": 0, "resp_records": 0, "resp_bytes": 0}
+            previous = side
+            if tally is not None:
+                prefix = "orig" if side == ORIG else "resp"
+                tally[prefix + "_records"] += 1
+                tally[prefix + "_bytes"] += length
+                tally["end"] = self.ts
+            if messages:
+                self.emit("tls_message", side="orig" if side == ORIG else "resp",
+                          length=length, content_type=content, exchange=exchange)
+        if tally is not None and exchanges:
+            self.emit_exchange(tally)
+        self.bulk()
+
+    def emit_exchange(self, tally: dict) -> None:
+        start = tally.pop("start")
+        self.emit("tls_exchange", duration=round(tally.pop("end", start) - start, 6), **tally)
