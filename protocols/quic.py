@@ -29,14 +29,16 @@ ServerHello, and how this one does.  Theory of operation:
    the handshake is under Handshake keys nobody outside has.  Once both
    hellos are in (or MAX_HANDSHAKE_DATAGRAMS datagrams went by without
    them), the rows are written and main() returns: the flow's remaining
-   datagrams are only counted, in compiled code.
+   datagrams are only counted, in compiled code (option `history_datagrams`
+   reads the headers of some more, for quic.log's history).
 
 quic.log follows Zeek's scripts/base/protocols/quic/main.zeek: one row per
 QUIC connection (a Retry, a CONNECTION_CLOSE in an Initial or an unknown
 version ends a row and a later packet starts the next one), the history
 letters of the packets seen (upper case: client).  Because analysis stops at
 the end of the first server flight, `history` holds the letters up to there
-(Zeek's goes on with the Handshake and short-header packets after it).
+(Zeek's goes on with the Handshake and short-header packets after it, as
+this one does with `history_datagrams`).
 ssl.log is the TLS analyser's log (the schema is imported from
 protocols.tls): one row per connection, as Zeek's SSL analyser writes for
 the hellos its QUIC analyser hands it; conn.log's service is "quic,ssl".
@@ -549,6 +551,11 @@ class Quic(Analyser):
                   Signature(ORIG, b"?\x6b\x33\x43\xcf", wildcard=True))
     logs = {"quic": QUIC_LOG, "ssl": SSL_LOG}
     payload_fields = frozenset({"server_name"})
+    options = {
+        "history_datagrams": (0, "datagrams read after the TLS hellos, their packet headers "
+                                 "only, so that quic.log's history goes on as Zeek's does "
+                                 "(0: stop at the hellos)"),
+    }
 
     def main(self):
         self.setup()
@@ -557,7 +564,12 @@ class Quic(Analyser):
                 side, data = self.read_datagram()
                 self.datagram(side, data)
                 if all(s.done for s in self.crypto):
-                    break                       # both hellos in: nothing more to read
+                    break                       # both hellos in: nothing more to decrypt
+            else:
+                self.weird("QUIC_hellos_not_seen", datagrams=MAX_HANDSHAKE_DATAGRAMS)
+            for _ in range(max(0, int(self.config.get("history_datagrams", 0)))):
+                side, data = self.read_datagram()
+                self.datagram(side, data)
         except StreamEnd:
             pass
         self.finish()
