@@ -162,7 +162,7 @@ def read_varint(data: bytes, pos: int) -> tuple[int, int]:
     return value, end
 
 
-# -- Initial keys (RFC 9001 §5) ----------------------------------------------------------------
+# -- Initial keys (RFC 9001 §5) ---------------------------------------------------------------
 
 def hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
     return hmac.new(salt, ikm, hashlib.sha256).digest()
@@ -221,7 +221,7 @@ def decode_packet_number(truncated: int, bits: int, largest: int) -> int:
     return candidate
 
 
-# -- packets --------------------------------------------------------------------------------------
+# -- packets ----------------------------------------------------------------------------------
 
 class LongHeader(NamedTuple):
     """A long-header packet (RFC 9000 §17.2) located in its datagram."""
@@ -315,7 +315,7 @@ def retry_integrity_ok(data: bytes, header: LongHeader, original_dcid: bytes) ->
     return True
 
 
-# -- frames (RFC 9000 §19) ------------------------------------------------------------------------
+# -- frames (RFC 9000 §19) --------------------------------------------------------------------
 
 PADDING, PING, ACK, ACK_ECN, CRYPTO = 0x00, 0x01, 0x02, 0x03, 0x06
 CONNECTION_CLOSE, CONNECTION_CLOSE_APP = 0x1C, 0x1D
@@ -459,7 +459,7 @@ class CryptoStream:
         return None
 
 
-# -- quic.log (Zeek's scripts/base/protocols/quic/main.zeek) -------------------------------------
+# -- quic.log (Zeek's scripts/base/protocols/quic/main.zeek) ----------------------------------
 
 QUIC_LOG = (
     Field("ts", "time", "time of the first packet of this QUIC connection"),
@@ -537,7 +537,7 @@ class ZeekQuicLog:
             self.history = []
 
 
-# -- the analyser -------------------------------------------------------------------------------------
+# -- the analyser -----------------------------------------------------------------------------
 
 class Quic(Analyser):
     """One UDP flow carrying QUIC: its Initial packets, quic.log, ssl.log."""
@@ -601,7 +601,7 @@ class Quic(Analyser):
         self.finish()
         self.violation(reason, data[:64])
 
-    # -- packets --------------------------------------------------------------------------------
+    # -- packets ------------------------------------------------------------------------------
 
     def datagram(self, side: int, data: bytes) -> None:
         first_datagram = self.datagrams == 0
@@ -714,7 +714,7 @@ class Quic(Analyser):
         if message is not None:
             self.hello(side, message)
 
-    # -- the TLS hellos --------------------------------------------------------------------------------
+    # -- the TLS hellos -----------------------------------------------------------------------
 
     def hello(self, side: int, message: bytes) -> None:
         """The side's first handshake message: ssl.log and quic.log fields."""
