@@ -25,7 +25,8 @@ Three analysers live here:
   EOD count).  When the data channel is authenticated or protected (DCAU not
   N, PROT not C) the blocks are inside TLS: the connections are only counted
   (bytes then include headers and TLS framing).
-* `GridFtpData` reproduces Zeek's `base/protocols/ftp/gridftp.zeek`
+* `GridFtpData` (which extends `protocols.tls.Tls`, so it also writes
+  ssl.log) reproduces Zeek's `base/protocols/ftp/gridftp.zeek`
   data-channel heuristic passively: a TLS connection with client and server
   certificates and a NULL bulk cipher that moves more than `size_threshold`
   bytes in a direction within `max_time` is `gridftp-data`.
@@ -53,8 +54,9 @@ import bisect
 import re
 import struct
 
-from analyser import ORIG, RESP, Analyser, Gap, Signature, StreamEnd
+from analyser import ORIG, RESP, Analyser, Gap, StreamEnd
 from protocols.ftp import (MAX_STREAMS, Ftp, StreamCount, Transfer, parse_port_numbers)
+from protocols.tls import SSL_LOG, Tls
 
 # -- wire formats ------------------------------------------------------------------
 
@@ -64,10 +66,7 @@ MODE_E_HEADER = struct.Struct("!BQQ")
 EOR, EOF, SUSPECT_ERRORS, RESTART_MARKER, EOD, CLOSE = 0x80, 0x40, 0x20, 0x10, 0x08, 0x04
 UNDEFINED_DESCRIPTOR_BITS = 0x03
 
-TLS_RECORD_HEADER = struct.Struct("!BHH")          # content type, version, length
-TLS_HANDSHAKE_HEADER = struct.Struct("!B3s")       # message type, 24-bit length
-TLS_HANDSHAKE, TLS_CHANGE_CIPHER_SPEC = 22, 20
-TLS_CLIENT_HELLO, TLS_SERVER_HELLO, TLS_CERTIFICATE = 1, 2, 11
+TLS_HANDSHAKE, TLS_CLIENT_HELLO = 22, 1             # record type, message type
 # Cipher suites whose IANA name has "WITH_NULL" (no bulk encryption).
 NULL_CIPHER_SUITES = frozenset({
     0x0000, 0x0001, 0x0002, 0x002C, 0x002D, 0x002E, 0x003B, 0x00B0, 0x00B1, 0x00B4,
@@ -77,7 +76,6 @@ NULL_CIPHER_SUITES = frozenset({
 
 MAX_RANGES = 4096               # disjoint byte ranges kept per transfer
 MAX_HOLES_REPORTED = 16
-MAX_TLS_HANDSHAKE = 65536       # bytes per side read while looking at a TLS handshake
 GRIDFTP_PORT = 2811
 GRIDFTP_SIGNS = frozenset({"SPAS", "SPOR", "ERET", "ESTO", "DCAU", "SBUF"})
 PARALLELISM = re.compile(r"Parallelism\s*=\s*(\d+)", re.I)
@@ -245,6 +243,8 @@ class GridFtp(Ftp):
     ports = {GRIDFTP_PORT}
     protocol_label = "gridftp"
     transfer_commands = Ftp.transfer_commands | {"ERET", "ESTO"}
+    # The GSI data channels it announces (GsiDataChannel) are TLS: ssl.log.
+    logs = {"ssl": SSL_LOG}
 
     def setup_session(self) -> None:
         super().setup_session()
@@ -499,14 +499,17 @@ class GridFtp(Ftp):
         return fields
 
 
-class GridFtpData(Analyser):
-    """Zeek's GridFTP data-channel heuristic on TLS connections (see module doc)."""
+class GridFtpData(Tls):
+    """Zeek's GridFTP data-channel heuristic on TLS connections (see module
+    doc).  It extends the TLS analyser, so it is tried first on a TLS
+    connection that no port hint gives to `ssl` (a subclass comes before
+    the class it extends) and does everything `ssl` does (ssl.log, its
+    options); the heuristic runs once the handshake is done."""
     name = "gridftp-data"
-    service = ""                       # labels itself: ssl, then gridftp-data
-    # Only connections whose client speaks a TLS handshake record first are
-    # candidates (checked in C); others cost nothing.
-    signatures = (Signature(ORIG, bytes([TLS_HANDSHAKE, 3])),)
+    service = "ssl"                    # then gridftp-data when the heuristic says so
+    ports = frozenset()                # ssl's port hints stay ssl's
     options = {
+        **Tls.options,
         "size_threshold": (1073741824, "bytes in one direction before a NULL-cipher, "
                                        "mutually authenticated TLS connection is "
                                        "gridftp-data (Zeek's GridFTP::size_threshold)"),
@@ -514,18 +517,15 @@ class GridFtpData(Analyser):
                             "crossed (Zeek's GridFTP::max_time)"),
     }
 
-    def main(self):
-        handshake = self.read_handshake()
-        if handshake is None:
-            return
-        self.confirm()
-        cipher, certificates, consumed = handshake
-        if not (cipher in NULL_CIPHER_SUITES and certificates[ORIG] and certificates[RESP]):
-            self.bulk()
+    def after_handshake(self):
+        if not (self.cipher in NULL_CIPHER_SUITES and self.certificates[ORIG]
+                and self.certificates[RESP]):
+            super().after_handshake()
             return
         # Zeek's ConnThreshold on both directions: wake once, when either
         # direction passes the threshold (everything before is skipped in C).
         threshold = int(self.config.get("size_threshold", 1073741824))
+        consumed = self.stream_bytes
         for side in (ORIG, RESP):
             self.skip(side, max(0, threshold - consumed[side]))
         if consumed[ORIG] < threshold and consumed[RESP] < threshold:
@@ -534,60 +534,8 @@ class GridFtpData(Analyser):
             except (Gap, StreamEnd):
                 return
         if self.ts - self.conn.start_time <= float(self.config.get("max_time", 120.0)):
-            self.label("size threshold", threshold=threshold, cipher=cipher)
+            self.label("size threshold", threshold=threshold, cipher=self.cipher)
         self.bulk()
-
-    def read_handshake(self):
-        """Read both sides up to their ChangeCipherSpec: (cipher suite, which
-        sides sent a certificate, bytes read per side), or None when it is
-        not TLS or never gets that far.  `ssl` goes to conn.log's service at
-        the ServerHello."""
-        consumed = {ORIG: 0, RESP: 0}
-        buffers = {ORIG: bytearray(), RESP: bytearray()}
-        handshake = {ORIG: bytearray(), RESP: bytearray()}
-        change_cipher = {ORIG: False, RESP: False}
-        certificates = {ORIG: False, RESP: False}
-        cipher = None
-        while not (change_cipher[ORIG] and change_cipher[RESP]):
-            try:
-                side, data = self.read_any(4096)
-            except (Gap, StreamEnd):
-                return None
-            consumed[side] += len(data)
-            if consumed[side] > MAX_TLS_HANDSHAKE:
-                break
-            buf = buffers[side]
-            buf += data
-            while len(buf) >= TLS_RECORD_HEADER.size and not change_cipher[side]:
-                content, version, length = TLS_RECORD_HEADER.unpack_from(buf)
-                if len(buf) < TLS_RECORD_HEADER.size + length:
-                    break
-                body = bytes(buf[TLS_RECORD_HEADER.size:TLS_RECORD_HEADER.size + length])
-                del buf[:TLS_RECORD_HEADER.size + length]
-                if content == TLS_CHANGE_CIPHER_SPEC:
-                    change_cipher[side] = True
-                elif content == TLS_HANDSHAKE:
-                    hs = handshake[side]
-                    hs += body
-                    while len(hs) >= 4:
-                        kind, size3 = TLS_HANDSHAKE_HEADER.unpack_from(hs)
-                        size = int.from_bytes(size3, "big")
-                        if len(hs) < 4 + size:
-                            break
-                        message = bytes(hs[4:4 + size])
-                        del hs[:4 + size]
-                        if kind == TLS_SERVER_HELLO and side == RESP and len(message) >= 35:
-                            sid_len = message[34]
-                            if len(message) >= 37 + sid_len:
-                                cipher = struct.unpack_from("!H", message, 35 + sid_len)[0]
-                                self.add_service("ssl")
-                        elif kind == TLS_CERTIFICATE and len(message) >= 3:
-                            certificates[side] = int.from_bytes(message[:3], "big") > 0
-                elif content not in (21, 23, 24):   # alert, application data, heartbeat
-                    return None                     # not TLS after all
-        if cipher is None:
-            return None
-        return cipher, certificates, consumed
 
     def label(self, reason: str, **fields) -> None:
         self.add_service("gridftp-data")
@@ -603,7 +551,6 @@ class GsiDataChannel(GridFtpData):
     options = {}
 
     def main(self):
-        meta = self.conn.expectation or {}
         control = control_session(self)
         if control is not None and (self.id.resp_h, self.id.resp_p) == (
                 control.id.resp_h, control.id.resp_p):
@@ -622,10 +569,11 @@ class GsiDataChannel(GridFtpData):
                 self.not_a_data_channel("not TLS from the originator", control)
                 self.bulk()
                 return
-        handshake = self.read_handshake()
-        if handshake is not None:
-            self.label("control session", control_uid=meta.get("control_uid"),
-                       cipher=handshake[0])
+        self.run_tls()
+
+    def after_handshake(self):
+        meta = self.conn.expectation or {}
+        self.label("control session", control_uid=meta.get("control_uid"), cipher=self.cipher)
         self.bulk()
 
     def not_a_data_channel(self, reason: str, control) -> None:

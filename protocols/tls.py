@@ -194,6 +194,8 @@ class ClientHello:
     signature_algorithms: list[int] = field(default_factory=list)
     key_share_groups: list[int] = field(default_factory=list)
     session_ticket: bytes | None = None
+    # Extensions whose contents did not parse (the hello itself still counts).
+    malformed_extensions: list[int] = field(default_factory=list)
 
     @property
     def extension_types(self) -> list[int]:
@@ -230,6 +232,32 @@ def parse_alpn(data: bytes) -> list[bytes]:
     return out
 
 
+def _client_extension(hello: ClientHello, kind: int, data: bytes) -> None:
+    if kind == EXT_SERVER_NAME and data:
+        names = _Reader(_Reader(data).vector(2))
+        while names.left():
+            name_type, name = names.u8(), names.vector(2)
+            if name_type == 0:                          # host_name
+                hello.server_names.append(name.decode("utf-8", "backslashreplace"))
+    elif kind == EXT_SUPPORTED_GROUPS:
+        hello.groups = u16_list(_Reader(data).vector(2))
+    elif kind == EXT_EC_POINT_FORMATS:
+        hello.point_formats = list(_Reader(data).vector(1))
+    elif kind == EXT_SIGNATURE_ALGORITHMS:
+        hello.signature_algorithms = u16_list(_Reader(data).vector(2))
+    elif kind == EXT_ALPN:
+        hello.alpn = parse_alpn(data)
+    elif kind == EXT_SUPPORTED_VERSIONS:
+        hello.supported_versions = u16_list(_Reader(data).vector(1))
+    elif kind in KEY_SHARE_TYPES:
+        shares = _Reader(_Reader(data).vector(2))
+        while shares.left():
+            hello.key_share_groups.append(shares.u16())
+            shares.vector(2)
+    elif kind == EXT_SESSION_TICKET:
+        hello.session_ticket = data
+
+
 def parse_client_hello(body: bytes) -> ClientHello:
     """A ClientHello handshake message body (after the 4-byte message header)."""
     r = _Reader(body)
@@ -238,29 +266,10 @@ def parse_client_hello(body: bytes) -> ClientHello:
                         extensions=[])
     hello.extensions = parse_extensions(r)
     for kind, data in hello.extensions:
-        if kind == EXT_SERVER_NAME and data:
-            names = _Reader(_Reader(data).vector(2))
-            while names.left():
-                name_type, name = names.u8(), names.vector(2)
-                if name_type == 0:                          # host_name
-                    hello.server_names.append(name.decode("utf-8", "backslashreplace"))
-        elif kind == EXT_SUPPORTED_GROUPS:
-            hello.groups = u16_list(_Reader(data).vector(2))
-        elif kind == EXT_EC_POINT_FORMATS:
-            hello.point_formats = list(_Reader(data).vector(1))
-        elif kind == EXT_SIGNATURE_ALGORITHMS:
-            hello.signature_algorithms = u16_list(_Reader(data).vector(2))
-        elif kind == EXT_ALPN:
-            hello.alpn = parse_alpn(data)
-        elif kind == EXT_SUPPORTED_VERSIONS:
-            hello.supported_versions = u16_list(_Reader(data).vector(1))
-        elif kind in KEY_SHARE_TYPES:
-            shares = _Reader(_Reader(data).vector(2))
-            while shares.left():
-                hello.key_share_groups.append(shares.u16())
-                shares.vector(2)
-        elif kind == EXT_SESSION_TICKET:
-            hello.session_ticket = data
+        try:
+            _client_extension(hello, kind, data)
+        except TlsError:
+            hello.malformed_extensions.append(kind)
     return hello
 
 
@@ -429,6 +438,10 @@ class Tls(Analyser):
     # -- main ----------------------------------------------------------------------------
 
     def main(self):
+        self.run_tls()
+
+    def run_tls(self) -> None:
+        """The whole connection: handshake, ssl.log, then after_handshake()."""
         self.setup()
         try:
             self.handshake()
@@ -615,6 +628,9 @@ class Tls(Analyser):
             self.add_history("^")
         self.confirm()
         self.client_hello = hello
+        if hello.malformed_extensions:
+            self.weird("SSL_malformed_extension",
+                       extensions=",".join(map(str, hello.malformed_extensions)))
         row = self.row
         if hello.server_names:
             row["server_name"] = hello.server_names[0]

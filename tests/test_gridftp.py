@@ -392,7 +392,11 @@ def tls_data_connection(ses, orig_h, orig_p, resp_h, resp_p, size=5000):
     a, b = ses.data_open(orig_h, orig_p, resp_h, resp_p)
     hello, rest = tls_client_flight()
     ses.add(a.send(ACK, hello), b.send(ACK, tls_server_flight()), a.send(ACK, rest))
-    ses.data_send(b, size)
+    left = size                        # application data, in TLS records
+    while left > 0:
+        n = min(1395, left)
+        ses.add(b.send(ACK, tls_record(23, bytes(n))), a.send(ACK))
+        left -= n
     ses.data_close(b, a)
 
 
