@@ -743,6 +743,9 @@ class Quic(Analyser):
         qlog = self.quic_log
         if side == ORIG:
             row["ssl_history"] += "C"
+            if client.malformed_extensions:
+                self.weird("SSL_malformed_extension",
+                           extensions=",".join(map(str, client.malformed_extensions)))
             if client.server_names:
                 row["server_name"] = client.server_names[0]
                 if qlog.row is not None:
