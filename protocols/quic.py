@@ -12,7 +12,9 @@ ServerHello, and how this one does.  Theory of operation:
 1. Each datagram is cut into its packets (RFC 9000 §12.2: long-header packets
    carry their Length, so several may be coalesced; a short-header packet
    runs to the end of the datagram).  A packet whose fixed bit is clear ends
-   the datagram (Zeek counts it as discarded).
+   the datagram (Zeek counts it as discarded) -- unless the client offered
+   grease_quic_bit (RFC 9287): then the server may clear that bit in any
+   packet, its first Initial included, and a packet that parses is read.
 2. The client's first Initial names the Destination Connection ID from which
    both sides' Initial secrets come (HKDF-Extract with the version's salt,
    HKDF-Expand-Label "client in" / "server in", then "quic key", "quic iv",
@@ -408,6 +410,27 @@ def parse_frames(payload: bytes) -> tuple[list[tuple], list[int]]:
     return out, odd
 
 
+# The ClientHello's quic_transport_parameters extension (RFC 9001 §8.2; the
+# drafts used 0xffa5) and the parameter that lets the server clear the
+# fixed bit (RFC 9287 §3).
+TRANSPORT_PARAMETERS_EXTENSIONS = (0x39, 0xFFA5)
+GREASE_QUIC_BIT = 0x2AB2
+
+
+def transport_parameters(data: bytes) -> dict[int, bytes]:
+    """QUIC transport parameters (RFC 9000 §18): id -> value."""
+    params = {}
+    pos = 0
+    while pos < len(data):
+        ident, pos = read_varint(data, pos)
+        length, pos = read_varint(data, pos)
+        if pos + length > len(data):
+            raise Malformed("transport parameter 0x%x beyond the extension" % ident)
+        params[ident] = data[pos:pos + length]
+        pos += length
+    return params
+
+
 class CryptoStream:
     """One side's CRYPTO bytes in offset order, up to the end of its first
     TLS handshake message (the hello): `add()` returns the message once it
@@ -578,6 +601,7 @@ class Quic(Analyser):
         self.quic_log = ZeekQuicLog(self)
         self.ssl_row: dict | None = None
         self.client_psk = False
+        self.grease_quic_bit = False     # the client allows the fixed bit cleared
         self.datagrams = 0
         self.decrypted = 0
         self.discarded = 0
@@ -609,7 +633,10 @@ class Quic(Analyser):
         pos, n = 0, len(data)
         while pos < n:
             first = data[pos]
-            if not first & 0x40:              # fixed bit clear (RFC 9000 §17.2)
+            if not first & 0x40 and not self.greased(data, pos):
+                # Fixed bit clear (RFC 9000 §17.2): not a packet, as Zeek
+                # counts it ("discarded"): padding, junk, or greasing we
+                # cannot tell from them.
                 if first_datagram and pos == 0:
                     self.give_up("not a QUIC packet: fixed bit clear", data)
                 self.discarded += 1
@@ -622,6 +649,22 @@ class Quic(Analyser):
                 self.quic_log.short_packet(side)
                 return
             pos = self.long_packet(side, data, pos)
+
+    def greased(self, data: bytes, pos: int) -> bool:
+        """A packet with the fixed bit clear is still QUIC once the client
+        offered grease_quic_bit (RFC 9287) -- its peer then clears the bit at
+        random, in its first Initial already -- when it is a short header
+        starting a datagram (padding never does), or a long header of a
+        known version whose lengths fit (Zeek discards them all)."""
+        if not self.grease_quic_bit:
+            return False
+        if not data[pos] & 0x80:
+            return pos == 0
+        try:
+            header = parse_long_header(data, pos)
+        except Malformed:
+            return False
+        return header.version in VERSIONS
 
     def long_packet(self, side: int, data: bytes, pos: int) -> int:
         """One long-header packet; returns where the next one starts."""
@@ -757,6 +800,14 @@ class Quic(Analyser):
                                protocols=",".join(p.decode("utf-8", "backslashreplace")
                                                   for p in client.alpn))
             self.client_psk = self.client_psk or EXT_PRE_SHARED_KEY in client.extension_types
+            for kind, data in client.extensions:
+                if kind in TRANSPORT_PARAMETERS_EXTENSIONS:
+                    try:
+                        params = transport_parameters(data)
+                    except Malformed as exc:
+                        self.weird("QUIC_malformed_transport_parameters", reason=str(exc))
+                        continue
+                    self.grease_quic_bit = GREASE_QUIC_BIT in params
             row["ja3"] = ja3(client)
             row["ja4"] = ja4(client, transport="q")
             qlog.add(ORIG, "S")

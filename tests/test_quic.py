@@ -318,7 +318,8 @@ def crypto_frame(offset: int, data: bytes) -> bytes:
     return b"\x06" + varint(offset) + varint(len(data)) + data
 
 
-def client_hello(server_name: str = "quic.example", alpn=(b"h3",), psk: bool = False) -> bytes:
+def client_hello(server_name: str = "quic.example", alpn=(b"h3",), psk: bool = False,
+                 transport: bytes = b"") -> bytes:
     def ext(kind, body):
         return struct.pack("!HH", kind, len(body)) + body
     name = server_name.encode()
@@ -327,6 +328,8 @@ def client_hello(server_name: str = "quic.example", alpn=(b"h3",), psk: bool = F
     extensions = (ext(0, sni) + ext(16, struct.pack("!H", len(protocols)) + protocols)
                   + ext(43, b"\x02\x03\x04") + ext(10, b"\x00\x02\x00\x1d")
                   + ext(51, b"\x00\x24\x00\x1d\x00\x20" + bytes(32)))
+    if transport:
+        extensions += ext(0x39, transport)
     if psk:
         extensions += ext(41, b"\x00\x0b\x00\x05abcde\x00\x00\x00\x00\x00\x21\x20" + bytes(32))
     body = (b"\x03\x03" + bytes(32) + b"\x00" + b"\x00\x02\x13\x01" + b"\x01\x00"
@@ -542,3 +545,35 @@ def test_unknown_version_is_a_violation_with_zeeks_row():
     assert [v["failure_reason"] for v in result.violations] == \
         ["unhandled QUIC version 0xa1a2a3a"]
     assert (row(result)["version"], row(result)["history"]) == ("unknown-a1a2a3a", "U")
+
+
+@pytest.mark.parametrize("offered", [True, False], ids=["grease_quic_bit", "no_grease"])
+def test_server_initial_with_the_fixed_bit_cleared(offered):
+    """RFC 9287: a client offering grease_quic_bit (transport parameter
+    0x2ab2, empty) lets the server clear the fixed bit, in its first Initial
+    already (ngtcp2 does, at random).  Then the ServerHello is read; without
+    the offer the packet is discarded, as Zeek discards it."""
+    params = b"\x04\x04\x80\x10\x00\x00" + (b"\x80\x00\x2a\xb2\x00" if offered else b"")
+    client = initial(ORIG, CLIENT_DCID, CLIENT_DCID, CLIENT_SCID,
+                     crypto_frame(0, client_hello(transport=params)))
+    first, rest = long_header(1, "initial", CLIENT_SCID, SERVER_SCID)
+    keys = quic.initial_keys(1, CLIENT_DCID)[1]
+    greased = protect(keys, first & ~0x40, rest, 0, crypto_frame(0, server_hello()))
+    assert not greased[0] & 0x40
+    result = run(quic.Quic, [(ORIG, client), (RESP, greased)])
+    assert result.of("weird") == []
+    ssl = result.logs["ssl"][0]
+    if offered:
+        assert row(result)["history"] == "ISis"
+        assert (ssl["ssl_history"], ssl["cipher"]) == ("Cs", "TLS_AES_128_GCM_SHA256")
+    else:
+        assert row(result)["history"] == "ISx"
+        assert (ssl["ssl_history"], ssl.get("cipher")) == ("C", None)
+
+
+def test_malformed_transport_parameters_are_a_weird():
+    client = initial(ORIG, CLIENT_DCID, CLIENT_DCID, CLIENT_SCID,
+                     crypto_frame(0, client_hello(transport=b"\x04\x09\x80")))
+    result = run(quic.Quic, [(ORIG, client)])
+    assert names(result) == ["QUIC_malformed_transport_parameters"]
+    assert row(result)["server_name"] == "quic.example"
