@@ -577,3 +577,33 @@ def test_malformed_transport_parameters_are_a_weird():
     result = run(quic.Quic, [(ORIG, client)])
     assert names(result) == ["QUIC_malformed_transport_parameters"]
     assert row(result)["server_name"] == "quic.example"
+
+
+def test_mutated_frames_and_hellos_inside_valid_protection_never_raise():
+    """Decrypted but broken content (bytes changed, cut, inserted in CRYPTO,
+    ACK, CONNECTION_CLOSE frames and in the hellos) ends as weirds, never as
+    an exception in the analyser."""
+    import random
+    rnd = random.Random(11)
+    payloads = [crypto_frame(0, client_hello(psk=True, transport=b"\x80\x00\x2a\xb2\x00")),
+                b"\x02\x05\x01\x00\x00" + crypto_frame(0, client_hello()),
+                b"\x1c\x0a\x00\x03bye", SERVER_PAYLOAD]
+    weirds = set()
+    for _ in range(400):
+        p = bytearray(rnd.choice(payloads))
+        for _ in range(rnd.randint(1, 4)):
+            op = rnd.random()
+            if op < 0.5 and p:
+                p[rnd.randrange(len(p))] = rnd.randrange(256)
+            elif op < 0.75:
+                p = p[:rnd.randint(0, len(p))]
+            else:
+                at = rnd.randint(0, len(p))
+                p[at:at] = bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 8)))
+        p += bytes(max(0, 4 - len(p)))
+        client = initial(ORIG, CLIENT_DCID, CLIENT_DCID, CLIENT_SCID, bytes(p))
+        server = initial(RESP, CLIENT_DCID, CLIENT_SCID, SERVER_SCID, bytes(p), pad=False)
+        result = run(quic.Quic, [(ORIG, client), (RESP, server)])
+        assert result.errors == [], result.errors
+        weirds.update(names(result))
+    assert {"QUIC_malformed_frame", "QUIC_malformed_hello"} <= weirds
