@@ -128,9 +128,11 @@ MIN_INITIAL_LENGTH = 20
 SAMPLE = 16                        # header protection sample (RFC 9001 §5.4.2)
 TAG = 16                           # AEAD tag (AES-128-GCM)
 # A TLS handshake message carried in CRYPTO frames: at most 2^14 + 256 bytes
-# (RFC 8446 §5.2, Zeek's check); 2000 bytes while its length is not known yet.
+# (RFC 8446 §5.2, Zeek's check).  Zeek also stops at 2000 bytes while the
+# message's length is unknown; here fragments are kept up to MAX_HELLO
+# then, since clients send a large ClientHello (post-quantum key shares) in
+# fragments out of order on purpose (Chrome's "chaos protection").
 MAX_HELLO = (1 << 14) + 256
-MAX_CRYPTO_WITHOUT_LENGTH = 2000
 MAX_CRYPTO_FRAGMENTS = 64          # out-of-order CRYPTO frames kept per side
 MAX_HISTORY = 100                  # Zeek's QUIC::max_history_length
 MAX_DISCARDED_EVENTS = 100         # Zeek's QUIC::max_discarded_packet_events
@@ -446,13 +448,12 @@ class CryptoStream:
         """Raises Malformed when the message is too large to be a hello."""
         if self.done:
             return None
-        limit = self.needed if self.needed is not None else MAX_CRYPTO_WITHOUT_LENGTH
+        limit = self.needed if self.needed is not None else MAX_HELLO
         if offset + len(chunk) > limit and offset < limit:
             chunk = chunk[:limit - offset]              # what follows the hello: not kept
         if offset >= limit or not chunk:
             if self.needed is None:
-                raise Malformed("CRYPTO data at offset %d before the message length"
-                                % offset)
+                raise Malformed("CRYPTO data at offset %d beyond any hello" % offset)
             return None
         if offset > len(self.data):
             if len(self.pending) >= MAX_CRYPTO_FRAGMENTS:

@@ -607,3 +607,17 @@ def test_mutated_frames_and_hellos_inside_valid_protection_never_raise():
         assert result.errors == [], result.errors
         weirds.update(names(result))
     assert {"QUIC_malformed_frame", "QUIC_malformed_hello"} <= weirds
+
+
+def test_large_client_hello_in_fragments_tail_first():
+    """A ClientHello over 2000 bytes (post-quantum key shares make them so)
+    whose last fragment comes first, in the same packet: still read."""
+    hello = client_hello(server_name="big.example", transport=bytes(3000))
+    assert len(hello) > 3000
+    frames = crypto_frame(2500, hello[2500:]) + crypto_frame(0, hello[:1200])
+    first = initial(ORIG, CLIENT_DCID, CLIENT_DCID, CLIENT_SCID, frames, pad=False)
+    second = initial(ORIG, CLIENT_DCID, CLIENT_DCID, CLIENT_SCID,
+                     crypto_frame(1200, hello[1200:2500]), number=1, pad=False)
+    result = run(quic.Quic, [(ORIG, first), (ORIG, second)])
+    assert row(result)["server_name"] == "big.example"
+    assert row(result)["history"] == "IIS"
