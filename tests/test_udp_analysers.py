@@ -162,7 +162,8 @@ def test_events_name_the_udp_connection(tmp_path, run_cli):
     module.write_text(ANALYSERS)
     pcap = tmp_path / "udp.pcap"
     write_pcap(pcap, conversation(7))
-    proc = run_cli("replay", pcap, "--load", module, "--events", "-", "-q")
+    proc = run_cli("replay", pcap, "--load", module, "--events", "-", "-q",
+                   "--logs", tmp_path / "logs")
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     confirmations = [e for e in events if e["event"] == "analyzer_confirmation"]
     assert [(e["analyser"], e["proto"], e["id.resp_p"]) for e in confirmations] == [
