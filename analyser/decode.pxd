@@ -122,6 +122,8 @@ cdef class Decoder:
                     uint32_t linktype, int64_t ts_ns, Decoded* out) noexcept
     cdef int decode_ip(self, const uint8_t* data, uint32_t caplen, uint32_t avail_wire,
                        int64_t ts_ns, Decoded* out, int depth) noexcept
+    cdef int decode_nflog(self, const uint8_t* data, uint32_t caplen, int64_t ts_ns,
+                          Decoded* out) noexcept
     cdef int decode_transport(self, Decoded* out) noexcept
     cdef int fail(self, int reason) noexcept
     cdef int rebuild(self, FragSlot* slot, int64_t ts_ns, Decoded* out) noexcept

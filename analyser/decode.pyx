@@ -10,8 +10,9 @@ It allocates nothing per packet and never raises: a packet it cannot use is
 counted under a named reason (`MALFORMED_NAMES`) and skipped.
 
 Link layers: Ethernet (with any stack of 802.1Q / 802.1ad / QinQ tags, MPLS
-label stacks and PPPoE sessions), Linux cooked capture v1 and v2, raw IP
-(LINKTYPE_RAW, IPV4, IPV6) and BSD loopback (NULL, LOOP).  IPv4 and IPv6 (with
+label stacks and PPPoE sessions; 802.3 frames with LLC/SNAP), Linux cooked
+capture v1 and v2, raw IP (LINKTYPE_RAW, IPV4, IPV6), BSD loopback (NULL,
+LOOP), PPP (plain and HDLC-framed) and Linux NFLOG (the packet TLV).  IPv4 and IPv6 (with
 extension headers) are reassembled from fragments in a bounded table
 (`FragmentTable`): overlapping fragments keep the first copy of each byte
 (the policy), and overlaps whose bytes differ are counted separately, as they
@@ -50,6 +51,8 @@ MALFORMED_NAMES = (
 cdef enum:
     LT_NULL = 0
     LT_EN10MB = 1
+    LT_PPP = 9
+    LT_PPP_SERIAL = 50
     LT_RAW_OLD1 = 12
     LT_RAW_OLD2 = 14
     LT_RAW = 101
@@ -57,6 +60,7 @@ cdef enum:
     LT_LINUX_SLL = 113
     LT_IPV4 = 228
     LT_IPV6 = 229
+    LT_NFLOG = 239
     LT_LINUX_SLL2 = 276
 
 cdef enum:
@@ -68,6 +72,13 @@ cdef enum:
     ETH_MPLS = 0x8847
     ETH_MPLS_MC = 0x8848
     ETH_PPPOE = 0x8864
+    ETH_MAX_LENGTH = 1500     # at most: an 802.3 length, LLC follows
+
+cdef enum:
+    PPP_IPV4 = 0x0021
+    PPP_IPV6 = 0x0057
+    NFLOG_HEADER = 4          # family, version, resource id
+    NFULA_PAYLOAD = 9         # the TLV that holds the packet
 
 cdef enum:
     MAX_ENCAP_LAYERS = 16     # VLAN tags + MPLS labels before we call it hostile
@@ -265,6 +276,30 @@ cdef class Decoder:
                 self.not_ip += 1
                 return NOT_IP
             off = 4
+        elif linktype == LT_PPP or linktype == LT_PPP_SERIAL:
+            # HDLC-like framing (address 0xff, control 0x03) is optional in
+            # LINKTYPE_PPP; the protocol field is 1 byte when compressed (odd).
+            if caplen >= 2 and data[0] == 0xff and data[1] == 0x03:
+                off = 2
+            if caplen < off + 1:
+                return self.fail(M_TRUNCATED_LINK)
+            if data[off] & 1:
+                af = data[off]
+                off += 1
+            else:
+                if caplen < off + 2:
+                    return self.fail(M_TRUNCATED_LINK)
+                af = rd16(data + off)
+                off += 2
+            if af == PPP_IPV4:
+                ethertype = ETH_IPV4
+            elif af == PPP_IPV6:
+                ethertype = ETH_IPV6
+            else:
+                self.not_ip += 1
+                return NOT_IP
+        elif linktype == LT_NFLOG:
+            return self.decode_nflog(data, caplen, ts_ns, out)
         else:
             return self.fail(M_UNKNOWN_LINKTYPE)
 
@@ -302,6 +337,15 @@ cdef class Decoder:
                 else:
                     self.not_ip += 1
                     return NOT_IP
+            elif ethertype <= ETH_MAX_LENGTH:
+                # 802.3: an LLC header; SNAP (AA AA 03, OUI) carries an ethertype.
+                if caplen < off + 8:
+                    return self.fail(M_TRUNCATED_LINK)
+                if data[off] != 0xAA or data[off + 1] != 0xAA or data[off + 2] != 0x03:
+                    self.not_ip += 1
+                    return NOT_IP
+                ethertype = rd16(data + off + 6)
+                off += 8
             elif ethertype == ETH_PPPOE:
                 if caplen < off + 8:
                     return self.fail(M_TRUNCATED_LINK)
@@ -317,6 +361,31 @@ cdef class Decoder:
             else:
                 self.not_ip += 1
                 return NOT_IP
+
+    cdef int decode_nflog(self, const uint8_t* data, uint32_t caplen, int64_t ts_ns,
+                          Decoded* out) noexcept:
+        """LINKTYPE_NFLOG: a 4-byte header, then TLVs (16-bit little-endian
+        length including the TLV header, type, value padded to 4 bytes); the
+        packet is the value of NFULA_PAYLOAD, an IP datagram."""
+        cdef uint32_t off = NFLOG_HEADER
+        cdef uint32_t tlen, ttype
+        if caplen < NFLOG_HEADER:
+            return self.fail(M_TRUNCATED_LINK)
+        while True:
+            if caplen == off:
+                self.not_ip += 1               # no packet in it (a log entry only)
+                return NOT_IP
+            if caplen < off + 4:
+                return self.fail(M_TRUNCATED_LINK)
+            tlen = data[off] | (data[off + 1] << 8)
+            ttype = data[off + 2] | (data[off + 3] << 8)
+            if tlen < 4:
+                return self.fail(M_TRUNCATED_LINK)
+            if ttype == NFULA_PAYLOAD:
+                if tlen > caplen - off:
+                    tlen = caplen - off
+                return self.decode_ip(data + off + 4, tlen - 4, tlen - 4, ts_ns, out, 0)
+            off += (tlen + 3) & ~(<uint32_t>3)
 
     cdef int decode_ip(self, const uint8_t* ip, uint32_t caplen, uint32_t avail_wire,
                        int64_t ts_ns, Decoded* out, int depth) noexcept:

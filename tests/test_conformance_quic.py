@@ -11,14 +11,10 @@ or equal to it with `history_datagrams`, which reads the packet headers of
 the rest of the flow as Zeek does.  conn.log names the service "quic,ssl",
 as Zeek's conn.log baselines of these cases do.
 
-Two cases (the quic-go interop traces) are PPP captures (link type 9),
-which the packet decoder does not read; the test strips their 2-byte PPP
-header into a raw-IP capture (link type 101) in its temporary folder, so
-that the QUIC analysis of those traces is checked all the same.  Skips when
-../shared is absent.
+Two cases (the quic-go interop traces) are PPP captures (link type 9): the
+traces are replayed as they are.  Skips when ../shared is absent.
 """
 import json
-import struct
 
 import pytest
 
@@ -28,36 +24,13 @@ PROTOCOLS = SHARED / "conformance" / "zeek-protocols"
 pytestmark = pytest.mark.skipif(not (PROTOCOLS / "MANIFEST.json").exists(),
                                 reason="../shared/conformance/zeek-protocols is not present")
 
-LINKTYPE_PPP, LINKTYPE_RAW = 9, 101
-PPP_HEADER = 2                     # protocol field only (address/control compressed)
-
-
 def quic_cases():
     manifest = json.loads((PROTOCOLS / "MANIFEST.json").read_text())
     return [c for c in manifest["cases"] if c["case"].startswith("protocols-quic-")]
 
 
-def ppp_to_raw(src, dst):
-    """A little-endian pcap of PPP frames rewritten as raw IP packets."""
-    data = src.read_bytes()
-    assert struct.unpack_from("<I", data, 20)[0] == LINKTYPE_PPP
-    out = bytearray(data[:20]) + struct.pack("<I", LINKTYPE_RAW)
-    pos = 24
-    while pos < len(data):
-        sec, usec, caplen, wirelen = struct.unpack_from("<IIII", data, pos)
-        frame = data[pos + 16:pos + 16 + caplen]
-        pos += 16 + caplen
-        out += struct.pack("<IIII", sec, usec, caplen - PPP_HEADER, wirelen - PPP_HEADER)
-        out += frame[PPP_HEADER:]
-    dst.write_bytes(bytes(out))
-    return dst
-
-
 def trace_of(case, tmp_path):
-    trace = PROTOCOLS / case["case"] / case["trace"]
-    if struct.unpack_from("<I", trace.read_bytes(), 20)[0] == LINKTYPE_PPP:
-        return ppp_to_raw(trace, tmp_path / (case["case"] + ".pcap"))
-    return trace
+    return PROTOCOLS / case["case"] / case["trace"]
 
 
 def test_ssl_log_matches_zeek_on_every_quic_case(tmp_path):

@@ -9,6 +9,14 @@ from analyser.decode import Decoder, MALFORMED_NAMES
 from packets import ethernet, ip4, tcp_packet, udp_packet
 
 LT_EN10MB, LT_RAW, LT_NULL, LT_LOOP, LT_SLL, LT_SLL2 = 1, 101, 0, 108, 113, 276
+LT_PPP, LT_PPP_SERIAL, LT_NFLOG = 9, 50, 239
+
+
+def nflog(packet: bytes) -> bytes:
+    """An NFLOG record: header, a prefix TLV (padded), the payload TLV."""
+    prefix = b"rule\x00"
+    tlv = struct.pack("<HH", 4 + len(prefix), 10) + prefix + b"\x00" * (-len(prefix) % 4)
+    return b"\x02\x00\x00\x2a" + tlv + struct.pack("<HH", 4 + len(packet), 9) + packet
 
 FRAME = tcp_packet("192.0.2.1", "198.51.100.2", 1234, 80, dpkt.tcp.TH_ACK, seq=7,
                    payload=b"GET / HTTP/1.0\r\n\r\n")
@@ -39,6 +47,15 @@ def check_tcp(d):
     (LT_EN10MB, ethernet(b"\x00\x07\x88\x47" + b"\x00\x02\x01\x40" + IP_PACKET, 0x8100)),
     (LT_EN10MB, ethernet(b"\x11\x00\x00\x01" + struct.pack("!H", len(IP_PACKET) + 2)
                          + b"\x00\x21" + IP_PACKET, 0x8864)),                      # PPPoE
+    (LT_PPP, b"\x00\x21" + IP_PACKET),                       # PPP, no framing
+    (LT_PPP, b"\xff\x03\x00\x21" + IP_PACKET),               # PPP, HDLC-like framing
+    (LT_PPP, b"\x21" + IP_PACKET),                           # compressed protocol field
+    (LT_PPP_SERIAL, b"\xff\x03\x00\x21" + IP_PACKET),
+    (LT_NFLOG, nflog(IP_PACKET)),
+    # 802.3 with LLC/SNAP, and the same inside an 802.1Q tag
+    (LT_EN10MB, ethernet(b"\xaa\xaa\x03\x00\x00\x00\x08\x00" + IP_PACKET, len(IP_PACKET) + 8)),
+    (LT_EN10MB, ethernet(b"\x00\x05" + struct.pack("!H", len(IP_PACKET) + 8)
+                         + b"\xaa\xaa\x03\x00\x00\x00\x08\x00" + IP_PACKET, 0x8100)),
 ])
 def test_link_layers_and_encapsulations(linktype, frame):
     check_tcp(Decoder().decode_bytes(frame, linktype))
@@ -114,6 +131,9 @@ def test_overlapping_fragments_keep_the_first_bytes_and_count_differences():
     (FRAME[:14 + 20 + 12] + b"\x20" + FRAME[14 + 20 + 13:], LT_EN10MB,
      "bad_tcp_header_length", None),
     (FRAME, 9999, "unknown_link_type", None),
+    (b"\xff\x03\x00", LT_PPP, "truncated_link_header", None),
+    (nflog(IP_PACKET)[:10], LT_NFLOG, "truncated_link_header", None),
+    (ethernet(b"\xaa\xaa\x03", 40), LT_EN10MB, "truncated_link_header", None),
     (ethernet(b"\x00\x05", 0x8100), LT_EN10MB, "truncated_vlan_header", None),
     (ethernet(b"\x00\x01\x00", 0x8847), LT_EN10MB, "truncated_mpls_header", None),
     (udp_packet("10.0.0.1", "10.0.0.2", 1, 2, b"")[:14 + 24], LT_EN10MB,
@@ -139,6 +159,15 @@ def test_snaplen_cut_packet_keeps_its_lengths_from_the_ip_header():
     assert d["payload_len"] == 18 and d["payload_caplen"] == 4
     assert d["ip_len"] == len(FRAME) - 14
     assert d["checksum_ok"] is None                 # cannot be checked
+
+
+def test_non_ip_link_payloads_are_not_malformed():
+    dec = Decoder()
+    assert dec.decode_bytes(b"\xc0\x21" + b"\x01" * 8, LT_PPP) == "not_ip"       # PPP LCP
+    assert dec.decode_bytes(b"\x02\x00\x00\x2a", LT_NFLOG) == "not_ip"         # no packet
+    assert dec.decode_bytes(ethernet(b"\x42\x42\x03" + b"\x00" * 40, 46),
+                            LT_EN10MB) == "not_ip"                              # STP (LLC)
+    assert dec.malformed_counts() == {}
 
 
 def test_non_ip_is_not_malformed():
