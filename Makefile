@@ -8,7 +8,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 DEB_PACKAGES := libpcap-dev tcpdump tshark python3-venv python3-dev gcc iproute2 \
                 globus-gridftp-server-progs globus-gass-copy-progs prometheus redis-server \
-                curl openssl openssh-server openssh-client dnsmasq-base bind9-dnsutils
+                curl openssl openssh-server openssh-client dnsmasq-base bind9-dnsutils \
+                swaks python3-aiosmtpd ngtcp2-client ngtcp2-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps venv install build test demo bench lint clean
