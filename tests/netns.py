@@ -19,8 +19,10 @@ exactly what that end sends and receives.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -138,6 +140,29 @@ class VethPair:
         proc = subprocess.Popen(self.command(role, argv), **kwargs)
         self._procs.append(proc)
         return proc
+
+    @contextlib.contextmanager
+    def capture(self, role: str, path, bpf: str = ""):
+        """tcpdump on `role`'s veth end into `path` while the block runs: it
+        is listening when the block starts, and has written every packet
+        (SIGINT, then waited for) when it ends.  A 128 MiB buffer, so a burst
+        the pair delivers at once is not lost."""
+        argv = ["tcpdump", "-i", self.iface[role], "-n", "-U", "--immediate-mode", "-s", "0",
+                "-B", "131072", "-w", path, *([bpf] if bpf else [])]
+        dump = self.popen(role, argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True)
+        line = dump.stderr.readline()
+        if "listening on" not in line:
+            raise RuntimeError("tcpdump did not start: %s" % line.strip())
+        try:
+            yield dump
+        finally:
+            time.sleep(0.2)                       # the last packets through the pair
+            dump.send_signal(signal.SIGINT)
+            _, rest = dump.communicate(timeout=30)
+            # tcpdump's closing lines: "N packets captured ... N packets
+            # dropped by kernel".
+            dump.summary = line + rest
 
     def offloads(self, on: bool) -> bool:
         """Switch TSO/GSO/GRO on the pair on or off (needs ethtool); False when

@@ -15,7 +15,6 @@ the query's AD bit that dig sets.  Needs root, dnsmasq (dnsmasq-base), dig
 (bind9-dnsutils) and tcpdump; skips otherwise."""
 import re
 import shutil
-import signal
 import subprocess
 import time
 
@@ -78,19 +77,13 @@ def captured(tmp_path_factory):
         for port in PORTS:
             net.popen("server", dnsmasq(net, port), stdout=subprocess.DEVNULL,
                       stderr=subprocess.DEVNULL)
-        cap = net.popen("client", ["tcpdump", "-i", net.iface["client"], "-w", pcap, "-U",
-                                   "-s", "0", "-Z", "root", "ip"],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        assert b"listening on" in cap.stderr.readline()
-        time.sleep(0.5)                               # both dnsmasq listening
-        for port in PORTS:
-            for qname, qtype in QUERIES:
-                done = net.run("client", ["dig", "@" + net.server_ip, "-p", port, "+noedns",
-                                          "+tries=2", "+time=2", qname, qtype])
-                digs[(port, qname)] = parse_dig(done.stdout)
-        time.sleep(0.3)
-        cap.send_signal(signal.SIGINT)
-        cap.wait(timeout=10)
+        with net.capture("client", pcap, "ip"):
+            time.sleep(0.5)                           # both dnsmasq listening
+            for port in PORTS:
+                for qname, qtype in QUERIES:
+                    done = net.run("client", ["dig", "@" + net.server_ip, "-p", port,
+                                              "+noedns", "+tries=2", "+time=2", qname, qtype])
+                    digs[(port, qname)] = parse_dig(done.stdout)
     return pcap, digs
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -103,30 +102,24 @@ def test_curl_and_http_server_sessions_are_logged_as_they_happened(tmp_path):
     chunks = ",".join(map(str, CHUNKS))
     reports = {}
     with netns.VethPair(tag="h") as net:
-        iface = net.iface["client"]
         for port in (80, ALT_PORT):
             server = net.popen("server", [sys.executable, "-c", SERVER, root, net.server_ip,
                                            str(port), chunks],
                                stdout=subprocess.PIPE, text=True)
             assert server.stdout.readline().strip() == "ready"
         pcap = tmp_path / "http.pcap"
-        tcpdump = net.popen("client", ["tcpdump", "-i", iface, "-n", "-U", "-s", "0",
-                                       "-B", "131072", "-w", pcap],
-                            stderr=subprocess.PIPE, text=True)
-        assert "listening on" in tcpdump.stderr.readline()
-        for port in (80, ALT_PORT):
-            base = "http://%s:%d" % (net.server_ip, port)
-            # One curl invocation, three URLs: one keep-alive connection.
-            reports[port, "get"] = curl(net, "-o", "/dev/null", "-o", "/dev/null",
-                                        "-o", "/dev/null", base + "/small.txt",
-                                        base + "/chunked", base + "/big.bin")
-            reports[port, "head"] = curl(net, "-I", "-o", "/dev/null", base + "/small.txt")
-            reports[port, "post"] = curl(net, "-o", "/dev/null", "--data-binary",
-                                         "@%s" % upload, base + "/upload")
-        time.sleep(1.0)                            # the last FIN/ACKs into the capture
-        tcpdump.send_signal(signal.SIGTERM)
-        _, tcpdump_err = tcpdump.communicate(timeout=30)
-    assert re.search(r"\b0 packets dropped by kernel", tcpdump_err), tcpdump_err
+        with net.capture("client", pcap) as tcpdump:
+            for port in (80, ALT_PORT):
+                base = "http://%s:%d" % (net.server_ip, port)
+                # One curl invocation, three URLs: one keep-alive connection.
+                reports[port, "get"] = curl(net, "-o", "/dev/null", "-o", "/dev/null",
+                                            "-o", "/dev/null", base + "/small.txt",
+                                            base + "/chunked", base + "/big.bin")
+                reports[port, "head"] = curl(net, "-I", "-o", "/dev/null", base + "/small.txt")
+                reports[port, "post"] = curl(net, "-o", "/dev/null", "--data-binary",
+                                             "@%s" % upload, base + "/upload")
+            time.sleep(1.0)                        # the last FIN/ACKs into the capture
+    assert re.search(r"\b0 packets dropped by kernel", tcpdump.summary), tcpdump.summary
     # What curl saw, which the logs must say.
     for port in (80, ALT_PORT):
         assert reports[port, "get"] == [(200, FILES["small.txt"], 0), (200, sum(CHUNKS), 0),

@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -68,21 +67,16 @@ def capture_http3(tmp_path, certificate, server_options=()):
                                           "443", key, cert],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.5)
-            dump = net.popen("client", ["tcpdump", "-i", net.iface["client"], "-n", "-U",
-                                        "-s", "0", "--immediate-mode", "-w", pcap, "udp"],
-                             stderr=subprocess.PIPE, text=True)
-            assert "listening on" in dump.stderr.readline()
-            client = net.run("client", ["gtlsclient", "--exit-on-all-streams-close",
-                                        SERVER_NAME, "443", "https://%s/" % SERVER_NAME],
-                             timeout=60, check=False)
-            time.sleep(1.0)                        # the last packets through the capture
-            dump.send_signal(signal.SIGTERM)
-            _, dump_err = dump.communicate(timeout=30)
+            with net.capture("client", pcap, "udp") as dump:
+                client = net.run("client", ["gtlsclient", "--exit-on-all-streams-close",
+                                            SERVER_NAME, "443", "https://%s/" % SERVER_NAME],
+                                 timeout=60, check=False)
+                time.sleep(1.0)                    # the last packets through the capture
             server.kill()
         finally:
             shutil.rmtree(hosts_dir, ignore_errors=True)
     assert client.returncode == 0, client.stderr[-2000:]
-    assert re.search(r"\b0 packets dropped by kernel", dump_err), dump_err
+    assert re.search(r"\b0 packets dropped by kernel", dump.summary), dump.summary
     return pcap, client.stdout + client.stderr
 
 

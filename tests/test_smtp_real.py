@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -80,20 +79,15 @@ def recorded(tmp_path_factory):
                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(net)
         pcap = tmp / "smtp.pcap"
-        tcpdump = net.popen("client", ["tcpdump", "-i", net.iface["client"], "-n", "-U", "-s",
-                                       "0", "-w", pcap, "tcp port %d" % PORT],
-                            stderr=subprocess.PIPE, text=True)
-        assert "listening on" in tcpdump.stderr.readline()
-        plain = net.run("client", [*swaks, "--header", "Subject: plain test message",
-                                   "--body", "BODY-NOT-LOGGED"], timeout=60)
-        # TLS 1.2, so the certificate travels in the clear (TLS 1.3 encrypts it).
-        tls = net.run("client", [*swaks, "--tls", "--tls-sni", "mail.test",
-                                 "--tls-protocol", "tlsv1_2",
-                                 "--header", "Subject: over tls"], timeout=60)
-        time.sleep(1.0)
-        tcpdump.send_signal(signal.SIGTERM)
-        _, err = tcpdump.communicate(timeout=30)
-    assert re.search(r"\b0 packets dropped by kernel", err), err
+        with net.capture("client", pcap, "tcp port %d" % PORT) as tcpdump:
+            plain = net.run("client", [*swaks, "--header", "Subject: plain test message",
+                                       "--body", "BODY-NOT-LOGGED"], timeout=60)
+            # TLS 1.2, so the certificate travels in the clear (TLS 1.3 encrypts it).
+            tls = net.run("client", [*swaks, "--tls", "--tls-sni", "mail.test",
+                                     "--tls-protocol", "tlsv1_2",
+                                     "--header", "Subject: over tls"], timeout=60)
+            time.sleep(1.0)
+    assert re.search(r"\b0 packets dropped by kernel", tcpdump.summary), tcpdump.summary
     logs = replay_to(pcap, tmp / "logs")
     return {"plain": plain.stdout, "tls": tls.stdout, "logs": logs, "tmp": tmp,
             "server_ip": net.server_ip}

@@ -385,7 +385,6 @@ def parse_ssh_debug(text: str) -> dict:
 @pytest.mark.skipif(_real_ssh_unavailable() is not None, reason=str(_real_ssh_unavailable()))
 def test_openssh_session_matches_what_ssh_vv_reports(tmp_path, run_cli):
     import os
-    import signal
     import subprocess
     import time
 
@@ -404,26 +403,20 @@ def test_openssh_session_matches_what_ssh_vv_reports(tmp_path, run_cli):
         (d / "sshd_config").write_text(SSHD_CONFIG.format(ip=net.server_ip, d=d))
         sshd = net.popen("server", [SSHD, "-D", "-e", "-f", d / "sshd_config"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        dump = net.popen("client", ["tcpdump", "-i", net.iface["client"], "-U",
-                                    "--immediate-mode", "-s", "0", "-n", "-w", pcap, "tcp"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        assert b"listening" in dump.stderr.readline()
         reports = []
-        for port, options in CONNECTIONS:
-            for _ in range(50):                             # until sshd listens
-                done = net.run("client", [
-                    "ssh", "-vv", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-                    "-o", "UserKnownHostsFile=/dev/null", "-F", "/dev/null",
-                    "-i", d / "user", "-p", port, *options, "root@" + net.server_ip, "true"],
-                    check=False)
-                if "Connection refused" not in done.stderr:
-                    break
-                time.sleep(0.1)
-            assert done.returncode == 0, done.stderr
-            reports.append(parse_ssh_debug(done.stderr))
-        time.sleep(0.3)
-        dump.send_signal(signal.SIGINT)                     # tcpdump writes what it has
-        dump.wait(timeout=10)
+        with net.capture("client", pcap, "tcp"):
+            for port, options in CONNECTIONS:
+                for _ in range(50):                         # until sshd listens
+                    done = net.run("client", [
+                        "ssh", "-vv", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+                        "-o", "UserKnownHostsFile=/dev/null", "-F", "/dev/null",
+                        "-i", d / "user", "-p", port, *options, "root@" + net.server_ip,
+                        "true"], check=False)
+                    if "Connection refused" not in done.stderr:
+                        break
+                    time.sleep(0.1)
+                assert done.returncode == 0, done.stderr
+                reports.append(parse_ssh_debug(done.stderr))
         sshd.terminate()
     out = d / "out"
     done = run_cli("replay", pcap, "--logs", out, "-q")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-import signal
 import ssl
 import struct
 import subprocess
@@ -290,20 +289,15 @@ def test_openssl_between_namespaces_matches_the_client_and_tshark(tmp_path, cert
                                       "-key", key, "-alpn", "h2", "-www", "-quiet"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
-        dump = net.popen("client", ["tcpdump", "-i", net.iface["client"], "-n", "-U", "-s", "0",
-                                    "--immediate-mode", "-w", pcap],
-                         stderr=subprocess.PIPE, text=True)
-        assert "listening on" in dump.stderr.readline()
-        client = net.run("client", ["openssl", "s_client", "-connect",
-                                    "%s:%d" % (net.server_ip, port), "-servername",
-                                    "www.test.example", "-alpn", "h2,http/1.1", tls_option,
-                                    "-ign_eof"],
-                         input="GET / HTTP/1.0\r\n\r\n", timeout=30, check=False)
-        time.sleep(1.0)                         # the last packets through the capture
-        dump.send_signal(signal.SIGTERM)
-        _, dump_err = dump.communicate(timeout=30)
+        with net.capture("client", pcap) as dump:
+            client = net.run("client", ["openssl", "s_client", "-connect",
+                                        "%s:%d" % (net.server_ip, port), "-servername",
+                                        "www.test.example", "-alpn", "h2,http/1.1", tls_option,
+                                        "-ign_eof"],
+                             input="GET / HTTP/1.0\r\n\r\n", timeout=30, check=False)
+            time.sleep(1.0)                     # the last packets through the capture
         server.kill()
-    assert re.search(r"\b0 packets dropped by kernel", dump_err), dump_err
+    assert re.search(r"\b0 packets dropped by kernel", dump.summary), dump.summary
     said = client.stdout
     version = re.search(r"Protocol\s*: (\S+)", said).group(1)
     cipher = re.search(r"Cipher\s*: (\S+)", said).group(1)
