@@ -8,7 +8,7 @@ Public API::
 
     from analyser import (Analyser, ORIG, RESP, ANY, Gap, StreamEnd, Monitor,
                           Signature, Field, conn_id_fields, TRANSFERS, Expectation, InnerStreams,
-                          ProtocolViolation)
+                          ProtocolViolation, private_address)
 """
 __version__ = "0.2.0"
 
@@ -18,7 +18,8 @@ from analyser.events import Monitor  # noqa: E402
 from analyser.schemas import TRANSFERS, Field, conn_id_fields  # noqa: E402
 from analyser.signatures import Signature  # noqa: E402
 from analyser.inner import InnerStreams  # noqa: E402
+from analyser.flows import private_address  # noqa: E402
 
 __all__ = ["Analyser", "ORIG", "RESP", "ANY", "Gap", "StreamEnd", "Monitor", "Signature",
            "Field", "conn_id_fields", "TRANSFERS", "Expectation", "ProtocolViolation",
-           "InnerStreams", "__version__"]
+           "InnerStreams", "private_address", "__version__"]

@@ -1598,3 +1598,15 @@ cdef class FlowTable:
         }
 
 
+
+
+def private_address(str address) -> bool:
+    """Is `address` (IPv4 or IPv6 text) in Zeek's default
+    Site::private_address_space, the rule of conn.log's local_orig and
+    local_resp?  For analysers whose logs say the same (ssh.log's
+    `direction`): one rule, the compiled one."""
+    import ipaddress
+    cdef bytes packed = ipaddress.ip_address(address).packed
+    if len(packed) == 4:
+        packed = b"\x00" * 10 + b"\xff\xff" + packed
+    return bool(is_private_address(<const uint8_t*><const char*>packed))

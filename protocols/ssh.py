@@ -48,10 +48,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import struct
 
-from analyser import ORIG, RESP, Analyser, Field, Gap, Signature, StreamEnd, conn_id_fields
+from analyser import (ORIG, RESP, Analyser, Field, Gap, Signature, StreamEnd, conn_id_fields,
+                      private_address)
 
 # -- limits -----------------------------------------------------------------------
 
@@ -100,12 +100,6 @@ HOST_KEY_MESSAGE_EXACT = {
 }
 HOST_KEY_MESSAGE_PREFIX = (("gss-", 33), ("ecdh-sha2-", 31), ("curve25519-sha256", 31),
                            ("sntrup761x25519-sha512", 31), ("mlkem", 31))
-
-# Zeek's default Site::private_address_space, local when Site::local_nets is
-# empty (as conn.log's local_orig/local_resp, analyser/flows.pyx): `direction`.
-LOCAL_NETS = tuple(ipaddress.ip_network(n) for n in (
-    "10.0.0.0/8", "192.168.0.0/16", "172.16.0.0/12", "100.64.0.0/10", "127.0.0.0/8",
-    "fe80::/10", "fc00::/7", "::1/128"))
 
 # Zeek's SSH::compression_algorithms: no authentication guess under these.
 COMPRESSION_ALGORITHMS = frozenset({"zlib", "zlib@openssh.com"})
@@ -178,14 +172,10 @@ def fingerprints(blob: bytes) -> tuple[str, str]:
     return "SHA256:" + sha, ":".join(md5[i:i + 2] for i in range(0, 32, 2))
 
 
-def is_local(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    return any(ip in net for net in LOCAL_NETS if net.version == ip.version)
-
-
 def direction(orig_h: str, resp_h: str) -> str | None:
-    """Zeek's SSH::set_session: OUTBOUND/INBOUND when exactly one end is local."""
-    orig, resp = is_local(orig_h), is_local(resp_h)
+    """Zeek's SSH::set_session: OUTBOUND/INBOUND when exactly one end is local
+    (Zeek's default private address space, as conn.log's local_orig)."""
+    orig, resp = private_address(orig_h), private_address(resp_h)
     if orig == resp:
         return None
     return "OUTBOUND" if orig else "INBOUND"
