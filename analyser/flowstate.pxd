@@ -39,6 +39,23 @@ cdef enum:
     OOO_RANGES = 8     # out-of-order ranges remembered per side for gap accounting
     HISTORY_MAX = 40   # history letters kept (Zeek's are logarithmic, so short)
 
+# Tunnels (flows.pyx: FlowTable.encapsulation, carrier).
+cdef enum:
+    MAX_TUNNEL_PARENTS = 8     # tunnel_parents uids kept per connection
+    MAX_TUNNEL_CHANGES = 5     # encapsulation changes reported (Zeek's
+                               # Tunnel::max_changes_per_connection), then 'X'
+    TS_CONFIRMED = 1           # tunnel_state: the tunnel protocol is confirmed (service)
+    TS_VALID_ORIG = 2          # Teredo: a good encapsulation seen from the originator
+    TS_VALID_RESP = 4          # ... and from the responder
+
+# What a connection that came through tunnels remembers of them (allocated
+# on its first encapsulated packet; NULL for the rest).
+cdef struct TunnelState:
+    uint64_t encap             # identity of the encapsulation last seen (0: none)
+    uint8_t changes
+    uint8_t n_parents
+    uint64_t parents[MAX_TUNNEL_PARENTS]   # uids of the innermost tunnels seen
+
 cdef struct SeqRange:
     uint64_t lo
     uint64_t hi
@@ -125,6 +142,9 @@ cdef struct Flow:
     uint8_t end_reason         # why it ended (END_* in flows.pyx)
     uint8_t pcap_state         # --pcap-out: PCAP_* of analyser/pcapout.pxd
     void* pcap_pending         # its packets held until decided (pcapout.Pending*)
+    uint8_t tunnel_kind        # a tunnel's own connection: the TUN_* it carried
+    uint8_t tunnel_state       # TS_* bits
+    TunnelState* tunnel        # its encapsulations, or NULL
 
 
 cdef inline int uid_chars(uint64_t num, char* out) noexcept nogil:
