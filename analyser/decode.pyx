@@ -59,6 +59,7 @@ TUNNEL_SERVICES = ("", "", "", "vxlan", "geneve", "gtpv1", "teredo", "ayiya")
 # Encapsulations opened per packet unless --tunnel-depth says otherwise
 # (Zeek's Tunnel::max_depth is 4; two covers a tunnel in a tunnel).
 DEFAULT_TUNNEL_DEPTH = 2
+MAX_TUNNEL_DEPTH = MAX_TUNNEL_LAYERS
 
 # UDP ports that announce a tunnel (Zeek's vxlan_ports, geneve_ports,
 # gtpv1_ports (user plane only), teredo_ports, ayiya_ports): the port says
@@ -978,9 +979,12 @@ cdef class Decoder:
             if cl < hl + 1 or ((pl[hl] >> 4) != 4 and (pl[hl] >> 4) != 6):
                 out.tunnel_kind = kind
                 return self.udp_fail(out, M_BAD_INNER_PACKET)
-            if not inner_length_matches(pl + hl, cl - hl, 0):
+            if not inner_length_matches(pl + hl, wl - hl if wl > hl else 0, 0):
                 out.tunnel_kind = kind
                 return self.udp_fail(out, M_BAD_INNER_PACKET)
+            if cl < wl:
+                out.tunnel_kind = kind    # cut by the snap length (Zeek: Truncated GTPv1)
+                return self.udp_fail(out, M_TRUNCATED_TUNNEL)
             ok = 1
         elif kind == TUN_TEREDO:
             # Optional authentication, optional origin indication, IPv6.
@@ -995,10 +999,16 @@ cdef class Decoder:
                 hl += TEREDO_ORIGIN_LEN
                 if cl < hl:
                     return self.udp_fail(out, M_TRUNCATED_TUNNEL)
-            if cl < hl + 40 or (pl[hl] >> 4) != 6:
+            if cl < hl + 40:
+                if wl >= hl + 40:
+                    return self.udp_fail(out, M_TRUNCATED_TUNNEL)
                 return DECODED            # not Teredo after all
-            if not inner_length_matches(pl + hl, cl - hl, 1):
+            if (pl[hl] >> 4) != 6:
                 return DECODED
+            if not inner_length_matches(pl + hl, wl - hl, 1):
+                return self.udp_fail(out, M_BAD_INNER_PACKET)
+            if cl < wl:
+                return self.udp_fail(out, M_TRUNCATED_TUNNEL)
             ok = 1
             inner_type = ETH_IPV6
         elif kind == TUN_AYIYA:
@@ -1017,8 +1027,8 @@ cdef class Decoder:
                 inner_type = ETH_IPV6
             else:
                 return self.udp_fail(out, M_BAD_INNER_PACKET)
-            if cl == hl:
-                self.not_ip += 1
+            if wl <= hl:
+                self.not_ip += 1          # a header alone (Zeek: ayiya_empty_packet)
                 return DECODED
             ok = 1
         if inner_type == 0:
@@ -1085,6 +1095,11 @@ cdef class Decoder:
             "payload_len": d.payload_len, "payload_caplen": d.payload_caplen,
             "payload": bytes(d.payload[:d.payload_caplen]) if d.payload_caplen else b"",
             "vlan": d.vlan, "reassembled": bool(d.reassembled),
+            "tunnels": tuple(d.tunnels[i].tunnel_kind for i in range(d.n_tunnels)),
+            "tunnel_outer": tuple((bytes(d.tunnels[i].src[:16]), bytes(d.tunnels[i].dst[:16]),
+                                   d.tunnels[i].proto) for i in range(d.n_tunnels)),
+            "tunnel_kind": d.tunnel_kind, "tunnel_ok": bool(d.tunnel_ok),
+            "too_deep": bool(d.too_deep),
             "checksum_ok": (transport_checksum_ok(&d)
                             if d.l4_caplen >= d.l4_len and d.proto in (6, 17) else None),
         }
