@@ -134,9 +134,11 @@ ENCAPSULATIONS = {
     "gtpu": (lambda: udp_tunnel(2152, gtpu(inner4()), sport=2152), (TUN_GTPV1,), False),
     "gtpu-sequence": (lambda: udp_tunnel(2152, gtpu(inner6(), 0x32, b"\x00\x07\x00\x00"),
                                          sport=2152), (TUN_GTPV1,), True),
+    # Sequence number, then two extension headers (PDU session container,
+    # 4 bytes; one of 8 bytes), the last ending the chain with type 0.
     "gtpu-extensions": (lambda: udp_tunnel(2152, gtpu(
-        inner4(), 0x34, b"\x00\x00\x00\x85" + b"\x01\x10\x09\x85" + b"\x02\x00\x00\x00\x00\x00\x00\x00"),
-        sport=2152), (TUN_GTPV1,), False),
+        inner4(), 0x34, b"\x00\x00\x00\x85" + b"\x01\x10\x09\x85"
+        + b"\x02\x00\x00\x00\x00\x00\x00\x00"), sport=2152), (TUN_GTPV1,), False),
     "teredo": (lambda: udp_tunnel(3544, inner6()), (TUN_TEREDO,), True),
     "teredo-origin": (lambda: udp_tunnel(3544, b"\x00\x00\xf0\x0f\x3f\xff\xff\xfe" + inner6()),
                       (TUN_TEREDO,), True),
