@@ -427,6 +427,10 @@ cdef class Decoder:
             return self.decode_80211(data, caplen, wirelen, ts_ns, out)
         else:
             return self.fail(M_UNKNOWN_LINKTYPE)
+        if ethertype == ETH_IPV4 or ethertype == ETH_IPV6:
+            # The common case, without a call more.
+            return self.decode_ip(data + off, caplen - off, wirelen - off
+                                  if wirelen > off else 0, ts_ns, out, 0)
         return self.decode_ethertype(ethertype, data, off, caplen, wirelen, ts_ns, out, 0)
 
     cdef int decode_ether(self, const uint8_t* data, uint32_t caplen, uint32_t wirelen,

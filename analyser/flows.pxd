@@ -79,6 +79,10 @@ cdef class FlowTable:
     cdef uint64_t stack_uid[<int>MAX_TUNNEL_LAYERS]
     cdef int32_t stack_flow[<int>MAX_TUNNEL_LAYERS]
     cdef Flow* last_flow
+    # Per flow index, what a connection that came through tunnels remembers
+    # of them (NULL entries; the array itself NULL until the first tunnel, so
+    # that untunnelled traffic pays nothing).
+    cdef TunnelState** tunnel_of
     cdef readonly uint64_t tunnel_changes_dropped
     # Every method below is compiled (declared here so that other modules
     # call them at C speed).

@@ -369,6 +369,11 @@ cdef class FlowTable:
         self.events.report = runtime.engine_error
 
     def __dealloc__(self):
+        cdef uint32_t i
+        if self.tunnel_of != NULL:
+            for i in range(self.capacity):
+                free(self.tunnel_of[i])
+            free(self.tunnel_of)
         free(self.pool)
         free(self.buckets)
 
@@ -709,7 +714,7 @@ cdef class FlowTable:
                 if f == NULL:
                     return
         self.last_flow = f
-        if d.n_tunnels or f.tunnel != NULL:
+        if self.tunnel_of != NULL:
             self.encapsulation(f, d, created)
         if self.pcap is not None and f.pcap_state != PCAP_REJECTED:
             self.pcap_packet(f, d, t)
@@ -752,6 +757,10 @@ cdef class FlowTable:
         cdef uint64_t uid
         cdef const uint8_t* a
         cdef const uint8_t* b
+        if self.tunnel_of == NULL:
+            self.tunnel_of = <TunnelState**>calloc(self.capacity, sizeof(TunnelState*))
+            if self.tunnel_of == NULL:
+                return
         self.in_layers = True
         self.encap_hash = 0
         self.stack_layers = d.tunnels
@@ -787,7 +796,8 @@ cdef class FlowTable:
         tunnel's uid goes into tunnel_parents when the connection starts and
         whenever its encapsulation changes (at most MAX_TUNNEL_CHANGES times,
         then 'X'); every tunnel of the stack is discovered then (tunnel.log)."""
-        cdef TunnelState* ts = f.tunnel
+        cdef int32_t idx = <int32_t>(f - self.pool)
+        cdef TunnelState* ts = self.tunnel_of[idx]
         cdef uint64_t h = self.encap_hash if d.n_tunnels else 0
         cdef uint64_t parent
         cdef int i
@@ -797,7 +807,7 @@ cdef class FlowTable:
             ts = <TunnelState*>calloc(1, sizeof(TunnelState))
             if ts == NULL:
                 return
-            f.tunnel = ts
+            self.tunnel_of[idx] = ts
             if not created:
                 ts.changes = 1             # untunnelled until now: a change
         elif ts.encap == h:
@@ -1551,7 +1561,7 @@ cdef class FlowTable:
             # Nobody needs the row as a dict (no service, no expectation, a TSV
             # conn.log is all the sink wants): straight into conn.log.
             direct = (self.conn_tsv is not None and not services and expectation is None
-                      and f.tunnel == NULL)
+                      and (self.tunnel_of == NULL or self.tunnel_of[idx] == NULL))
             if not direct:
                 rec = self.record(f)
                 if services:
@@ -1572,9 +1582,9 @@ cdef class FlowTable:
             self.caught("while ending a connection", exc)
         if f.pcap_pending != NULL:
             self.pcap_decide(f, False)
-        if f.tunnel != NULL:
-            free(f.tunnel)
-            f.tunnel = NULL
+        if self.tunnel_of != NULL and self.tunnel_of[idx] != NULL:
+            free(self.tunnel_of[idx])
+            self.tunnel_of[idx] = NULL
         if self.binder is not None:
             self.binder.release(f)
         self.list_remove(f)
@@ -1594,6 +1604,8 @@ cdef class FlowTable:
         cdef Endpoint* o = &f.ep[0]
         cdef Endpoint* r = &f.ep[1]
         cdef ConnFigures c
+        cdef TunnelState* ts = (self.tunnel_of[f - self.pool] if self.tunnel_of != NULL
+                                else NULL)
         conn_figures(f, &c)
         return {
             "ts": f.start_time,
@@ -1617,8 +1629,8 @@ cdef class FlowTable:
             "orig_ip_bytes": o.ip_bytes,
             "resp_pkts": r.pkts,
             "resp_ip_bytes": r.ip_bytes,
-            "tunnel_parents": ([uid_text(f.tunnel.parents[i]) for i in range(f.tunnel.n_parents)]
-                               if f.tunnel != NULL and f.tunnel.n_parents else None),
+            "tunnel_parents": ([uid_text(ts.parents[i]) for i in range(ts.n_parents)]
+                               if ts != NULL and ts.n_parents else None),
             "ip_proto": f.proto,
         }
 

@@ -111,6 +111,8 @@ cdef struct Flow:
     uint16_t port_lo
     uint16_t port_hi
     uint16_t vlan
+    uint8_t tunnel_kind        # a tunnel's own connection: the TUN_* it carried
+    uint8_t tunnel_state       # TS_* bits (its encapsulations: FlowTable.tunnel_of)
     uint64_t key_hash
     # Roles
     uint8_t orig_addr[16]
@@ -142,9 +144,6 @@ cdef struct Flow:
     uint8_t end_reason         # why it ended (END_* in flows.pyx)
     uint8_t pcap_state         # --pcap-out: PCAP_* of analyser/pcapout.pxd
     void* pcap_pending         # its packets held until decided (pcapout.Pending*)
-    uint8_t tunnel_kind        # a tunnel's own connection: the TUN_* it carried
-    uint8_t tunnel_state       # TS_* bits
-    TunnelState* tunnel        # its encapsulations, or NULL
 
 
 cdef inline int uid_chars(uint64_t num, char* out) noexcept nogil:
