@@ -14,6 +14,7 @@ import sys
 import time
 
 from analyser import __version__
+from analyser.decode import DEFAULT_TUNNEL_DEPTH, MAX_TUNNEL_DEPTH
 from ringbuf.ring import MAXIMUM_SNAPLEN as DEFAULT_SNAPLEN
 
 EXIT_INPUT = 1
@@ -40,6 +41,17 @@ def _timeout(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError("not a number of seconds: %r" % value) from None
 
 
+def _tunnel_depth(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= MAX_TUNNEL_DEPTH:
+        raise argparse.ArgumentTypeError("a number of encapsulations, 0 to %d, not %r"
+                                         % (MAX_TUNNEL_DEPTH, text))
+    return n
+
+
 def add_analysis_options(r) -> None:
     """The options of analysis and output, shared by `replay` and `live`."""
     r.add_argument("--logs", metavar="DIR", default=".",
@@ -56,6 +68,11 @@ def add_analysis_options(r) -> None:
                    help="same as --checksums ignore (Zeek's -C)")
     r.add_argument("--timeout", metavar="CLASS=SECONDS", type=_timeout, action="append",
                    default=[], help="override a flow timeout (repeatable)")
+    r.add_argument("--tunnel-depth", metavar="N", type=_tunnel_depth, default=DEFAULT_TUNNEL_DEPTH,
+                   help="encapsulations (IP in IP, GRE, VXLAN, Geneve, GTP-U, Teredo, AYIYA) "
+                        "opened per packet, at most %d; deeper ones are counted and the "
+                        "innermost opened layer is analysed; 0: none (default: %%(default)s)"
+                        % MAX_TUNNEL_DEPTH),
     r.add_argument("--dedup", metavar="SECONDS", type=_positive_float, default=None,
                    help="drop an IP packet equal to one seen less than SECONDS before "
                         "(TTL and IPv4 header checksum aside): duplicates from SPAN ports; "
@@ -277,6 +294,10 @@ def format_summary(result) -> str:
     lines.append("ended by  timeout %s, eviction %s (flow memory budget: %s flows)" %
                  (format(s["timeouts"], ","), format(s["evictions"], ","),
                   format(s["flow_capacity"], ",")))
+    if s.get("tunnelled_packets") or s.get("tunnels_too_deep"):
+        lines.append("tunnels   %s packets decapsulated, %s with a tunnel beyond --tunnel-depth"
+                     % (format(s.get("tunnelled_packets", 0), ","),
+                        format(s.get("tunnels_too_deep", 0), ",")))
     skipped = []
     if s["filtered_out"]:
         skipped.append("%s filtered out by --bpf" % format(s["filtered_out"], ","))
@@ -440,6 +461,7 @@ def analysis_kwargs(args, analysers, monitor, writer) -> dict:
                 dedup=args.dedup or 0.0, rotate=args.rotate,
                 no_payload=args.no_payload_in_logs, anonymizer=args.anonymizer,
                 pcap_out=args.pcap_writer, analyser_time_limit=args.analyser_time_limit,
+                tunnel_depth=args.tunnel_depth,
                 on_event=writer.write if writer is not None else None)
 
 

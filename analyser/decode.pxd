@@ -1,4 +1,5 @@
 # Declarations of the packet decoder (see decode.pyx).
+cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 
 # What decode() made of a packet.
@@ -29,6 +30,9 @@ cdef enum MalformedReason:
     M_FRAGMENT_TOO_BIG
     M_FRAGMENT_BAD_OFFSET
     M_ENCAP_TOO_DEEP
+    M_TRUNCATED_TUNNEL        # a tunnel header (GRE, VXLAN, Geneve, GTP, Teredo, AYIYA) cut short
+    M_BAD_TUNNEL_HEADER       # a tunnel header with a bad version, flags or length
+    M_BAD_INNER_PACKET        # a tunnel's inner packet is not IP, or not of the length it says
     M_REASON_COUNT
 
 cdef enum:
@@ -36,6 +40,24 @@ cdef enum:
     PROTO_TCP = 6
     PROTO_UDP = 17
     PROTO_ICMP6 = 58
+
+# Encapsulations (Zeek's Tunnel::Type).  TUNNEL_NAMES and TUNNEL_SERVICES in
+# decode.pyx name them; keep the order.
+cpdef enum:
+    TUN_NONE = 0
+    TUN_IP = 1           # IP in IP: 4in4, 6in4, 4in6, 6in6
+    TUN_GRE = 2          # GRE (plain, keyed, PPTP, bridging, ERSPAN, Aruba)
+    TUN_VXLAN = 3
+    TUN_GENEVE = 4
+    TUN_GTPV1 = 5
+    TUN_TEREDO = 6
+    TUN_AYIYA = 7
+    TUN_KIND_COUNT = 8
+
+cdef enum:
+    # Encapsulations one packet may come through at most, whatever
+    # --tunnel-depth says (the decoder keeps one outer layer per encapsulation).
+    MAX_TUNNEL_LAYERS = 8
 
 cpdef enum:
     TH_FIN = 0x01
@@ -81,6 +103,16 @@ cdef struct Decoded:
     uint32_t frame_caplen
     uint32_t frame_wirelen
     uint32_t linktype
+    # Tunnels (see Decoder.decap_udp / decap_ip).  A packet that came through
+    # encapsulations has n_tunnels > 0 and `tunnels` points at the outer
+    # layers, outermost first (the decoder's; valid until the next decode):
+    # for IP in IP and GRE the outer IP header (proto 4, 41 or 47), for UDP
+    # tunnels the whole carrier datagram, itself a connection.
+    uint8_t n_tunnels
+    uint8_t tunnel_kind       # this UDP datagram carries a tunnel of this kind (TUN_*)
+    uint8_t tunnel_ok         # ... whose header (and inner packet) confirm the protocol
+    uint8_t too_deep          # a tunnel in it was not opened: --tunnel-depth reached
+    Decoded* tunnels
 
 cdef struct FragSlot:
     bint used
@@ -110,6 +142,7 @@ cdef class FragmentTable:
     cdef int add(self, FragSlot* s, uint32_t offset, const uint8_t* frag,
                  uint32_t length, bint more) noexcept
 
+@cython.final
 cdef class Decoder:
     cdef readonly bint verify_ip_checksum
     cdef uint64_t malformed[<int>M_REASON_COUNT]
@@ -118,12 +151,30 @@ cdef class Decoder:
     cdef readonly uint64_t fragments_seen
     cdef readonly uint64_t datagrams_reassembled
     cdef FragmentTable frags
+    cdef public int max_tunnel_depth      # encapsulations opened per packet (0: none)
+    cdef readonly uint64_t tunnelled      # packets that came through at least one
+    cdef readonly uint64_t tunnels_too_deep
+    cdef Decoded layers[<int>MAX_TUNNEL_LAYERS]
+    cdef int64_t cur_ts
     cdef int decode(self, const uint8_t* data, uint32_t caplen, uint32_t wirelen,
                     uint32_t linktype, int64_t ts_ns, Decoded* out) noexcept
     cdef int decode_ip(self, const uint8_t* data, uint32_t caplen, uint32_t avail_wire,
                        int64_t ts_ns, Decoded* out, int depth) noexcept
     cdef int decode_nflog(self, const uint8_t* data, uint32_t caplen, int64_t ts_ns,
                           Decoded* out) noexcept
+    cdef int decode_ethertype(self, uint32_t ethertype, const uint8_t* data, uint32_t off,
+                              uint32_t caplen, uint32_t wirelen, int64_t ts_ns,
+                              Decoded* out, int depth) noexcept
+    cdef int decode_ether(self, const uint8_t* data, uint32_t caplen, uint32_t wirelen,
+                          int64_t ts_ns, Decoded* out, int depth) noexcept
+    cdef int decode_80211(self, const uint8_t* data, uint32_t caplen, uint32_t wirelen,
+                          int64_t ts_ns, Decoded* out) noexcept
+    cdef int decap_ip(self, Decoded* out, const uint8_t* inner, uint32_t caplen,
+                      uint32_t wirelen) noexcept
+    cdef int decode_gre(self, const uint8_t* p, uint32_t caplen, uint32_t wirelen,
+                        Decoded* out) noexcept
+    cdef int decap_udp(self, Decoded* out) noexcept
+    cdef int udp_fail(self, Decoded* out, int reason) noexcept
     cdef int decode_transport(self, Decoded* out) noexcept
     cdef int fail(self, int reason) noexcept
     cdef int rebuild(self, FragSlot* slot, int64_t ts_ns, Decoded* out) noexcept

@@ -45,7 +45,40 @@ MALFORMED_NAMES = (
     "fragment_too_big",
     "fragment_bad_offset",
     "encapsulation_too_deep",
+    "truncated_tunnel_header",
+    "bad_tunnel_header",
+    "bad_inner_packet",
 )
+
+# Zeek's Tunnel::Type names (tunnel.log) and the conn.log service of a UDP
+# tunnel's own connection, in the order of TUN_* (decode.pxd).
+TUNNEL_NAMES = ("", "Tunnel::IP", "Tunnel::GRE", "Tunnel::VXLAN", "Tunnel::GENEVE",
+                "Tunnel::GTPv1", "Tunnel::TEREDO", "Tunnel::AYIYA")
+TUNNEL_SERVICES = ("", "", "", "vxlan", "geneve", "gtpv1", "teredo", "ayiya")
+
+# Encapsulations opened per packet unless --tunnel-depth says otherwise
+# (Zeek's Tunnel::max_depth is 4; two covers a tunnel in a tunnel).
+DEFAULT_TUNNEL_DEPTH = 2
+MAX_TUNNEL_DEPTH = MAX_TUNNEL_LAYERS
+
+# UDP ports that announce a tunnel (Zeek's vxlan_ports, geneve_ports,
+# gtpv1_ports (user plane only), teredo_ports, ayiya_ports): the port says
+# which header to check; the check decides.  Teredo and AYIYA are also found
+# by their content on any port, as Zeek's protocol detection finds them.
+cdef enum:
+    PORT_VXLAN = 4789
+    PORT_GENEVE = 6081
+    PORT_GTPU = 2152
+    PORT_TEREDO = 3544
+    PORT_AYIYA = 5072
+
+cdef uint8_t udp_tunnel_port[65536]
+memset(udp_tunnel_port, 0, sizeof(udp_tunnel_port))
+udp_tunnel_port[PORT_VXLAN] = TUN_VXLAN
+udp_tunnel_port[PORT_GENEVE] = TUN_GENEVE
+udp_tunnel_port[PORT_GTPU] = TUN_GTPV1
+udp_tunnel_port[PORT_TEREDO] = TUN_TEREDO
+udp_tunnel_port[PORT_AYIYA] = TUN_AYIYA
 
 # Link types (LINKTYPE_* values as stored in pcap and pcapng files).
 cdef enum:
@@ -62,6 +95,8 @@ cdef enum:
     LT_IPV6 = 229
     LT_NFLOG = 239
     LT_LINUX_SLL2 = 276
+    LT_IEEE802_11 = 105
+    LT_IEEE802_11_RADIOTAP = 127
 
 cdef enum:
     ETH_IPV4 = 0x0800
@@ -72,6 +107,10 @@ cdef enum:
     ETH_MPLS = 0x8847
     ETH_MPLS_MC = 0x8848
     ETH_PPPOE = 0x8864
+    ETH_PBB = 0x88E7          # 802.1ah: I-TAG, customer addresses, ethertype
+    ETH_VNTAG = 0x8926        # VN-Tag: 4-byte tag, ethertype
+    ETH_FABRICPATH = 0x8903   # Cisco FabricPath: 16-byte header, inner Ethernet frame
+    ETH_TEB = 0x6558          # transparent Ethernet bridging (GRE, Geneve)
     ETH_MAX_LENGTH = 1500     # at most: an 802.3 length, LLC follows
 
 cdef enum:
@@ -79,6 +118,29 @@ cdef enum:
     PPP_IPV6 = 0x0057
     NFLOG_HEADER = 4          # family, version, resource id
     NFULA_PAYLOAD = 9         # the TLV that holds the packet
+
+# GRE (RFC 2784/2890, PPTP's enhanced GRE of RFC 2637) and what it carries.
+cdef enum:
+    GRE_CHECKSUM = 0x8000
+    GRE_ROUTING = 0x4000
+    GRE_KEY = 0x2000
+    GRE_SEQ = 0x1000
+    GRE_ACK = 0x0080          # enhanced GRE (version 1)
+    GRE_RESERVED = 0x0078
+    GRE_PPTP = 0x880B         # version 1: PPP follows
+    GRE_ERSPAN_II = 0x88BE    # type I without a sequence number
+    GRE_ERSPAN_III = 0x22EB
+    ERSPAN_II_LEN = 8
+    ERSPAN_III_LEN = 12       # and 8 more with the optional subheader
+    ERSPAN_III_OPT_LEN = 8
+    FABRICPATH_LEN = 16
+    VXLAN_LEN = 8
+    GENEVE_LEN = 8            # and the options, in 4-byte units
+    GTP_LEN = 8               # and 4 with sequence/N-PDU/next type, then extensions
+    GTP_G_PDU = 255
+    AYIYA_LEN = 8             # and the identity and signature
+    TEREDO_ORIGIN_LEN = 8
+    IP6_NO_NEXT = 59
 
 cdef enum:
     MAX_ENCAP_LAYERS = 16     # VLAN tags + MPLS labels before we call it hostile
@@ -124,6 +186,54 @@ cdef bint transport_checksum_ok(const Decoded* d) noexcept nogil:
     s += d.proto + d.l4_len
     s += sum16(d.l4, d.l4_len)
     return fold(s) == 0xffff
+
+
+cdef inline void set_payload(Decoded* out) noexcept nogil:
+    """Where the payload starts, its length per the headers and as captured."""
+    out.payload = out.l4 + out.l4_hdr_len
+    out.payload_len = out.l4_len - out.l4_hdr_len
+    out.payload_caplen = out.l4_caplen - out.l4_hdr_len if out.l4_caplen > out.l4_hdr_len else 0
+    if out.payload_caplen > out.payload_len:
+        out.payload_caplen = out.payload_len
+
+
+cdef bint teredo_like(const uint8_t* p, uint32_t n) noexcept nogil:
+    """Zeek's Teredo detection: an IPv6 header with a Teredo (2001:0::/32)
+    address, or an authentication / origin indication before an IPv6 header."""
+    cdef uint32_t skip
+    if (p[0] >> 4) == 6:
+        return ((p[8] == 0x20 and p[9] == 0x01 and p[10] == 0 and p[11] == 0)
+                or (p[24] == 0x20 and p[25] == 0x01 and p[26] == 0 and p[27] == 0))
+    if p[0] != 0:
+        return False
+    if p[1] == 1:
+        skip = 13 + p[2] + p[3]
+        if n < skip + 40:
+            return False
+        p += skip
+        n -= skip
+        if p[0] != 0 or p[1] != 0:
+            return False
+    elif p[1] != 0:
+        return False
+    return n >= 48 and (p[8] >> 4) == 6
+
+
+cdef bint inner_length_matches(const uint8_t* ip, uint32_t n, bint bubble_ok) noexcept nogil:
+    """Zeek's check of a GTP or Teredo inner packet: its IP total length is
+    what the datagram holds (a Teredo bubble may carry more)."""
+    cdef uint32_t total
+    if (ip[0] >> 4) == 4:
+        if n < 20:
+            return False
+        total = rd16(ip + 2)
+    else:
+        if n < 40:
+            return False
+        total = 40 + rd16(ip + 4)
+        if bubble_ok and total < n and ip[6] == IP6_NO_NEXT and total == 40:
+            return True
+    return total == n
 
 
 cdef class FragmentTable:
@@ -225,8 +335,9 @@ cdef class FragmentTable:
 cdef class Decoder:
     """Decodes ring records into `Decoded` structs; counts what it rejects."""
 
-    def __cinit__(self, bint verify_ip_checksum=True):
+    def __cinit__(self, bint verify_ip_checksum=True, int tunnel_depth=DEFAULT_TUNNEL_DEPTH):
         self.verify_ip_checksum = verify_ip_checksum
+        self.max_tunnel_depth = min(max(tunnel_depth, 0), MAX_TUNNEL_LAYERS)
         memset(self.malformed, 0, sizeof(self.malformed))
         self.frags = FragmentTable()
 
@@ -239,9 +350,12 @@ cdef class Decoder:
         cdef uint32_t off = 0
         cdef uint32_t ethertype = 0
         cdef uint32_t af
-        cdef int layers = 0
         out.vlan = 0
         out.reassembled = 0
+        out.n_tunnels = 0
+        out.tunnel_kind = 0
+        out.too_deep = 0
+        self.cur_ts = ts_ns
         if linktype == LT_EN10MB:
             if caplen < 14:
                 return self.fail(M_TRUNCATED_LINK)
@@ -300,13 +414,72 @@ cdef class Decoder:
                 return NOT_IP
         elif linktype == LT_NFLOG:
             return self.decode_nflog(data, caplen, ts_ns, out)
+        elif linktype == LT_IEEE802_11_RADIOTAP:
+            # Radiotap: version, pad, little-endian length of the whole header.
+            if caplen < 4:
+                return self.fail(M_TRUNCATED_LINK)
+            off = data[2] | (data[3] << 8)
+            if caplen < off:
+                return self.fail(M_TRUNCATED_LINK)
+            return self.decode_80211(data + off, caplen - off,
+                                     wirelen - off if wirelen > off else 0, ts_ns, out)
+        elif linktype == LT_IEEE802_11:
+            return self.decode_80211(data, caplen, wirelen, ts_ns, out)
         else:
             return self.fail(M_UNKNOWN_LINKTYPE)
+        if ethertype == ETH_IPV4 or ethertype == ETH_IPV6:
+            # The common case, without a call more.
+            return self.decode_ip(data + off, caplen - off, wirelen - off
+                                  if wirelen > off else 0, ts_ns, out, 0)
+        return self.decode_ethertype(ethertype, data, off, caplen, wirelen, ts_ns, out, 0)
 
+    cdef int decode_ether(self, const uint8_t* data, uint32_t caplen, uint32_t wirelen,
+                          int64_t ts_ns, Decoded* out, int depth) noexcept:
+        """An Ethernet frame (the link layer, or what a tunnel carries)."""
+        if caplen < 14:
+            return self.fail(M_TRUNCATED_LINK)
+        return self.decode_ethertype(rd16(data + 12), data, 14, caplen, wirelen, ts_ns, out,
+                                     depth)
+
+    cdef int decode_80211(self, const uint8_t* data, uint32_t caplen, uint32_t wirelen,
+                          int64_t ts_ns, Decoded* out) noexcept:
+        """An 802.11 frame: data frames (not protected) carry LLC/SNAP and an
+        ethertype; management and control frames are not IP."""
+        cdef uint32_t fc0, fc1, off
+        if caplen < 2:
+            return self.fail(M_TRUNCATED_LINK)
+        fc0 = data[0]
+        fc1 = data[1]
+        if ((fc0 >> 2) & 3) != 2 or (fc1 & 0x40) or (fc0 & 0x40):
+            # Not data, protected, or a null-data subtype (no payload).
+            self.not_ip += 1
+            return NOT_IP
+        off = 24
+        if (fc1 & 3) == 3:
+            off += 6                  # four addresses (WDS)
+        if fc0 & 0x80:
+            off += 2                  # QoS control
+            if fc1 & 0x80:
+                off += 4              # HT control
+        if caplen < off + 8:
+            return self.fail(M_TRUNCATED_LINK)
+        if data[off] != 0xAA or data[off + 1] != 0xAA or data[off + 2] != 0x03:
+            self.not_ip += 1
+            return NOT_IP
+        return self.decode_ethertype(rd16(data + off + 6), data, off + 8, caplen, wirelen,
+                                     ts_ns, out, 0 if out.n_tunnels == 0 else 2)
+
+    cdef int decode_ethertype(self, uint32_t ethertype, const uint8_t* data, uint32_t off,
+                              uint32_t caplen, uint32_t wirelen, int64_t ts_ns,
+                              Decoded* out, int depth) noexcept:
+        """What follows an ethertype at data[off:]: VLAN tags, MPLS labels,
+        PPPoE, LLC/SNAP, PBB, VN-Tag, FabricPath, until IP."""
+        cdef uint32_t af
+        cdef int layers = 0
         while True:
             if ethertype == ETH_IPV4 or ethertype == ETH_IPV6:
                 return self.decode_ip(data + off, caplen - off, wirelen - off
-                                      if wirelen > off else 0, ts_ns, out, 0)
+                                      if wirelen > off else 0, ts_ns, out, depth)
             layers += 1
             if layers > MAX_ENCAP_LAYERS:
                 return self.fail(M_ENCAP_TOO_DEEP)
@@ -346,6 +519,23 @@ cdef class Decoder:
                     return NOT_IP
                 ethertype = rd16(data + off + 6)
                 off += 8
+            elif ethertype == ETH_PBB:
+                if caplen < off + 18:
+                    return self.fail(M_TRUNCATED_LINK)
+                ethertype = rd16(data + off + 16)
+                off += 18
+            elif ethertype == ETH_VNTAG:
+                if caplen < off + 6:
+                    return self.fail(M_TRUNCATED_LINK)
+                ethertype = rd16(data + off + 4)
+                off += 6
+            elif ethertype == ETH_FABRICPATH:
+                # Outer addresses and 0x8903 are behind us; the tag (2), then
+                # the inner frame's addresses (12) and its ethertype.
+                if caplen < off + FABRICPATH_LEN:
+                    return self.fail(M_TRUNCATED_LINK)
+                ethertype = rd16(data + off + 14)
+                off += FABRICPATH_LEN
             elif ethertype == ETH_PPPOE:
                 if caplen < off + 8:
                     return self.fail(M_TRUNCATED_LINK)
@@ -409,7 +599,7 @@ cdef class Decoder:
                 total = avail_wire
             if total < hlen or total > avail_wire:
                 return self.fail(M_BAD_IP_TOTAL_LEN)
-            if self.verify_ip_checksum and depth == 0 and fold(sum16(ip, hlen)) != 0xffff:
+            if self.verify_ip_checksum and depth != 1 and fold(sum16(ip, hlen)) != 0xffff:
                 return self.fail(M_BAD_IP_CHECKSUM)
             out.ip_version = 4
             out.proto = ip[9]
@@ -421,7 +611,7 @@ cdef class Decoder:
             more = (frag_field & 0x2000) != 0
             offset = (frag_field & 0x1fff) * 8
             if more or offset:
-                if depth:
+                if depth == 1:
                     return self.fail(M_FRAGMENT_BAD_OFFSET)
                 self.fragments_seen += 1
                 if caplen < total:
@@ -444,6 +634,8 @@ cdef class Decoder:
             out.l4 = ip + hlen
             out.l4_len = total - hlen
             out.l4_caplen = min(caplen, total) - hlen
+            if out.proto == 4 or out.proto == 41 or out.proto == 47:
+                return self.decap_ip(out, out.l4, out.l4_caplen, out.l4_len)
             return self.decode_transport(out)
 
         if (ip[0] >> 4) != 6:
@@ -478,7 +670,7 @@ cdef class Decoder:
             elif nh == 44:
                 if caplen < hlen + 8:
                     return self.fail(M_TRUNCATED_IPV6_EXT)
-                if depth:
+                if depth == 1:
                     return self.fail(M_FRAGMENT_BAD_OFFSET)
                 frag_field = rd16(ip + hlen + 2)
                 offset = frag_field & 0xfff8
@@ -516,6 +708,8 @@ cdef class Decoder:
         out.l4 = ip + hlen
         out.l4_len = total - hlen
         out.l4_caplen = (min(caplen, total) - hlen) if min(caplen, total) > hlen else 0
+        if nh == 4 or nh == 41 or nh == 47:
+            return self.decap_ip(out, out.l4, out.l4_caplen, out.l4_len)
         return self.decode_transport(out)
 
     cdef int rebuild(self, FragSlot* slot, int64_t ts_ns, Decoded* out) noexcept:
@@ -586,6 +780,13 @@ cdef class Decoder:
             out.dport = rd16(l4 + 2)
             out.udp_len = rd16(l4 + 4)
             out.l4_hdr_len = 8
+            if udp_tunnel_port[out.dport] | udp_tunnel_port[out.sport] or (
+                    out.l4_caplen >= 11 and (
+                        (l4[9] == 0x52 and l4[10] == 0x11)          # AYIYA forward
+                        or (out.l4_caplen >= 48 and ((l4[8] >> 4) == 6 or (
+                            l4[8] == 0 and l4[9] <= 1))))):         # Teredo
+                set_payload(out)
+                return self.decap_udp(out)
         elif out.proto == PROTO_ICMP or out.proto == PROTO_ICMP6:
             if out.l4_caplen < 8 or out.l4_len < 8:
                 return self.fail(M_TRUNCATED_ICMP)
@@ -597,11 +798,273 @@ cdef class Decoder:
         else:
             self.other_transport += 1
             return OTHER_TRANSPORT
-        out.payload = l4 + out.l4_hdr_len
+        set_payload(out)
+        return DECODED
+
+    # -- tunnels ---------------------------------------------------------------
+
         out.payload_len = out.l4_len - out.l4_hdr_len
-        out.payload_caplen = out.l4_caplen - out.l4_hdr_len if out.l4_caplen > out.l4_hdr_len else 0
-        if out.payload_caplen > out.payload_len:
-            out.payload_caplen = out.payload_len
+
+    cdef int decap_ip(self, Decoded* out, const uint8_t* inner, uint32_t caplen,
+                      uint32_t wirelen) noexcept:
+        """IP in IP (protocol 4 or 41) or GRE (47): the outer header becomes a
+        layer and the inner packet is decoded in its place."""
+        cdef uint32_t n = out.n_tunnels
+        cdef uint8_t kind = TUN_GRE if out.proto == 47 else TUN_IP
+        if <int>n >= self.max_tunnel_depth:
+            # Too deep (or tunnels off): the outer packet is all there is.
+            if self.max_tunnel_depth > 0:
+                self.tunnels_too_deep += 1
+            self.other_transport += 1
+            return OTHER_TRANSPORT
+        out.tunnel_kind = kind
+        out.tunnel_ok = 1
+        self.layers[n] = out[0]
+        out.n_tunnels = n + 1
+        out.tunnels = self.layers
+        out.tunnel_kind = 0
+        out.tunnel_ok = 0
+        if n == 0:
+            self.tunnelled += 1
+        if kind == TUN_IP:
+            return self.decode_ip(inner, caplen, wirelen, self.cur_ts, out, 2)
+        return self.decode_gre(inner, caplen, wirelen, out)
+
+    cdef int decode_gre(self, const uint8_t* p, uint32_t caplen, uint32_t wirelen,
+                        Decoded* out) noexcept:
+        """A GRE header and what it carries (Zeek's GRE analyser's rules)."""
+        cdef uint32_t flags, proto, glen, off, ppp
+        if caplen < 4:
+            return self.fail(M_TRUNCATED_TUNNEL)
+        flags = rd16(p)
+        proto = rd16(p + 2)
+        glen = 4
+        if flags & GRE_CHECKSUM:
+            glen += 4
+        if flags & GRE_KEY:
+            glen += 4
+        if flags & GRE_SEQ:
+            glen += 4
+        if flags & GRE_ACK:
+            glen += 4
+        if (flags & 7) > 1 or (flags & GRE_ROUTING) or (flags & GRE_RESERVED):
+            return self.fail(M_BAD_TUNNEL_HEADER)
+        if caplen < glen:
+            return self.fail(M_TRUNCATED_TUNNEL)
+        wirelen = wirelen - glen if wirelen > glen else 0
+        if (flags & 7) == 1:
+            # PPTP: PPP (HDLC-like framing optional, protocol field maybe compressed).
+            if proto != GRE_PPTP:
+                return self.fail(M_BAD_TUNNEL_HEADER)
+            if caplen == glen and not (flags & GRE_SEQ):
+                self.not_ip += 1          # an acknowledgement alone
+                return NOT_IP
+            off = glen
+            if caplen >= off + 2 and p[off] == 0xff and p[off + 1] == 0x03:
+                off += 2
+            if caplen < off + 1:
+                return self.fail(M_TRUNCATED_TUNNEL)
+            if p[off] & 1:
+                ppp = p[off]
+                off += 1
+            else:
+                if caplen < off + 2:
+                    return self.fail(M_TRUNCATED_TUNNEL)
+                ppp = rd16(p + off)
+                off += 2
+            if ppp != PPP_IPV4 and ppp != PPP_IPV6:
+                self.not_ip += 1          # LCP, CCP, compressed data ...
+                return NOT_IP
+            return self.decode_ip(p + off, caplen - off, wirelen + glen - off
+                                  if wirelen + glen > off else 0, self.cur_ts, out, 2)
+        p += glen
+        caplen -= glen
+        if proto == ETH_TEB:
+            return self.decode_ether(p, caplen, wirelen, self.cur_ts, out, 2)
+        if proto == GRE_ERSPAN_II:
+            # Type I has no header of its own; type II has one when sequenced.
+            off = ERSPAN_II_LEN if flags & GRE_SEQ else 0
+            if caplen < off:
+                return self.fail(M_TRUNCATED_TUNNEL)
+            return self.decode_ether(p + off, caplen - off, wirelen - off
+                                     if wirelen > off else 0, self.cur_ts, out, 2)
+        if proto == GRE_ERSPAN_III:
+            if caplen < ERSPAN_III_LEN:
+                return self.fail(M_TRUNCATED_TUNNEL)
+            off = ERSPAN_III_LEN
+            if p[ERSPAN_III_LEN - 1] & 0x01:
+                off += ERSPAN_III_OPT_LEN
+            if caplen < off:
+                return self.fail(M_TRUNCATED_TUNNEL)
+            return self.decode_ether(p + off, caplen - off, wirelen - off
+                                     if wirelen > off else 0, self.cur_ts, out, 2)
+        if ((proto & 0xFF0F) == 0x8200 or ((proto & 0xFF0F) == 0x8300 and proto <= 0x8370)
+                or proto == 0x9000):
+            # Aruba: 802.11 frames.
+            return self.decode_80211(p, caplen, wirelen, self.cur_ts, out)
+        return self.decode_ethertype(proto, p, 0, caplen, wirelen, self.cur_ts, out, 2)
+
+    cdef int decap_udp(self, Decoded* out) noexcept:
+        """A UDP datagram on a tunnel's port, or that looks like Teredo or
+        AYIYA: when its header checks, the datagram becomes a layer (its own
+        connection) and the inner packet is decoded in its place.  When the
+        header does not check, it stays a UDP datagram; when the inner packet
+        fails, the datagram is what is analysed (the failure is counted)."""
+        cdef const uint8_t* pl = out.payload
+        cdef uint32_t cl = out.payload_caplen
+        cdef uint32_t wl = out.payload_len
+        cdef uint32_t n = out.n_tunnels
+        cdef uint32_t hl = 0, total, ext, tag
+        cdef uint8_t kind = udp_tunnel_port[out.dport]
+        cdef uint8_t ok = 0
+        cdef uint32_t inner_type = 0     # ethertype of what follows; 1: Ethernet frame
+        cdef int r
+        if kind == 0:
+            kind = udp_tunnel_port[out.sport]
+        if kind == 0:
+            # Zeek's protocol detection (no port of a tunnel on either side).
+            if cl >= 3 and pl[1] == 0x52 and pl[2] == 0x11:
+                kind = TUN_AYIYA
+            elif cl >= 40 and teredo_like(pl, cl):
+                kind = TUN_TEREDO
+            else:
+                return DECODED
+        if <int>n >= self.max_tunnel_depth:
+            if self.max_tunnel_depth > 0:
+                self.tunnels_too_deep += 1
+                out.too_deep = 1
+            return DECODED
+        if kind == TUN_VXLAN:
+            if cl < VXLAN_LEN:
+                return self.udp_fail(out, M_TRUNCATED_TUNNEL)
+            if not (pl[0] & 0x08):
+                return self.udp_fail(out, M_BAD_TUNNEL_HEADER)   # the I flag
+            hl = VXLAN_LEN
+            ok = 1
+            inner_type = 1
+        elif kind == TUN_GENEVE:
+            if cl < GENEVE_LEN:
+                return self.udp_fail(out, M_TRUNCATED_TUNNEL)
+            if (pl[0] >> 6) != 0:
+                return self.udp_fail(out, M_BAD_TUNNEL_HEADER)
+            hl = GENEVE_LEN + (pl[0] & 0x3F) * 4
+            if cl < hl:
+                return self.udp_fail(out, M_TRUNCATED_TUNNEL)
+            inner_type = rd16(pl + 2)
+            if inner_type == ETH_TEB:
+                inner_type = 1
+            ok = 1
+        elif kind == TUN_GTPV1:
+            # Only GTPv1-U G-PDUs carry packets; anything else (GTP-C, a
+            # datagram that merely uses the port) stays UDP.
+            if cl < GTP_LEN or (pl[0] >> 5) != 1 or not (pl[0] & 0x10) or pl[1] != GTP_G_PDU:
+                return DECODED
+            if n > 0 and self.layers[n - 1].tunnel_kind == TUN_GTPV1:
+                return DECODED            # GTP is never carried in GTP
+            hl = GTP_LEN
+            if pl[0] & 0x07:
+                hl += 4
+                if cl < hl:
+                    return self.udp_fail(out, M_TRUNCATED_TUNNEL)
+                if pl[0] & 0x04:
+                    # Extension headers, each length * 4 bytes, the last byte
+                    # the next one's type, until type 0.
+                    while True:
+                        if cl < hl + 1:
+                            return self.udp_fail(out, M_TRUNCATED_TUNNEL)
+                        ext = pl[hl] * 4
+                        if ext == 0:
+                            return self.udp_fail(out, M_BAD_TUNNEL_HEADER)
+                        if cl < hl + ext:
+                            return self.udp_fail(out, M_TRUNCATED_TUNNEL)
+                        hl += ext
+                        if pl[hl - 1] == 0:
+                            break
+            if cl < hl + 1 or ((pl[hl] >> 4) != 4 and (pl[hl] >> 4) != 6):
+                out.tunnel_kind = kind
+                return self.udp_fail(out, M_BAD_INNER_PACKET)
+            if not inner_length_matches(pl + hl, wl - hl if wl > hl else 0, 0):
+                out.tunnel_kind = kind
+                return self.udp_fail(out, M_BAD_INNER_PACKET)
+            if cl < wl:
+                out.tunnel_kind = kind    # cut by the snap length (Zeek: Truncated GTPv1)
+                return self.udp_fail(out, M_TRUNCATED_TUNNEL)
+            ok = 1
+        elif kind == TUN_TEREDO:
+            # Optional authentication, optional origin indication, IPv6.
+            hl = 0
+            if cl >= 2 and pl[0] == 0 and pl[1] == 1:
+                if cl < 4:
+                    return self.udp_fail(out, M_TRUNCATED_TUNNEL)
+                hl = 4 + pl[2] + pl[3] + 9
+                if cl < hl:
+                    return self.udp_fail(out, M_TRUNCATED_TUNNEL)
+            if cl >= hl + 2 and pl[hl] == 0 and pl[hl + 1] == 0:
+                hl += TEREDO_ORIGIN_LEN
+                if cl < hl:
+                    return self.udp_fail(out, M_TRUNCATED_TUNNEL)
+            if cl < hl + 40:
+                if wl >= hl + 40:
+                    return self.udp_fail(out, M_TRUNCATED_TUNNEL)
+                return DECODED            # not Teredo after all
+            if (pl[hl] >> 4) != 6:
+                return DECODED
+            if not inner_length_matches(pl + hl, wl - hl, 1):
+                return self.udp_fail(out, M_BAD_INNER_PACKET)
+            if cl < wl:
+                return self.udp_fail(out, M_TRUNCATED_TUNNEL)
+            ok = 1
+            inner_type = ETH_IPV6
+        elif kind == TUN_AYIYA:
+            if cl < AYIYA_LEN:
+                return self.udp_fail(out, M_TRUNCATED_TUNNEL)
+            hl = AYIYA_LEN + (1 << (pl[0] >> 4)) + (pl[1] >> 4) * 4
+            if cl < hl:
+                return self.udp_fail(out, M_TRUNCATED_TUNNEL)
+            if (pl[2] & 0x0F) != 1:
+                return DECODED            # not a forwarded packet
+            out.tunnel_kind = kind
+            out.tunnel_ok = 1             # Zeek confirms on the header
+            if pl[3] == 4:
+                inner_type = ETH_IPV4
+            elif pl[3] == 41:
+                inner_type = ETH_IPV6
+            else:
+                return self.udp_fail(out, M_BAD_INNER_PACKET)
+            if wl <= hl:
+                self.not_ip += 1          # a header alone (Zeek: ayiya_empty_packet)
+                return DECODED
+            ok = 1
+        if inner_type == 0:
+            inner_type = ETH_IPV4         # GTP: the version tells (decode_ip)
+        # The datagram becomes a layer; the inner packet takes its place.
+        out.tunnel_kind = kind
+        out.tunnel_ok = ok
+        self.layers[n] = out[0]
+        out.n_tunnels = n + 1
+        out.tunnels = self.layers
+        out.tunnel_kind = 0
+        out.tunnel_ok = 0
+        if n == 0:
+            self.tunnelled += 1
+        wl = wl - hl if wl > hl else 0
+        if inner_type == 1:
+            r = self.decode_ether(pl + hl, cl - hl, wl, self.cur_ts, out, 2)
+        elif inner_type == ETH_IPV4 or inner_type == ETH_IPV6:
+            r = self.decode_ip(pl + hl, cl - hl, wl, self.cur_ts, out, 2)
+        else:
+            r = self.decode_ethertype(inner_type, pl + hl, 0, cl - hl, wl, self.cur_ts, out, 2)
+        if r != DECODED:
+            # The inner packet is counted where it failed; the datagram is
+            # still its own connection's.
+            out[0] = self.layers[n]
+            return DECODED
+        return DECODED
+
+    cdef int udp_fail(self, Decoded* out, int reason) noexcept:
+        """A tunnel header that did not check: counted, and the datagram is
+        analysed as UDP."""
+        self.malformed[reason] += 1
         return DECODED
 
     def malformed_counts(self):
@@ -610,7 +1073,10 @@ cdef class Decoder:
                 for i in range(<int>M_REASON_COUNT) if self.malformed[i]}
 
     def fragment_stats(self):
+        """Fragment reassembly's counters, and the tunnels'."""
         return {"fragments_seen": self.fragments_seen,
+                "tunnelled_packets": self.tunnelled,
+                "tunnels_too_deep": self.tunnels_too_deep,
                 "datagrams_reassembled": self.datagrams_reassembled,
                 "fragment_overlaps": self.frags.overlaps,
                 "fragment_overlaps_differing": self.frags.overlaps_differing,
@@ -633,6 +1099,11 @@ cdef class Decoder:
             "payload_len": d.payload_len, "payload_caplen": d.payload_caplen,
             "payload": bytes(d.payload[:d.payload_caplen]) if d.payload_caplen else b"",
             "vlan": d.vlan, "reassembled": bool(d.reassembled),
+            "tunnels": tuple(d.tunnels[i].tunnel_kind for i in range(d.n_tunnels)),
+            "tunnel_outer": tuple((bytes(d.tunnels[i].src[:16]), bytes(d.tunnels[i].dst[:16]),
+                                   d.tunnels[i].proto) for i in range(d.n_tunnels)),
+            "tunnel_kind": d.tunnel_kind, "tunnel_ok": bool(d.tunnel_ok),
+            "too_deep": bool(d.too_deep),
             "checksum_ok": (transport_checksum_ok(&d)
                             if d.l4_caplen >= d.l4_len and d.proto in (6, 17) else None),
         }

@@ -22,6 +22,7 @@ from ringbuf.bpf cimport BpfFilter
 from analyser.decode cimport Decoder, Decoded, DECODED, NOT_IP, FRAGMENT_HELD, \
     MALFORMED, OTHER_TRANSPORT
 from analyser.flows cimport FlowTable, DEFAULT_FLOW_CAPACITY
+from analyser.decode import DEFAULT_TUNNEL_DEPTH
 from analyser.streams cimport Streams
 
 import time
@@ -163,7 +164,7 @@ cdef class Engine:
                  on_log=None, uint64_t max_stream_bytes=4 << 20,
                  uint64_t max_owned_bytes=1 << 20, ring_policy="wait", detect="content",
                  worker=None, double dedup=0.0, bint no_payload=False, pcap_out=None,
-                 double analyser_time_limit=5.0):
+                 double analyser_time_limit=5.0, int tunnel_depth=DEFAULT_TUNNEL_DEPTH):
         """analysers: [(Analyser subclass, config dict)]; monitor: an
         analyser.events.Monitor; on_event: callable(dict) for application events.
         ring_policy: "wait" (replay: the source waits for room) or "drop"
@@ -179,7 +180,9 @@ cdef class Engine:
         the analysers' payload_fields) stays out of every log and event.
         pcap_out: an analyser.pcapout.PcapOut writing the chosen connections.
         analyser_time_limit: seconds one analyser wake-up may run before it is
-        stopped (analyser/watchdog.py); 0: no limit."""
+        stopped (analyser/watchdog.py); 0: no limit.
+        tunnel_depth: encapsulations opened per packet (analyser/decode.pyx);
+        0: none."""
         self.ring = Ring(ring_records, ring_bytes, ring_policy)
         self.worker_index, self.worker_count = (0, 1) if worker is None else worker
         if dedup < 0:
@@ -195,7 +198,7 @@ cdef class Engine:
         self.first_ts_ns = -1
         self.last_ts_ns = -1
         self.pace_origin_ts = -1
-        self.decoder = Decoder(not ignore_checksums)
+        self.decoder = Decoder(not ignore_checksums, tunnel_depth)
         self.flows = FlowTable(flow_capacity, timeouts, ignore_checksums, key_on_vlan,
                                on_connection)
         self.bpf = BpfFilter(bpf) if bpf else None

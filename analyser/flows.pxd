@@ -1,8 +1,8 @@
 # Declarations of the flow table and per-side TCP state (see flows.pyx).
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
-from analyser.decode cimport Decoded
+from analyser.decode cimport Decoded, MAX_TUNNEL_LAYERS
 from analyser.streams cimport Streams, StreamPair
-from analyser.flowstate cimport (Flow, Endpoint, SeqRange, TCP_INACTIVE, TCP_SYN_SENT,
+from analyser.flowstate cimport (Flow, TunnelState, Endpoint, SeqRange, TCP_INACTIVE, TCP_SYN_SENT,
                                  TCP_SYN_ACK_SENT, TCP_PARTIAL, TCP_ESTABLISHED, TCP_CLOSED,
                                  TCP_RESET, T_OPENING, T_ESTABLISHED, T_CLOSING, T_CLOSED,
                                  T_UDP, T_ICMP, T_CLASS_COUNT, OOO_RANGES, HISTORY_MAX)
@@ -71,6 +71,19 @@ cdef class FlowTable:
     cdef readonly Dispatcher events         # hands events to Python (binding.pyx)
     cdef uint32_t pkt_events    # events of the packet being processed
     cdef int phase              # 0 before the TCP update, 1 after, 2 both
+    # Tunnels: the encapsulation of the packet in hand (see layers()).
+    cdef object tunnel_log                  # analyser.tunnels.TunnelLog, or None
+    cdef bint in_layers
+    cdef uint64_t encap_hash
+    cdef const Decoded* stack_layers
+    cdef uint64_t stack_uid[<int>MAX_TUNNEL_LAYERS]
+    cdef int32_t stack_flow[<int>MAX_TUNNEL_LAYERS]
+    cdef Flow* last_flow
+    # Per flow index, what a connection that came through tunnels remembers
+    # of them (NULL entries; the array itself NULL until the first tunnel, so
+    # that untunnelled traffic pays nothing).
+    cdef TunnelState** tunnel_of
+    cdef readonly uint64_t tunnel_changes_dropped
     # Every method below is compiled (declared here so that other modules
     # call them at C speed).
     cdef void list_remove(self, Flow* f) noexcept
@@ -89,6 +102,10 @@ cdef class FlowTable:
                                     uint32_t* threshold) noexcept
     cdef void flip_roles(self, Flow* f) noexcept
     cdef void packet(self, const Decoded* d, double t) noexcept
+    cdef void layers(self, const Decoded* d, double t) noexcept
+    cdef void encapsulation(self, Flow* f, const Decoded* d, bint created) noexcept
+    cdef void carrier(self, Flow* f, const Decoded* d, bint is_orig) noexcept
+    cdef void discover(self, int n) noexcept
     cdef bint is_reuse(self, Flow* f, const Decoded* d) noexcept
     cdef void udp_packet(self, Flow* f, bint is_orig, const Decoded* d, double t) noexcept
     cdef bint ep_is_orig(self, Flow* f, Endpoint* e) noexcept

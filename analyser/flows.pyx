@@ -41,7 +41,11 @@ from libc.string cimport memcpy, memset, memcmp
 from libc.stdlib cimport malloc, calloc, free
 
 from analyser.decode cimport (Decoded, transport_checksum_ok, PROTO_TCP, PROTO_UDP,
-                              PROTO_ICMP, PROTO_ICMP6, TH_FIN, TH_SYN, TH_RST, TH_ACK)
+                              PROTO_ICMP, PROTO_ICMP6, TH_FIN, TH_SYN, TH_RST, TH_ACK,
+                              TUN_TEREDO, TUN_KIND_COUNT)
+from analyser.decode import TUNNEL_SERVICES
+from analyser.flowstate cimport (TunnelState, MAX_TUNNEL_PARENTS, MAX_TUNNEL_CHANGES,
+                                 TS_CONFIRMED, TS_VALID_ORIG, TS_VALID_RESP)
 from analyser.streams cimport Streams, StreamPair
 from analyser.flowstate cimport uid_text, addr_text, uid_chars, addr_chars
 from analyser.binding cimport Binder, Dispatcher, conn_info
@@ -79,6 +83,7 @@ cdef enum:
     HIST_DATA = 0x10
     HIST_ACK = 0x20
     HIST_MULTI_FLAG = 0x40
+    HIST_LIMIT = 0x400         # Zeek's HIST_ANALYZER_LIMIT_REACHED ('X', once)
 
 # first_packet_seen bits
 cdef enum:
@@ -364,6 +369,11 @@ cdef class FlowTable:
         self.events.report = runtime.engine_error
 
     def __dealloc__(self):
+        cdef uint32_t i
+        if self.tunnel_of != NULL:
+            for i in range(self.capacity):
+                free(self.tunnel_of[i])
+            free(self.tunnel_of)
         free(self.pool)
         free(self.buckets)
 
@@ -688,6 +698,8 @@ cdef class FlowTable:
         cdef bint is_orig = True
         cdef bint created = False
         cdef Flow* f
+        if d.n_tunnels and not self.in_layers:
+            self.layers(d, t)
         self.now = t
         self.expire(t)
         f = self.lookup_or_create(d, t, &is_orig, &created)
@@ -701,6 +713,9 @@ cdef class FlowTable:
                 f = self.lookup_or_create(d, t, &is_orig, &created)
                 if f == NULL:
                     return
+        self.last_flow = f
+        if self.tunnel_of != NULL:
+            self.encapsulation(f, d, created)
         if self.pcap is not None and f.pcap_state != PCAP_REJECTED:
             self.pcap_packet(f, d, t)
         if created and ((self.ev_before | self.ev_after) & EV_CONN_START):
@@ -718,6 +733,8 @@ cdef class FlowTable:
             self.udp_packet(f, is_orig, d, t)
             if d.payload_len:
                 self.pkt_events |= EV_NEW_DATA
+            if d.tunnel_kind or d.too_deep:
+                self.carrier(f, d, is_orig)
         if self.ev_after and f.quiet != 3:
             # The packet's sender may have changed role during the update.
             if d.proto == PROTO_ICMP or d.proto == PROTO_ICMP6:
@@ -726,6 +743,139 @@ cdef class FlowTable:
                 is_orig = memcmp(d.src, f.orig_addr, 16) == 0 and d.sport == f.orig_port
             self.fire_packet_events(f, is_orig, d, self.ev_after, self.pkt_events | EV_PACKET)
         self.reclassify(f)
+
+    # -- tunnels ---------------------------------------------------------------
+
+    cdef void layers(self, const Decoded* d, double t) noexcept:
+        """The encapsulations a packet came through, outermost first: a UDP
+        tunnel's datagram is a packet of its own connection (whose
+        encapsulation is the layers before it); an IP or GRE tunnel is named
+        by its address pair.  Leaves the stack's identity and uids for the
+        inner packet (encapsulation())."""
+        cdef int i
+        cdef Decoded* layer
+        cdef uint64_t uid
+        cdef const uint8_t* a
+        cdef const uint8_t* b
+        if self.tunnel_of == NULL:
+            self.tunnel_of = <TunnelState**>calloc(self.capacity, sizeof(TunnelState*))
+            if self.tunnel_of == NULL:
+                return
+        self.in_layers = True
+        self.encap_hash = 0
+        self.stack_layers = d.tunnels
+        for i in range(d.n_tunnels):
+            layer = &d.tunnels[i]
+            layer.record_index = d.record_index
+            layer.in_ring = not layer.reassembled
+            layer.frame = d.frame
+            layer.frame_caplen = d.frame_caplen
+            layer.frame_wirelen = d.frame_wirelen
+            layer.linktype = d.linktype
+            self.stack_flow[i] = -1
+            uid = 0
+            if layer.proto == PROTO_UDP:
+                self.last_flow = NULL
+                self.packet(layer, t)
+                if self.last_flow != NULL:
+                    uid = self.last_flow.uid
+                    self.stack_flow[i] = <int32_t>(self.last_flow - self.pool)
+            else:
+                # As Zeek: one uid per address pair, whichever direction.
+                a, b = layer.src, layer.dst
+                if memcmp(a, b, 16) > 0:
+                    a, b = b, a
+                uid = mix64(self.uid_seed ^ 0x49505455ULL ^ mix64(load64(a) ^ mix64(
+                    load64(a + 8) ^ mix64(load64(b) ^ mix64(load64(b + 8) ^ layer.tunnel_kind)))))
+            self.stack_uid[i] = uid
+            self.encap_hash = mix64(self.encap_hash ^ uid ^ layer.tunnel_kind) | 1
+        self.in_layers = False
+
+    cdef void encapsulation(self, Flow* f, const Decoded* d, bint created) noexcept:
+        """Zeek's rules for a connection's encapsulation: the innermost
+        tunnel's uid goes into tunnel_parents when the connection starts and
+        whenever its encapsulation changes (at most MAX_TUNNEL_CHANGES times,
+        then 'X'); every tunnel of the stack is discovered then (tunnel.log)."""
+        cdef int32_t idx = <int32_t>(f - self.pool)
+        cdef TunnelState* ts = self.tunnel_of[idx]
+        cdef uint64_t h = self.encap_hash if d.n_tunnels else 0
+        cdef uint64_t parent
+        cdef int i
+        if ts == NULL:
+            if h == 0:
+                return
+            ts = <TunnelState*>calloc(1, sizeof(TunnelState))
+            if ts == NULL:
+                return
+            self.tunnel_of[idx] = ts
+            if not created:
+                ts.changes = 1             # untunnelled until now: a change
+        elif ts.encap == h:
+            return
+        elif ts.changes >= MAX_TUNNEL_CHANGES:
+            ts.encap = h
+            self.tunnel_changes_dropped += 1
+            self.conn_check_history(f, HIST_LIMIT, b'X')
+            return
+        else:
+            ts.changes += 1
+        ts.encap = h
+        if h == 0:
+            return
+        parent = self.stack_uid[d.n_tunnels - 1]
+        for i in range(ts.n_parents):
+            if ts.parents[i] == parent:
+                break
+        else:
+            if ts.n_parents < MAX_TUNNEL_PARENTS:
+                ts.parents[ts.n_parents] = parent
+                ts.n_parents += 1
+        if self.tunnel_log is not None:
+            self.discover(d.n_tunnels)
+
+    cdef void discover(self, int n) noexcept:
+        """Hand the first n tunnels of the stack to tunnel.log (it writes
+        those it does not know yet)."""
+        cdef int i
+        cdef Flow* c
+        cdef const Decoded* layer
+        cdef list rows = []
+        try:
+            for i in range(n):
+                layer = &self.stack_layers[i]
+                c = &self.pool[self.stack_flow[i]] if self.stack_flow[i] >= 0 else NULL
+                if c != NULL and c.in_use and c.uid == self.stack_uid[i]:
+                    rows.append((layer.tunnel_kind, uid_text(c.uid),
+                                 addr_text(c.orig_addr, c.ip_version), c.orig_port,
+                                 addr_text(c.resp_addr, c.ip_version), c.resp_port))
+                else:
+                    rows.append((layer.tunnel_kind, uid_text(self.stack_uid[i]),
+                                  addr_text(layer.src, layer.ip_version), 0,
+                                  addr_text(layer.dst, layer.ip_version), 0))
+            self.tunnel_log.discover(self.now, rows)
+        except BaseException as exc:
+            self.caught("writing tunnel.log", exc)
+
+    cdef void carrier(self, Flow* f, const Decoded* d, bint is_orig) noexcept:
+        """A UDP datagram that carried a tunnel (or one too deep to open)."""
+        if d.too_deep:
+            self.conn_check_history(f, HIST_LIMIT, b'X')
+        if d.tunnel_kind:
+            f.tunnel_kind = d.tunnel_kind
+            if d.tunnel_ok:
+                if d.tunnel_kind == TUN_TEREDO:
+                    # Zeek's Tunnel::delay_teredo_confirmation: both sides first.
+                    f.tunnel_state |= TS_VALID_ORIG if is_orig else TS_VALID_RESP
+                    if (f.tunnel_state & (TS_VALID_ORIG | TS_VALID_RESP)) == \
+                            (TS_VALID_ORIG | TS_VALID_RESP):
+                        f.tunnel_state |= TS_CONFIRMED
+                else:
+                    f.tunnel_state |= TS_CONFIRMED
+
+    def set_tunnel_log(self, tunnel_log):
+        """Where tunnels go when found and when their connection ends (an
+        analyser.tunnels.TunnelLog), or None."""
+        self.tunnel_log = tunnel_log
 
     cdef bint is_reuse(self, Flow* f, const Decoded* d) noexcept:
         cdef Endpoint* o = &f.ep[0]
@@ -1403,9 +1553,15 @@ cdef class FlowTable:
             if self.binder is not None:
                 # Its analyser gets what is left and the end; its services.
                 services, expectation = self.binder.ending(f)
+            if f.tunnel_kind:
+                if f.tunnel_state & TS_CONFIRMED:
+                    services = tuple(services) + (TUNNEL_SERVICES[f.tunnel_kind],)
+                if self.tunnel_log is not None:
+                    self.tunnel_log.closed(self.now, uid_text(f.uid))
             # Nobody needs the row as a dict (no service, no expectation, a TSV
             # conn.log is all the sink wants): straight into conn.log.
-            direct = self.conn_tsv is not None and not services and expectation is None
+            direct = (self.conn_tsv is not None and not services and expectation is None
+                      and (self.tunnel_of == NULL or self.tunnel_of[idx] == NULL))
             if not direct:
                 rec = self.record(f)
                 if services:
@@ -1426,6 +1582,9 @@ cdef class FlowTable:
             self.caught("while ending a connection", exc)
         if f.pcap_pending != NULL:
             self.pcap_decide(f, False)
+        if self.tunnel_of != NULL and self.tunnel_of[idx] != NULL:
+            free(self.tunnel_of[idx])
+            self.tunnel_of[idx] = NULL
         if self.binder is not None:
             self.binder.release(f)
         self.list_remove(f)
@@ -1445,6 +1604,8 @@ cdef class FlowTable:
         cdef Endpoint* o = &f.ep[0]
         cdef Endpoint* r = &f.ep[1]
         cdef ConnFigures c
+        cdef TunnelState* ts = (self.tunnel_of[f - self.pool] if self.tunnel_of != NULL
+                                else NULL)
         conn_figures(f, &c)
         return {
             "ts": f.start_time,
@@ -1468,7 +1629,8 @@ cdef class FlowTable:
             "orig_ip_bytes": o.ip_bytes,
             "resp_pkts": r.pkts,
             "resp_ip_bytes": r.ip_bytes,
-            "tunnel_parents": None,
+            "tunnel_parents": ([uid_text(ts.parents[i]) for i in range(ts.n_parents)]
+                               if ts != NULL and ts.n_parents else None),
             "ip_proto": f.proto,
         }
 

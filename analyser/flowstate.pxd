@@ -39,6 +39,23 @@ cdef enum:
     OOO_RANGES = 8     # out-of-order ranges remembered per side for gap accounting
     HISTORY_MAX = 40   # history letters kept (Zeek's are logarithmic, so short)
 
+# Tunnels (flows.pyx: FlowTable.encapsulation, carrier).
+cdef enum:
+    MAX_TUNNEL_PARENTS = 8     # tunnel_parents uids kept per connection
+    MAX_TUNNEL_CHANGES = 5     # encapsulation changes reported (Zeek's
+                               # Tunnel::max_changes_per_connection), then 'X'
+    TS_CONFIRMED = 1           # tunnel_state: the tunnel protocol is confirmed (service)
+    TS_VALID_ORIG = 2          # Teredo: a good encapsulation seen from the originator
+    TS_VALID_RESP = 4          # ... and from the responder
+
+# What a connection that came through tunnels remembers of them (allocated
+# on its first encapsulated packet; NULL for the rest).
+cdef struct TunnelState:
+    uint64_t encap             # identity of the encapsulation last seen (0: none)
+    uint8_t changes
+    uint8_t n_parents
+    uint64_t parents[MAX_TUNNEL_PARENTS]   # uids of the innermost tunnels seen
+
 cdef struct SeqRange:
     uint64_t lo
     uint64_t hi
@@ -94,6 +111,8 @@ cdef struct Flow:
     uint16_t port_lo
     uint16_t port_hi
     uint16_t vlan
+    uint8_t tunnel_kind        # a tunnel's own connection: the TUN_* it carried
+    uint8_t tunnel_state       # TS_* bits (its encapsulations: FlowTable.tunnel_of)
     uint64_t key_hash
     # Roles
     uint8_t orig_addr[16]

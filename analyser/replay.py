@@ -67,6 +67,9 @@ class Sinks:
         """When conn.log (TSV) is the only consumer of connection rows, the
         flow table writes the rows without a service straight into it."""
         self.engine = engine
+        if self.logs is not None or self.redis is not None or self.on_connection is not None:
+            from analyser.tunnels import TunnelLog
+            engine.flows.set_tunnel_log(TunnelLog(self.log))
         if self.logs is not None and self.logs.log_format == "tsv" \
                 and self.on_connection is None and self.redis is None \
                 and self.anonymizer is None \

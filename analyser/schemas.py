@@ -64,6 +64,17 @@ ANALYZER = (
     Field("failure_data", "string", "the input that did not fit (at most 100 bytes)"),
 )
 
+# tunnel.log (analyser/tunnels.py): Zeek's Tunnel::Info.
+TUNNEL = (
+    Field("ts", "time", "when the tunnel was discovered, closed or expired"),
+    Field("uid", "string", "the tunnel's uid: a UDP tunnel's own connection, or one per "
+                           "address pair for IP in IP and GRE"),
+    *conn_id_fields(orig_port=" (0 for IP in IP and GRE)",
+                    resp_port=" (0 for IP in IP and GRE)"),
+    Field("tunnel_type", "enum", "Tunnel::IP, GRE, VXLAN, GENEVE, GTPv1, TEREDO or AYIYA"),
+    Field("action", "enum", "Tunnel::DISCOVER, Tunnel::CLOSE or Tunnel::EXPIRE"),
+)
+
 # transfers.log: one row per bulk transfer, whichever protocol moved it (FTP
 # and GridFTP files and listings, HTTP bodies).  Not a core log: declared here
 # once so that every protocol writing it declares the same fields
@@ -94,7 +105,7 @@ TRANSFERS = (
     Field("missed_bytes", "count", "bytes never captured"),
 )
 
-CORE_LOGS = {"conn": CONN, "analyzer": ANALYZER}
+CORE_LOGS = {"conn": CONN, "analyzer": ANALYZER, "tunnel": TUNNEL}
 
 # Zeek's log types (the #types line); a set or vector of any of them too.
 ZEEK_TYPES = frozenset({"time", "interval", "string", "addr", "subnet", "port", "enum",

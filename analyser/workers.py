@@ -39,7 +39,7 @@ INPUT_COUNTERS = frozenset({
     "other_transport", "first_ts", "last_ts", "timestamps_out_of_order", "malformed",
     "ring", "fragments_seen", "datagrams_reassembled", "fragment_overlaps",
     "fragment_overlaps_differing", "fragment_datagrams_evicted",
-    "fragment_datagrams_timed_out", "other_workers"})
+    "fragment_datagrams_timed_out", "other_workers", "tunnelled_packets", "tunnels_too_deep"})
 MAX_WORKERS = 64
 
 
