@@ -56,9 +56,10 @@ TUNNEL_NAMES = ("", "Tunnel::IP", "Tunnel::GRE", "Tunnel::VXLAN", "Tunnel::GENEV
                 "Tunnel::GTPv1", "Tunnel::TEREDO", "Tunnel::AYIYA")
 TUNNEL_SERVICES = ("", "", "", "vxlan", "geneve", "gtpv1", "teredo", "ayiya")
 
-# Encapsulations opened per packet unless --tunnel-depth says otherwise
-# (Zeek's Tunnel::max_depth is 4; two covers a tunnel in a tunnel).
-DEFAULT_TUNNEL_DEPTH = 2
+# Encapsulations opened per packet unless --tunnel-depth says otherwise:
+# Zeek's Tunnel::max_depth (base/frameworks/tunnels), so that the same
+# traffic gives the same connections and tunnel.log rows.
+DEFAULT_TUNNEL_DEPTH = 4
 MAX_TUNNEL_DEPTH = MAX_TUNNEL_LAYERS
 
 # UDP ports that announce a tunnel (Zeek's vxlan_ports, geneve_ports,
