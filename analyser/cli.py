@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("-i", "--interface", required=True, metavar="IFACE",
                     help="network interface to capture on")
     lv.add_argument("--source", choices=("pcap", "afpacket"), default="pcap",
-                    help="pcap (libpcap through pcapy-ng, default) or afpacket "
+                    help="pcap (libpcap, default) or afpacket "
                          "(TPACKET_V3 mmap ring, Linux)")
     lv.add_argument("--snaplen", metavar="N", type=_positive_int, default=DEFAULT_SNAPLEN,
                     help="bytes kept of each packet (default: %d, whole packets)"

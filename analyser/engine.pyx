@@ -197,6 +197,8 @@ cdef class Engine:
     cdef readonly uint64_t drained          # records analysed after the stop request
     cdef readonly uint64_t undrained        # left in the ring when the drain timed out
     cdef readonly double drain_seconds
+    cdef readonly bint draining             # a stop() now ends the drain too
+    cdef readonly bint drain_aborted
     cdef readonly uint64_t idle_sleeps
 
     def __init__(self, *, on_connection=None, bpf=None, bint ignore_checksums=True,
@@ -472,21 +474,27 @@ cdef class Engine:
 
     def drain(self, double timeout):
         """Analyse what is already in the ring, for at most `timeout` seconds
-        (the capture has stopped).  What is left is counted in `undrained`."""
+        (the capture has stopped), or until another stop() (a second Ctrl-C).
+        What is left is counted in `undrained`."""
         cdef int n
         cdef double started = time.monotonic()
         cdef double deadline = started + timeout
-        while True:
-            n = self.take_batch(BATCH)
-            if n == 0:
-                break
-            self.drained += n
-            if self.ring_is_short():
-                self.relieve_pressure()
-            if time.monotonic() >= deadline:
-                break
-        self.undrained = self.ring.published_writes() - self.ring.processed_index
-        self.drain_seconds = time.monotonic() - started
+        self.draining = True
+        try:
+            while not self.drain_aborted:
+                n = self.take_batch(BATCH)
+                if n == 0:
+                    break
+                self.drained += n
+                if self.ring_is_short():
+                    self.relieve_pressure()
+                if time.monotonic() >= deadline:
+                    break
+                PyErr_CheckSignals()
+        finally:
+            self.draining = False
+            self.undrained = self.ring.published_writes() - self.ring.processed_index
+            self.drain_seconds = time.monotonic() - started
 
     def lag_seconds(self):
         """Age of the oldest record waiting for the engine (0 when none):
@@ -560,7 +568,10 @@ cdef class Engine:
             self.latency_max_ns = delay
 
     def stop(self):
-        """Ask run_source to return after the batch in hand (safe in a signal handler)."""
+        """Ask run_source/run_capture to return after the batch in hand; during
+        run_capture's drain, end the drain (safe in a signal handler)."""
+        if self.draining:
+            self.drain_aborted = True
         self.stop_requested = True
 
     def measure_latency(self):

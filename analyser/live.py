@@ -250,6 +250,7 @@ def _run(src, interface, *, logs_dir, log_format, ignore_checksums, timeouts,
     result.latency = engine.latency_stats()
     result.ring = {"max_backlog": engine.max_backlog, "drained": engine.drained,
                    "undrained": engine.undrained, "drain_seconds": engine.drain_seconds,
+                   "drain_aborted": engine.drain_aborted,
                    "record_capacity": engine.ring.record_capacity,
                    "arena_bytes": engine.ring.arena_bytes}
     return result
@@ -296,11 +297,13 @@ def format_capture(result) -> str:
     ring = getattr(result, "ring", None)
     if ring:
         lines.append("backlog   at most %s records waiting for analysis (%.0f%% of the ring's "
-                     "%s); %s analysed after the stop in %.2f s, %s left unanalysed" % (
+                     "%s); %s analysed after the stop in %.2f s, %s left unanalysed%s" % (
                          format(ring["max_backlog"], ","),
                          100.0 * ring["max_backlog"] / max(1, ring["record_capacity"]),
                          format(ring["record_capacity"], ","), format(ring["drained"], ","),
-                         ring["drain_seconds"], format(ring["undrained"], ",")))
+                         ring["drain_seconds"], format(ring["undrained"], ","),
+                         " (drain interrupted)" if ring.get("drain_aborted") else
+                         " (drain timeout)" if ring["undrained"] else ""))
     lat = getattr(result, "latency", None)
     if lat:
         lines.append("latency   capture to analysis: median %s, p99 %s, p99.9 %s, max %s "
