@@ -294,7 +294,9 @@ def main() -> int:
                       + ("" if point["ok"] else "  <- loss"), flush=True)
                 if not point["ok"]:
                     break
-                best = (rate, achieved, point)
+                if best is None or achieved > best[1]:
+                    # The sender may reach less at a higher offered rate (shared CPUs).
+                    best = (rate, achieved, point)
             results[capturer] = best
         bursts = {}
         trace = burst_trace(args) if args.burst_packets else None

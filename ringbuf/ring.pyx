@@ -192,7 +192,10 @@ cdef class Ring:
         """Arena bytes from the oldest unacknowledged record to the write
         position (wrap padding included); either thread, for decisions that
         tolerate a slightly old value."""
-        return rb_load_relaxed(&self.arena_write) - self.arena_acknowledged()
+        # The start first: the write position read after it is never older.
+        cdef uint64_t start = self.arena_acknowledged()
+        cdef uint64_t end = rb_load_relaxed(&self.arena_write)
+        return end - start if end > start else 0
 
     cdef uint8_t* data_of(self, const PacketRecord* rec) noexcept nogil:
         return self.arena + (rec.offset & self.arena_mask)
