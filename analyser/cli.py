@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("-i", "--interface", required=True, metavar="IFACE",
                     help="network interface to capture on")
     lv.add_argument("--source", choices=("pcap", "afpacket"), default="pcap",
-                    help="pcap (libpcap through pcapy-ng, default) or afpacket "
+                    help="pcap (libpcap, default) or afpacket "
                          "(TPACKET_V3 mmap ring, Linux)")
     lv.add_argument("--snaplen", metavar="N", type=_positive_int, default=DEFAULT_SNAPLEN,
                     help="bytes kept of each packet (default: %d, whole packets)"
@@ -213,8 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stop after N packets")
     lv.add_argument("--promisc", action=argparse.BooleanOptionalAction, default=True,
                     help="promiscuous mode (default: on)")
-    lv.add_argument("--buffer-size", metavar="MB", type=_positive_float, default=32,
-                    help="kernel capture buffer (default: 32 MB)")
+    lv.add_argument("--buffer-size", metavar="MB", type=_positive_float, default=64,
+                    help="kernel capture buffer (libpcap's buffer, the AF_PACKET block "
+                         "ring); a capture thread drains it into the ring, so it only "
+                         "covers that thread's scheduling delays (default: 64 MB)")
     lv.add_argument("--block-timeout", metavar="MS", type=_positive_int, default=10,
                     help="the kernel hands over a partly filled buffer block after MS "
                          "milliseconds: the latency bound on a quiet link (default: 10)")
@@ -228,9 +230,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="afpacket: analyse on N cores, N processes in one fanout group "
                          "whose BPF program gives each the connections between the host "
                          "pairs that hash to it; logs merged at the end (default: 1)")
-    lv.add_argument("--ring-size", metavar="MB", type=_positive_float, default=64,
-                    help="the engine's packet ring; retained stream bytes live here "
-                         "(default: 64 MB)")
+    lv.add_argument("--ring-size", metavar="MB", type=_positive_float, default=256,
+                    help="the packet ring between capture and analysis, rounded up to a "
+                         "power of two, plus 13%% for record headers: a burst the analysers "
+                         "cannot keep up with waits here; when it is full the newest "
+                         "packets are dropped and counted as ring drops.  Retained stream "
+                         "bytes live here too (default: 256 MB: 2 s of a saturated "
+                         "1 Gbit/s link, or a million packets)")
+    lv.add_argument("--drain-timeout", metavar="S", type=float, default=10.0,
+                    help="at the end (Ctrl-C, SIGTERM, --duration, --count), analyse what "
+                         "the ring still holds for at most S seconds before the final "
+                         "logs (default: 10)")
     lv.add_argument("-Z", "--drop-privileges", metavar="USER",
                     help="once the capture is open, run as USER (as tcpdump -Z); logs "
                          "are created as that user")
@@ -672,7 +682,8 @@ def live_with_workers(args) -> int:
             promisc=args.promisc, buffer_mb=args.buffer_size, duration=args.duration,
             count=args.count, block_timeout_ms=args.block_timeout, block_kb=args.block_size,
             fanout_group=group, fanout_by="hosts", drop_user=args.drop_privileges,
-            ring_mb=args.ring_size, **kw), LiveCaptureError)
+            ring_mb=args.ring_size, drain_timeout=args.drain_timeout, **kw),
+            LiveCaptureError)
         if result is None:
             raise SystemExit(status)
         return result
@@ -721,7 +732,7 @@ def cmd_live(args) -> int:
             promisc=args.promisc, buffer_mb=args.buffer_size, duration=args.duration,
             count=args.count, block_timeout_ms=args.block_timeout, block_kb=args.block_size,
             fanout_group=args.fanout, drop_user=args.drop_privileges, ring_mb=args.ring_size,
-            status=status, **kw), LiveCaptureError)
+            drain_timeout=args.drain_timeout, status=status, **kw), LiveCaptureError)
     if result is None:
         return exit_status
     if status is not None:

@@ -5,9 +5,13 @@ Role in the data flow: it owns the ring and drives every packet through
 `Decoder.decode()` and `FlowTable.packet()`; connection records leave through
 the `on_connection` callable (once per connection, never per packet).
 
-One engine is single-threaded and data-driven, as the seed design asks: it
-fills the ring from a source in batches, processes every record in the batch,
-then acknowledges what it processed so the source may reuse the space.
+One engine is data-driven, as the seed design asks.  Replay
+(`run_source`): it fills the ring from a source in batches, processes every
+record in the batch, then acknowledges what it processed so the source may
+reuse the space.  Live (`run_capture`): the source's capture thread fills the
+ring on its own (no GIL) while this thread takes what is there, from the
+processed pointer, and acknowledges as before; at a stop request the thread
+stops and what it already wrote is analysed (bounded by the drain timeout).
 Nothing in the per-packet path allocates or touches a Python object.
 """
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
@@ -17,6 +21,7 @@ from cpython.exc cimport PyErr_CheckSignals
 from posix.time cimport clock_gettime, nanosleep, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 
 from ringbuf.ring cimport Ring, PacketRecord, OVERFLOW_DROP
+from ringbuf.includes.atomics cimport rb_load_relaxed
 from ringbuf.source cimport Source
 from ringbuf.bpf cimport BpfFilter
 from analyser.decode cimport Decoder, Decoded, DECODED, NOT_IP, FRAGMENT_HELD, \
@@ -32,11 +37,43 @@ cdef enum:
     # processed.  The replay ring is small for the same reason (measured: 4 MiB
     # runs 40% faster than 64 MiB on 1 KB packets); nothing is retained yet.
     BATCH = 256
-    # Latency histogram (capture timestamp to processed): 1 us buckets; later
-    # ones are counted in the last bucket and the exact maximum kept aside.
-    LATENCY_BUCKETS = 1 << 17
+    # Latency histogram (capture timestamp to the moment the engine takes the
+    # record), in nanoseconds, log-linear: exact below 128 ns, then 64
+    # buckets per power of two (1.6% resolution) up to 2**63 ns; 30 KB.
+    LATENCY_SUB_BITS = 6
+    LATENCY_BUCKETS = 64 * 60
+    # Live: when the ring is empty the engine sleeps, doubling from the first
+    # to the longest pause (the added delay stays far below the kernel's 10 ms
+    # block timeout), and runs flow timers on the wall clock this often.
+    IDLE_SLEEP_MIN_NS = 20000
+    IDLE_SLEEP_MAX_NS = 1000000
+    IDLE_CLOCK_EVERY_NS = 50000000
     # Pacing (--speed) sleeps in slices this long, so a stop request is seen.
     PACE_SLICE_NS = 50000000
+
+
+cdef extern from *:
+    """
+    static inline int analyser_log2_u64(unsigned long long v) { return 63 - __builtin_clzll(v); }
+    """
+    int analyser_log2_u64(unsigned long long v) noexcept nogil
+
+
+cdef inline uint32_t latency_bucket(uint64_t v) noexcept nogil:
+    cdef int shift
+    if v < (2 << LATENCY_SUB_BITS):
+        return <uint32_t>v
+    shift = analyser_log2_u64(v) - LATENCY_SUB_BITS
+    return <uint32_t>((shift << LATENCY_SUB_BITS) + (v >> shift))
+
+
+cdef inline uint64_t latency_bucket_top(uint32_t i) noexcept nogil:
+    """The largest delay (ns) counted in bucket i."""
+    cdef int shift
+    if i < (2 << LATENCY_SUB_BITS):
+        return i
+    shift = (i >> LATENCY_SUB_BITS) - 1
+    return (((<uint64_t>i - (<uint64_t>shift << LATENCY_SUB_BITS)) + 1) << shift) - 1
 
 
 cdef inline int64_t clock_ns(int clock) noexcept nogil:
@@ -153,9 +190,17 @@ cdef class Engine:
     cdef readonly uint64_t idle_expiries
     cdef int64_t pace_origin_ts           # trace time of the first paced record
     cdef int64_t pace_origin_wall         # monotonic time it was processed at
-    cdef uint32_t* latency_hist           # NULL unless measure_latency()
+    cdef uint64_t* latency_hist           # NULL unless measure_latency()
     cdef readonly uint64_t latency_count
     cdef readonly int64_t latency_max_ns
+    # Live capture with a capture thread (run_capture).
+    cdef readonly uint64_t max_backlog      # most records seen waiting for the engine
+    cdef readonly uint64_t drained          # records analysed after the stop request
+    cdef readonly uint64_t undrained        # left in the ring when the drain timed out
+    cdef readonly double drain_seconds
+    cdef readonly bint draining             # a stop() now ends the drain too
+    cdef readonly bint drain_aborted
+    cdef readonly uint64_t idle_sleeps
 
     def __init__(self, *, on_connection=None, bpf=None, bint ignore_checksums=True,
                  timeouts=None, uint32_t flow_capacity=DEFAULT_FLOW_CAPACITY,
@@ -323,10 +368,10 @@ cdef class Engine:
                     break
                 if speed > 0.0 and not self.wait_until_due(rec.ts_ns, speed):
                     break                       # stop requested while waiting
-                self.process(rec)
-                self.ring.mark_processed()
                 if self.latency_hist != NULL:
                     self.record_latency(rec.ts_ns)
+                self.process(rec)
+                self.ring.mark_processed()
             # Records that no stream holds may be reused.
             self.ring.acknowledge_unpinned()
             if n == 0 and source.eof and self.ring.processed_index == self.ring.write_index:
@@ -356,6 +401,112 @@ cdef class Engine:
                     progress(self, source)
                     next_report = time.monotonic() + progress_every
 
+    cdef int take_batch(self, int budget) except -1:
+        """Live: process up to `budget` records the capture thread has
+        published, then acknowledge what no stream holds.  Returns how many."""
+        cdef PacketRecord* rec
+        cdef int taken = 0
+        cdef uint64_t backlog = self.ring.published_writes() - self.ring.processed_index
+        if backlog > self.max_backlog:
+            self.max_backlog = backlog
+        while taken < budget:
+            rec = self.ring.next_unprocessed()
+            if rec == NULL:
+                break
+            if self.latency_hist != NULL:
+                self.record_latency(rec.ts_ns)
+            self.process(rec)
+            self.ring.mark_processed()
+            taken += 1
+        self.ring.acknowledge_unpinned()
+        return taken
+
+    def run_capture(self, Source source, progress=None, double progress_every=1.0, *,
+                    double drain_timeout=10.0):
+        """Live capture with the source's own capture thread: it drains the
+        kernel into the ring as fast as packets arrive (a burst costs ring
+        memory, not kernel drops; no room left: the newest packet is dropped
+        and counted at the ring) while this thread analyses from the
+        processed pointer.  Runs until `stop()` or the source's end (count
+        reached, or an error: `source.error`).  Then the capture thread is
+        stopped and what is already in the ring is analysed, for at most
+        `drain_timeout` seconds (`drained`; what is left: `undrained`).
+        `progress(engine, source)` is called about every `progress_every` s."""
+        cdef int n
+        cdef uint64_t batches = 0
+        cdef int64_t pause = IDLE_SLEEP_MIN_NS
+        cdef int64_t now_ns, next_idle_clock = 0
+        cdef double next_report = time.monotonic() + progress_every
+        source.start_capture(self.ring)
+        try:
+            while not self.stop_requested:
+                n = self.take_batch(BATCH)
+                if n == 0:
+                    if source.capture_ended:
+                        # Its last records were published before it said so.
+                        if self.ring.processed_index == self.ring.published_writes():
+                            break
+                        continue
+                    now_ns = clock_ns(CLOCK_REALTIME)
+                    if now_ns >= next_idle_clock:
+                        # Nothing to analyse: timers run on the wall clock.
+                        self.advance_clock(now_ns * 1e-9 - IDLE_CLOCK_LAG)
+                        next_idle_clock = now_ns + IDLE_CLOCK_EVERY_NS
+                    if self.ring_is_short():
+                        self.relieve_pressure()
+                    self.idle_sleeps += 1
+                    with nogil:
+                        sleep_ns(pause)
+                    if pause < IDLE_SLEEP_MAX_NS:
+                        pause *= 2
+                else:
+                    pause = IDLE_SLEEP_MIN_NS
+                    if self.ring_is_short():
+                        # The capture thread cannot wait: free room before
+                        # packets start being dropped.
+                        self.relieve_pressure()
+                PyErr_CheckSignals()
+                batches += 1
+                if progress is not None and ((batches & 15) == 0 or n == 0):
+                    if time.monotonic() >= next_report:
+                        progress(self, source)
+                        next_report = time.monotonic() + progress_every
+        finally:
+            source.stop_capture()
+        self.drain(drain_timeout)
+
+    def drain(self, double timeout):
+        """Analyse what is already in the ring, for at most `timeout` seconds
+        (the capture has stopped), or until another stop() (a second Ctrl-C).
+        What is left is counted in `undrained`."""
+        cdef int n
+        cdef double started = time.monotonic()
+        cdef double deadline = started + timeout
+        self.draining = True
+        try:
+            while not self.drain_aborted:
+                n = self.take_batch(BATCH)
+                if n == 0:
+                    break
+                self.drained += n
+                if self.ring_is_short():
+                    self.relieve_pressure()
+                if time.monotonic() >= deadline:
+                    break
+                PyErr_CheckSignals()
+        finally:
+            self.draining = False
+            self.undrained = self.ring.published_writes() - self.ring.processed_index
+            self.drain_seconds = time.monotonic() - started
+
+    def lag_seconds(self):
+        """Age of the oldest record waiting for the engine (0 when none):
+        how far analysis is behind capture.  Engine thread only."""
+        cdef PacketRecord* rec = self.ring.next_unprocessed()
+        if rec == NULL:
+            return 0.0
+        return max(0.0, (clock_ns(CLOCK_REALTIME) - rec.ts_ns) * 1e-9)
+
     cdef void relieve_pressure(self) except *:
         """Copy the oldest half of the retained records out of the ring (or
         give them up as gaps) so that the source can write again."""
@@ -375,8 +526,9 @@ cdef class Engine:
         cdef Ring ring = self.ring
         if ring.acknowledged_index == ring.processed_index:
             return False
-        return (ring.write_index - ring.acknowledged_index > ring.record_capacity // 4 * 3
-                or ring.arena_write - ring.arena_acknowledged() > ring.arena_bytes // 4 * 3)
+        return (ring.published_writes() - ring.acknowledged_index
+                > ring.record_capacity // 4 * 3
+                or ring.arena_used() > ring.arena_bytes // 4 * 3)
 
     cdef bint wait_until_due(self, int64_t ts_ns, double speed) except *:
         """Pacing: sleep until the trace clock, run `speed` times faster than
@@ -409,44 +561,52 @@ cdef class Engine:
 
     cdef void record_latency(self, int64_t ts_ns) noexcept:
         cdef int64_t delay = clock_ns(CLOCK_REALTIME) - ts_ns
-        cdef int64_t bucket
+        cdef uint32_t bucket
         if delay < 0:
             delay = 0
-        bucket = delay // 1000
-        self.latency_hist[bucket if bucket < LATENCY_BUCKETS - 1 else LATENCY_BUCKETS - 1] += 1
+        bucket = latency_bucket(<uint64_t>delay)
+        self.latency_hist[bucket if bucket < LATENCY_BUCKETS else LATENCY_BUCKETS - 1] += 1
         self.latency_count += 1
         if delay > self.latency_max_ns:
             self.latency_max_ns = delay
 
     def stop(self):
-        """Ask run_source to return after the batch in hand (safe in a signal handler)."""
+        """Ask run_source/run_capture to return after the batch in hand; during
+        run_capture's drain, end the drain (safe in a signal handler)."""
+        if self.draining:
+            self.drain_aborted = True
         self.stop_requested = True
 
     def measure_latency(self):
-        """Record, per processed packet, the delay from its capture timestamp
-        to the end of its processing (live capture; costs one clock read)."""
+        """Record, per packet, the delay from its capture timestamp (the
+        kernel's, or the capture thread's clock) to the moment the engine
+        takes it from the ring (live capture; one clock read per packet)."""
         if self.latency_hist == NULL:
-            self.latency_hist = <uint32_t*>calloc(LATENCY_BUCKETS, sizeof(uint32_t))
+            self.latency_hist = <uint64_t*>calloc(LATENCY_BUCKETS, sizeof(uint64_t))
             if self.latency_hist == NULL:
                 raise MemoryError()
 
     def latency_stats(self):
-        """{count, median_us, p99_us, max_us} of the measured delays, or None."""
-        cdef uint64_t seen = 0, median_at, p99_at
-        cdef int64_t i
-        cdef object median = None, p99 = None
+        """{count, median_us, p99_us, p999_us, max_us} of the measured delays
+        (percentiles: the top of their histogram bucket, within 1.6%), or None."""
+        cdef uint64_t seen = 0
+        cdef uint32_t i
+        cdef int k = 0
+        cdef list ranks, found
         if self.latency_hist == NULL or self.latency_count == 0:
             return None
-        median_at = (self.latency_count + 1) // 2
-        p99_at = self.latency_count - self.latency_count // 100
+        n = self.latency_count
+        # Nearest rank: the smallest delay with at least q of the packets at or below it.
+        ranks = [max(1, -(-n * q // 1000)) for q in (500, 990, 999)]
+        found = []
         for i in range(LATENCY_BUCKETS):
             seen += self.latency_hist[i]
-            if median is None and seen >= median_at:
-                median = i
-            if seen >= p99_at:
-                p99 = i
+            while k < 3 and seen >= <uint64_t>ranks[k]:
+                found.append(min(latency_bucket_top(i), <uint64_t>self.latency_max_ns) / 1000.0)
+                k += 1
+            if k == 3:
                 break
-        return {"count": self.latency_count, "median_us": median, "p99_us": p99,
+        return {"count": n, "median_us": found[0], "p99_us": found[1], "p999_us": found[2],
                 "max_us": self.latency_max_ns / 1000.0}
 
     def finish(self):

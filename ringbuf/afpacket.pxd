@@ -38,8 +38,11 @@ cdef class AfPacketSource(Source):
     cdef readonly uint64_t kernel_drops
     cdef readonly uint64_t kernel_freezes
 
+    cdef int saved_errno                # of a failure in the capture thread
     cdef int fill(self, Ring ring, int max_records) except -1
-    cdef int walk_block(self, Ring ring, int budget) except -1
+    cdef int capture_loop(self, Ring ring) noexcept nogil
+    cdef int walk_block(self, Ring ring, int budget) noexcept nogil
     cdef void release_block(self) noexcept nogil
     cdef int read_kernel_stats(self) except -1
+    cdef void read_kernel_stats_c(self) noexcept nogil
     cdef void unmap_and_close(self) noexcept

@@ -16,7 +16,14 @@ binds to the interface, so that no unfiltered packet reaches the ring.
 Optionally it joins a ``PACKET_FANOUT`` group (hash) so that several
 analyser processes share one interface, each seeing whole flows.
 
-``fill(ring, n)`` walks the blocks the kernel has marked ``TP_STATUS_USER``
+In ``analyser live`` a capture thread (ringbuf/source.pyx) runs
+``capture_loop`` without the GIL: it walks the blocks the kernel has marked
+``TP_STATUS_USER`` as soon as they are retired, copies their packets into the
+project's Ring and hands them back, whatever the engine is doing, so the
+kernel's ring only has to absorb the thread's scheduling delays; while the
+thread runs, only it reads ``PACKET_STATISTICS`` (every ``STATS_EVERY_NS``).
+``fill(ring, n)`` (tests, single-threaded use) does the same from the
+engine's thread when asked: it walks the blocks the kernel has marked ``TP_STATUS_USER``
 in order, copies each packet (``tpacket3_hdr``: seconds, nanoseconds,
 captured and wire length, offset of the frame) into the project's Ring with
 ``reserve``/``memcpy``/``commit``, and writes ``TP_STATUS_KERNEL`` back into
@@ -60,6 +67,9 @@ import os
 from libc.errno cimport errno, EINTR, EPERM, EACCES, ENETDOWN
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy, memset
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+
+from ringbuf.includes.atomics cimport rb_count, rb_flag_get, rb_load_relaxed
 
 from ringbuf.ring cimport Ring, PacketRecord, OVERFLOW_WAIT, MAXIMUM_SNAPLEN
 from ringbuf.source cimport Source
@@ -85,6 +95,18 @@ cdef enum:
     MIN_BLOCK_BYTES = 4096
     MAX_BLOCK_BYTES = 1 << 30  # one block may not exceed what the kernel allocates
     BLOCK_OVERHEAD = 256       # block descriptor + tpacket3_hdr + sockaddr_ll, rounded up
+    # The capture thread reads PACKET_STATISTICS at least this often.
+    STATS_EVERY_NS = 100000000
+    # capture_loop's results (describe_error).
+    CAPTURE_POLL_ERROR = 1
+    CAPTURE_SOCKET_ERROR = 2
+    SO_ERROR = 4
+
+
+cdef inline int64_t monotonic_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t>ts.tv_sec * NANOSECONDS + ts.tv_nsec
 
 
 def host_pair_program() -> bytes:
@@ -336,7 +358,73 @@ cdef class AfPacketSource(Source):
                 self.release_block()
         return written
 
-    cdef int walk_block(self, Ring ring, int budget) except -1:
+    cdef int capture_loop(self, Ring ring) noexcept nogil:
+        """The capture thread: drain retired blocks into the ring until the
+        stop flag, the packet count, or an error (poll, socket)."""
+        cdef pollfd waiting
+        cdef int r
+        cdef tpacket_block_desc* block
+        cdef int64_t now, next_stats = monotonic_ns() + STATS_EVERY_NS
+        cdef int budget
+        cdef int error = 0
+        cdef socklen_t size
+        if self.map == NULL:
+            self.eof = True
+            return 0
+        while not rb_flag_get(&self.stop_flag):
+            budget = 0x7fffffff
+            if self.max_packets:
+                if self.packets + self.ring_drops >= self.max_packets:
+                    self.eof = True
+                    break
+                if self.max_packets - self.packets - self.ring_drops < <uint64_t>budget:
+                    budget = <int>(self.max_packets - self.packets - self.ring_drops)
+            if not self.in_block:
+                block = block_at(self.map, self.block_size, self.current_block)
+                if not (block.hdr.bh1.block_status & TP_STATUS_USER):
+                    self.read_kernel_stats_c()
+                    next_stats = monotonic_ns() + STATS_EVERY_NS
+                    waiting.fd = self.fd
+                    waiting.events = POLLIN | POLLERR
+                    waiting.revents = 0
+                    rb_count(&self.polls, 1)
+                    r = poll(&waiting, 1, self.poll_timeout_ms)
+                    if r < 0:
+                        if errno == EINTR:
+                            continue
+                        self.saved_errno = errno
+                        self.read_kernel_stats_c()
+                        return CAPTURE_POLL_ERROR
+                    if waiting.revents & POLLERR:
+                        size = sizeof(error)
+                        getsockopt(self.fd, SOL_SOCKET, SO_ERROR, &error, &size)
+                        if error:
+                            self.saved_errno = error
+                            self.read_kernel_stats_c()
+                            return CAPTURE_SOCKET_ERROR
+                    if r == 0:
+                        rb_count(&self.poll_timeouts, 1)
+                    continue
+                ringbuf_full_barrier()      # the block's header after its status
+                self.in_block = True
+                self.packets_left = block.hdr.bh1.num_pkts
+                self.next_packet = <uint8_t*>block + block.hdr.bh1.offset_to_first_pkt
+            self.walk_block(ring, budget)
+            if self.packets_left == 0:
+                self.release_block()
+            now = monotonic_ns()
+            if now >= next_stats:
+                self.read_kernel_stats_c()
+                next_stats = now + STATS_EVERY_NS
+        self.read_kernel_stats_c()
+        return 0
+
+    def describe_error(self, int code):
+        if self.saved_errno == ENETDOWN:
+            return f"capture on '{self.interface}' stopped: the interface went down"
+        return f"capture on '{self.interface}' failed: {os.strerror(self.saved_errno)}"
+
+    cdef int walk_block(self, Ring ring, int budget) noexcept nogil:
         """Copy up to `budget` packets of the current block into the ring.
         Returns how many were written; -1 when a "wait" ring refused one."""
         cdef int written = 0
@@ -353,13 +441,13 @@ cdef class AfPacketSource(Source):
             h = <tpacket3_hdr*>self.next_packet
             link = <sockaddr_ll*>(self.next_packet + tpacket_align(sizeof(tpacket3_hdr)))
             if self.loopback and link.sll_pkttype == PACKET_OUTGOING:
-                self.outgoing_skipped += 1
+                rb_count(&self.outgoing_skipped, 1)
             else:
                 frame = self.next_packet + h.tp_mac
                 caplen = h.tp_snaplen
                 wirelen = h.tp_len
                 if caplen < wirelen and caplen < self.snaplen:
-                    self.kernel_truncated += 1     # did not fit a block
+                    rb_count(&self.kernel_truncated, 1)     # did not fit a block
                 vlan = ((h.tp_status & TP_STATUS_VLAN_VALID) != 0
                         and self.linktype == LINKTYPE_ETHERNET and caplen >= ETH_ADDRESSES)
                 if vlan:
@@ -370,7 +458,9 @@ cdef class AfPacketSource(Source):
                 if rec == NULL:
                     if ring.policy == OVERFLOW_WAIT and length <= ring.arena_bytes:
                         return written if written else -1
-                    self.ring_drops += 1
+                    # No room left in the ring: the newest packet is dropped
+                    # and counted (by the ring too).
+                    rb_count(&self.ring_drops, 1)
                 else:
                     rec.ts_ns = <int64_t>h.tp_sec * NANOSECONDS + h.tp_nsec
                     rec.wirelen = wirelen
@@ -398,8 +488,8 @@ cdef class AfPacketSource(Source):
                     else:
                         memcpy(out, frame, length)
                     ring.commit()
-                    self.packets += 1
-                    self.bytes += length
+                    rb_count(&self.packets, 1)
+                    rb_count(&self.bytes, length)
                     written += 1
             self.packets_left -= 1
             if self.packets_left:
@@ -412,7 +502,7 @@ cdef class AfPacketSource(Source):
                                                   self.current_block)
         ringbuf_full_barrier()          # our reads of the block happen before
         block.hdr.bh1.block_status = TP_STATUS_KERNEL
-        self.blocks_released += 1
+        rb_count(&self.blocks_released, 1)
         self.in_block = False
         self.current_block = (self.current_block + 1) % self.block_count
 
@@ -428,16 +518,22 @@ cdef class AfPacketSource(Source):
                                    f"{os.strerror(error)}")
 
     cdef int read_kernel_stats(self) except -1:
+        # While the capture thread runs it alone reads (and so resets) the
+        # kernel's counters; we show what it accumulated.
+        if not self.capturing:
+            self.read_kernel_stats_c()
+        return 0
+
+    cdef void read_kernel_stats_c(self) noexcept nogil:
         cdef tpacket_stats_v3 st
         cdef socklen_t size = sizeof(st)
         if self.fd < 0:
-            return 0
+            return
         if getsockopt(self.fd, SOL_PACKET, PACKET_STATISTICS, &st, &size) == 0:
             # tp_packets already includes tp_drops; both reset on each read.
-            self.kernel_packets += st.tp_packets
-            self.kernel_drops += st.tp_drops
-            self.kernel_freezes += st.tp_freeze_q_cnt
-        return 0
+            rb_count(&self.kernel_packets, st.tp_packets)
+            rb_count(&self.kernel_drops, st.tp_drops)
+            rb_count(&self.kernel_freezes, st.tp_freeze_q_cnt)
 
     # ------------------------------------------------------ Python-side API
 
@@ -486,12 +582,16 @@ cdef class AfPacketSource(Source):
         }
 
     def close(self):
+        self.stop_capture()
+        if self.capturing:
+            return                        # the thread would not end: leave it the socket
         if self.fd >= 0:
             self.read_kernel_stats()      # the last counters, before the socket goes
         self.unmap_and_close()
 
     def __dealloc__(self):
-        self.unmap_and_close()
+        if not self.capturing:
+            self.unmap_and_close()
 
     cdef void unmap_and_close(self) noexcept:
         if self.map != NULL:

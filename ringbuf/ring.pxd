@@ -34,6 +34,9 @@ cdef class Ring:
     cdef readonly int policy
     # The three DAG pointers, as monotonic record indices:
     #   acknowledged <= processed <= write
+    # write_index (and arena_write, the write counters) belong to the
+    # producer, processed/acknowledged to the consumer; they cross threads
+    # only through ringbuf/includes/atomics.pxd (see ring.pyx).
     cdef readonly uint64_t write_index
     cdef readonly uint64_t processed_index
     cdef readonly uint64_t acknowledged_index
@@ -66,6 +69,9 @@ cdef class Ring:
     # Internal helpers (added by ring.pyx).
     cdef uint64_t arena_acknowledged(self) noexcept nogil  # first byte still in use
     cdef PacketRecord* refuse(self) noexcept nogil         # count a refusal per policy
+    # Consumer-side reads of the producer's pointers (threads: see ring.pyx).
+    cdef uint64_t published_writes(self) noexcept nogil    # write_index, acquire
+    cdef uint64_t arena_used(self) noexcept nogil          # unacknowledged arena bytes
     # Retention by streams: a pinned record is not acknowledged until unpinned.
     cdef void pin(self, uint64_t index) noexcept nogil
     cdef void unpin(self, uint64_t index) noexcept nogil

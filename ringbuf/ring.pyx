@@ -37,12 +37,32 @@ that keeps R bytes retained can still be refused a P-byte packet whenever
 R + 2P exceeds the arena: retention must stay well below the arena size (the
 engine copies retained bytes out when the ring runs short).
 
+Threads: one producer, one consumer
+-----------------------------------
+A live source writes from its own capture thread (without the GIL) while the
+engine reads in the main thread.  The writer side (``reserve``/``commit``:
+``write_index``, ``arena_write``, the write counters) belongs to the producer;
+the reader side (``next_unprocessed``, ``mark_processed``, ``acknowledge``,
+pins: ``processed_index``, ``acknowledged_index``) to the consumer.  Two
+pointers cross between them (ringbuf/includes/atomics.pxd): ``write_index``
+is published with a release store after the record is complete and loaded
+with acquire by the reader; ``acknowledged_index`` is published with a release
+store once the reader is done with the records below it and loaded with
+acquire by the writer before it reuses their room.  A record slot below
+``acknowledged`` is never read again by the consumer, and one at or above it
+is never written by the producer, so nothing else needs a lock.  Replay uses
+the same code from a single thread.
+
 Every ``cdef`` method here is O(1), allocation-free and ``nogil``; the Python
 methods at the bottom exist for tests and status displays only.
 """
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy
+
+from ringbuf.includes.atomics cimport (
+    rb_load_acquire, rb_store_release, rb_load_relaxed, rb_store_relaxed, rb_count,
+)
 
 
 cdef uint64_t round_up_to_power_of_two(uint64_t value):
@@ -91,17 +111,25 @@ cdef class Ring:
     cdef uint64_t arena_acknowledged(self) noexcept nogil:
         # Byte position below which the arena is free: the start of the oldest
         # unacknowledged record (wrap padding before it is thereby freed too).
-        if self.acknowledged_index == self.write_index:
-            return self.arena_write
-        return self.records[self.acknowledged_index & self.record_mask].offset
+        # Either thread may ask: the oldest record's header was written and
+        # published by the producer, and the consumer never changes it.
+        cdef uint64_t ack = rb_load_acquire(&self.acknowledged_index)
+        if ack == rb_load_acquire(&self.write_index):
+            return rb_load_relaxed(&self.arena_write)
+        return self.records[ack & self.record_mask].offset
 
     cdef PacketRecord* reserve(self, uint32_t caplen) noexcept nogil:
         cdef uint64_t offset, position_in_lap
         cdef PacketRecord* rec
+        # The producer owns write_index and arena_write: plain reads.  The
+        # consumer's acknowledged pointer is loaded once, with acquire: every
+        # read of the records below it happened before we reuse their room.
+        cdef uint64_t ack = rb_load_acquire(&self.acknowledged_index)
+        cdef uint64_t write = self.write_index
         if caplen > self.arena_bytes:
-            self.oversize_drops += 1
+            rb_count(&self.oversize_drops, 1)
             return NULL
-        if self.write_index - self.acknowledged_index >= self.record_capacity:
+        if write - ack >= self.record_capacity:
             return self.refuse()
         offset = self.arena_write
         position_in_lap = offset & self.arena_mask
@@ -109,10 +137,11 @@ cdef class Ring:
             # Keep the packet contiguous: skip the tail, start the next lap.
             offset += self.arena_bytes - position_in_lap
         # With nothing unacknowledged the whole arena is free, skipped tail or not.
-        if (self.acknowledged_index != self.write_index
-                and offset + caplen - self.arena_acknowledged() > self.arena_bytes):
+        if (ack != write
+                and offset + caplen - self.records[ack & self.record_mask].offset
+                > self.arena_bytes):
             return self.refuse()
-        rec = &self.records[self.write_index & self.record_mask]
+        rec = &self.records[write & self.record_mask]
         rec.offset = offset
         rec.caplen = caplen
         rec.wirelen = caplen
@@ -122,40 +151,58 @@ cdef class Ring:
         return rec
 
     cdef PacketRecord* refuse(self) noexcept nogil:
+        # Live capture drops the newest packet (this one): what is already in
+        # the ring stays, in order, and is analysed.
         if self.policy == OVERFLOW_DROP:
-            self.overflow_drops += 1
+            rb_count(&self.overflow_drops, 1)
         else:
-            self.overflow_waits += 1
+            rb_count(&self.overflow_waits, 1)
         return NULL
 
     cdef void commit(self) noexcept nogil:
-        cdef PacketRecord* rec = &self.records[self.write_index & self.record_mask]
+        cdef uint64_t write = self.write_index
+        cdef PacketRecord* rec = &self.records[write & self.record_mask]
         cdef uint64_t occupancy
-        self.arena_write = rec.offset + rec.caplen
-        self.write_index += 1
-        self.records_written += 1
-        self.bytes_written += rec.caplen
-        occupancy = self.write_index - self.acknowledged_index
+        rb_store_relaxed(&self.arena_write, rec.offset + rec.caplen)
+        rb_count(&self.records_written, 1)
+        rb_count(&self.bytes_written, rec.caplen)
+        # Publish: the record's header and bytes are complete before the
+        # reader can see write_index move past it.
+        rb_store_release(&self.write_index, write + 1)
+        occupancy = write + 1 - rb_load_acquire(&self.acknowledged_index)
         if occupancy > self.max_occupancy:
-            self.max_occupancy = occupancy
+            rb_store_relaxed(&self.max_occupancy, occupancy)
 
     # ------------------------------------------------------------------ reader
 
     cdef PacketRecord* next_unprocessed(self) noexcept nogil:
-        if self.processed_index == self.write_index:
+        if self.processed_index == rb_load_acquire(&self.write_index):
             return NULL
         return &self.records[self.processed_index & self.record_mask]
 
     cdef void mark_processed(self) noexcept nogil:
-        if self.processed_index < self.write_index:
-            self.processed_index += 1
+        if self.processed_index < rb_load_acquire(&self.write_index):
+            rb_store_relaxed(&self.processed_index, self.processed_index + 1)
+
+    cdef uint64_t published_writes(self) noexcept nogil:
+        """The write pointer as the consumer may use it (acquire)."""
+        return rb_load_acquire(&self.write_index)
+
+    cdef uint64_t arena_used(self) noexcept nogil:
+        """Arena bytes from the oldest unacknowledged record to the write
+        position (wrap padding included); either thread, for decisions that
+        tolerate a slightly old value."""
+        # The start first: the write position read after it is never older.
+        cdef uint64_t start = self.arena_acknowledged()
+        cdef uint64_t end = rb_load_relaxed(&self.arena_write)
+        return end - start if end > start else 0
 
     cdef uint8_t* data_of(self, const PacketRecord* rec) noexcept nogil:
         return self.arena + (rec.offset & self.arena_mask)
 
     cdef PacketRecord* record_at(self, uint64_t index) noexcept nogil:
         # Only records still in the ring are addressable.
-        if index < self.acknowledged_index or index >= self.write_index:
+        if index < self.acknowledged_index or index >= rb_load_acquire(&self.write_index):
             return NULL
         return &self.records[index & self.record_mask]
 
@@ -163,7 +210,8 @@ cdef class Ring:
         if index > self.processed_index:
             index = self.processed_index
         if index > self.acknowledged_index:
-            self.acknowledged_index = index
+            # Release: our reads of these records come before their reuse.
+            rb_store_release(&self.acknowledged_index, index)
 
     # ------------------------------------------------------------- retention
 
@@ -187,9 +235,11 @@ cdef class Ring:
     cdef void acknowledge_unpinned(self) noexcept nogil:
         # The acknowledged pointer stops at the oldest record a stream holds:
         # everything after it stays retained (DAG semantics), even if unpinned.
-        while (self.acknowledged_index < self.processed_index
-               and self.pins[self.acknowledged_index & self.record_mask] == 0):
-            self.acknowledged_index += 1
+        cdef uint64_t ack = self.acknowledged_index
+        while ack < self.processed_index and self.pins[ack & self.record_mask] == 0:
+            ack += 1
+        if ack != self.acknowledged_index:
+            rb_store_release(&self.acknowledged_index, ack)
 
     cdef uint64_t retained_bytes_c(self) noexcept nogil:
         # Arena bytes pinned by retained records: from the oldest one's first
@@ -219,7 +269,18 @@ cdef class Ring:
     @property
     def free_bytes(self):
         """Arena bytes not pinned by unacknowledged records (wrap padding counts as used)."""
-        return self.arena_bytes - (self.arena_write - self.arena_acknowledged())
+        return self.arena_bytes - self.arena_used()
+
+    @property
+    def backlog(self):
+        """Records written and not yet processed (waiting for the engine)."""
+        return rb_load_acquire(&self.write_index) - self.processed_index
+
+    def oldest_unprocessed_ns(self):
+        """Capture timestamp of the oldest record waiting for the engine
+        (consumer thread only), or None when the engine has caught up."""
+        cdef PacketRecord* rec = self.next_unprocessed()
+        return None if rec == NULL else rec.ts_ns
 
     @property
     def policy_name(self):
@@ -273,6 +334,7 @@ cdef class Ring:
             "processed_index": self.processed_index,
             "acknowledged_index": self.acknowledged_index,
             "occupancy": self.write_index - self.acknowledged_index,
+            "backlog": self.write_index - self.processed_index,
             "retained_records": self.processed_index - self.acknowledged_index,
             "retained_bytes": self.retained_bytes_c(),
             "free_bytes": self.free_bytes,

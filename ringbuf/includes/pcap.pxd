@@ -43,6 +43,31 @@ cdef extern from "pcap/pcap.h" nogil:
     int DLT_PFSYNC
     int DLT_PKTAP
 
+    struct pcap_stat:
+        unsigned int ps_recv
+        unsigned int ps_drop
+        unsigned int ps_ifdrop
+
+    int PCAP_ERROR
+    int PCAP_ERROR_BREAK
+    int PCAP_TSTAMP_PRECISION_NANO
+
+    # Live capture (ringbuf/livepcap.pyx).
+    pcap_t* pcap_create(const char* source, char* errbuf)
+    int pcap_set_snaplen(pcap_t* p, int snaplen)
+    int pcap_set_promisc(pcap_t* p, int promisc)
+    int pcap_set_timeout(pcap_t* p, int to_ms)
+    int pcap_set_buffer_size(pcap_t* p, int buffer_size)
+    int pcap_set_tstamp_precision(pcap_t* p, int precision)
+    int pcap_activate(pcap_t* p)
+    int pcap_datalink(pcap_t* p)
+    int pcap_setfilter(pcap_t* p, bpf_program* fp)
+    int pcap_setnonblock(pcap_t* p, int nonblock, char* errbuf)
+    int pcap_get_selectable_fd(pcap_t* p)
+    int pcap_next_ex(pcap_t* p, pcap_pkthdr** header, const unsigned char** data)
+    int pcap_stats(pcap_t* p, pcap_stat* ps)
+    const char* pcap_statustostr(int error)
+
     pcap_t* pcap_open_dead(int linktype, int snaplen)
     void pcap_close(pcap_t* p)
     int pcap_compile(pcap_t* p, bpf_program* fp, const char* expression,
