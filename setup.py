@@ -24,7 +24,7 @@ MODULES = [
     ("analyser.logformat", []),
     ("analyser.pcapout", []),
     ("ringbuf.bpf", ["pcap"]),
-    ("ringbuf.livepcap", []),
+    ("ringbuf.livepcap", ["pcap"]),
     ("ringbuf.afpacket", ["pcap"]),
 ]
 
@@ -50,7 +50,6 @@ setup(
     ),
     python_requires=">=3.11",
     install_requires=[
-        "pcapy-ng>=1.0.9",
         "dpkt>=1.9",
         "greenlet>=3.0",
         "prometheus-client>=0.17",

@@ -1,5 +1,4 @@
 # cython: language_level=3
-# distutils: libraries = pcap
 """Live capture through libpcap: an interface as a packet source.
 
 Role in the data flow::
