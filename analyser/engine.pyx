@@ -637,6 +637,10 @@ cdef class Engine:
         s.update(self.flows.stats())
         s["ring"] = self.ring.stats()
         s["ring"]["pressure_events"] = self.pressure_events
+        # Records published by the source and not yet processed: read through
+        # the ring's atomics, so any thread (a metrics scrape) may ask.
+        s["ring"]["backlog"] = self.ring.published_writes() - self.ring.processed_index
+        s["ring"]["max_backlog"] = self.max_backlog
         if self.streams is not None:
             s.update(self.streams.stats())
             s.update(self.runtime.counters)

@@ -46,6 +46,9 @@ FAMILIES = (
      "connections ended that an analyser named a service for"),
     ("ring_occupancy_records", "gauge", (), "records in the ring not yet acknowledged"),
     ("ring_retained_bytes", "gauge", (), "bytes the ring keeps for analysers (retained)"),
+    ("ring_backlog_records", "gauge", (),
+     "records captured and not yet analysed (live: the capture thread is ahead of the "
+     "engine by this much; a burst shows here, not as kernel drops)"),
     ("wakeups_total", "counter", (), "times an analyser was woken with data"),
     ("failed_analysers_total", "counter", (), "analysers ended by an exception"),
     ("analysis_seconds_total", "counter", ("analyser",),
@@ -124,6 +127,7 @@ class EngineCollector:
             ((k,), v) for k, v in sorted(s.get("connections_by_service", {}).items())])
         yield self._family("ring_occupancy_records", ring.get("occupancy", 0))
         yield self._family("ring_retained_bytes", ring.get("retained_bytes", 0))
+        yield self._family("ring_backlog_records", ring.get("backlog", 0))
         yield self._family("wakeups_total", s.get("analyser_wakeups", 0))
         yield self._family("failed_analysers_total", s.get("analyser_errors", 0))
         yield self._family("analysis_seconds_total", samples=[

@@ -89,6 +89,8 @@ def test_the_exporter_serves_the_engines_figures(run_cli, tmp_path):
     # The data connections were counted in compiled code: their bytes are the files'.
     assert got[("analyser_bulk_bytes_total", ())] == sum(int(t["bytes"]) for t in transfers)
     assert got[("analyser_connections_total", (("proto", "tcp"),))] == 1 + len(transfers)
+    # Everything read was analysed: nothing waits in the ring.
+    assert got[("analyser_ring_backlog_records", ())] == 0
     # Port 2100 is nobody's: found by content, by gridftp (it handles plain FTP too).
     assert got[("analyser_analysis_seconds_total", (("analyser", "gridftp"),))] > 0
     # Nothing undeclared is exported; every family without labels always is
