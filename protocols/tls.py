@@ -41,6 +41,8 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import sys
+from array import array
 from dataclasses import dataclass, field
 
 from analyser import ORIG, RESP, Analyser, Field, Gap, Signature, StreamEnd, conn_id_fields
@@ -50,6 +52,14 @@ from protocols.tls_names import (ALERT_DESCRIPTIONS, CIPHER_SUITES, NAMED_GROUPS
 
 RECORD_HEADER = struct.Struct("!BHH")        # content type, version, length (RFC 8446 §5.1)
 U16 = struct.Struct("!H")
+EXTENSION_HEADER = struct.Struct("!HH")      # extension type, length (RFC 8446 §4.2)
+# A hello starts with its version (2 bytes) and random (32), then the session id.
+HELLO_RANDOM_END = 34
+# SSLv2-compatible ClientHello after its message type: version, cipher specs
+# length, session id length, challenge length (RFC 6101 Appendix E.2).
+V2_HELLO = struct.Struct("!HHHH")
+# array("H") reads 16-bit values in the machine's order; the wire's is big-endian.
+NATIVE_LITTLE_ENDIAN = sys.byteorder == "little"
 CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA, HEARTBEAT = 20, 21, 22, 23, 24
 # Record types Zeek accepts on the first record of a connection.
 FIRST_RECORD_TYPES = range(20, 31)
@@ -74,6 +84,10 @@ EXT_PRE_SHARED_KEY, EXT_SUPPORTED_VERSIONS, EXT_KEY_SHARE = 41, 43, 51
 # TLS 1.3 drafts before 23 numbered key_share 40 (draft-ietf-tls-tls13-22 §4.2).
 EXT_KEY_SHARE_OLD = 40
 KEY_SHARE_TYPES = (EXT_KEY_SHARE, EXT_KEY_SHARE_OLD)
+# Extensions JA4's third part leaves out of its sorted list (JA4.md).
+JA4_UNSORTED_EXTENSIONS = frozenset({EXT_SERVER_NAME, EXT_ALPN})
+# GREASE values (RFC 8701 §2): 0x0A0A, 0x1A1A, ... 0xFAFA.
+GREASE = frozenset(0x0A0A + 0x1010 * i for i in range(16))
 
 # ServerHello.random of a HelloRetryRequest (RFC 8446 §4.1.3).
 HELLO_RETRY_RANDOM = bytes.fromhex(
@@ -107,7 +121,7 @@ class TlsError(ValueError):
 
 def is_grease(value: int) -> bool:
     """GREASE values (RFC 8701): 0x0A0A, 0x1A1A, ... 0xFAFA."""
-    return (value & 0x0F0F) == 0x0A0A and (value >> 8) == (value & 0xFF)
+    return value in GREASE
 
 
 def version_name(version: int) -> str:
@@ -126,54 +140,65 @@ def is_tls13(version: int | None) -> bool:
 
 
 # -- handshake messages: plain functions (reused by a QUIC analyser) -----------------------
+#
+# The hellos are parsed on every connection, so each is one function walking
+# the message with an offset in a local variable (no reader object, no call
+# per field).  Every length is checked before it is used: a message that ends
+# early raises TlsError saying what was wanted where.
 
-class _Reader:
-    """Bounds-checked big-endian reads over one message."""
-    __slots__ = ("data", "pos", "end")
+def _truncated(wanted: int, pos: int, end: int) -> TlsError:
+    return TlsError("truncated: %d bytes wanted at offset %d of %d" % (wanted, pos, end))
 
-    def __init__(self, data: bytes, pos: int = 0, end: int | None = None):
-        self.data, self.pos = data, pos
-        self.end = len(data) if end is None else end
 
-    def take(self, n: int) -> bytes:
-        if self.pos + n > self.end:
-            raise TlsError("truncated: %d bytes wanted at offset %d of %d"
-                           % (n, self.pos, self.end))
-        out = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return out
+def _vector_end(data: bytes, pos: int, length_bytes: int, end: int) -> int:
+    """The offset just past the vector at `pos` (a 1-, 2- or 3-byte length,
+    then that many bytes), checked against `end`."""
+    start = pos + length_bytes
+    if start > end:
+        raise _truncated(length_bytes, pos, end)
+    size = data[pos] if length_bytes == 1 else int.from_bytes(data[pos:start], "big")
+    if start + size > end:
+        raise _truncated(size, start, end)
+    return start + size
 
-    def u8(self) -> int:
-        return self.take(1)[0]
 
-    def u16(self) -> int:
-        return int.from_bytes(self.take(2), "big")
-
-    def u24(self) -> int:
-        return int.from_bytes(self.take(3), "big")
-
-    def vector(self, length_bytes: int) -> bytes:
-        return self.take(int.from_bytes(self.take(length_bytes), "big"))
-
-    def left(self) -> int:
-        return self.end - self.pos
+def _vector(data: bytes, pos: int, length_bytes: int, end: int) -> tuple[bytes, int]:
+    """The vector at `pos`: (its bytes, the offset just past it)."""
+    stop = _vector_end(data, pos, length_bytes, end)
+    return data[pos + length_bytes:stop], stop
 
 
 def u16_list(data: bytes) -> list[int]:
+    """A list of big-endian 16-bit values (cipher suites, groups, ...)."""
     if len(data) % 2:
         raise TlsError("odd length of a 16-bit list")
-    return [int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2)]
+    values = array("H", data)
+    if NATIVE_LITTLE_ENDIAN:
+        values.byteswap()
+    return values.tolist()
 
 
-def parse_extensions(r: _Reader) -> list[tuple[int, bytes]]:
-    """The extensions block at the end of a hello: [(type, data)] in order."""
-    if r.left() == 0:
+def parse_extensions(body: bytes, pos: int) -> list[tuple[int, bytes]]:
+    """The extensions block of a hello, which starts at `pos` (or is absent
+    when the message ends there): [(type, data)] in order."""
+    end = len(body)
+    if pos == end:
         return []
-    block = _Reader(r.vector(2))
+    stop = _vector_end(body, pos, 2, end)
+    base = pos = pos + 2                  # offsets in errors count from the block's start
     out = []
-    while block.left():
-        kind = block.u16()
-        out.append((kind, block.vector(2)))
+    append = out.append
+    unpack = EXTENSION_HEADER.unpack_from
+    while pos < stop:
+        if pos + EXTENSION_HEADER.size > stop:
+            wanted_at = pos if pos + 2 > stop else pos + 2
+            raise _truncated(2, wanted_at - base, stop - base)
+        kind, size = unpack(body, pos)
+        pos += EXTENSION_HEADER.size
+        if pos + size > stop:
+            raise _truncated(size, pos - base, stop - base)
+        append((kind, body[pos:pos + size]))
+        pos += size
     return out
 
 
@@ -225,66 +250,124 @@ class ServerHello:
 
 
 def parse_alpn(data: bytes) -> list[bytes]:
-    r = _Reader(_Reader(data).vector(2))
+    """The protocol names of an ALPN extension (RFC 7301 §3.1)."""
+    names, _ = _vector(data, 0, 2, len(data))
+    end = len(names)
+    pos = 0
     out = []
-    while r.left():
-        out.append(r.vector(1))
+    while pos < end:
+        name, pos = _vector(names, pos, 1, end)
+        out.append(name)
     return out
 
 
-def _client_extension(hello: ClientHello, kind: int, data: bytes) -> None:
-    if kind == EXT_SERVER_NAME and data:
-        names = _Reader(_Reader(data).vector(2))
-        while names.left():
-            name_type, name = names.u8(), names.vector(2)
-            if name_type == 0:                          # host_name
-                hello.server_names.append(name.decode("utf-8", "backslashreplace"))
-    elif kind == EXT_SUPPORTED_GROUPS:
-        hello.groups = u16_list(_Reader(data).vector(2))
-    elif kind == EXT_EC_POINT_FORMATS:
-        hello.point_formats = list(_Reader(data).vector(1))
-    elif kind == EXT_SIGNATURE_ALGORITHMS:
-        hello.signature_algorithms = u16_list(_Reader(data).vector(2))
-    elif kind == EXT_ALPN:
-        hello.alpn = parse_alpn(data)
-    elif kind == EXT_SUPPORTED_VERSIONS:
-        hello.supported_versions = u16_list(_Reader(data).vector(1))
-    elif kind in KEY_SHARE_TYPES:
-        shares = _Reader(_Reader(data).vector(2))
-        while shares.left():
-            hello.key_share_groups.append(shares.u16())
-            shares.vector(2)
-    elif kind == EXT_SESSION_TICKET:
-        hello.session_ticket = data
+# The ClientHello extensions read, each by a function (hello, data) that sets
+# what the extension says; one that raises TlsError is counted malformed.
+# What an extension said before it broke off stays (as names or groups
+# already appended).
+
+def _server_names(hello: ClientHello, data: bytes) -> None:
+    if not data:                                        # allowed in a ServerHello's echo
+        return
+    names, _ = _vector(data, 0, 2, len(data))
+    end = len(names)
+    pos = 0
+    while pos < end:
+        name_type = names[pos]
+        name, pos = _vector(names, pos + 1, 2, end)
+        if name_type == 0:                              # host_name
+            hello.server_names.append(name.decode("utf-8", "backslashreplace"))
+
+
+def _supported_groups(hello: ClientHello, data: bytes) -> None:
+    hello.groups = u16_list(_vector(data, 0, 2, len(data))[0])
+
+
+def _point_formats(hello: ClientHello, data: bytes) -> None:
+    hello.point_formats = list(_vector(data, 0, 1, len(data))[0])
+
+
+def _signature_algorithms(hello: ClientHello, data: bytes) -> None:
+    hello.signature_algorithms = u16_list(_vector(data, 0, 2, len(data))[0])
+
+
+def _alpn(hello: ClientHello, data: bytes) -> None:
+    hello.alpn = parse_alpn(data)
+
+
+def _supported_versions(hello: ClientHello, data: bytes) -> None:
+    hello.supported_versions = u16_list(_vector(data, 0, 1, len(data))[0])
+
+
+def _key_shares(hello: ClientHello, data: bytes) -> None:
+    shares, _ = _vector(data, 0, 2, len(data))
+    end = len(shares)
+    pos = 0
+    while pos < end:
+        if pos + 2 > end:
+            raise _truncated(2, pos, end)
+        hello.key_share_groups.append(shares[pos] << 8 | shares[pos + 1])
+        pos = _vector_end(shares, pos + 2, 2, end)     # the key itself is not kept
+
+
+def _session_ticket(hello: ClientHello, data: bytes) -> None:
+    hello.session_ticket = data
+
+
+CLIENT_EXTENSION_PARSERS = {
+    EXT_SERVER_NAME: _server_names, EXT_SUPPORTED_GROUPS: _supported_groups,
+    EXT_EC_POINT_FORMATS: _point_formats, EXT_SIGNATURE_ALGORITHMS: _signature_algorithms,
+    EXT_ALPN: _alpn, EXT_SUPPORTED_VERSIONS: _supported_versions,
+    EXT_KEY_SHARE: _key_shares, EXT_KEY_SHARE_OLD: _key_shares,
+    EXT_SESSION_TICKET: _session_ticket,
+}
+
+
+def _hello_start(body: bytes) -> tuple[int, bytes, int]:
+    """What every hello starts with, after version and random: (its length,
+    the session id, the offset past the session id)."""
+    end = len(body)
+    if end < HELLO_RANDOM_END:
+        raise _truncated(2, 0, end) if end < 2 else _truncated(32, 2, end)
+    session_id, pos = _vector(body, HELLO_RANDOM_END, 1, end)
+    return end, session_id, pos
 
 
 def parse_client_hello(body: bytes) -> ClientHello:
     """A ClientHello handshake message body (after the 4-byte message header)."""
-    r = _Reader(body)
-    hello = ClientHello(version=r.u16(), random=r.take(32), session_id=r.vector(1),
-                        ciphers=u16_list(r.vector(2)), compression=list(r.vector(1)),
-                        extensions=[])
-    hello.extensions = parse_extensions(r)
+    end, session_id, pos = _hello_start(body)
+    ciphers, pos = _vector(body, pos, 2, end)
+    ciphers = u16_list(ciphers)
+    compression, pos = _vector(body, pos, 1, end)
+    hello = ClientHello(version=body[0] << 8 | body[1], random=body[2:HELLO_RANDOM_END],
+                        session_id=session_id, ciphers=ciphers,
+                        compression=list(compression), extensions=parse_extensions(body, pos))
+    parsers = CLIENT_EXTENSION_PARSERS
     for kind, data in hello.extensions:
-        try:
-            _client_extension(hello, kind, data)
-        except TlsError:
-            hello.malformed_extensions.append(kind)
+        parse = parsers.get(kind)
+        if parse is not None:
+            try:
+                parse(hello, data)
+            except TlsError:
+                hello.malformed_extensions.append(kind)
     return hello
 
 
 def parse_server_hello(body: bytes) -> ServerHello:
     """A ServerHello handshake message body (after the 4-byte message header)."""
-    r = _Reader(body)
-    hello = ServerHello(version=r.u16(), random=r.take(32), session_id=r.vector(1),
-                        cipher=r.u16(), compression=r.u8(), extensions=[])
-    hello.extensions = parse_extensions(r)
+    end, session_id, pos = _hello_start(body)
+    if pos + 3 > end:                                   # cipher suite, compression method
+        raise _truncated(2, pos, end) if pos + 2 > end else _truncated(1, pos + 2, end)
+    hello = ServerHello(version=body[0] << 8 | body[1], random=body[2:HELLO_RANDOM_END],
+                        session_id=session_id,
+                        cipher=body[pos] << 8 | body[pos + 1], compression=body[pos + 2],
+                        extensions=parse_extensions(body, pos + 3))
     for kind, data in hello.extensions:
         if kind == EXT_SUPPORTED_VERSIONS and len(data) >= 2:
-            hello.selected_version = U16.unpack_from(data)[0]
+            hello.selected_version = data[0] << 8 | data[1]
         elif kind in KEY_SHARE_TYPES and len(data) >= 2:
             # A ServerHello's KeyShareEntry, or a HelloRetryRequest's group alone.
-            hello.key_share_group = U16.unpack_from(data)[0]
+            hello.key_share_group = data[0] << 8 | data[1]
         elif kind == EXT_ALPN:
             protocols = parse_alpn(data)
             hello.alpn = protocols[0] if protocols else None
@@ -294,28 +377,35 @@ def parse_server_hello(body: bytes) -> ServerHello:
 def parse_v2_client_hello(body: bytes) -> ClientHello:
     """An SSLv2-compatible ClientHello (RFC 6101 Appendix E.2), from its
     version field on: cipher specs are 24-bit codes."""
-    r = _Reader(body)
-    version = r.u16()
-    spec_len, sid_len, challenge_len = r.u16(), r.u16(), r.u16()
-    specs = r.take(spec_len)
+    end = len(body)
+    if end < V2_HELLO.size:
+        raise _truncated(2, end // 2 * 2, end)
+    version, spec_len, sid_len, challenge_len = V2_HELLO.unpack_from(body)
+    pos = V2_HELLO.size
+    for size in (spec_len, sid_len, challenge_len):
+        if pos + size > end:
+            raise _truncated(size, pos, end)
+        pos += size
+    specs = body[V2_HELLO.size:V2_HELLO.size + spec_len]
     ciphers = [int.from_bytes(specs[i:i + 3], "big") for i in range(0, len(specs) - 2, 3)]
-    session_id = r.take(sid_len)
-    r.take(challenge_len)
+    session_id = body[V2_HELLO.size + spec_len:V2_HELLO.size + spec_len + sid_len]
     return ClientHello(version=version, random=b"", session_id=session_id, ciphers=ciphers,
                        compression=[], extensions=[])
 
 
 def parse_certificates(body: bytes, tls13: bool = False) -> list[bytes]:
     """The DER certificates of a Certificate message, leaf first."""
-    r = _Reader(body)
-    if tls13:
-        r.vector(1)                                   # certificate_request_context
-    chain = _Reader(r.vector(3))
+    end = len(body)
+    pos = _vector_end(body, 0, 1, end) if tls13 else 0   # certificate_request_context
+    chain, _ = _vector(body, pos, 3, end)
+    end = len(chain)
+    pos = 0
     certs = []
-    while chain.left():
-        certs.append(chain.vector(3))
+    while pos < end:
+        cert, pos = _vector(chain, pos, 3, end)
+        certs.append(cert)
         if tls13:
-            chain.vector(2)                           # per-certificate extensions
+            pos = _vector_end(chain, pos, 2, end)      # per-certificate extensions
     return certs
 
 
@@ -328,14 +418,17 @@ def ecdhe_curve(body: bytes) -> int | None:
 
 # -- fingerprints --------------------------------------------------------------------------
 
+def _no_grease(values: list[int]) -> list[int]:
+    return [v for v in values if v not in GREASE]
+
+
 def ja3_string(hello: ClientHello) -> str:
     """Salesforce's JA3 text: version,ciphers,extensions,groups,point formats
     (decimal, '-'-joined, GREASE left out)."""
-    def join(values):
-        return "-".join(str(v) for v in values if not is_grease(v))
-    return "%d,%s,%s,%s,%s" % (hello.version, join(hello.ciphers),
-                               join(hello.extension_types), join(hello.groups),
-                               join(hello.point_formats))
+    return "%d,%s,%s,%s,%s" % (hello.version, "-".join(map(str, _no_grease(hello.ciphers))),
+                               "-".join(map(str, _no_grease(hello.extension_types))),
+                               "-".join(map(str, _no_grease(hello.groups))),
+                               "-".join(map(str, _no_grease(hello.point_formats))))
 
 
 def ja3(hello: ClientHello) -> str:
@@ -345,7 +438,7 @@ def ja3(hello: ClientHello) -> str:
 def ja3s(hello: ServerHello) -> str:
     """JA3S: MD5 of version,cipher,extensions of the ServerHello."""
     text = "%d,%d,%s" % (hello.version, hello.cipher,
-                         "-".join(str(v) for v in hello.extension_types if not is_grease(v)))
+                         "-".join(map(str, _no_grease(hello.extension_types))))
     return hashlib.md5(text.encode()).hexdigest()
 
 
@@ -367,25 +460,28 @@ def _sha12(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+_hex4 = "%04x".__mod__                 # 0x1301 -> "1301", as JA4 spells numbers
+
+
 def ja4(hello: ClientHello, transport: str = "t") -> str:
     """FoxIO's JA4 (technical_details/JA4.md): transport (t TCP, q QUIC, d
     DTLS), version, SNI d/i, cipher and extension counts, ALPN first/last
     characters; then the truncated SHA-256 of the sorted ciphers, and of the
     sorted extensions without SNI and ALPN followed by the signature
     algorithms in their order.  GREASE is left out everywhere."""
-    versions = [v for v in hello.supported_versions if not is_grease(v)]
+    versions = _no_grease(hello.supported_versions)
     version = JA4_VERSIONS.get(max(versions) if versions else hello.version, "00")
-    ciphers = [c for c in hello.ciphers if not is_grease(c)]
-    extensions = [e for e in hello.extension_types if not is_grease(e)]
+    ciphers = _no_grease(hello.ciphers)
+    extensions = _no_grease(hello.extension_types)
     sni = "d" if EXT_SERVER_NAME in extensions else "i"
     a = "%s%s%s%02d%02d%s" % (transport, version, sni, min(len(ciphers), 99),
                               min(len(extensions), 99), _ja4_alpn(hello))
-    b = _sha12(",".join("%04x" % c for c in sorted(ciphers))) if ciphers else "0" * 12
-    kept = sorted(e for e in extensions if e not in (EXT_SERVER_NAME, EXT_ALPN))
-    text = ",".join("%04x" % e for e in kept)
-    signatures = [s for s in hello.signature_algorithms if not is_grease(s)]
+    b = _sha12(",".join(map(_hex4, sorted(ciphers)))) if ciphers else "0" * 12
+    kept = sorted(e for e in extensions if e not in JA4_UNSORTED_EXTENSIONS)
+    text = ",".join(map(_hex4, kept))
+    signatures = _no_grease(hello.signature_algorithms)
     if signatures:
-        text += "_" + ",".join("%04x" % s for s in signatures)
+        text += "_" + ",".join(map(_hex4, signatures))
     c = _sha12(text) if kept else "0" * 12
     return "%s_%s_%s" % (a, b, c)
 
