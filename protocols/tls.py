@@ -70,6 +70,7 @@ LEGACY_VERSIONS = frozenset({SSLV2, SSLV3, TLS10, TLS11, TLS12})
 
 # Handshake message types (RFC 8446 §4, RFC 5246 §7.4) and Zeek's ssl_history
 # letter for each (lower case; the client's are written upper case).
+HANDSHAKE_HEADER_SIZE = 4                    # message type, 24-bit length
 HELLO_REQUEST, CLIENT_HELLO, SERVER_HELLO, HELLO_RETRY_REQUEST = 0, 1, 2, 6
 CERTIFICATE, SERVER_KEY_EXCHANGE, CLIENT_KEY_EXCHANGE = 11, 12, 16
 HISTORY_LETTERS = {0: "h", 1: "c", 2: "s", 3: "v", 4: "t", 5: "e", 6: "j", 8: "o", 11: "x",
@@ -111,6 +112,10 @@ MAX_HISTORY = 100                  # Zeek's SSL::max_ssl_history_length
 MAX_ALERTS_PER_RECORD = 10         # Zeek's SSL::max_alerts_per_record
 # Records read in the clear before giving up on a handshake that never ends.
 MAX_HANDSHAKE_RECORDS = 1000
+# Bytes one read takes from a side during the handshake (once the bytes are
+# confirmed TLS): a whole flight usually, cut into records in Python; the
+# rest of a longer encrypted record is skipped, not read.
+READ_CHUNK = 1 << 16
 MAX_CERTIFICATES = 32              # certificates fingerprinted per chain
 ZEEK_SSL_PORTS = frozenset({443, 465, 563, 585, 614, 636, 989, 990, 992, 993, 995, 5223})
 
@@ -570,49 +575,109 @@ class Tls(Analyser):
         self.client_psk_seen = False
         self.hello_retry_seen = False
         self.certificates = [[], []]     # DER certificates per side
-        self.stream_bytes = [0, 0]       # record bytes read or skipped per side
+        self.stream_bytes = [0, 0]       # bytes taken from the stream per side
+        self.pending = [b"", b""]        # of those, read but not handled yet
         self.client_hello: ClientHello | None = None
         self.server_hello: ServerHello | None = None
 
     # -- the record loop -------------------------------------------------------------------
+    #
+    # Bytes come from the stream in chunks (whatever a side has) and records
+    # are cut out of `self.pending` here, so a flight of records costs one
+    # read, not two per record.  The records are taken in the order one
+    # 5-byte `read_any` per record would take them: a side's record whole
+    # (waiting for the rest of it on that side), the originator's first when
+    # both sides have bytes.  `stream_bytes` counts what was taken from the
+    # stream: read (pending or handled) or skipped.
+
+    def take(self, side: int, n: int) -> bytes:
+        """The next n bytes of a side: pending ones first, then the stream's
+        (waits for them)."""
+        pending = self.pending
+        data = pending[side]
+        if len(data) >= n:
+            pending[side] = data[n:]
+            return data[:n]
+        pending[side] = b""
+        more = self.read(side, n - len(data))
+        self.stream_bytes[side] += len(more)
+        return data + more if data else more
+
+    def drop(self, side: int, n: int) -> None:
+        """Discard the next n bytes of a side: pending ones, and the rest
+        skipped in compiled code (never read)."""
+        pending = self.pending
+        data = pending[side]
+        if len(data) >= n:
+            pending[side] = data[n:]
+            return
+        pending[side] = b""
+        self.skip(side, n - len(data))
+        self.stream_bytes[side] += n - len(data)
+
+    def next_side(self, limit: int) -> int:
+        """The side whose record comes next: one with pending bytes, else
+        the first to have some (reading at most `limit` of them)."""
+        pending = self.pending
+        if pending[ORIG]:
+            return ORIG
+        if pending[RESP]:
+            return RESP
+        side, data = self.read_any(limit)
+        self.stream_bytes[side] += len(data)
+        pending[side] = data
+        return side
 
     def read_record_header(self) -> tuple[int, bytes]:
-        side, head = self.read_any(RECORD_HEADER.size)
-        if len(head) < RECORD_HEADER.size:
-            head += self.read(side, RECORD_HEADER.size - len(head))
-        return side, head
+        """The next record header of either side (its body stays unread)."""
+        side = self.next_side(RECORD_HEADER.size)
+        return side, self.take(side, RECORD_HEADER.size)
 
     def handshake(self) -> None:
-        """Records until the connection is established (or ends)."""
+        """Records until the connection is established (or ends).  Before the
+        bytes are confirmed TLS, reads go a header, then a body, at a time
+        (what is read is kept for another candidate analyser); after, a read
+        takes whatever a side has."""
+        pending = self.pending
+        encrypted = self.encrypted
         records = 0
         while not self.established:
-            side, head = self.read_record_header()
+            side = self.next_side(READ_CHUNK if self.confirmed else RECORD_HEADER.size)
+            data = pending[side]
+            if len(data) < RECORD_HEADER.size:               # the header's rest: wait for it
+                data = pending[side] = self.take(side, RECORD_HEADER.size)
             records += 1
             if records > MAX_HANDSHAKE_RECORDS:
                 self.weird("SSL_handshake_too_long", records=records)
                 return
-            self.start_row()
+            if self.row is None:
+                self.start_row()
             if not self.record_layer_known:
-                if head[0] & 0x80:
-                    self.sslv2_record(side, head)
+                if data[0] & 0x80:
+                    self.sslv2_record(side)
                     continue
-                self.check_first_record(head)
-            content, version, length = RECORD_HEADER.unpack(head)
+                self.check_first_record(data[:RECORD_HEADER.size])
+            content, version, length = RECORD_HEADER.unpack_from(data)
             if version not in RECORD_VERSIONS:
                 self.violation("Invalid version late in TLS connection. Packet reported "
-                               "version: %d" % version, head)
-            self.stream_bytes[side] += RECORD_HEADER.size + length
+                               "version: %d" % version, data[:RECORD_HEADER.size])
+            end = RECORD_HEADER.size + length
             if length > MAX_RECORD:
                 self.weird("SSL_record_too_large", length=length)
-                self.skip(side, length)
+                self.drop(side, end)
                 continue
-            if self.encrypted[side] or (content == APPLICATION_DATA and self.tls13_data()):
-                self.encrypted[side] = True
-                self.skip(side, length)
-                if self.encrypted[1 - side]:
+            if encrypted[side] or (content == APPLICATION_DATA and self.tls13_data()):
+                encrypted[side] = True
+                self.drop(side, end)
+                if encrypted[1 - side]:
                     self.established = True
                 continue
-            body = self.read(side, length)
+            if len(data) >= end:
+                body = data[RECORD_HEADER.size:end]
+                pending[side] = data[end:]
+            else:
+                pending[side] = data[RECORD_HEADER.size:]
+                body = self.take(side, length)
             if content == HANDSHAKE:
                 self.handshake_record(side, body)
             elif content == CHANGE_CIPHER_SPEC:
@@ -627,7 +692,7 @@ class Tls(Analyser):
             else:
                 self.violation("unknown SSL record type (%d) from %s"
                                % (content, "originator" if side == ORIG else "responder"),
-                               head)
+                               data[:RECORD_HEADER.size])
 
     def check_first_record(self, head: bytes) -> None:
         """Zeek's record-layer check of a connection's first record."""
@@ -645,14 +710,15 @@ class Tls(Analyser):
         determine_state)."""
         return self.version not in LEGACY_VERSIONS
 
-    def sslv2_record(self, side: int, head: bytes) -> None:
+    def sslv2_record(self, side: int) -> None:
         """An SSLv2-compatible ClientHello (2-byte header): logged with its
         letter, no fingerprint.  Anything else in SSLv2 is not analysed."""
+        head = self.take(side, RECORD_HEADER.size)
         length = ((head[0] & 0x7F) << 8 | head[1]) - 3
         if side != ORIG or head[2] != 1 or length < 6:
             self.violation("Invalid headers in SSL connection. Head1: %d, head2: %d, "
                            "head3: %d" % (head[1], head[2], head[3]), head)
-        body = self.read(side, length)
+        body = self.take(side, length)
         try:
             hello = parse_v2_client_hello(head[3:5] + body)
         except TlsError as exc:
@@ -663,32 +729,38 @@ class Tls(Analyser):
         self.weird("SSL_v2_client_hello")
         self.confirm()
         self.history(side, "c")
-        self.stream_bytes[side] += 2 + length + 3
         self.sslv2 = True
         self.record_layer_known = True
 
     # -- records in the clear ---------------------------------------------------------------
 
     def handshake_record(self, side: int, body: bytes) -> None:
+        """Cut the handshake messages out of a record (with what an earlier
+        record of the side left: a message may span records)."""
         if self.handshake_broken[side]:
             return
         buf = self.handshake_buffers[side]
-        buf += body
-        while len(buf) >= 4:
-            size = int.from_bytes(buf[1:4], "big")
+        if buf:
+            buf += body
+            body = bytes(buf)
+            buf.clear()
+        pos, end = 0, len(body)
+        while end - pos >= HANDSHAKE_HEADER_SIZE:
+            size = int.from_bytes(body[pos + 1:pos + HANDSHAKE_HEADER_SIZE], "big")
             if size > MAX_HANDSHAKE_MESSAGE:
                 self.weird("SSL_handshake_message_too_large", size=size)
                 self.handshake_broken[side] = True
-                buf.clear()
                 return
-            if len(buf) < 4 + size:
-                return
-            kind = buf[0]
-            message = bytes(buf[4:4 + size])
-            del buf[:4 + size]
-            self.handshake_message(side, kind, message)
+            start = pos + HANDSHAKE_HEADER_SIZE
+            if end - start < size:
+                break
+            pos = start + size
+            self.handshake_message(side, body[start - HANDSHAKE_HEADER_SIZE],
+                                   body[start:pos])
             if self.established:
                 return
+        if pos < end:
+            buf += body[pos:]
 
     def handshake_message(self, side: int, kind: int, message: bytes) -> None:
         is_client = side == self.client_side
@@ -857,7 +929,7 @@ class Tls(Analyser):
             if version not in RECORD_VERSIONS:
                 self.weird("SSL_invalid_record_late", version=version)
                 break
-            self.skip(side, length)
+            self.drop(side, length)
             if side == client and previous != client:
                 if tally is not None and exchanges:
                     self.emit_exchange(tally)
