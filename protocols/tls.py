@@ -117,6 +117,9 @@ MAX_HANDSHAKE_RECORDS = 1000
 # rest of a longer encrypted record is skipped, not read.
 READ_CHUNK = 1 << 16
 MAX_CERTIFICATES = 32              # certificates fingerprinted per chain
+# Distinct JA3/JA4/JA3S values remembered (each a few hundred bytes); real
+# traffic has a few hundred, so the memo rarely fills.
+MAX_MEMO_FINGERPRINTS = 4096
 ZEEK_SSL_PORTS = frozenset({443, 465, 563, 585, 614, 636, 989, 990, 992, 993, 995, 5223})
 
 
@@ -422,29 +425,57 @@ def ecdhe_curve(body: bytes) -> int | None:
 
 
 # -- fingerprints --------------------------------------------------------------------------
+#
+# Clients of the same software send the same lists, so most connections
+# repeat a fingerprint already computed: each is kept in a memo keyed by the
+# values it is computed from (GREASE left out), and only the text and its hash
+# of a new one are made.
 
-def _no_grease(values: list[int]) -> list[int]:
-    return [v for v in values if v not in GREASE]
+def _no_grease(values: list[int]) -> tuple[int, ...]:
+    return tuple([v for v in values if v not in GREASE])
+
+
+def _remember(memo: dict, key: tuple, value: str) -> str:
+    if len(memo) >= MAX_MEMO_FINGERPRINTS:
+        memo.clear()                   # bounded: a burst of new ones restarts it
+    memo[key] = value
+    return value
+
+
+_ja3_memo: dict[tuple, str] = {}
+_ja3s_memo: dict[tuple, str] = {}
+_ja4_memo: dict[tuple, str] = {}
+
+
+def _ja3_text(version: int, *lists: tuple[int, ...]) -> str:
+    return "%d,%s" % (version, ",".join(["-".join(map(str, values)) for values in lists]))
 
 
 def ja3_string(hello: ClientHello) -> str:
     """Salesforce's JA3 text: version,ciphers,extensions,groups,point formats
     (decimal, '-'-joined, GREASE left out)."""
-    return "%d,%s,%s,%s,%s" % (hello.version, "-".join(map(str, _no_grease(hello.ciphers))),
-                               "-".join(map(str, _no_grease(hello.extension_types))),
-                               "-".join(map(str, _no_grease(hello.groups))),
-                               "-".join(map(str, _no_grease(hello.point_formats))))
+    return _ja3_text(hello.version, _no_grease(hello.ciphers),
+                     _no_grease(hello.extension_types), _no_grease(hello.groups),
+                     _no_grease(hello.point_formats))
 
 
 def ja3(hello: ClientHello) -> str:
-    return hashlib.md5(ja3_string(hello).encode()).hexdigest()
+    key = (hello.version, _no_grease(hello.ciphers), _no_grease(hello.extension_types),
+           _no_grease(hello.groups), _no_grease(hello.point_formats))
+    value = _ja3_memo.get(key)
+    if value is None:
+        value = _remember(_ja3_memo, key, hashlib.md5(_ja3_text(*key).encode()).hexdigest())
+    return value
 
 
 def ja3s(hello: ServerHello) -> str:
     """JA3S: MD5 of version,cipher,extensions of the ServerHello."""
-    text = "%d,%d,%s" % (hello.version, hello.cipher,
-                         "-".join(map(str, _no_grease(hello.extension_types))))
-    return hashlib.md5(text.encode()).hexdigest()
+    key = (hello.version, hello.cipher, _no_grease(hello.extension_types))
+    value = _ja3s_memo.get(key)
+    if value is None:
+        text = "%d,%d,%s" % (hello.version, hello.cipher, "-".join(map(str, key[2])))
+        value = _remember(_ja3s_memo, key, hashlib.md5(text.encode()).hexdigest())
+    return value
 
 
 def _alnum(byte: int) -> bool:
@@ -475,16 +506,23 @@ def ja4(hello: ClientHello, transport: str = "t") -> str:
     sorted extensions without SNI and ALPN followed by the signature
     algorithms in their order.  GREASE is left out everywhere."""
     versions = _no_grease(hello.supported_versions)
-    version = JA4_VERSIONS.get(max(versions) if versions else hello.version, "00")
-    ciphers = _no_grease(hello.ciphers)
-    extensions = _no_grease(hello.extension_types)
+    key = (transport, JA4_VERSIONS.get(max(versions) if versions else hello.version, "00"),
+           _ja4_alpn(hello), _no_grease(hello.ciphers), _no_grease(hello.extension_types),
+           _no_grease(hello.signature_algorithms))
+    value = _ja4_memo.get(key)
+    if value is None:
+        value = _remember(_ja4_memo, key, _ja4_text(*key))
+    return value
+
+
+def _ja4_text(transport: str, version: str, alpn: str, ciphers: tuple[int, ...],
+              extensions: tuple[int, ...], signatures: tuple[int, ...]) -> str:
     sni = "d" if EXT_SERVER_NAME in extensions else "i"
     a = "%s%s%s%02d%02d%s" % (transport, version, sni, min(len(ciphers), 99),
-                              min(len(extensions), 99), _ja4_alpn(hello))
+                              min(len(extensions), 99), alpn)
     b = _sha12(",".join(map(_hex4, sorted(ciphers)))) if ciphers else "0" * 12
     kept = sorted(e for e in extensions if e not in JA4_UNSORTED_EXTENSIONS)
     text = ",".join(map(_hex4, kept))
-    signatures = _no_grease(hello.signature_algorithms)
     if signatures:
         text += "_" + ",".join(map(_hex4, signatures))
     c = _sha12(text) if kept else "0" * 12
