@@ -171,9 +171,15 @@ def _vector_end(data: bytes, pos: int, length_bytes: int, end: int) -> int:
 
 
 def _vector(data: bytes, pos: int, length_bytes: int, end: int) -> tuple[bytes, int]:
-    """The vector at `pos`: (its bytes, the offset just past it)."""
-    stop = _vector_end(data, pos, length_bytes, end)
-    return data[pos + length_bytes:stop], stop
+    """The vector at `pos`: (its bytes, the offset just past it).  (The
+    checks of _vector_end, repeated: this is called for most fields.)"""
+    start = pos + length_bytes
+    if start > end:
+        raise _truncated(length_bytes, pos, end)
+    stop = start + (data[pos] if length_bytes == 1 else int.from_bytes(data[pos:start], "big"))
+    if stop > end:
+        raise _truncated(stop - start, start, end)
+    return data[start:stop], stop
 
 
 def u16_list(data: bytes) -> list[int]:
@@ -680,7 +686,12 @@ class Tls(Analyser):
         encrypted = self.encrypted
         records = 0
         while not self.established:
-            side = self.next_side(READ_CHUNK if self.confirmed else RECORD_HEADER.size)
+            if pending[ORIG]:                                  # next_side(), inlined
+                side = ORIG
+            elif pending[RESP]:
+                side = RESP
+            else:
+                side = self.next_side(READ_CHUNK if self.confirmed else RECORD_HEADER.size)
             data = pending[side]
             if len(data) < RECORD_HEADER.size:               # the header's rest: wait for it
                 data = pending[side] = self.take(side, RECORD_HEADER.size)
