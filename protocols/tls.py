@@ -51,6 +51,7 @@ from protocols.tls_names import (ALERT_DESCRIPTIONS, CIPHER_SUITES, NAMED_GROUPS
 # -- wire formats --------------------------------------------------------------------
 
 RECORD_HEADER = struct.Struct("!BHH")        # content type, version, length (RFC 8446 §5.1)
+RECORD_HEADER_SIZE = RECORD_HEADER.size
 U16 = struct.Struct("!H")
 EXTENSION_HEADER = struct.Struct("!HH")      # extension type, length (RFC 8446 §4.2)
 # A hello starts with its version (2 bytes) and random (32), then the session id.
@@ -433,24 +434,48 @@ def ecdhe_curve(body: bytes) -> int | None:
 # -- fingerprints --------------------------------------------------------------------------
 #
 # Clients of the same software send the same lists, so most connections
-# repeat a fingerprint already computed: each is kept in a memo keyed by the
-# values it is computed from (GREASE left out), and only the text and its hash
-# of a new one are made.
+# repeat fingerprints already computed: they are kept in a memo keyed by the
+# values they are computed from (GREASE left out), and only the texts and
+# hashes of a new hello are made.  JA3 and JA4 of a ClientHello share one key.
 
 def _no_grease(values: list[int]) -> tuple[int, ...]:
+    """The values without GREASE, as a tuple (part of a memo key)."""
+    if GREASE.isdisjoint(values):
+        return tuple(values)
     return tuple([v for v in values if v not in GREASE])
 
 
-def _remember(memo: dict, key: tuple, value: str) -> str:
+def _remember(memo: dict, key: tuple, value):
     if len(memo) >= MAX_MEMO_FINGERPRINTS:
         memo.clear()                   # bounded: a burst of new ones restarts it
     memo[key] = value
     return value
 
 
-_ja3_memo: dict[tuple, str] = {}
+_client_memo: dict[tuple, tuple[str, str]] = {}
 _ja3s_memo: dict[tuple, str] = {}
-_ja4_memo: dict[tuple, str] = {}
+
+
+def client_fingerprints(hello: ClientHello, transport: str = "t") -> tuple[str, str]:
+    """(JA3, JA4) of a ClientHello; `transport` as for ja4()."""
+    key = (transport, hello.version, _no_grease(hello.ciphers),
+           _no_grease(hello.extension_types), _no_grease(hello.groups),
+           _no_grease(hello.point_formats), _no_grease(hello.supported_versions),
+           _no_grease(hello.signature_algorithms), hello.alpn[0] if hello.alpn else b"")
+    value = _client_memo.get(key)
+    if value is None:
+        value = _remember(_client_memo, key, _client_texts(*key))
+    return value
+
+
+def _client_texts(transport: str, version: int, ciphers: tuple[int, ...],
+                  extensions: tuple[int, ...], groups: tuple[int, ...],
+                  point_formats: tuple[int, ...], versions: tuple[int, ...],
+                  signatures: tuple[int, ...], alpn: bytes) -> tuple[str, str]:
+    ja3_text = _ja3_text(version, ciphers, extensions, groups, point_formats)
+    return (hashlib.md5(ja3_text.encode()).hexdigest(),
+            _ja4_text(transport, JA4_VERSIONS.get(max(versions) if versions else version, "00"),
+                      _ja4_alpn(alpn), ciphers, extensions, signatures))
 
 
 def _ja3_text(version: int, *lists: tuple[int, ...]) -> str:
@@ -466,12 +491,8 @@ def ja3_string(hello: ClientHello) -> str:
 
 
 def ja3(hello: ClientHello) -> str:
-    key = (hello.version, _no_grease(hello.ciphers), _no_grease(hello.extension_types),
-           _no_grease(hello.groups), _no_grease(hello.point_formats))
-    value = _ja3_memo.get(key)
-    if value is None:
-        value = _remember(_ja3_memo, key, hashlib.md5(_ja3_text(*key).encode()).hexdigest())
-    return value
+    """JA3: MD5 of ja3_string()."""
+    return client_fingerprints(hello)[0]
 
 
 def ja3s(hello: ServerHello) -> str:
@@ -488,10 +509,10 @@ def _alnum(byte: int) -> bool:
     return 0x30 <= byte <= 0x39 or 0x41 <= byte <= 0x5A or 0x61 <= byte <= 0x7A
 
 
-def _ja4_alpn(hello: ClientHello) -> str:
-    if not hello.alpn or not hello.alpn[0]:
+def _ja4_alpn(value: bytes) -> str:
+    """JA4's two characters of the first ALPN protocol (empty: none)."""
+    if not value:
         return "00"
-    value = hello.alpn[0]
     if _alnum(value[0]) and _alnum(value[-1]):
         return chr(value[0]) + chr(value[-1])
     text = value.hex()
@@ -511,14 +532,7 @@ def ja4(hello: ClientHello, transport: str = "t") -> str:
     characters; then the truncated SHA-256 of the sorted ciphers, and of the
     sorted extensions without SNI and ALPN followed by the signature
     algorithms in their order.  GREASE is left out everywhere."""
-    versions = _no_grease(hello.supported_versions)
-    key = (transport, JA4_VERSIONS.get(max(versions) if versions else hello.version, "00"),
-           _ja4_alpn(hello), _no_grease(hello.ciphers), _no_grease(hello.extension_types),
-           _no_grease(hello.signature_algorithms))
-    value = _ja4_memo.get(key)
-    if value is None:
-        value = _remember(_ja4_memo, key, _ja4_text(*key))
-    return value
+    return client_fingerprints(hello, transport)[1]
 
 
 def _ja4_text(transport: str, version: str, alpn: str, ciphers: tuple[int, ...],
@@ -674,16 +688,18 @@ class Tls(Analyser):
 
     def read_record_header(self) -> tuple[int, bytes]:
         """The next record header of either side (its body stays unread)."""
-        side = self.next_side(RECORD_HEADER.size)
-        return side, self.take(side, RECORD_HEADER.size)
+        side = self.next_side(RECORD_HEADER_SIZE)
+        return side, self.take(side, RECORD_HEADER_SIZE)
 
     def handshake(self) -> None:
         """Records until the connection is established (or ends).  Before the
         bytes are confirmed TLS, reads go a header, then a body, at a time
         (what is read is kept for another candidate analyser); after, a read
-        takes whatever a side has."""
+        takes whatever a side has.  (The loop runs for every record of every
+        connection: what it uses is in local variables.)"""
         pending = self.pending
         encrypted = self.encrypted
+        unpack_header = RECORD_HEADER.unpack_from
         records = 0
         while not self.established:
             if pending[ORIG]:                                  # next_side(), inlined
@@ -691,10 +707,10 @@ class Tls(Analyser):
             elif pending[RESP]:
                 side = RESP
             else:
-                side = self.next_side(READ_CHUNK if self.confirmed else RECORD_HEADER.size)
+                side = self.next_side(READ_CHUNK if self.confirmed else RECORD_HEADER_SIZE)
             data = pending[side]
-            if len(data) < RECORD_HEADER.size:               # the header's rest: wait for it
-                data = pending[side] = self.take(side, RECORD_HEADER.size)
+            if len(data) < RECORD_HEADER_SIZE:               # the header's rest: wait for it
+                data = pending[side] = self.take(side, RECORD_HEADER_SIZE)
             records += 1
             if records > MAX_HANDSHAKE_RECORDS:
                 self.weird("SSL_handshake_too_long", records=records)
@@ -705,27 +721,30 @@ class Tls(Analyser):
                 if data[0] & 0x80:
                     self.sslv2_record(side)
                     continue
-                self.check_first_record(data[:RECORD_HEADER.size])
-            content, version, length = RECORD_HEADER.unpack_from(data)
+                self.check_first_record(data[:RECORD_HEADER_SIZE])
+            content, version, length = unpack_header(data)
             if version not in RECORD_VERSIONS:
                 self.violation("Invalid version late in TLS connection. Packet reported "
-                               "version: %d" % version, data[:RECORD_HEADER.size])
-            end = RECORD_HEADER.size + length
+                               "version: %d" % version, data[:RECORD_HEADER_SIZE])
+            end = RECORD_HEADER_SIZE + length
             if length > MAX_RECORD:
                 self.weird("SSL_record_too_large", length=length)
                 self.drop(side, end)
                 continue
             if encrypted[side] or (content == APPLICATION_DATA and self.tls13_data()):
                 encrypted[side] = True
-                self.drop(side, end)
+                if len(data) >= end:                           # drop(), inlined
+                    pending[side] = data[end:]
+                else:
+                    self.drop(side, end)
                 if encrypted[1 - side]:
                     self.established = True
                 continue
             if len(data) >= end:
-                body = data[RECORD_HEADER.size:end]
+                body = data[RECORD_HEADER_SIZE:end]
                 pending[side] = data[end:]
             else:
-                pending[side] = data[RECORD_HEADER.size:]
+                pending[side] = data[RECORD_HEADER_SIZE:]
                 body = self.take(side, length)
             if content == HANDSHAKE:
                 self.handshake_record(side, body)
@@ -741,7 +760,7 @@ class Tls(Analyser):
             else:
                 self.violation("unknown SSL record type (%d) from %s"
                                % (content, "originator" if side == ORIG else "responder"),
-                               data[:RECORD_HEADER.size])
+                               data[:RECORD_HEADER_SIZE])
 
     def check_first_record(self, head: bytes) -> None:
         """Zeek's record-layer check of a connection's first record."""
@@ -762,7 +781,7 @@ class Tls(Analyser):
     def sslv2_record(self, side: int) -> None:
         """An SSLv2-compatible ClientHello (2-byte header): logged with its
         letter, no fingerprint.  Anything else in SSLv2 is not analysed."""
-        head = self.take(side, RECORD_HEADER.size)
+        head = self.take(side, RECORD_HEADER_SIZE)
         length = ((head[0] & 0x7F) << 8 | head[1]) - 3
         if side != ORIG or head[2] != 1 or length < 6:
             self.violation("Invalid headers in SSL connection. Head1: %d, head2: %d, "
@@ -860,8 +879,7 @@ class Tls(Analyser):
         if hello.session_id and hello.session_id != bytes(32):
             self.client_session_id = hello.session_id.hex()
             self.ticket_with_empty_session = False
-        row["ja3"] = ja3(hello)
-        row["ja4"] = ja4(hello)
+        row["ja3"], row["ja4"] = client_fingerprints(hello)
 
     def on_server_hello(self, hello: ServerHello) -> None:
         if hello.version not in LEGACY_VERSIONS:
@@ -917,6 +935,7 @@ class Tls(Analyser):
     # -- ssl.log ---------------------------------------------------------------------------
 
     def history(self, side: int, letter: str) -> None:
+        """A letter of ssl_history: upper case for the client."""
         self.add_history(letter.upper() if side == self.client_side else letter)
 
     def add_history(self, letters: str) -> None:
