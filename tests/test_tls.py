@@ -168,6 +168,21 @@ def test_after_the_handshake_records_are_counted_only_on_request(certificate):
     assert loud.delivered[RESP] - handshake_bytes[RESP] == 2 * 5
 
 
+def test_records_read_with_the_end_of_the_handshake_are_counted(certificate):
+    """A read takes all a side has: records that come in the same read as the
+    one establishing the connection are counted all the same."""
+    exchanges = ((b"a" * 10, b"b" * 3000),)
+    script, _ = record_handshake(certificate, ssl.TLSVersion.TLSv1_2, exchanges=exchanges)
+    *handshake, finished, request, reply = script
+    assert (finished[0], request[0], reply[0]) == (RESP, ORIG, RESP)
+    # The client's request comes before the server's Finished: the server's
+    # last flight and its reply then arrive as one segment.
+    result = run(Tls, [*handshake, request, (RESP, finished[1] + reply[1])],
+                 config={"messages": True})
+    assert ssl_row(result)["established"] is True
+    assert [(m["side"], m["length"]) for m in result.of("tls_message")] == [("resp", 3000 + 24)]
+
+
 def test_ja4_follows_the_specifications_worked_example():
     """technical_details/JA4.md: 15 ciphers, 16 extensions (SNI, ALPN h2),
     TLS 1.3 -> t13d1516h2_8daaf6152771_e5627efa2ab1."""
