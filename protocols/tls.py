@@ -614,6 +614,9 @@ class Tls(Analyser):
             self.after_handshake()
         else:
             self.bulk()
+        # Nothing more is read: what a read took ahead (up to READ_CHUNK per
+        # side) is not kept while the connection lasts.
+        self.pending = [b"", b""]
 
     def setup(self) -> None:
         self.row = None                  # ssl.log row, made at the first record
