@@ -5,18 +5,22 @@ sinks (`ssl.log`, events `tls_message` / `tls_exchange` on request).
 
 Theory of operation:
 
-1. Records are read one at a time from whichever side has one (`read_any`
-   for the 5-byte header, then the body from that side), so both directions
-   are handled in arrival order, as Zeek's SSL analyser sees them.  A body
-   is read into Python only while its side is in the clear; an encrypted
-   record is `skip`ped in compiled code.
+1. A read takes what one side has (`read_any`), a flight of records at a
+   time; the records are cut out of it in Python, a side's whole record at
+   a time (waiting on that side for the rest of one), the originator's
+   first when both have bytes: the order a 5-byte `read_any` per record
+   would take, so both directions are handled in arrival order, as Zeek's
+   SSL analyser sees them.  Until the bytes are confirmed TLS, a header,
+   then its body, is read at a time.  The rest of an encrypted record not
+   yet read is `skip`ped in compiled code.
 2. Handshake messages are cut out of the handshake records of each side (a
    message may span records, a record may hold several).  ClientHello,
    ServerHello, Certificate and ServerKeyExchange are parsed by the plain
    functions at module level (`parse_client_hello`, `parse_server_hello`,
    ...): bytes in, a dataclass out, no analyser state.  A QUIC analyser
    carries the same handshake messages in CRYPTO frames and can call them
-   unchanged (`ja4(hello, transport="q")`).
+   unchanged (`ja4(hello, transport="q")`).  JA3/JA4/JA3S are remembered
+   per distinct input, so a client seen before costs a dictionary look-up.
 3. Zeek's state machine decides `established` (scripts/base/protocols/ssl
    and src/analyzer/protocol/ssl): a side turns encrypted at its
    ChangeCipherSpec (TLS <= 1.2; ignored once TLS 1.3 is chosen) or at its
