@@ -163,25 +163,40 @@ def _truncated(wanted: int, pos: int, end: int) -> TlsError:
     return TlsError("truncated: %d bytes wanted at offset %d of %d" % (wanted, pos, end))
 
 
+def _length(data: bytes, pos: int, length_bytes: int) -> int:
+    """The 1-, 2- or 3-byte big-endian length at `pos` (in bounds)."""
+    if length_bytes == 2:
+        return data[pos] << 8 | data[pos + 1]
+    if length_bytes == 1:
+        return data[pos]
+    return int.from_bytes(data[pos:pos + length_bytes], "big")
+
+
 def _vector_end(data: bytes, pos: int, length_bytes: int, end: int) -> int:
     """The offset just past the vector at `pos` (a 1-, 2- or 3-byte length,
     then that many bytes), checked against `end`."""
     start = pos + length_bytes
     if start > end:
         raise _truncated(length_bytes, pos, end)
-    size = data[pos] if length_bytes == 1 else int.from_bytes(data[pos:start], "big")
-    if start + size > end:
-        raise _truncated(size, start, end)
-    return start + size
+    stop = start + _length(data, pos, length_bytes)
+    if stop > end:
+        raise _truncated(stop - start, start, end)
+    return stop
 
 
 def _vector(data: bytes, pos: int, length_bytes: int, end: int) -> tuple[bytes, int]:
     """The vector at `pos`: (its bytes, the offset just past it).  (The
-    checks of _vector_end, repeated: this is called for most fields.)"""
+    checks of _vector_end, repeated, and _length inlined: this is called for
+    most fields.)"""
     start = pos + length_bytes
     if start > end:
         raise _truncated(length_bytes, pos, end)
-    stop = start + (data[pos] if length_bytes == 1 else int.from_bytes(data[pos:start], "big"))
+    if length_bytes == 2:
+        stop = start + (data[pos] << 8 | data[pos + 1])
+    elif length_bytes == 1:
+        stop = start + data[pos]
+    else:
+        stop = start + int.from_bytes(data[pos:start], "big")
     if stop > end:
         raise _truncated(stop - start, start, end)
     return data[start:stop], stop
