@@ -455,7 +455,7 @@ def ecdhe_curve(body: bytes) -> int | None:
 # Clients of the same software send the same lists, so most connections
 # repeat fingerprints already computed: they are kept in a memo keyed by the
 # values they are computed from (GREASE left out), and only the texts and
-# hashes of a new hello are made.  JA3 and JA4 of a ClientHello share one key.
+# hashes of a new hello are made.
 
 def _no_grease(values: list[int]) -> tuple[int, ...]:
     """The values without GREASE, as a tuple (part of a memo key)."""
@@ -471,30 +471,30 @@ def _remember(memo: dict, key: tuple, value):
     return value
 
 
-_client_memo: dict[tuple, tuple[str, str]] = {}
+_ja3_memo: dict[tuple, str] = {}
+_ja4_memo: dict[tuple, str] = {}
 _ja3s_memo: dict[tuple, str] = {}
 
 
 def client_fingerprints(hello: ClientHello, transport: str = "t") -> tuple[str, str]:
-    """(JA3, JA4) of a ClientHello; `transport` as for ja4()."""
-    key = (transport, hello.version, _no_grease(hello.ciphers),
-           _no_grease(hello.extension_types), _no_grease(hello.groups),
-           _no_grease(hello.point_formats), _no_grease(hello.supported_versions),
-           _no_grease(hello.signature_algorithms), hello.alpn[0] if hello.alpn else b"")
-    value = _client_memo.get(key)
-    if value is None:
-        value = _remember(_client_memo, key, _client_texts(*key))
-    return value
-
-
-def _client_texts(transport: str, version: int, ciphers: tuple[int, ...],
-                  extensions: tuple[int, ...], groups: tuple[int, ...],
-                  point_formats: tuple[int, ...], versions: tuple[int, ...],
-                  signatures: tuple[int, ...], alpn: bytes) -> tuple[str, str]:
-    ja3_text = _ja3_text(version, ciphers, extensions, groups, point_formats)
-    return (hashlib.md5(ja3_text.encode()).hexdigest(),
-            _ja4_text(transport, JA4_VERSIONS.get(max(versions) if versions else version, "00"),
-                      _ja4_alpn(alpn), ciphers, extensions, signatures))
+    """(JA3, JA4) of a ClientHello; `transport` as for ja4().  JA4 does not
+    depend on the order of the extensions, which some clients shuffle on
+    every connection (Chrome since 2023): its memo key has them sorted."""
+    ciphers = _no_grease(hello.ciphers)
+    extensions = _no_grease(hello.extension_types)
+    key = (hello.version, ciphers, extensions, _no_grease(hello.groups),
+           _no_grease(hello.point_formats))
+    ja3_value = _ja3_memo.get(key)
+    if ja3_value is None:
+        ja3_value = _remember(_ja3_memo, key, hashlib.md5(_ja3_text(*key).encode()).hexdigest())
+    versions = _no_grease(hello.supported_versions)
+    key = (transport, JA4_VERSIONS.get(max(versions) if versions else hello.version, "00"),
+           hello.alpn[0] if hello.alpn else b"", ciphers, tuple(sorted(extensions)),
+           _no_grease(hello.signature_algorithms))
+    ja4_value = _ja4_memo.get(key)
+    if ja4_value is None:
+        ja4_value = _remember(_ja4_memo, key, _ja4_text(*key))
+    return ja3_value, ja4_value
 
 
 def _ja3_text(version: int, *lists: tuple[int, ...]) -> str:
@@ -554,11 +554,11 @@ def ja4(hello: ClientHello, transport: str = "t") -> str:
     return client_fingerprints(hello, transport)[1]
 
 
-def _ja4_text(transport: str, version: str, alpn: str, ciphers: tuple[int, ...],
+def _ja4_text(transport: str, version: str, alpn: bytes, ciphers: tuple[int, ...],
               extensions: tuple[int, ...], signatures: tuple[int, ...]) -> str:
     sni = "d" if EXT_SERVER_NAME in extensions else "i"
     a = "%s%s%s%02d%02d%s" % (transport, version, sni, min(len(ciphers), 99),
-                              min(len(extensions), 99), alpn)
+                              min(len(extensions), 99), _ja4_alpn(alpn))
     b = _sha12(",".join(map(_hex4, sorted(ciphers)))) if ciphers else "0" * 12
     kept = sorted(e for e in extensions if e not in JA4_UNSORTED_EXTENSIONS)
     text = ",".join(map(_hex4, kept))

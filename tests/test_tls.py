@@ -23,8 +23,8 @@ import pytest
 from analyser import ORIG, RESP
 from analyser.testing import End, run
 from conftest import REPO, read_zeek_log
-from protocols.tls import (MAX_RECORD, Tls, is_grease, ja4, parse_client_hello,
-                           parse_server_hello)
+from protocols.tls import (MAX_RECORD, Tls, is_grease, ja3, ja3_string, ja4,
+                           parse_client_hello, parse_server_hello)
 from protocols.tls_names import CIPHER_SUITES
 import netns
 
@@ -210,6 +210,14 @@ def test_ja4_follows_the_specifications_worked_example():
     assert hello.malformed_extensions == [0x0033, 0x000b, 0x000a]
     assert ja4(hello, transport="q").startswith("q13d1516h2_")
     assert is_grease(0x1a1a) and not is_grease(0x1a1b)
+    # The same hello with its extensions in another order (as Chrome shuffles
+    # them): JA4 sorts them, JA3 keeps their order.
+    shuffled = parse_client_hello(body)
+    shuffled.extensions.reverse()
+    assert ja4(shuffled) == ja4(hello)
+    for h in (hello, shuffled):
+        assert ja3(h) == hashlib.md5(ja3_string(h).encode()).hexdigest()
+    assert ja3_string(shuffled) != ja3_string(hello) and ja3(shuffled) != ja3(hello)
 
 
 def test_server_hello_parses_the_tls13_fields():
