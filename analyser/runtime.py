@@ -77,6 +77,10 @@ MAX_LINES_PER_READ = 1024
 MAX_FAILURE_DATA = 100
 # Transports an analyser can run on (its `protocol`).
 TRANSPORTS = frozenset({"tcp", "udp"})
+# Greenlets kept, once their analyser has returned, to run the next ones: a
+# new greenlet costs a fresh Python frame stack (in CPython 3.11 an mmap and
+# a munmap per connection) and a first switch; a kept one, a switch.
+MAX_IDLE_WORKERS = 256
 
 
 class Gap(Exception):
@@ -208,6 +212,7 @@ class Analyser:
         self._last_side = ORIG
         self._deferred: Exception | None = None          # a gap or end read_lines met
         self._waiting_datagram = False                   # blocked in read_datagram()
+        self._finished = False                           # main() has returned (or failed)
 
     # -- what subclasses write ---------------------------------------------------
 
@@ -698,6 +703,11 @@ class Runtime:
         self.pcap_rule: tuple[str, str] | None = None
         self.pcap_select: Callable[[int], None] | None = None
         self.detecting = False      # the run has analysers with signatures
+        # Greenlets waiting for the next analyser to run (see _work).  Only a
+        # runtime on the thread's root greenlet keeps them; an inner one's
+        # (analyser/inner.py) end with their analyser, as their carrier may.
+        self._idle_workers: list[greenlet.greenlet] = []
+        self._keeps_workers = self.main_greenlet.parent is None
 
     def set_classes(self, analysers) -> None:
         """The run's analysers, [(class, config)]: hand_over() finds them by name."""
@@ -732,23 +742,21 @@ class Runtime:
         a._replay = replay if replay else None
         self.instances[slot] = a
         self.by_uid[conn.uid] = a
-        a._greenlet = greenlet.greenlet(lambda: self._run(a), parent=self.main_greenlet)
+        a._greenlet = self._worker()
         self.counters["analysers_started"] += 1
-        self._wake(a, None)
+        self._wake(a, a)
         self._apply_replacement(slot)
         return self.instances.get(slot, a)
 
     def _wake(self, a: Analyser, value) -> None:
         """Run `a` until it waits again: timed (seconds per analyser) and
-        watched (a wake-up past the time limit is stopped)."""
+        watched (a wake-up past the time limit is stopped).  `value` is what
+        its pending read gets (the analyser itself, to start it)."""
         self.wakeup_seq += 1
         seq = self.wakeup_seq
         started = self.wakeup_started = perf_counter()
         try:
-            if value is None:
-                a._greenlet.switch()
-            else:
-                a._greenlet.switch(value)
+            a._greenlet.switch(value)
         except AnalyserTimeout:
             pass            # raised in the instant after the analyser had returned
         finally:
@@ -815,6 +823,28 @@ class Runtime:
             return
         cls, config, candidates, replay = repl
         self.start(cls, slot, old.conn, config, candidates, replay)
+
+    def _worker(self) -> greenlet.greenlet:
+        """A greenlet to run an analyser in: an idle one, else a new one."""
+        idle = self._idle_workers
+        while idle:
+            g = idle.pop()
+            if not g.dead:          # a time limit may have stopped it between two analysers
+                return g
+        return greenlet.greenlet(self._work, parent=self.main_greenlet)
+
+    def _work(self, a: Analyser) -> None:
+        """A worker greenlet's life: run an analyser, then wait (idle) to be
+        switched to with the next one."""
+        while True:
+            try:
+                self._run(a)
+            finally:
+                a._finished = True
+            if not self._keeps_workers or len(self._idle_workers) >= MAX_IDLE_WORKERS:
+                return
+            self._idle_workers.append(greenlet.getcurrent())
+            a = self.main_greenlet.switch()
 
     def _run(self, a: Analyser) -> None:
         try:
@@ -926,7 +956,7 @@ class Runtime:
     def ready(self, slot: int, code: int, side: int, payload: bytes, extra: int) -> None:
         """Called by the stream layer when a pending request can be met."""
         a = self.instances.get(slot)
-        if a is None or a._greenlet.dead:
+        if a is None or a._finished:
             return
         self._wake(a, (code, side, payload, extra))
         if self._replacements:
@@ -958,7 +988,7 @@ class Runtime:
         # else: kept until its expected connections end, so they can report.
         self._leave_host_pair(a.conn)
         g = a._greenlet
-        if not g.dead:
+        if not a._finished and not g.dead:
             # main() is still waiting on a stream that will never deliver.
             try:
                 g.throw(greenlet.GreenletExit)

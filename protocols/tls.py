@@ -5,18 +5,22 @@ sinks (`ssl.log`, events `tls_message` / `tls_exchange` on request).
 
 Theory of operation:
 
-1. Records are read one at a time from whichever side has one (`read_any`
-   for the 5-byte header, then the body from that side), so both directions
-   are handled in arrival order, as Zeek's SSL analyser sees them.  A body
-   is read into Python only while its side is in the clear; an encrypted
-   record is `skip`ped in compiled code.
+1. A read takes what one side has (`read_any`), a flight of records at a
+   time; the records are cut out of it in Python, a side's whole record at
+   a time (waiting on that side for the rest of one), the originator's
+   first when both have bytes: the order a 5-byte `read_any` per record
+   would take, so both directions are handled in arrival order, as Zeek's
+   SSL analyser sees them.  Until the bytes are confirmed TLS, a header,
+   then its body, is read at a time.  The rest of an encrypted record not
+   yet read is `skip`ped in compiled code.
 2. Handshake messages are cut out of the handshake records of each side (a
    message may span records, a record may hold several).  ClientHello,
    ServerHello, Certificate and ServerKeyExchange are parsed by the plain
    functions at module level (`parse_client_hello`, `parse_server_hello`,
    ...): bytes in, a dataclass out, no analyser state.  A QUIC analyser
    carries the same handshake messages in CRYPTO frames and can call them
-   unchanged (`ja4(hello, transport="q")`).
+   unchanged (`ja4(hello, transport="q")`).  JA3/JA4/JA3S are remembered
+   per distinct input, so a client seen before costs a dictionary look-up.
 3. Zeek's state machine decides `established` (scripts/base/protocols/ssl
    and src/analyzer/protocol/ssl): a side turns encrypted at its
    ChangeCipherSpec (TLS <= 1.2; ignored once TLS 1.3 is chosen) or at its
@@ -41,6 +45,8 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import sys
+from array import array
 from dataclasses import dataclass, field
 
 from analyser import ORIG, RESP, Analyser, Field, Gap, Signature, StreamEnd, conn_id_fields
@@ -49,7 +55,16 @@ from protocols.tls_names import (ALERT_DESCRIPTIONS, CIPHER_SUITES, NAMED_GROUPS
 # -- wire formats --------------------------------------------------------------------
 
 RECORD_HEADER = struct.Struct("!BHH")        # content type, version, length (RFC 8446 §5.1)
+RECORD_HEADER_SIZE = RECORD_HEADER.size
 U16 = struct.Struct("!H")
+EXTENSION_HEADER = struct.Struct("!HH")      # extension type, length (RFC 8446 §4.2)
+# A hello starts with its version (2 bytes) and random (32), then the session id.
+HELLO_RANDOM_END = 34
+# SSLv2-compatible ClientHello after its message type: version, cipher specs
+# length, session id length, challenge length (RFC 6101 Appendix E.2).
+V2_HELLO = struct.Struct("!HHHH")
+# array("H") reads 16-bit values in the machine's order; the wire's is big-endian.
+NATIVE_LITTLE_ENDIAN = sys.byteorder == "little"
 CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA, HEARTBEAT = 20, 21, 22, 23, 24
 # Record types Zeek accepts on the first record of a connection.
 FIRST_RECORD_TYPES = range(20, 31)
@@ -60,6 +75,7 @@ LEGACY_VERSIONS = frozenset({SSLV2, SSLV3, TLS10, TLS11, TLS12})
 
 # Handshake message types (RFC 8446 §4, RFC 5246 §7.4) and Zeek's ssl_history
 # letter for each (lower case; the client's are written upper case).
+HANDSHAKE_HEADER_SIZE = 4                    # message type, 24-bit length
 HELLO_REQUEST, CLIENT_HELLO, SERVER_HELLO, HELLO_RETRY_REQUEST = 0, 1, 2, 6
 CERTIFICATE, SERVER_KEY_EXCHANGE, CLIENT_KEY_EXCHANGE = 11, 12, 16
 HISTORY_LETTERS = {0: "h", 1: "c", 2: "s", 3: "v", 4: "t", 5: "e", 6: "j", 8: "o", 11: "x",
@@ -74,6 +90,10 @@ EXT_PRE_SHARED_KEY, EXT_SUPPORTED_VERSIONS, EXT_KEY_SHARE = 41, 43, 51
 # TLS 1.3 drafts before 23 numbered key_share 40 (draft-ietf-tls-tls13-22 §4.2).
 EXT_KEY_SHARE_OLD = 40
 KEY_SHARE_TYPES = (EXT_KEY_SHARE, EXT_KEY_SHARE_OLD)
+# Extensions JA4's third part leaves out of its sorted list (JA4.md).
+JA4_UNSORTED_EXTENSIONS = frozenset({EXT_SERVER_NAME, EXT_ALPN})
+# GREASE values (RFC 8701 §2): 0x0A0A, 0x1A1A, ... 0xFAFA.
+GREASE = frozenset(0x0A0A + 0x1010 * i for i in range(16))
 
 # ServerHello.random of a HelloRetryRequest (RFC 8446 §4.1.3).
 HELLO_RETRY_RANDOM = bytes.fromhex(
@@ -97,7 +117,14 @@ MAX_HISTORY = 100                  # Zeek's SSL::max_ssl_history_length
 MAX_ALERTS_PER_RECORD = 10         # Zeek's SSL::max_alerts_per_record
 # Records read in the clear before giving up on a handshake that never ends.
 MAX_HANDSHAKE_RECORDS = 1000
+# Bytes one read takes from a side during the handshake (once the bytes are
+# confirmed TLS): a whole flight usually, cut into records in Python; the
+# rest of a longer encrypted record is skipped, not read.
+READ_CHUNK = 1 << 16
 MAX_CERTIFICATES = 32              # certificates fingerprinted per chain
+# Distinct JA3/JA4/JA3S values remembered (each a few hundred bytes); real
+# traffic has a few hundred, so the memo rarely fills.
+MAX_MEMO_FINGERPRINTS = 4096
 ZEEK_SSL_PORTS = frozenset({443, 465, 563, 585, 614, 636, 989, 990, 992, 993, 995, 5223})
 
 
@@ -107,7 +134,7 @@ class TlsError(ValueError):
 
 def is_grease(value: int) -> bool:
     """GREASE values (RFC 8701): 0x0A0A, 0x1A1A, ... 0xFAFA."""
-    return (value & 0x0F0F) == 0x0A0A and (value >> 8) == (value & 0xFF)
+    return value in GREASE
 
 
 def version_name(version: int) -> str:
@@ -126,54 +153,86 @@ def is_tls13(version: int | None) -> bool:
 
 
 # -- handshake messages: plain functions (reused by a QUIC analyser) -----------------------
+#
+# The hellos are parsed on every connection, so each is one function walking
+# the message with an offset in a local variable (no reader object, no call
+# per field).  Every length is checked before it is used: a message that ends
+# early raises TlsError saying what was wanted where.
 
-class _Reader:
-    """Bounds-checked big-endian reads over one message."""
-    __slots__ = ("data", "pos", "end")
+def _truncated(wanted: int, pos: int, end: int) -> TlsError:
+    return TlsError("truncated: %d bytes wanted at offset %d of %d" % (wanted, pos, end))
 
-    def __init__(self, data: bytes, pos: int = 0, end: int | None = None):
-        self.data, self.pos = data, pos
-        self.end = len(data) if end is None else end
 
-    def take(self, n: int) -> bytes:
-        if self.pos + n > self.end:
-            raise TlsError("truncated: %d bytes wanted at offset %d of %d"
-                           % (n, self.pos, self.end))
-        out = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return out
+def _length(data: bytes, pos: int, length_bytes: int) -> int:
+    """The 1-, 2- or 3-byte big-endian length at `pos` (in bounds)."""
+    if length_bytes == 2:
+        return data[pos] << 8 | data[pos + 1]
+    if length_bytes == 1:
+        return data[pos]
+    return int.from_bytes(data[pos:pos + length_bytes], "big")
 
-    def u8(self) -> int:
-        return self.take(1)[0]
 
-    def u16(self) -> int:
-        return int.from_bytes(self.take(2), "big")
+def _vector_end(data: bytes, pos: int, length_bytes: int, end: int) -> int:
+    """The offset just past the vector at `pos` (a 1-, 2- or 3-byte length,
+    then that many bytes), checked against `end`."""
+    start = pos + length_bytes
+    if start > end:
+        raise _truncated(length_bytes, pos, end)
+    stop = start + _length(data, pos, length_bytes)
+    if stop > end:
+        raise _truncated(stop - start, start, end)
+    return stop
 
-    def u24(self) -> int:
-        return int.from_bytes(self.take(3), "big")
 
-    def vector(self, length_bytes: int) -> bytes:
-        return self.take(int.from_bytes(self.take(length_bytes), "big"))
-
-    def left(self) -> int:
-        return self.end - self.pos
+def _vector(data: bytes, pos: int, length_bytes: int, end: int) -> tuple[bytes, int]:
+    """The vector at `pos`: (its bytes, the offset just past it).  (The
+    checks of _vector_end, repeated, and _length inlined: this is called for
+    most fields.)"""
+    start = pos + length_bytes
+    if start > end:
+        raise _truncated(length_bytes, pos, end)
+    if length_bytes == 2:
+        stop = start + (data[pos] << 8 | data[pos + 1])
+    elif length_bytes == 1:
+        stop = start + data[pos]
+    else:
+        stop = start + int.from_bytes(data[pos:start], "big")
+    if stop > end:
+        raise _truncated(stop - start, start, end)
+    return data[start:stop], stop
 
 
 def u16_list(data: bytes) -> list[int]:
+    """A list of big-endian 16-bit values (cipher suites, groups, ...)."""
     if len(data) % 2:
         raise TlsError("odd length of a 16-bit list")
-    return [int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2)]
+    values = array("H", data)
+    if NATIVE_LITTLE_ENDIAN:
+        values.byteswap()
+    return values.tolist()
 
 
-def parse_extensions(r: _Reader) -> list[tuple[int, bytes]]:
-    """The extensions block at the end of a hello: [(type, data)] in order."""
-    if r.left() == 0:
+def parse_extensions(body: bytes, pos: int) -> list[tuple[int, bytes]]:
+    """The extensions block of a hello, which starts at `pos` (or is absent
+    when the message ends there): [(type, data)] in order."""
+    end = len(body)
+    if pos == end:
         return []
-    block = _Reader(r.vector(2))
+    stop = _vector_end(body, pos, 2, end)
+    base = pos = pos + 2                  # offsets in errors count from the block's start
     out = []
-    while block.left():
-        kind = block.u16()
-        out.append((kind, block.vector(2)))
+    append = out.append
+    unpack = EXTENSION_HEADER.unpack_from
+    while pos < stop:
+        if pos + EXTENSION_HEADER.size > stop:
+            wanted_at = pos if pos + 2 > stop else pos + 2
+            raise _truncated(2, wanted_at - base, stop - base)
+        kind, size = unpack(body, pos)
+        pos += EXTENSION_HEADER.size
+        if pos + size > stop:
+            raise _truncated(size, pos - base, stop - base)
+        append((kind, body[pos:pos + size]))
+        pos += size
     return out
 
 
@@ -225,66 +284,124 @@ class ServerHello:
 
 
 def parse_alpn(data: bytes) -> list[bytes]:
-    r = _Reader(_Reader(data).vector(2))
+    """The protocol names of an ALPN extension (RFC 7301 §3.1)."""
+    names, _ = _vector(data, 0, 2, len(data))
+    end = len(names)
+    pos = 0
     out = []
-    while r.left():
-        out.append(r.vector(1))
+    while pos < end:
+        name, pos = _vector(names, pos, 1, end)
+        out.append(name)
     return out
 
 
-def _client_extension(hello: ClientHello, kind: int, data: bytes) -> None:
-    if kind == EXT_SERVER_NAME and data:
-        names = _Reader(_Reader(data).vector(2))
-        while names.left():
-            name_type, name = names.u8(), names.vector(2)
-            if name_type == 0:                          # host_name
-                hello.server_names.append(name.decode("utf-8", "backslashreplace"))
-    elif kind == EXT_SUPPORTED_GROUPS:
-        hello.groups = u16_list(_Reader(data).vector(2))
-    elif kind == EXT_EC_POINT_FORMATS:
-        hello.point_formats = list(_Reader(data).vector(1))
-    elif kind == EXT_SIGNATURE_ALGORITHMS:
-        hello.signature_algorithms = u16_list(_Reader(data).vector(2))
-    elif kind == EXT_ALPN:
-        hello.alpn = parse_alpn(data)
-    elif kind == EXT_SUPPORTED_VERSIONS:
-        hello.supported_versions = u16_list(_Reader(data).vector(1))
-    elif kind in KEY_SHARE_TYPES:
-        shares = _Reader(_Reader(data).vector(2))
-        while shares.left():
-            hello.key_share_groups.append(shares.u16())
-            shares.vector(2)
-    elif kind == EXT_SESSION_TICKET:
-        hello.session_ticket = data
+# The ClientHello extensions read, each by a function (hello, data) that sets
+# what the extension says; one that raises TlsError is counted malformed.
+# What an extension said before it broke off stays (as names or groups
+# already appended).
+
+def _server_names(hello: ClientHello, data: bytes) -> None:
+    if not data:                                        # allowed in a ServerHello's echo
+        return
+    names, _ = _vector(data, 0, 2, len(data))
+    end = len(names)
+    pos = 0
+    while pos < end:
+        name_type = names[pos]
+        name, pos = _vector(names, pos + 1, 2, end)
+        if name_type == 0:                              # host_name
+            hello.server_names.append(name.decode("utf-8", "backslashreplace"))
+
+
+def _supported_groups(hello: ClientHello, data: bytes) -> None:
+    hello.groups = u16_list(_vector(data, 0, 2, len(data))[0])
+
+
+def _point_formats(hello: ClientHello, data: bytes) -> None:
+    hello.point_formats = list(_vector(data, 0, 1, len(data))[0])
+
+
+def _signature_algorithms(hello: ClientHello, data: bytes) -> None:
+    hello.signature_algorithms = u16_list(_vector(data, 0, 2, len(data))[0])
+
+
+def _alpn(hello: ClientHello, data: bytes) -> None:
+    hello.alpn = parse_alpn(data)
+
+
+def _supported_versions(hello: ClientHello, data: bytes) -> None:
+    hello.supported_versions = u16_list(_vector(data, 0, 1, len(data))[0])
+
+
+def _key_shares(hello: ClientHello, data: bytes) -> None:
+    shares, _ = _vector(data, 0, 2, len(data))
+    end = len(shares)
+    pos = 0
+    while pos < end:
+        if pos + 2 > end:
+            raise _truncated(2, pos, end)
+        hello.key_share_groups.append(shares[pos] << 8 | shares[pos + 1])
+        pos = _vector_end(shares, pos + 2, 2, end)     # the key itself is not kept
+
+
+def _session_ticket(hello: ClientHello, data: bytes) -> None:
+    hello.session_ticket = data
+
+
+CLIENT_EXTENSION_PARSERS = {
+    EXT_SERVER_NAME: _server_names, EXT_SUPPORTED_GROUPS: _supported_groups,
+    EXT_EC_POINT_FORMATS: _point_formats, EXT_SIGNATURE_ALGORITHMS: _signature_algorithms,
+    EXT_ALPN: _alpn, EXT_SUPPORTED_VERSIONS: _supported_versions,
+    EXT_KEY_SHARE: _key_shares, EXT_KEY_SHARE_OLD: _key_shares,
+    EXT_SESSION_TICKET: _session_ticket,
+}
+
+
+def _hello_start(body: bytes) -> tuple[int, bytes, int]:
+    """What every hello starts with, after version and random: (its length,
+    the session id, the offset past the session id)."""
+    end = len(body)
+    if end < HELLO_RANDOM_END:
+        raise _truncated(2, 0, end) if end < 2 else _truncated(32, 2, end)
+    session_id, pos = _vector(body, HELLO_RANDOM_END, 1, end)
+    return end, session_id, pos
 
 
 def parse_client_hello(body: bytes) -> ClientHello:
     """A ClientHello handshake message body (after the 4-byte message header)."""
-    r = _Reader(body)
-    hello = ClientHello(version=r.u16(), random=r.take(32), session_id=r.vector(1),
-                        ciphers=u16_list(r.vector(2)), compression=list(r.vector(1)),
-                        extensions=[])
-    hello.extensions = parse_extensions(r)
+    end, session_id, pos = _hello_start(body)
+    ciphers, pos = _vector(body, pos, 2, end)
+    ciphers = u16_list(ciphers)
+    compression, pos = _vector(body, pos, 1, end)
+    hello = ClientHello(version=body[0] << 8 | body[1], random=body[2:HELLO_RANDOM_END],
+                        session_id=session_id, ciphers=ciphers,
+                        compression=list(compression), extensions=parse_extensions(body, pos))
+    parsers = CLIENT_EXTENSION_PARSERS
     for kind, data in hello.extensions:
-        try:
-            _client_extension(hello, kind, data)
-        except TlsError:
-            hello.malformed_extensions.append(kind)
+        parse = parsers.get(kind)
+        if parse is not None:
+            try:
+                parse(hello, data)
+            except TlsError:
+                hello.malformed_extensions.append(kind)
     return hello
 
 
 def parse_server_hello(body: bytes) -> ServerHello:
     """A ServerHello handshake message body (after the 4-byte message header)."""
-    r = _Reader(body)
-    hello = ServerHello(version=r.u16(), random=r.take(32), session_id=r.vector(1),
-                        cipher=r.u16(), compression=r.u8(), extensions=[])
-    hello.extensions = parse_extensions(r)
+    end, session_id, pos = _hello_start(body)
+    if pos + 3 > end:                                   # cipher suite, compression method
+        raise _truncated(2, pos, end) if pos + 2 > end else _truncated(1, pos + 2, end)
+    hello = ServerHello(version=body[0] << 8 | body[1], random=body[2:HELLO_RANDOM_END],
+                        session_id=session_id,
+                        cipher=body[pos] << 8 | body[pos + 1], compression=body[pos + 2],
+                        extensions=parse_extensions(body, pos + 3))
     for kind, data in hello.extensions:
         if kind == EXT_SUPPORTED_VERSIONS and len(data) >= 2:
-            hello.selected_version = U16.unpack_from(data)[0]
+            hello.selected_version = data[0] << 8 | data[1]
         elif kind in KEY_SHARE_TYPES and len(data) >= 2:
             # A ServerHello's KeyShareEntry, or a HelloRetryRequest's group alone.
-            hello.key_share_group = U16.unpack_from(data)[0]
+            hello.key_share_group = data[0] << 8 | data[1]
         elif kind == EXT_ALPN:
             protocols = parse_alpn(data)
             hello.alpn = protocols[0] if protocols else None
@@ -294,28 +411,35 @@ def parse_server_hello(body: bytes) -> ServerHello:
 def parse_v2_client_hello(body: bytes) -> ClientHello:
     """An SSLv2-compatible ClientHello (RFC 6101 Appendix E.2), from its
     version field on: cipher specs are 24-bit codes."""
-    r = _Reader(body)
-    version = r.u16()
-    spec_len, sid_len, challenge_len = r.u16(), r.u16(), r.u16()
-    specs = r.take(spec_len)
+    end = len(body)
+    if end < V2_HELLO.size:
+        raise _truncated(2, end // 2 * 2, end)
+    version, spec_len, sid_len, challenge_len = V2_HELLO.unpack_from(body)
+    pos = V2_HELLO.size
+    for size in (spec_len, sid_len, challenge_len):
+        if pos + size > end:
+            raise _truncated(size, pos, end)
+        pos += size
+    specs = body[V2_HELLO.size:V2_HELLO.size + spec_len]
     ciphers = [int.from_bytes(specs[i:i + 3], "big") for i in range(0, len(specs) - 2, 3)]
-    session_id = r.take(sid_len)
-    r.take(challenge_len)
+    session_id = body[V2_HELLO.size + spec_len:V2_HELLO.size + spec_len + sid_len]
     return ClientHello(version=version, random=b"", session_id=session_id, ciphers=ciphers,
                        compression=[], extensions=[])
 
 
 def parse_certificates(body: bytes, tls13: bool = False) -> list[bytes]:
     """The DER certificates of a Certificate message, leaf first."""
-    r = _Reader(body)
-    if tls13:
-        r.vector(1)                                   # certificate_request_context
-    chain = _Reader(r.vector(3))
+    end = len(body)
+    pos = _vector_end(body, 0, 1, end) if tls13 else 0   # certificate_request_context
+    chain, _ = _vector(body, pos, 3, end)
+    end = len(chain)
+    pos = 0
     certs = []
-    while chain.left():
-        certs.append(chain.vector(3))
+    while pos < end:
+        cert, pos = _vector(chain, pos, 3, end)
+        certs.append(cert)
         if tls13:
-            chain.vector(2)                           # per-certificate extensions
+            pos = _vector_end(chain, pos, 2, end)      # per-certificate extensions
     return certs
 
 
@@ -327,36 +451,87 @@ def ecdhe_curve(body: bytes) -> int | None:
 
 
 # -- fingerprints --------------------------------------------------------------------------
+#
+# Clients of the same software send the same lists, so most connections
+# repeat fingerprints already computed: they are kept in a memo keyed by the
+# values they are computed from (GREASE left out), and only the texts and
+# hashes of a new hello are made.
+
+def _no_grease(values: list[int]) -> tuple[int, ...]:
+    """The values without GREASE, as a tuple (part of a memo key)."""
+    if GREASE.isdisjoint(values):
+        return tuple(values)
+    return tuple([v for v in values if v not in GREASE])
+
+
+def _remember(memo: dict, key: tuple, value):
+    if len(memo) >= MAX_MEMO_FINGERPRINTS:
+        memo.clear()                   # bounded: a burst of new ones restarts it
+    memo[key] = value
+    return value
+
+
+_ja3_memo: dict[tuple, str] = {}
+_ja4_memo: dict[tuple, str] = {}
+_ja3s_memo: dict[tuple, str] = {}
+
+
+def client_fingerprints(hello: ClientHello, transport: str = "t") -> tuple[str, str]:
+    """(JA3, JA4) of a ClientHello; `transport` as for ja4().  JA4 does not
+    depend on the order of the extensions, which some clients shuffle on
+    every connection (Chrome since 2023): its memo key has them sorted."""
+    ciphers = _no_grease(hello.ciphers)
+    extensions = _no_grease(hello.extension_types)
+    key = (hello.version, ciphers, extensions, _no_grease(hello.groups),
+           _no_grease(hello.point_formats))
+    ja3_value = _ja3_memo.get(key)
+    if ja3_value is None:
+        ja3_value = _remember(_ja3_memo, key, hashlib.md5(_ja3_text(*key).encode()).hexdigest())
+    versions = _no_grease(hello.supported_versions)
+    key = (transport, JA4_VERSIONS.get(max(versions) if versions else hello.version, "00"),
+           hello.alpn[0] if hello.alpn else b"", ciphers, tuple(sorted(extensions)),
+           _no_grease(hello.signature_algorithms))
+    ja4_value = _ja4_memo.get(key)
+    if ja4_value is None:
+        ja4_value = _remember(_ja4_memo, key, _ja4_text(*key))
+    return ja3_value, ja4_value
+
+
+def _ja3_text(version: int, *lists: tuple[int, ...]) -> str:
+    return "%d,%s" % (version, ",".join(["-".join(map(str, values)) for values in lists]))
+
 
 def ja3_string(hello: ClientHello) -> str:
     """Salesforce's JA3 text: version,ciphers,extensions,groups,point formats
     (decimal, '-'-joined, GREASE left out)."""
-    def join(values):
-        return "-".join(str(v) for v in values if not is_grease(v))
-    return "%d,%s,%s,%s,%s" % (hello.version, join(hello.ciphers),
-                               join(hello.extension_types), join(hello.groups),
-                               join(hello.point_formats))
+    return _ja3_text(hello.version, _no_grease(hello.ciphers),
+                     _no_grease(hello.extension_types), _no_grease(hello.groups),
+                     _no_grease(hello.point_formats))
 
 
 def ja3(hello: ClientHello) -> str:
-    return hashlib.md5(ja3_string(hello).encode()).hexdigest()
+    """JA3: MD5 of ja3_string()."""
+    return client_fingerprints(hello)[0]
 
 
 def ja3s(hello: ServerHello) -> str:
     """JA3S: MD5 of version,cipher,extensions of the ServerHello."""
-    text = "%d,%d,%s" % (hello.version, hello.cipher,
-                         "-".join(str(v) for v in hello.extension_types if not is_grease(v)))
-    return hashlib.md5(text.encode()).hexdigest()
+    key = (hello.version, hello.cipher, _no_grease(hello.extension_types))
+    value = _ja3s_memo.get(key)
+    if value is None:
+        text = "%d,%d,%s" % (hello.version, hello.cipher, "-".join(map(str, key[2])))
+        value = _remember(_ja3s_memo, key, hashlib.md5(text.encode()).hexdigest())
+    return value
 
 
 def _alnum(byte: int) -> bool:
     return 0x30 <= byte <= 0x39 or 0x41 <= byte <= 0x5A or 0x61 <= byte <= 0x7A
 
 
-def _ja4_alpn(hello: ClientHello) -> str:
-    if not hello.alpn or not hello.alpn[0]:
+def _ja4_alpn(value: bytes) -> str:
+    """JA4's two characters of the first ALPN protocol (empty: none)."""
+    if not value:
         return "00"
-    value = hello.alpn[0]
     if _alnum(value[0]) and _alnum(value[-1]):
         return chr(value[0]) + chr(value[-1])
     text = value.hex()
@@ -367,25 +542,28 @@ def _sha12(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+_hex4 = "%04x".__mod__                 # 0x1301 -> "1301", as JA4 spells numbers
+
+
 def ja4(hello: ClientHello, transport: str = "t") -> str:
     """FoxIO's JA4 (technical_details/JA4.md): transport (t TCP, q QUIC, d
     DTLS), version, SNI d/i, cipher and extension counts, ALPN first/last
     characters; then the truncated SHA-256 of the sorted ciphers, and of the
     sorted extensions without SNI and ALPN followed by the signature
     algorithms in their order.  GREASE is left out everywhere."""
-    versions = [v for v in hello.supported_versions if not is_grease(v)]
-    version = JA4_VERSIONS.get(max(versions) if versions else hello.version, "00")
-    ciphers = [c for c in hello.ciphers if not is_grease(c)]
-    extensions = [e for e in hello.extension_types if not is_grease(e)]
+    return client_fingerprints(hello, transport)[1]
+
+
+def _ja4_text(transport: str, version: str, alpn: bytes, ciphers: tuple[int, ...],
+              extensions: tuple[int, ...], signatures: tuple[int, ...]) -> str:
     sni = "d" if EXT_SERVER_NAME in extensions else "i"
     a = "%s%s%s%02d%02d%s" % (transport, version, sni, min(len(ciphers), 99),
-                              min(len(extensions), 99), _ja4_alpn(hello))
-    b = _sha12(",".join("%04x" % c for c in sorted(ciphers))) if ciphers else "0" * 12
-    kept = sorted(e for e in extensions if e not in (EXT_SERVER_NAME, EXT_ALPN))
-    text = ",".join("%04x" % e for e in kept)
-    signatures = [s for s in hello.signature_algorithms if not is_grease(s)]
+                              min(len(extensions), 99), _ja4_alpn(alpn))
+    b = _sha12(",".join(map(_hex4, sorted(ciphers)))) if ciphers else "0" * 12
+    kept = sorted(e for e in extensions if e not in JA4_UNSORTED_EXTENSIONS)
+    text = ",".join(map(_hex4, kept))
     if signatures:
-        text += "_" + ",".join("%04x" % s for s in signatures)
+        text += "_" + ",".join(map(_hex4, signatures))
     c = _sha12(text) if kept else "0" * 12
     return "%s_%s_%s" % (a, b, c)
 
@@ -455,6 +633,9 @@ class Tls(Analyser):
             self.after_handshake()
         else:
             self.bulk()
+        # Nothing more is read: what a read took ahead (up to READ_CHUNK per
+        # side) is not kept while the connection lasts.
+        self.pending = [b"", b""]
 
     def setup(self) -> None:
         self.row = None                  # ssl.log row, made at the first record
@@ -474,49 +655,119 @@ class Tls(Analyser):
         self.client_psk_seen = False
         self.hello_retry_seen = False
         self.certificates = [[], []]     # DER certificates per side
-        self.stream_bytes = [0, 0]       # record bytes read or skipped per side
+        self.stream_bytes = [0, 0]       # bytes taken from the stream per side
+        self.pending = [b"", b""]        # of those, read but not handled yet
         self.client_hello: ClientHello | None = None
         self.server_hello: ServerHello | None = None
 
     # -- the record loop -------------------------------------------------------------------
+    #
+    # Bytes come from the stream in chunks (whatever a side has) and records
+    # are cut out of `self.pending` here, so a flight of records costs one
+    # read, not two per record.  The records are taken in the order one
+    # 5-byte `read_any` per record would take them: a side's record whole
+    # (waiting for the rest of it on that side), the originator's first when
+    # both sides have bytes.  `stream_bytes` counts what was taken from the
+    # stream: read (pending or handled) or skipped.
+
+    def take(self, side: int, n: int) -> bytes:
+        """The next n bytes of a side: pending ones first, then the stream's
+        (waits for them)."""
+        pending = self.pending
+        data = pending[side]
+        if len(data) >= n:
+            pending[side] = data[n:]
+            return data[:n]
+        pending[side] = b""
+        more = self.read(side, n - len(data))
+        self.stream_bytes[side] += len(more)
+        return data + more if data else more
+
+    def drop(self, side: int, n: int) -> None:
+        """Discard the next n bytes of a side: pending ones, and the rest
+        skipped in compiled code (never read)."""
+        pending = self.pending
+        data = pending[side]
+        if len(data) >= n:
+            pending[side] = data[n:]
+            return
+        pending[side] = b""
+        self.skip(side, n - len(data))
+        self.stream_bytes[side] += n - len(data)
+
+    def next_side(self, limit: int) -> int:
+        """The side whose record comes next: one with pending bytes, else
+        the first to have some (reading at most `limit` of them)."""
+        pending = self.pending
+        if pending[ORIG]:
+            return ORIG
+        if pending[RESP]:
+            return RESP
+        side, data = self.read_any(limit)
+        self.stream_bytes[side] += len(data)
+        pending[side] = data
+        return side
 
     def read_record_header(self) -> tuple[int, bytes]:
-        side, head = self.read_any(RECORD_HEADER.size)
-        if len(head) < RECORD_HEADER.size:
-            head += self.read(side, RECORD_HEADER.size - len(head))
-        return side, head
+        """The next record header of either side (its body stays unread)."""
+        side = self.next_side(RECORD_HEADER_SIZE)
+        return side, self.take(side, RECORD_HEADER_SIZE)
 
     def handshake(self) -> None:
-        """Records until the connection is established (or ends)."""
+        """Records until the connection is established (or ends).  Before the
+        bytes are confirmed TLS, reads go a header, then a body, at a time
+        (what is read is kept for another candidate analyser); after, a read
+        takes whatever a side has.  (The loop runs for every record of every
+        connection: what it uses is in local variables.)"""
+        pending = self.pending
+        encrypted = self.encrypted
+        unpack_header = RECORD_HEADER.unpack_from
         records = 0
         while not self.established:
-            side, head = self.read_record_header()
+            if pending[ORIG]:                                  # next_side(), inlined
+                side = ORIG
+            elif pending[RESP]:
+                side = RESP
+            else:
+                side = self.next_side(READ_CHUNK if self.confirmed else RECORD_HEADER_SIZE)
+            data = pending[side]
+            if len(data) < RECORD_HEADER_SIZE:               # the header's rest: wait for it
+                data = pending[side] = self.take(side, RECORD_HEADER_SIZE)
             records += 1
             if records > MAX_HANDSHAKE_RECORDS:
                 self.weird("SSL_handshake_too_long", records=records)
                 return
-            self.start_row()
+            if self.row is None:
+                self.start_row()
             if not self.record_layer_known:
-                if head[0] & 0x80:
-                    self.sslv2_record(side, head)
+                if data[0] & 0x80:
+                    self.sslv2_record(side)
                     continue
-                self.check_first_record(head)
-            content, version, length = RECORD_HEADER.unpack(head)
+                self.check_first_record(data[:RECORD_HEADER_SIZE])
+            content, version, length = unpack_header(data)
             if version not in RECORD_VERSIONS:
                 self.violation("Invalid version late in TLS connection. Packet reported "
-                               "version: %d" % version, head)
-            self.stream_bytes[side] += RECORD_HEADER.size + length
+                               "version: %d" % version, data[:RECORD_HEADER_SIZE])
+            end = RECORD_HEADER_SIZE + length
             if length > MAX_RECORD:
                 self.weird("SSL_record_too_large", length=length)
-                self.skip(side, length)
+                self.drop(side, end)
                 continue
-            if self.encrypted[side] or (content == APPLICATION_DATA and self.tls13_data()):
-                self.encrypted[side] = True
-                self.skip(side, length)
-                if self.encrypted[1 - side]:
+            if encrypted[side] or (content == APPLICATION_DATA and self.tls13_data()):
+                encrypted[side] = True
+                if len(data) >= end:                           # drop(), inlined
+                    pending[side] = data[end:]
+                else:
+                    self.drop(side, end)
+                if encrypted[1 - side]:
                     self.established = True
                 continue
-            body = self.read(side, length)
+            if len(data) >= end:
+                body = data[RECORD_HEADER_SIZE:end]
+                pending[side] = data[end:]
+            else:
+                pending[side] = data[RECORD_HEADER_SIZE:]
+                body = self.take(side, length)
             if content == HANDSHAKE:
                 self.handshake_record(side, body)
             elif content == CHANGE_CIPHER_SPEC:
@@ -531,7 +782,7 @@ class Tls(Analyser):
             else:
                 self.violation("unknown SSL record type (%d) from %s"
                                % (content, "originator" if side == ORIG else "responder"),
-                               head)
+                               data[:RECORD_HEADER_SIZE])
 
     def check_first_record(self, head: bytes) -> None:
         """Zeek's record-layer check of a connection's first record."""
@@ -549,14 +800,15 @@ class Tls(Analyser):
         determine_state)."""
         return self.version not in LEGACY_VERSIONS
 
-    def sslv2_record(self, side: int, head: bytes) -> None:
+    def sslv2_record(self, side: int) -> None:
         """An SSLv2-compatible ClientHello (2-byte header): logged with its
         letter, no fingerprint.  Anything else in SSLv2 is not analysed."""
+        head = self.take(side, RECORD_HEADER_SIZE)
         length = ((head[0] & 0x7F) << 8 | head[1]) - 3
         if side != ORIG or head[2] != 1 or length < 6:
             self.violation("Invalid headers in SSL connection. Head1: %d, head2: %d, "
                            "head3: %d" % (head[1], head[2], head[3]), head)
-        body = self.read(side, length)
+        body = self.take(side, length)
         try:
             hello = parse_v2_client_hello(head[3:5] + body)
         except TlsError as exc:
@@ -567,32 +819,38 @@ class Tls(Analyser):
         self.weird("SSL_v2_client_hello")
         self.confirm()
         self.history(side, "c")
-        self.stream_bytes[side] += 2 + length + 3
         self.sslv2 = True
         self.record_layer_known = True
 
     # -- records in the clear ---------------------------------------------------------------
 
     def handshake_record(self, side: int, body: bytes) -> None:
+        """Cut the handshake messages out of a record (with what an earlier
+        record of the side left: a message may span records)."""
         if self.handshake_broken[side]:
             return
         buf = self.handshake_buffers[side]
-        buf += body
-        while len(buf) >= 4:
-            size = int.from_bytes(buf[1:4], "big")
+        if buf:
+            buf += body
+            body = bytes(buf)
+            buf.clear()
+        pos, end = 0, len(body)
+        while end - pos >= HANDSHAKE_HEADER_SIZE:
+            size = int.from_bytes(body[pos + 1:pos + HANDSHAKE_HEADER_SIZE], "big")
             if size > MAX_HANDSHAKE_MESSAGE:
                 self.weird("SSL_handshake_message_too_large", size=size)
                 self.handshake_broken[side] = True
-                buf.clear()
                 return
-            if len(buf) < 4 + size:
-                return
-            kind = buf[0]
-            message = bytes(buf[4:4 + size])
-            del buf[:4 + size]
-            self.handshake_message(side, kind, message)
+            start = pos + HANDSHAKE_HEADER_SIZE
+            if end - start < size:
+                break
+            pos = start + size
+            self.handshake_message(side, body[start - HANDSHAKE_HEADER_SIZE],
+                                   body[start:pos])
             if self.established:
                 return
+        if pos < end:
+            buf += body[pos:]
 
     def handshake_message(self, side: int, kind: int, message: bytes) -> None:
         is_client = side == self.client_side
@@ -643,8 +901,7 @@ class Tls(Analyser):
         if hello.session_id and hello.session_id != bytes(32):
             self.client_session_id = hello.session_id.hex()
             self.ticket_with_empty_session = False
-        row["ja3"] = ja3(hello)
-        row["ja4"] = ja4(hello)
+        row["ja3"], row["ja4"] = client_fingerprints(hello)
 
     def on_server_hello(self, hello: ServerHello) -> None:
         if hello.version not in LEGACY_VERSIONS:
@@ -700,6 +957,7 @@ class Tls(Analyser):
     # -- ssl.log ---------------------------------------------------------------------------
 
     def history(self, side: int, letter: str) -> None:
+        """A letter of ssl_history: upper case for the client."""
         self.add_history(letter.upper() if side == self.client_side else letter)
 
     def add_history(self, letters: str) -> None:
@@ -761,7 +1019,7 @@ class Tls(Analyser):
             if version not in RECORD_VERSIONS:
                 self.weird("SSL_invalid_record_late", version=version)
                 break
-            self.skip(side, length)
+            self.drop(side, length)
             if side == client and previous != client:
                 if tally is not None and exchanges:
                     self.emit_exchange(tally)

@@ -237,6 +237,40 @@ def test_an_exception_ends_only_that_analyser(replay):
     assert [r["conn_state"] for r in rows] == ["SF", "SF"]
 
 
+def test_greenlets_are_reused_by_the_next_connections_whatever_ended_their_analyser(replay):
+    """A greenlet whose analyser has returned, failed or been stopped at the
+    end of its connection runs the next connection's analyser; every
+    analyser still runs from its start, each with its own reads."""
+    import greenlet
+    got, workers, events = [], [], []            # the greenlets themselves: ids stay unique
+
+    class Turns(Analyser):
+        name = "turns"
+        ports = {7000}
+
+        def main(self):
+            workers.append(greenlet.getcurrent())
+            line = self.read_line(ORIG)
+            got.append(line)
+            if line.startswith(b"fail"):
+                raise ValueError(line.decode().strip())
+            if line.startswith(b"wait"):
+                self.read(RESP, 10)            # the server never sends: ends at finish()
+
+    frames = []
+    for n in range(12):
+        c, s = TcpPeer("10.0.1.%d" % (n + 1), 40000 + n, 1000), TcpPeer("10.0.0.2", 7000, 5000)
+        c.connect(s)
+        kind = ("ok", "fail", "wait")[n % 3]
+        frames += handshake(c, s) + [c.send(ACK, b"%s %d\n" % (kind.encode(), n))]
+        frames += close(c, s)
+    rows = replay(timed(frames), analysers=[(Turns, {})], on_event=events.append)
+    assert got == [b"%s %d\n" % (("ok", "fail", "wait")[n % 3].encode(), n) for n in range(12)]
+    assert [e["error"] for e in events if e["event"] == "analyser_error"] == [
+        "ValueError: fail %d" % n for n in range(1, 12, 3)]
+    assert len(rows) == 12 and len({id(g) for g in workers}) < 12
+
+
 def test_expected_connection_is_linked_and_counted_in_bulk(replay):
     ended = []
 

@@ -22,8 +22,8 @@ import pytest
 from analyser import ORIG, RESP
 from analyser.testing import End, run
 from conftest import REPO, read_zeek_log
-from protocols.tls import (MAX_RECORD, Tls, is_grease, ja4, parse_client_hello,
-                           parse_server_hello)
+from protocols.tls import (MAX_RECORD, Tls, is_grease, ja3, ja3_string, ja4,
+                           parse_client_hello, parse_server_hello)
 from protocols.tls_names import CIPHER_SUITES
 import netns
 
@@ -167,6 +167,21 @@ def test_after_the_handshake_records_are_counted_only_on_request(certificate):
     assert loud.delivered[RESP] - handshake_bytes[RESP] == 2 * 5
 
 
+def test_records_read_with_the_end_of_the_handshake_are_counted(certificate):
+    """A read takes all a side has: records that come in the same read as the
+    one establishing the connection are counted all the same."""
+    exchanges = ((b"a" * 10, b"b" * 3000),)
+    script, _ = record_handshake(certificate, ssl.TLSVersion.TLSv1_2, exchanges=exchanges)
+    *handshake, finished, request, reply = script
+    assert (finished[0], request[0], reply[0]) == (RESP, ORIG, RESP)
+    # The client's request comes before the server's Finished: the server's
+    # last flight and its reply then arrive as one segment.
+    result = run(Tls, [*handshake, request, (RESP, finished[1] + reply[1])],
+                 config={"messages": True})
+    assert ssl_row(result)["established"] is True
+    assert [(m["side"], m["length"]) for m in result.of("tls_message")] == [("resp", 3000 + 24)]
+
+
 def test_ja4_follows_the_specifications_worked_example():
     """technical_details/JA4.md: 15 ciphers, 16 extensions (SNI, ALPN h2),
     TLS 1.3 -> t13d1516h2_8daaf6152771_e5627efa2ab1."""
@@ -194,6 +209,14 @@ def test_ja4_follows_the_specifications_worked_example():
     assert hello.malformed_extensions == [0x0033, 0x000b, 0x000a]
     assert ja4(hello, transport="q").startswith("q13d1516h2_")
     assert is_grease(0x1a1a) and not is_grease(0x1a1b)
+    # The same hello with its extensions in another order (as Chrome shuffles
+    # them): JA4 sorts them, JA3 keeps their order.
+    shuffled = parse_client_hello(body)
+    shuffled.extensions.reverse()
+    assert ja4(shuffled) == ja4(hello)
+    for h in (hello, shuffled):
+        assert ja3(h) == hashlib.md5(ja3_string(h).encode()).hexdigest()
+    assert ja3_string(shuffled) != ja3_string(hello) and ja3(shuffled) != ja3(hello)
 
 
 def test_server_hello_parses_the_tls13_fields():
