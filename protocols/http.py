@@ -70,11 +70,23 @@ PROXY_HEADERS = frozenset({"FORWARDED", "X-FORWARDED-FOR", "X-FORWARDED-FROM", "
 BASIC_PREFIX = re.compile(r"^[bB][aA][sS][iI][cC] ")
 BASIC_STRIP = re.compile(r"[bB][aA][sS][iI][cC][ \t]+")
 
+# What a header is read for, by its upper-cased name (bits): the message's
+# framing (Http.framing_header), the row Zeek logs from a request's headers
+# (ZeekHttpLog.client_header), the analyser an upgrade hands the connection to
+# (with every Sec-WebSocket-* header).  A header named in none of them costs
+# one dictionary lookup.
+FRAMING, LOGGED, UPGRADE = 1, 2, 4
+HEADER_USES = {
+    b"CONTENT-LENGTH": FRAMING, b"TRANSFER-ENCODING": FRAMING, b"CONTENT-ENCODING": FRAMING,
+    b"EXPECT": FRAMING, b"CONNECTION": FRAMING | UPGRADE, b"UPGRADE": FRAMING | UPGRADE,
+    b"HOST": LOGGED | UPGRADE, b"USER-AGENT": LOGGED | UPGRADE, b"ORIGIN": LOGGED | UPGRADE,
+    b"REFERER": LOGGED, b"AUTHORIZATION": LOGGED, b"PROXY-AUTHORIZATION": LOGGED,
+    **{name.encode(): LOGGED for name in PROXY_HEADERS}}
+# http.log fields that are a request header's value as it is.
+CLIENT_HEADER_FIELDS = {b"HOST": "host", b"REFERER": "referrer", b"ORIGIN": "origin",
+                        b"USER-AGENT": "user_agent"}
 # Methods whose request line starts a client's first payload (Zeek's dpd.sig
 # lists these and more; the port hints and the server's `HTTP/` find the rest).
-# Headers kept for the analyser an upgrade hands the connection to (with
-# every Sec-WebSocket-* header).
-UPGRADE_HEADERS = frozenset({b"HOST", b"USER-AGENT", b"UPGRADE", b"CONNECTION", b"ORIGIN"})
 SIGNATURE_METHODS = (b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"CONNECT",
                      b"PATCH", b"TRACE", b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE",
                      b"LOCK", b"UNLOCK", b"REPORT", b"SEARCH", b"QUERY")
@@ -117,10 +129,18 @@ HTTP_LOG = (
 # -- wire grammar (HTTP.cc) -------------------------------------------------------------
 
 # RFC 9110 token characters: what a method is made of.
-TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]*")
+TOKEN_CHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
+TOKEN = re.compile(TOKEN_CHAR + b"*")
 # Characters Zeek accepts in a URI before it looks for " HTTP/" (RFC 3986
 # reserved and unreserved, and '%').
-URI_CHARS = re.compile(rb"[A-Za-z0-9:/?#\[\]@!$&'()*+,;=\-_.~%]*")
+URI_CHAR = rb"[A-Za-z0-9:/?#\[\]@!$&'()*+,;=\-_.~%]"
+URI_CHARS = re.compile(URI_CHAR + b"*")
+# The lines nearly every message starts with, "GET /path HTTP/1.1" and
+# "HTTP/1.1 200 OK": one match gives what the general parsers below would
+# (they still decide every other line, and the cases noted there).
+PLAIN_REQUEST = re.compile(rb"(%s+)[ \t]+(%s+)[ \t]+HTTP/([0-9])\.([0-9])"
+                           % (TOKEN_CHAR, URI_CHAR))
+PLAIN_STATUS = re.compile(rb"HTTP/([0-9])\.([0-9])[ \t]+([0-9]{3})[ \t]+(.*)")
 WHITESPACE = b" \t"
 HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
 INT64_MAX = (1 << 63) - 1
@@ -161,7 +181,12 @@ def version_of(data: bytes) -> tuple[int, int]:
 
 
 def version_text(v: tuple[int, int]) -> str:
-    return "%.1f" % (v[0] + v[1] * 0.1)
+    known = VERSION_TEXTS.get(v)
+    return known if known is not None else "%.1f" % (v[0] + v[1] * 0.1)
+
+
+VERSION_TEXTS = {(major, minor): "%.1f" % (major + minor * 0.1)
+                 for major in range(10) for minor in range(10)}
 
 
 def unescape_uri(uri: bytes, weird) -> bytes:
@@ -203,6 +228,31 @@ def unescape_uri(uri: bytes, weird) -> bytes:
     return bytes(out)
 
 
+def header_block(data: bytes, pos: int) -> tuple[list[bytes], int] | None:
+    """The header lines from `pos` to the empty line that ends them, and where
+    the bytes after it start; None when the block does not end in `data` or
+    is longer than MAX_LINE (then it is cut line by line, with the limits'
+    weirds).  Lines end at LF, one CR before it dropped, as Http.feed cuts
+    them."""
+    if data.startswith(b"\r\n", pos):
+        return [], pos + 2
+    if data.startswith(b"\n", pos):
+        return [], pos + 1
+    crlf = data.find(b"\n\r\n", pos, pos + MAX_LINE + 3)
+    lf = data.find(b"\n\n", pos, pos + MAX_LINE + 2)
+    if lf >= 0 and (crlf < 0 or lf < crlf):
+        end, after = lf + 1, lf + 2
+    elif crlf >= 0:
+        end, after = crlf + 1, crlf + 3
+    else:
+        return None
+    block = data[pos:end]                         # the lines, each with its LF
+    if block.count(b"\n") == block.count(b"\r\n"):
+        return block[:-2].split(b"\r\n"), after
+    return [line[:-1] if line.endswith(b"\r") else line
+            for line in block[:-1].split(b"\n")], after
+
+
 class RequestLine:
     """A parsed request line (HTTP.cc's HTTP_RequestLine and ParseRequest)."""
     __slots__ = ("method", "uri", "version", "error")
@@ -217,6 +267,14 @@ def parse_request_line(line: bytes, weird) -> RequestLine:
     no `HTTP/` is HTTP/0.9.  `version` is (major, minor), (0, 9), or None
     for an unreadable one; `error` names the weird of a line that is not a
     request."""
+    plain = PLAIN_REQUEST.fullmatch(line)
+    if plain is not None:
+        method, uri, major, minor = plain.groups()
+        version = (major[0] - 48, minor[0] - 48)
+        # The grammar below reads a URI that starts like "HTTP/" as a
+        # missing one, and an HTTP/0.9 line by other rules.
+        if version != (0, 9) and uri[:5].upper() != b"HTTP/":
+            return RequestLine(method, uri, version)
     end_method = TOKEN.match(line).end()
     if end_method == 0:
         if len(line) >= 9 and line[-9:-3].lower() == b" http/":
@@ -264,6 +322,10 @@ def parse_request_line(line: bytes, weird) -> RequestLine:
 def parse_status_line(line: bytes, weird):
     """HTTP.cc's HTTP_ReplyLine: (version, code, reason) or None when the line
     is not a status line.  `reason` None: none was given (Zeek logs <empty>)."""
+    plain = PLAIN_STATUS.fullmatch(line)
+    if plain is not None:
+        major, minor, code, reason = plain.groups()
+        return (major[0] - 48, minor[0] - 48), int(code), reason
     head = line[:5]
     if head != b"HTTP/":
         if head.upper() != b"HTTP/":
@@ -356,19 +418,21 @@ class ZeekHttpLog:
             row["info_code"] = code
             row["info_msg"] = reason
 
-    def header(self, ts: float, is_orig: bool, name: str, value: str) -> None:
-        row = self._state(ts, is_orig)
-        if not is_orig:
+    def header_row(self, ts: float, is_orig: bool) -> dict:
+        """The row http_header works on: a message's first header (with a
+        colon) creates it when the message has none (a response whose row was
+        written already); it is the same row for every header of a block."""
+        return self._state(ts, is_orig)
+
+    def client_header(self, row: dict, name: bytes, value: bytes) -> None:
+        """A request header the row logs (HEADER_USES' LOGGED names, upper
+        case): Zeek's http_header for a client."""
+        field = CLIENT_HEADER_FIELDS.get(name)
+        if field is not None:
+            row[field] = text(value)
             return
-        if name == "REFERER":
-            row["referrer"] = value
-        elif name == "HOST":
-            row["host"] = value
-        elif name == "ORIGIN":
-            row["origin"] = value
-        elif name == "USER-AGENT":
-            row["user_agent"] = value
-        elif name in PROXY_HEADERS:
+        name, value = text(name), text(value)
+        if name in PROXY_HEADERS:
             proxied = row.setdefault("proxied", [])
             entry = "%s -> %s" % (name, value)
             if entry not in proxied:
@@ -496,7 +560,8 @@ class Http(Analyser):
         # detection), and the bytes each side sent past the HTTP part.
         self.tunnel = ""
         self.unread: dict[int, bytes] = {}
-        self.upgrade_headers: tuple[dict, dict] = ({}, {})   # [is_orig]: name -> value
+        # [is_orig]: upper-cased name -> (name, value), the last of each.
+        self.upgrade_headers: tuple[dict, dict] = ({}, {})
         self.upgrade_uri: str | None = None
         try:
             self.read_both_sides()
@@ -514,7 +579,10 @@ class Http(Analyser):
         if other.partial:
             unread[ORIG if other.is_orig else RESP] = other.partial
         if self.tunnel == "websocket" and "websocket" in self._rt.classes:
-            request, response = self.upgrade_headers[True], self.upgrade_headers[False]
+            request, response = ({text(name).lower(): text(value)
+                                  for name, value in headers.values()}
+                                 for headers in (self.upgrade_headers[True],
+                                                 self.upgrade_headers[False]))
             self.session["http_upgrade"] = {
                 "ts": self.ts, "host": request.get("host"), "uri": self.upgrade_uri,
                 "user_agent": request.get("user-agent"), "request_headers": request,
@@ -598,6 +666,22 @@ class Http(Analyser):
                 break
             if state == NOTHING:
                 break
+            if state == HEADERS and not s.cutting:
+                # The usual case: the packet holds the rest of the header block,
+                # cut into lines at once.
+                block = header_block(data, pos)
+                if block is not None and len(s.headers) + len(block[0]) <= MAX_HEADER_LINES:
+                    lines, pos = block
+                    if s.headers:
+                        s.headers += lines
+                    else:
+                        s.headers = lines
+                    self.headers_done(s)
+                    if self.tunnel and not s.is_orig:
+                        # What follows a response's header block is the tunnel's.
+                        self.unread[RESP] = data[pos:]
+                        break
+                    continue
             if s.cutting:
                 nl = data.find(b"\n", pos)
                 if nl < 0:
@@ -787,27 +871,37 @@ class Http(Analyser):
     def headers_done(self, s: Side) -> None:
         """The header block of a message is complete: Zeek's http_header for each,
         then the body's framing (HTTP_Entity::SubmitAllHeaders)."""
-        ts = self.ts
-        zeek = self.zeek
         is_orig = s.is_orig
         headers = s.headers
         if headers:
             # Obsolete line folding: a line starting with white space continues
-            # the previous header.
-            if any(h[0] in (32, 9) for h in headers):
+            # the previous header (min(): no line starts below '!' otherwise).
+            if min(headers)[0] <= 32 and any(h[0] in (32, 9) for h in headers):
                 headers = self.unfold(headers)
+            zeek = self.zeek
+            upgrade = self.upgrade_headers[is_orig]
+            row = None
             for h in headers:
                 name, colon, value = h.partition(b":")
                 if not colon:
                     self.weird("HTTP_header_without_colon", side=self.side_name(s))
                     continue
                 name = name.strip()
-                value = value.strip(b" \t")
                 upper = name.upper()
-                self.framing_header(s, upper, value)
-                zeek.header(ts, is_orig, text(upper), text(value))
-                if upper in UPGRADE_HEADERS or upper.startswith(b"SEC-WEBSOCKET-"):
-                    self.upgrade_headers[is_orig][text(name).lower()] = text(value)
+                if row is None:
+                    row = zeek.header_row(self.ts, is_orig)
+                uses = HEADER_USES.get(upper)
+                if uses is None:
+                    if upper.startswith(b"SEC-WEBSOCKET-"):
+                        upgrade[upper] = (name, value.strip(b" \t"))
+                    continue
+                value = value.strip(b" \t")
+                if uses & FRAMING:
+                    self.framing_header(s, upper, value)
+                if uses & LOGGED and is_orig:
+                    zeek.client_header(row, upper, value)
+                if uses & UPGRADE:
+                    upgrade[upper] = (name, value)
             s.headers = []
         if s.expect_body == BODY_NOT_EXPECTED:
             self.message_done(s)
