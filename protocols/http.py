@@ -148,6 +148,8 @@ DIGITS = re.compile(rb"-?[0-9]+")
 HEX_NUMBER = re.compile(rb"-?[0-9a-fA-F]+")
 # A MIME token (what Zeek's get_value_token returns): up to a space or tspecial.
 VALUE_TOKEN = re.compile(rb"[^\x00-\x20()<>@,;:\\\"/\[\]?=\x7f]*")
+# Connection header values that change something (each a whole token).
+CONNECTION_TOKENS = frozenset({b"keep-alive", b"close", b"upgrade"})
 
 # Side states.
 FIRST, HEADERS, BODY, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILER, UNTIL_CLOSE, \
@@ -238,6 +240,13 @@ def header_block(data: bytes, pos: int) -> tuple[list[bytes], int] | None:
         return [], pos + 2
     if data.startswith(b"\n", pos):
         return [], pos + 1
+    # Every line ending a CRLF, as nearly always: one search, one split.
+    end = data.find(b"\r\n\r\n", pos, pos + MAX_LINE + 4)
+    if end >= 0:
+        block = data[pos:end]
+        lines = block.split(b"\r\n")
+        if block.count(b"\n") == len(lines) - 1:      # no LF alone before
+            return lines, end + 4
     crlf = data.find(b"\n\r\n", pos, pos + MAX_LINE + 3)
     lf = data.find(b"\n\n", pos, pos + MAX_LINE + 2)
     if lf >= 0 and (crlf < 0 or lf < crlf):
@@ -369,14 +378,15 @@ class ZeekHttpLog:
         self.current_request = 0
         self.current_response = 0
         self.trans_depth = 0
+        # What every row of the connection starts with (copied per row).
+        self.new_row = {"ts": 0.0, "uid": uid, "id.orig_h": conn_id.orig_h,
+                        "id.orig_p": conn_id.orig_p, "id.resp_h": conn_id.resp_h,
+                        "id.resp_p": conn_id.resp_p, "trans_depth": 0,
+                        "request_body_len": 0, "response_body_len": 0, "tags": None}
 
     def _new(self, ts: float) -> dict:
         self.trans_depth += 1
-        cid = self.id
-        return {"ts": ts, "uid": self.uid, "id.orig_h": cid.orig_h, "id.orig_p": cid.orig_p,
-                "id.resp_h": cid.resp_h, "id.resp_p": cid.resp_p,
-                "trans_depth": self.trans_depth, "request_body_len": 0,
-                "response_body_len": 0, "tags": []}
+        return dict(self.new_row, ts=ts, trans_depth=self.trans_depth, tags=[])
 
     def _state(self, ts: float, is_orig: bool) -> dict:
         index = self.current_request if is_orig else self.current_response
@@ -936,9 +946,15 @@ class Http(Analyser):
         if upper == b"CONTENT-LENGTH":
             if s.chunked:
                 self.weird("HTTP_content_length_and_chunked")
-            token = VALUE_TOKEN.match(value).group()
+            # A plain number (what atoi reads without overflow) needs neither
+            # regex.
+            if value.isdigit() and len(value) < 19:
+                token = value
+                n = int(value)
+            else:
+                token = VALUE_TOKEN.match(value).group()
+                n = atoi(token) if token else None
             if token:
-                n = atoi(token)
                 if n is not None and n >= 0:
                     if n > 0 and token[0] == 48:
                         self.weird("HTTP_content_length_leading_zeros", detail=text(token))
@@ -964,7 +980,9 @@ class Http(Analyser):
             if token in (b"gzip", b"x-gzip", b"deflate"):
                 s.encoded = True
         elif upper == b"CONNECTION":
-            token = VALUE_TOKEN.match(value).group().lower()
+            token = value.lower()
+            if token not in CONNECTION_TOKENS:      # else the whole value is the token
+                token = VALUE_TOKEN.match(value).group().lower()
             if s.is_orig:
                 if token == b"keep-alive":
                     self.keep_alive = True
