@@ -550,6 +550,23 @@ class Http(Analyser):
                                                    "reported in transfers.log"),
     }
 
+    # The connection's state that keeps its default here until a message
+    # changes it (set on the instance then): a connection costs less to start.
+    num_requests = 0
+    keep_alive = False
+    connection_close = False
+    connect_request = False
+    upgrade = False                 # the response said Connection: upgrade
+    upgrade_protocol = ""           # ... and Upgrade: this
+    request_failed = False          # a bad first request line (not confirmed yet)
+    stopped = False
+    # After a CONNECT or an upgrade: "websocket" or "detect" (content
+    # detection), the request's URI, and the bytes the response side sent
+    # past the HTTP part ({RESP: bytes}).
+    tunnel = ""
+    upgrade_uri: str | None = None
+    unread: dict[int, bytes] = {}
+
     # -- main ----------------------------------------------------------------------
 
     def main(self):
@@ -558,21 +575,8 @@ class Http(Analyser):
         self.transfer_min = int(self.config.get("transfer_min_bytes", TRANSFER_MIN_BYTES))
         self.sides = (Side(True), Side(False))
         self.unanswered: deque[Request] = deque()
-        self.num_requests = 0
-        self.keep_alive = False
-        self.connection_close = False
-        self.connect_request = False
-        self.upgrade = False           # the response said Connection: upgrade
-        self.upgrade_protocol = ""     # ... and Upgrade: this
-        self.request_failed = False    # a bad first request line (not confirmed yet)
-        self.stopped = False
-        # After a CONNECT or an upgrade: "websocket" or "detect" (content
-        # detection), and the bytes each side sent past the HTTP part.
-        self.tunnel = ""
-        self.unread: dict[int, bytes] = {}
         # [is_orig]: upper-cased name -> (name, value), the last of each.
         self.upgrade_headers: tuple[dict, dict] = ({}, {})
-        self.upgrade_uri: str | None = None
         try:
             self.read_both_sides()
         finally:
@@ -689,7 +693,7 @@ class Http(Analyser):
                     self.headers_done(s)
                     if self.tunnel and not s.is_orig:
                         # What follows a response's header block is the tunnel's.
-                        self.unread[RESP] = data[pos:]
+                        self.unread = {RESP: data[pos:]}
                         break
                     continue
             if s.cutting:
@@ -720,7 +724,7 @@ class Http(Analyser):
                 # comes after it is the tunnel's.
                 self.line(s, line)
                 if self.tunnel:
-                    self.unread[RESP] = data[pos:]
+                    self.unread = {RESP: data[pos:]}
                     break
                 continue
             if state == HEADERS and line and s.state == HEADERS:
@@ -928,7 +932,8 @@ class Http(Analyser):
             s.state = UNTIL_CLOSE
         else:
             self.message_done(s)
-        if not is_orig and self.tunnel_follows(s):
+        if not is_orig and (self.connect_request or self.upgrade or self.upgrade_protocol
+                            or s.code == 101) and self.tunnel_follows(s):
             self.stop()
 
     def unfold(self, headers: list[bytes]) -> list[bytes]:
