@@ -817,7 +817,8 @@ class Http(Analyser):
             self.weird("unexpected_multiple_HTTP_requests")
         ts = self.ts
         method = text(req.method)
-        uri = text(unescape_uri(req.uri, self._weird_plain))
+        uri = req.uri
+        uri = text(unescape_uri(uri, self._weird_plain) if b"%" in uri else uri)
         request = Request(ts, method, uri)
         if len(self.unanswered) >= MAX_PENDING_REQUESTS:
             self.unanswered.popleft()
@@ -1058,7 +1059,9 @@ class Http(Analyser):
         if 100 <= s.code < 200:
             return                            # not the final response
         request = self.unanswered.popleft() if self.unanswered else None
-        self.check_transfer(request, s, ts)
+        if s.body_length >= self.transfer_min or \
+                (request is not None and request.body_length >= self.transfer_min):
+            self.check_transfer(request, s, ts)
 
     def check_transfer(self, request: Request | None, response: Side | None, end_ts) -> None:
         """transfers.log: a request body, a response body, of at least
