@@ -175,6 +175,12 @@ def text(data: bytes) -> str:
     return data.decode("utf-8", "backslashreplace")
 
 
+def header_text(line: bytes) -> tuple[str, str]:
+    """(name in lower case, value) of a header line, as headers_done reads it."""
+    name, _, value = line.partition(b":")
+    return text(name.strip()).lower(), text(value.strip(b" \t"))
+
+
 def version_of(data: bytes) -> tuple[int, int]:
     """HTTP.cc's HTTP_Version: only d.d is recognised; (0, 0) otherwise."""
     if len(data) >= 3 and 48 <= data[0] <= 57 and data[1] == 46 and 48 <= data[2] <= 57:
@@ -575,7 +581,8 @@ class Http(Analyser):
         self.transfer_min = int(self.config.get("transfer_min_bytes", TRANSFER_MIN_BYTES))
         self.sides = (Side(True), Side(False))
         self.unanswered: deque[Request] = deque()
-        # [is_orig]: upper-cased name -> (name, value), the last of each.
+        # [is_orig]: upper-cased name -> the last header line of that name
+        # (read again only if an upgrade hands the connection over).
         self.upgrade_headers: tuple[dict, dict] = ({}, {})
         try:
             self.read_both_sides()
@@ -593,10 +600,9 @@ class Http(Analyser):
         if other.partial:
             unread[ORIG if other.is_orig else RESP] = other.partial
         if self.tunnel == "websocket" and "websocket" in self._rt.classes:
-            request, response = ({text(name).lower(): text(value)
-                                  for name, value in headers.values()}
-                                 for headers in (self.upgrade_headers[True],
-                                                 self.upgrade_headers[False]))
+            request, response = (dict(header_text(line) for line in lines.values())
+                                 for lines in (self.upgrade_headers[True],
+                                               self.upgrade_headers[False]))
             self.session["http_upgrade"] = {
                 "ts": self.ts, "host": request.get("host"), "uri": self.upgrade_uri,
                 "user_agent": request.get("user-agent"), "request_headers": request,
@@ -908,7 +914,7 @@ class Http(Analyser):
                 uses = HEADER_USES.get(upper)
                 if uses is None:
                     if upper.startswith(b"SEC-WEBSOCKET-"):
-                        upgrade[upper] = (name, value.strip(b" \t"))
+                        upgrade[upper] = h
                     continue
                 value = value.strip(b" \t")
                 if uses & FRAMING:
@@ -916,7 +922,7 @@ class Http(Analyser):
                 if uses & LOGGED and is_orig:
                     zeek.client_header(row, upper, value)
                 if uses & UPGRADE:
-                    upgrade[upper] = (name, value)
+                    upgrade[upper] = h
             s.headers = []
         if s.expect_body == BODY_NOT_EXPECTED:
             self.message_done(s)
