@@ -238,10 +238,10 @@ def unescape_uri(uri: bytes, weird) -> bytes:
 
 def header_block(data: bytes, pos: int) -> tuple[list[bytes], int] | None:
     """The header lines from `pos` to the empty line that ends them, and where
-    the bytes after it start; None when the block does not end in `data` or
-    is longer than MAX_LINE (then it is cut line by line, with the limits'
-    weirds).  Lines end at LF, one CR before it dropped, as Http.feed cuts
-    them."""
+    the bytes after it start; None when the block does not end in `data`, is
+    longer than MAX_LINE or has a line starting with white space (then it is
+    cut line by line, with the limits' weirds, and folded lines are marked).
+    Lines end at LF, one CR before it dropped, as Http.feed cuts them."""
     if data.startswith(b"\r\n", pos):
         return [], pos + 2
     if data.startswith(b"\n", pos):
@@ -252,6 +252,8 @@ def header_block(data: bytes, pos: int) -> tuple[list[bytes], int] | None:
         block = data[pos:end]
         lines = block.split(b"\r\n")
         if block.count(b"\n") == len(lines) - 1:      # no LF alone before
+            if b"\n " in block or b"\n\t" in block or block[0] in (32, 9):
+                return None                         # obsolete line folding
             return lines, end + 4
     crlf = data.find(b"\n\r\n", pos, pos + MAX_LINE + 3)
     lf = data.find(b"\n\n", pos, pos + MAX_LINE + 2)
@@ -262,6 +264,8 @@ def header_block(data: bytes, pos: int) -> tuple[list[bytes], int] | None:
     else:
         return None
     block = data[pos:end]                         # the lines, each with its LF
+    if b"\n " in block or b"\n\t" in block or block[0] in (32, 9):
+        return None
     if block.count(b"\n") == block.count(b"\r\n"):
         return block[:-2].split(b"\r\n"), after
     return [line[:-1] if line.endswith(b"\r") else line
@@ -510,7 +514,7 @@ class Side:
     __slots__ = ("is_orig", "state", "partial", "cutting", "headers", "remaining",
                  "body_length", "content_length", "chunked", "expect_body", "version",
                  "ongoing", "start_ts", "encoded", "request", "code", "expect_100",
-                 "headers_dropped")
+                 "headers_dropped", "folded")
 
     def __init__(self, is_orig: bool):
         self.is_orig = is_orig
@@ -525,6 +529,7 @@ class Side:
     def new_message(self, ts: float) -> None:
         self.headers: list[bytes] = []
         self.headers_dropped = False
+        self.folded = False         # a header line starts with white space
         self.remaining = 0
         self.body_length = 0
         self.content_length = -1
@@ -656,6 +661,7 @@ class Http(Analyser):
                 self.violation("not a http reply line", data[:64])
         pos = 0
         n = len(data)
+        whole_blocks = True             # header_block() may find the next block's end
         while pos < n and not self.stopped:
             state = s.state
             if state == BODY or state == CHUNK_DATA:
@@ -686,11 +692,14 @@ class Http(Analyser):
                 break
             if state == NOTHING:
                 break
-            if state == HEADERS and not s.cutting:
+            if state == HEADERS and not s.cutting and whole_blocks:
                 # The usual case: the packet holds the rest of the header block,
-                # cut into lines at once.
+                # cut into lines at once.  Else the block is cut line by line,
+                # not searched again (its end is not within reach).
                 block = header_block(data, pos)
+                whole_blocks = False
                 if block is not None and len(s.headers) + len(block[0]) <= MAX_HEADER_LINES:
+                    whole_blocks = True
                     lines, pos = block
                     if s.headers:
                         s.headers += lines
@@ -729,6 +738,7 @@ class Http(Analyser):
                 # A response's header block ends: if a tunnel follows, what
                 # comes after it is the tunnel's.
                 self.line(s, line)
+                whole_blocks = True
                 if self.tunnel:
                     self.unread = {RESP: data[pos:]}
                     break
@@ -736,12 +746,15 @@ class Http(Analyser):
             if state == HEADERS and line and s.state == HEADERS:
                 if len(s.headers) < MAX_HEADER_LINES:
                     s.headers.append(line)
+                    if line[0] in (32, 9):
+                        s.folded = True
                 elif not s.headers_dropped:
                     s.headers_dropped = True
                     self.weird("HTTP_too_many_headers", side=self.side_name(s),
                                limit=MAX_HEADER_LINES)
                 continue
             self.line(s, line)
+            whole_blocks = True             # a message may start here
 
     def line(self, s: Side, line: bytes) -> None:
         """A complete line of a side in a line state."""
@@ -895,9 +908,7 @@ class Http(Analyser):
         is_orig = s.is_orig
         headers = s.headers
         if headers:
-            # Obsolete line folding: a line starting with white space continues
-            # the previous header (min(): no line starts below '!' otherwise).
-            if min(headers)[0] <= 32 and any(h[0] in (32, 9) for h in headers):
+            if s.folded:
                 headers = self.unfold(headers)
             zeek = self.zeek
             upgrade = self.upgrade_headers[is_orig]
@@ -924,6 +935,7 @@ class Http(Analyser):
                 if uses & UPGRADE:
                     upgrade[upper] = h
             s.headers = []
+            s.folded = False
         if s.expect_body == BODY_NOT_EXPECTED:
             self.message_done(s)
         elif s.chunked:

@@ -266,3 +266,22 @@ def test_header_values_of_a_block_cut_at_once_are_zeeks():
     row, = rows(result)
     assert (row["proxied"], row["username"]) == (["X-FORWARDED-FOR -> 10.1.1.1", "VIA -> 1.1 p"],
                                                  "user")
+
+
+def test_a_header_block_that_does_not_end_in_a_packet_is_not_searched_again_per_line(
+        monkeypatch):
+    # 13,000 short header lines in one packet, their end in the next: a search
+    # for the end from each line would cost 13,000 scans of 16 KiB.
+    import protocols.http as http
+    searches = []
+
+    def counted(data, pos):
+        searches.append(pos)
+        return http_header_block(data, pos)
+
+    http_header_block = http.header_block
+    monkeypatch.setattr(http, "header_block", counted)
+    result = run(Http, [(ORIG, b"GET / HTTP/1.1\r\n" + b"a:b\r\n" * 13000), (ORIG, b"\r\n"),
+                        (RESP, ok(b""))])
+    assert searches == [16, 0, 17]        # once per packet of the request, once for the reply
+    assert weirds(result) == ["HTTP_too_many_headers"] and len(rows(result)) == 1
