@@ -252,9 +252,7 @@ def header_block(data: bytes, pos: int) -> tuple[list[bytes], int] | None:
         block = data[pos:end]
         lines = block.split(b"\r\n")
         if block.count(b"\n") == len(lines) - 1:      # no LF alone before
-            if b"\n " in block or b"\n\t" in block or block[0] in (32, 9):
-                return None                         # obsolete line folding
-            return lines, end + 4
+            return None if folded(lines) else (lines, end + 4)
     crlf = data.find(b"\n\r\n", pos, pos + MAX_LINE + 3)
     lf = data.find(b"\n\n", pos, pos + MAX_LINE + 2)
     if lf >= 0 and (crlf < 0 or lf < crlf):
@@ -264,12 +262,18 @@ def header_block(data: bytes, pos: int) -> tuple[list[bytes], int] | None:
     else:
         return None
     block = data[pos:end]                         # the lines, each with its LF
-    if b"\n " in block or b"\n\t" in block or block[0] in (32, 9):
-        return None
     if block.count(b"\n") == block.count(b"\r\n"):
-        return block[:-2].split(b"\r\n"), after
-    return [line[:-1] if line.endswith(b"\r") else line
-            for line in block[:-1].split(b"\n")], after
+        lines = block[:-2].split(b"\r\n")
+    else:
+        lines = [line[:-1] if line.endswith(b"\r") else line
+                 for line in block[:-1].split(b"\n")]
+    return None if folded(lines) else (lines, after)
+
+
+def folded(lines: list[bytes]) -> bool:
+    """Whether a header line (none empty) starts with white space: obsolete
+    line folding.  min(): otherwise no line starts below '!'."""
+    return min(lines)[0] <= 32 and any(line[0] in (32, 9) for line in lines)
 
 
 class RequestLine:
@@ -488,6 +492,8 @@ class ZeekHttpLog:
             self.pending.pop(self.current_response, None)
 
     def finalize(self) -> None:
+        if not self.pending:
+            return                        # (the usual end: every row written)
         for index in sorted(self.pending):
             if index:                     # Zeek never uses index 0
                 self.write(self.pending[index])
