@@ -579,7 +579,7 @@ class Http(Analyser):
     stopped = False
     # After a CONNECT or an upgrade: "websocket" or "detect" (content
     # detection), the request's URI, and the bytes the response side sent
-    # past the HTTP part ({RESP: bytes}).
+    # past the HTTP part ({RESP: bytes}: replaced, never changed in place).
     tunnel = ""
     upgrade_uri: str | None = None
     unread: dict[int, bytes] = {}
