@@ -2,11 +2,13 @@
 
 Role in the data flow: flows -> streams -> **analysers** -> sinks.
 
-Each analysed connection runs its analyser's `main()` in a greenlet.  A read
-(`read`, `read_line`, `read_and_skip`, `read_some`, `read_any`) first asks the
-compiled stream layer (analyser/streams.pyx) for the bytes; when they are not
-there yet, the greenlet switches back to the engine, which goes on with the
-next packet and switches in again only when the request can be met.  Skipped
+Each analysed connection runs its analyser's `main()` in a greenlet (one that
+ran an earlier analyser to its end when one is waiting: creating greenlets
+costs more than switching into them).  A read (`read`, `read_line`,
+`read_and_skip`, `read_some`, `read_any`) first asks the compiled stream
+layer (analyser/streams.pyx) for the bytes; when they are not there yet, the
+greenlet switches back to the engine, which goes on with the next packet and
+switches in again only when the request can be met.  Skipped
 bytes (`skip`, `read_and_skip`, `bulk`) never reach Python at all.
 
 Failure is contained: an exception in `main()` ends that analyser for that

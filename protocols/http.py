@@ -70,11 +70,23 @@ PROXY_HEADERS = frozenset({"FORWARDED", "X-FORWARDED-FOR", "X-FORWARDED-FROM", "
 BASIC_PREFIX = re.compile(r"^[bB][aA][sS][iI][cC] ")
 BASIC_STRIP = re.compile(r"[bB][aA][sS][iI][cC][ \t]+")
 
+# What a header is read for, by its upper-cased name (bits): the message's
+# framing (Http.framing_header), the row Zeek logs from a request's headers
+# (ZeekHttpLog.client_header), the analyser an upgrade hands the connection to
+# (with every Sec-WebSocket-* header).  A header named in none of them costs
+# one dictionary lookup.
+FRAMING, LOGGED, UPGRADE = 1, 2, 4
+HEADER_USES = {
+    b"CONTENT-LENGTH": FRAMING, b"TRANSFER-ENCODING": FRAMING, b"CONTENT-ENCODING": FRAMING,
+    b"EXPECT": FRAMING, b"CONNECTION": FRAMING | UPGRADE, b"UPGRADE": FRAMING | UPGRADE,
+    b"HOST": LOGGED | UPGRADE, b"USER-AGENT": LOGGED | UPGRADE, b"ORIGIN": LOGGED | UPGRADE,
+    b"REFERER": LOGGED, b"AUTHORIZATION": LOGGED, b"PROXY-AUTHORIZATION": LOGGED,
+    **{name.encode(): LOGGED for name in PROXY_HEADERS}}
+# http.log fields that are a request header's value as it is.
+CLIENT_HEADER_FIELDS = {b"HOST": "host", b"REFERER": "referrer", b"ORIGIN": "origin",
+                        b"USER-AGENT": "user_agent"}
 # Methods whose request line starts a client's first payload (Zeek's dpd.sig
 # lists these and more; the port hints and the server's `HTTP/` find the rest).
-# Headers kept for the analyser an upgrade hands the connection to (with
-# every Sec-WebSocket-* header).
-UPGRADE_HEADERS = frozenset({b"HOST", b"USER-AGENT", b"UPGRADE", b"CONNECTION", b"ORIGIN"})
 SIGNATURE_METHODS = (b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"CONNECT",
                      b"PATCH", b"TRACE", b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE",
                      b"LOCK", b"UNLOCK", b"REPORT", b"SEARCH", b"QUERY")
@@ -117,10 +129,18 @@ HTTP_LOG = (
 # -- wire grammar (HTTP.cc) -------------------------------------------------------------
 
 # RFC 9110 token characters: what a method is made of.
-TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]*")
+TOKEN_CHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
+TOKEN = re.compile(TOKEN_CHAR + b"*")
 # Characters Zeek accepts in a URI before it looks for " HTTP/" (RFC 3986
 # reserved and unreserved, and '%').
-URI_CHARS = re.compile(rb"[A-Za-z0-9:/?#\[\]@!$&'()*+,;=\-_.~%]*")
+URI_CHAR = rb"[A-Za-z0-9:/?#\[\]@!$&'()*+,;=\-_.~%]"
+URI_CHARS = re.compile(URI_CHAR + b"*")
+# The lines nearly every message starts with, "GET /path HTTP/1.1" and
+# "HTTP/1.1 200 OK": one match gives what the general parsers below would
+# (they still decide every other line, and the cases noted there).
+PLAIN_REQUEST = re.compile(rb"(%s+)[ \t]+(%s+)[ \t]+HTTP/([0-9])\.([0-9])"
+                           % (TOKEN_CHAR, URI_CHAR))
+PLAIN_STATUS = re.compile(rb"HTTP/([0-9])\.([0-9])[ \t]+([0-9]{3})[ \t]+(.*)")
 WHITESPACE = b" \t"
 HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
 INT64_MAX = (1 << 63) - 1
@@ -128,6 +148,8 @@ DIGITS = re.compile(rb"-?[0-9]+")
 HEX_NUMBER = re.compile(rb"-?[0-9a-fA-F]+")
 # A MIME token (what Zeek's get_value_token returns): up to a space or tspecial.
 VALUE_TOKEN = re.compile(rb"[^\x00-\x20()<>@,;:\\\"/\[\]?=\x7f]*")
+# Connection header values that change something (each a whole token).
+CONNECTION_TOKENS = frozenset({b"keep-alive", b"close", b"upgrade"})
 
 # Side states.
 FIRST, HEADERS, BODY, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILER, UNTIL_CLOSE, \
@@ -153,6 +175,12 @@ def text(data: bytes) -> str:
     return data.decode("utf-8", "backslashreplace")
 
 
+def header_text(line: bytes) -> tuple[str, str]:
+    """(name in lower case, value) of a header line, as headers_done reads it."""
+    name, _, value = line.partition(b":")
+    return text(name.strip()).lower(), text(value.strip(b" \t"))
+
+
 def version_of(data: bytes) -> tuple[int, int]:
     """HTTP.cc's HTTP_Version: only d.d is recognised; (0, 0) otherwise."""
     if len(data) >= 3 and 48 <= data[0] <= 57 and data[1] == 46 and 48 <= data[2] <= 57:
@@ -161,7 +189,12 @@ def version_of(data: bytes) -> tuple[int, int]:
 
 
 def version_text(v: tuple[int, int]) -> str:
-    return "%.1f" % (v[0] + v[1] * 0.1)
+    known = VERSION_TEXTS.get(v)
+    return known if known is not None else "%.1f" % (v[0] + v[1] * 0.1)
+
+
+VERSION_TEXTS = {(major, minor): "%.1f" % (major + minor * 0.1)
+                 for major in range(10) for minor in range(10)}
 
 
 def unescape_uri(uri: bytes, weird) -> bytes:
@@ -203,6 +236,46 @@ def unescape_uri(uri: bytes, weird) -> bytes:
     return bytes(out)
 
 
+def header_block(data: bytes, pos: int) -> tuple[list[bytes], int] | None:
+    """The header lines from `pos` to the empty line that ends them, and where
+    the bytes after it start; None when the block does not end in `data`, is
+    longer than MAX_LINE or has a line starting with white space (then it is
+    cut line by line, with the limits' weirds, and folded lines are marked).
+    Lines end at LF, one CR before it dropped, as Http.feed cuts them."""
+    if data.startswith(b"\r\n", pos):
+        return [], pos + 2
+    if data.startswith(b"\n", pos):
+        return [], pos + 1
+    # Every line ending a CRLF, as nearly always: one search, one split.
+    end = data.find(b"\r\n\r\n", pos, pos + MAX_LINE + 4)
+    if end >= 0:
+        block = data[pos:end]
+        lines = block.split(b"\r\n")
+        if block.count(b"\n") == len(lines) - 1:      # no LF alone before
+            return None if folded(lines) else (lines, end + 4)
+    crlf = data.find(b"\n\r\n", pos, pos + MAX_LINE + 3)
+    lf = data.find(b"\n\n", pos, pos + MAX_LINE + 2)
+    if lf >= 0 and (crlf < 0 or lf < crlf):
+        end, after = lf + 1, lf + 2
+    elif crlf >= 0:
+        end, after = crlf + 1, crlf + 3
+    else:
+        return None
+    block = data[pos:end]                         # the lines, each with its LF
+    if block.count(b"\n") == block.count(b"\r\n"):
+        lines = block[:-2].split(b"\r\n")
+    else:
+        lines = [line[:-1] if line.endswith(b"\r") else line
+                 for line in block[:-1].split(b"\n")]
+    return None if folded(lines) else (lines, after)
+
+
+def folded(lines: list[bytes]) -> bool:
+    """Whether a header line (none empty) starts with white space: obsolete
+    line folding.  min(): otherwise no line starts below '!'."""
+    return min(lines)[0] <= 32 and any(line[0] in (32, 9) for line in lines)
+
+
 class RequestLine:
     """A parsed request line (HTTP.cc's HTTP_RequestLine and ParseRequest)."""
     __slots__ = ("method", "uri", "version", "error")
@@ -217,6 +290,14 @@ def parse_request_line(line: bytes, weird) -> RequestLine:
     no `HTTP/` is HTTP/0.9.  `version` is (major, minor), (0, 9), or None
     for an unreadable one; `error` names the weird of a line that is not a
     request."""
+    plain = PLAIN_REQUEST.fullmatch(line)
+    if plain is not None:
+        method, uri, major, minor = plain.groups()
+        version = (major[0] - 48, minor[0] - 48)
+        # The grammar below reads a URI that starts like "HTTP/" as a
+        # missing one, and an HTTP/0.9 line by other rules.
+        if version != (0, 9) and uri[:5].upper() != b"HTTP/":
+            return RequestLine(method, uri, version)
     end_method = TOKEN.match(line).end()
     if end_method == 0:
         if len(line) >= 9 and line[-9:-3].lower() == b" http/":
@@ -264,6 +345,10 @@ def parse_request_line(line: bytes, weird) -> RequestLine:
 def parse_status_line(line: bytes, weird):
     """HTTP.cc's HTTP_ReplyLine: (version, code, reason) or None when the line
     is not a status line.  `reason` None: none was given (Zeek logs <empty>)."""
+    plain = PLAIN_STATUS.fullmatch(line)
+    if plain is not None:
+        major, minor, code, reason = plain.groups()
+        return (major[0] - 48, minor[0] - 48), int(code), reason
     head = line[:5]
     if head != b"HTTP/":
         if head.upper() != b"HTTP/":
@@ -307,14 +392,15 @@ class ZeekHttpLog:
         self.current_request = 0
         self.current_response = 0
         self.trans_depth = 0
+        # What every row of the connection starts with (copied per row).
+        self.new_row = {"ts": 0.0, "uid": uid, "id.orig_h": conn_id.orig_h,
+                        "id.orig_p": conn_id.orig_p, "id.resp_h": conn_id.resp_h,
+                        "id.resp_p": conn_id.resp_p, "trans_depth": 0,
+                        "request_body_len": 0, "response_body_len": 0, "tags": None}
 
     def _new(self, ts: float) -> dict:
         self.trans_depth += 1
-        cid = self.id
-        return {"ts": ts, "uid": self.uid, "id.orig_h": cid.orig_h, "id.orig_p": cid.orig_p,
-                "id.resp_h": cid.resp_h, "id.resp_p": cid.resp_p,
-                "trans_depth": self.trans_depth, "request_body_len": 0,
-                "response_body_len": 0, "tags": []}
+        return dict(self.new_row, ts=ts, trans_depth=self.trans_depth, tags=[])
 
     def _state(self, ts: float, is_orig: bool) -> dict:
         index = self.current_request if is_orig else self.current_response
@@ -356,19 +442,21 @@ class ZeekHttpLog:
             row["info_code"] = code
             row["info_msg"] = reason
 
-    def header(self, ts: float, is_orig: bool, name: str, value: str) -> None:
-        row = self._state(ts, is_orig)
-        if not is_orig:
+    def header_row(self, ts: float, is_orig: bool) -> dict:
+        """The row http_header works on: a message's first header (with a
+        colon) creates it when the message has none (a response whose row was
+        written already); it is the same row for every header of a block."""
+        return self._state(ts, is_orig)
+
+    def client_header(self, row: dict, name: bytes, value: bytes) -> None:
+        """A request header the row logs (HEADER_USES' LOGGED names, upper
+        case): Zeek's http_header for a client."""
+        field = CLIENT_HEADER_FIELDS.get(name)
+        if field is not None:
+            row[field] = text(value)
             return
-        if name == "REFERER":
-            row["referrer"] = value
-        elif name == "HOST":
-            row["host"] = value
-        elif name == "ORIGIN":
-            row["origin"] = value
-        elif name == "USER-AGENT":
-            row["user_agent"] = value
-        elif name in PROXY_HEADERS:
+        name, value = text(name), text(value)
+        if name in PROXY_HEADERS:
             proxied = row.setdefault("proxied", [])
             entry = "%s -> %s" % (name, value)
             if entry not in proxied:
@@ -404,6 +492,8 @@ class ZeekHttpLog:
             self.pending.pop(self.current_response, None)
 
     def finalize(self) -> None:
+        if not self.pending:
+            return                        # (the usual end: every row written)
         for index in sorted(self.pending):
             if index:                     # Zeek never uses index 0
                 self.write(self.pending[index])
@@ -430,7 +520,7 @@ class Side:
     __slots__ = ("is_orig", "state", "partial", "cutting", "headers", "remaining",
                  "body_length", "content_length", "chunked", "expect_body", "version",
                  "ongoing", "start_ts", "encoded", "request", "code", "expect_100",
-                 "headers_dropped")
+                 "headers_dropped", "folded")
 
     def __init__(self, is_orig: bool):
         self.is_orig = is_orig
@@ -445,6 +535,7 @@ class Side:
     def new_message(self, ts: float) -> None:
         self.headers: list[bytes] = []
         self.headers_dropped = False
+        self.folded = False         # a header line starts with white space
         self.remaining = 0
         self.body_length = 0
         self.content_length = -1
@@ -476,6 +567,23 @@ class Http(Analyser):
                                                    "reported in transfers.log"),
     }
 
+    # The connection's state that keeps its default here until a message
+    # changes it (set on the instance then): a connection costs less to start.
+    num_requests = 0
+    keep_alive = False
+    connection_close = False
+    connect_request = False
+    upgrade = False                 # the response said Connection: upgrade
+    upgrade_protocol = ""           # ... and Upgrade: this
+    request_failed = False          # a bad first request line (not confirmed yet)
+    stopped = False
+    # After a CONNECT or an upgrade: "websocket" or "detect" (content
+    # detection), the request's URI, and the bytes the response side sent
+    # past the HTTP part ({RESP: bytes}: replaced, never changed in place).
+    tunnel = ""
+    upgrade_uri: str | None = None
+    unread: dict[int, bytes] = {}
+
     # -- main ----------------------------------------------------------------------
 
     def main(self):
@@ -484,20 +592,9 @@ class Http(Analyser):
         self.transfer_min = int(self.config.get("transfer_min_bytes", TRANSFER_MIN_BYTES))
         self.sides = (Side(True), Side(False))
         self.unanswered: deque[Request] = deque()
-        self.num_requests = 0
-        self.keep_alive = False
-        self.connection_close = False
-        self.connect_request = False
-        self.upgrade = False           # the response said Connection: upgrade
-        self.upgrade_protocol = ""     # ... and Upgrade: this
-        self.request_failed = False    # a bad first request line (not confirmed yet)
-        self.stopped = False
-        # After a CONNECT or an upgrade: "websocket" or "detect" (content
-        # detection), and the bytes each side sent past the HTTP part.
-        self.tunnel = ""
-        self.unread: dict[int, bytes] = {}
-        self.upgrade_headers: tuple[dict, dict] = ({}, {})   # [is_orig]: name -> value
-        self.upgrade_uri: str | None = None
+        # [is_orig]: upper-cased name -> the last header line of that name
+        # (read again only if an upgrade hands the connection over).
+        self.upgrade_headers: tuple[dict, dict] = ({}, {})
         try:
             self.read_both_sides()
         finally:
@@ -514,7 +611,9 @@ class Http(Analyser):
         if other.partial:
             unread[ORIG if other.is_orig else RESP] = other.partial
         if self.tunnel == "websocket" and "websocket" in self._rt.classes:
-            request, response = self.upgrade_headers[True], self.upgrade_headers[False]
+            request, response = (dict(header_text(line) for line in lines.values())
+                                 for lines in (self.upgrade_headers[True],
+                                               self.upgrade_headers[False]))
             self.session["http_upgrade"] = {
                 "ts": self.ts, "host": request.get("host"), "uri": self.upgrade_uri,
                 "user_agent": request.get("user-agent"), "request_headers": request,
@@ -568,6 +667,7 @@ class Http(Analyser):
                 self.violation("not a http reply line", data[:64])
         pos = 0
         n = len(data)
+        whole_blocks = True             # header_block() may find the next block's end
         while pos < n and not self.stopped:
             state = s.state
             if state == BODY or state == CHUNK_DATA:
@@ -598,6 +698,25 @@ class Http(Analyser):
                 break
             if state == NOTHING:
                 break
+            if state == HEADERS and not s.cutting and whole_blocks:
+                # The usual case: the packet holds the rest of the header block,
+                # cut into lines at once.  Else the block is cut line by line,
+                # not searched again (its end is not within reach).
+                block = header_block(data, pos)
+                whole_blocks = False
+                if block is not None and len(s.headers) + len(block[0]) <= MAX_HEADER_LINES:
+                    whole_blocks = True
+                    lines, pos = block
+                    if s.headers:
+                        s.headers += lines
+                    else:
+                        s.headers = lines
+                    self.headers_done(s)
+                    if self.tunnel and not s.is_orig:
+                        # What follows a response's header block is the tunnel's.
+                        self.unread = {RESP: data[pos:]}
+                        break
+                    continue
             if s.cutting:
                 nl = data.find(b"\n", pos)
                 if nl < 0:
@@ -625,19 +744,23 @@ class Http(Analyser):
                 # A response's header block ends: if a tunnel follows, what
                 # comes after it is the tunnel's.
                 self.line(s, line)
+                whole_blocks = True
                 if self.tunnel:
-                    self.unread[RESP] = data[pos:]
+                    self.unread = {RESP: data[pos:]}
                     break
                 continue
             if state == HEADERS and line and s.state == HEADERS:
                 if len(s.headers) < MAX_HEADER_LINES:
                     s.headers.append(line)
+                    if line[0] in (32, 9):
+                        s.folded = True
                 elif not s.headers_dropped:
                     s.headers_dropped = True
                     self.weird("HTTP_too_many_headers", side=self.side_name(s),
                                limit=MAX_HEADER_LINES)
                 continue
             self.line(s, line)
+            whole_blocks = True             # a message may start here
 
     def line(self, s: Side, line: bytes) -> None:
         """A complete line of a side in a line state."""
@@ -719,7 +842,8 @@ class Http(Analyser):
             self.weird("unexpected_multiple_HTTP_requests")
         ts = self.ts
         method = text(req.method)
-        uri = text(unescape_uri(req.uri, self._weird_plain))
+        uri = req.uri
+        uri = text(unescape_uri(uri, self._weird_plain) if b"%" in uri else uri)
         request = Request(ts, method, uri)
         if len(self.unanswered) >= MAX_PENDING_REQUESTS:
             self.unanswered.popleft()
@@ -787,28 +911,37 @@ class Http(Analyser):
     def headers_done(self, s: Side) -> None:
         """The header block of a message is complete: Zeek's http_header for each,
         then the body's framing (HTTP_Entity::SubmitAllHeaders)."""
-        ts = self.ts
-        zeek = self.zeek
         is_orig = s.is_orig
         headers = s.headers
         if headers:
-            # Obsolete line folding: a line starting with white space continues
-            # the previous header.
-            if any(h[0] in (32, 9) for h in headers):
+            if s.folded:
                 headers = self.unfold(headers)
+            zeek = self.zeek
+            upgrade = self.upgrade_headers[is_orig]
+            row = None
             for h in headers:
                 name, colon, value = h.partition(b":")
                 if not colon:
                     self.weird("HTTP_header_without_colon", side=self.side_name(s))
                     continue
                 name = name.strip()
-                value = value.strip(b" \t")
                 upper = name.upper()
-                self.framing_header(s, upper, value)
-                zeek.header(ts, is_orig, text(upper), text(value))
-                if upper in UPGRADE_HEADERS or upper.startswith(b"SEC-WEBSOCKET-"):
-                    self.upgrade_headers[is_orig][text(name).lower()] = text(value)
+                if row is None:
+                    row = zeek.header_row(self.ts, is_orig)
+                uses = HEADER_USES.get(upper)
+                if uses is None:
+                    if upper.startswith(b"SEC-WEBSOCKET-"):
+                        upgrade[upper] = h
+                    continue
+                value = value.strip(b" \t")
+                if uses & FRAMING:
+                    self.framing_header(s, upper, value)
+                if uses & LOGGED and is_orig:
+                    zeek.client_header(row, upper, value)
+                if uses & UPGRADE:
+                    upgrade[upper] = h
             s.headers = []
+            s.folded = False
         if s.expect_body == BODY_NOT_EXPECTED:
             self.message_done(s)
         elif s.chunked:
@@ -824,7 +957,8 @@ class Http(Analyser):
             s.state = UNTIL_CLOSE
         else:
             self.message_done(s)
-        if not is_orig and self.tunnel_follows(s):
+        if not is_orig and (self.connect_request or self.upgrade or self.upgrade_protocol
+                            or s.code == 101) and self.tunnel_follows(s):
             self.stop()
 
     def unfold(self, headers: list[bytes]) -> list[bytes]:
@@ -842,9 +976,15 @@ class Http(Analyser):
         if upper == b"CONTENT-LENGTH":
             if s.chunked:
                 self.weird("HTTP_content_length_and_chunked")
-            token = VALUE_TOKEN.match(value).group()
+            # A plain number (what atoi reads without overflow) needs neither
+            # regex.
+            if value.isdigit() and len(value) < 19:
+                token = value
+                n = int(value)
+            else:
+                token = VALUE_TOKEN.match(value).group()
+                n = atoi(token) if token else None
             if token:
-                n = atoi(token)
                 if n is not None and n >= 0:
                     if n > 0 and token[0] == 48:
                         self.weird("HTTP_content_length_leading_zeros", detail=text(token))
@@ -870,7 +1010,9 @@ class Http(Analyser):
             if token in (b"gzip", b"x-gzip", b"deflate"):
                 s.encoded = True
         elif upper == b"CONNECTION":
-            token = VALUE_TOKEN.match(value).group().lower()
+            token = value.lower()
+            if token not in CONNECTION_TOKENS:      # else the whole value is the token
+                token = VALUE_TOKEN.match(value).group().lower()
             if s.is_orig:
                 if token == b"keep-alive":
                     self.keep_alive = True
@@ -941,7 +1083,9 @@ class Http(Analyser):
         if 100 <= s.code < 200:
             return                            # not the final response
         request = self.unanswered.popleft() if self.unanswered else None
-        self.check_transfer(request, s, ts)
+        if s.body_length >= self.transfer_min or \
+                (request is not None and request.body_length >= self.transfer_min):
+            self.check_transfer(request, s, ts)
 
     def check_transfer(self, request: Request | None, response: Side | None, end_ts) -> None:
         """transfers.log: a request body, a response body, of at least

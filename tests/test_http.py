@@ -218,3 +218,70 @@ def test_large_bodies_are_transfers():
         "protocol": "http", "command": "PUT", "file": "/big", "size_announced": size,
         "bytes": size, "reply_code": 201, "streams": 1, "data_uids": ["CHarness1"]}
     assert [r["request_body_len"] for r in rows(result)] == [size, 0]
+
+
+# Header blocks the parser cuts at once when a packet holds them whole, and
+# line by line otherwise: both ways must give the same rows and weirds.
+ODD_HEADER_BLOCKS = [
+    b"Host: a.example\nUser-Agent: lf/1.0\n\n",                      # LF alone
+    b"Host: a.example\r\nUser-Agent: mixed\n\r\n",                   # CRLF, LF, blank CRLF
+    b"Host: a.example\r\nReferer: http://r/\r\n\n",                  # blank line a bare LF
+    b"Host: lf\nUser-Agent: then CRLF\r\n\r\n",                       # LF, then CRLF CRLF
+    b"Host: h\nContent-Length: 6\n\nab\r\n\r\n",                       # CRLF CRLF in the body
+    b"Host: cr\r\r\nUser-Agent: two CRs\r\n\r\n",                    # a CR kept in the value
+    b"Host: a.example\r\nno colon here\r\nOrigin: o\r\n\r\n",        # a line without colon
+    b"User-Agent: folded\r\n  on two lines\r\nHost: h\r\n\r\n",      # obsolete folding
+    b" Host : spaced \t\r\nuser-agent:\tlower\r\n\r\n",              # white space, case
+    b"Host: h\r\nContent-Length: 0003\r\n\r\nabc",                   # leading zeros, a body
+    b"Host: h\r\nX-Forwarded-For: 10.1.1.1\r\nVIA: 1.1 p\r\n"
+    b"Authorization: Basic dXNlcjpwYXNz\r\n\r\n",                     # proxied, user
+    b"Host: h\r\nConnection: Keep-Alive, Upgrade\r\nExpect: 100-continue\r\n"
+    b"Content-Length: 2\r\n\r\nab",
+    b"Host: " + b"x" * 16380 + b"\r\nUser-Agent: after a long line\r\n\r\n",  # MAX_LINE
+]
+
+
+def test_a_header_block_in_one_packet_gives_what_it_gives_line_by_line():
+    for block in ODD_HEADER_BLOCKS:
+        request = b"POST /p HTTP/1.1\r\n" + block
+        response = b"HTTP/1.1 200 OK\r\nServer: s\nContent-Length: 2\r\n\r\nok"
+        whole = run(Http, [(ORIG, request), (RESP, response)], step=0.0)
+        pieces = run(Http, [(ORIG, request[i:i + 7]) for i in range(0, len(request), 7)]
+                     + [(RESP, response[i:i + 3]) for i in range(0, len(response), 3)],
+                     step=0.0)
+        assert rows(whole) == rows(pieces), block[:40]
+        assert [(w["name"], w.get("detail")) for w in whole.of("weird")] == \
+            [(w["name"], w.get("detail")) for w in pieces.of("weird")], block[:40]
+        assert len(rows(whole)) == 1 and not whole.errors
+
+
+def test_header_values_of_a_block_cut_at_once_are_zeeks():
+    result = run(Http, [(ORIG, b"GET /a HTTP/1.1\r\n Host : spaced \t\r\nuser-agent:\tlower"
+                                b"\r\n\r\n"), (RESP, ok(b""))])
+    row, = rows(result)
+    assert (row["host"], row["user_agent"]) == ("spaced", "lower")
+    result = run(Http, [(ORIG, b"GET /a HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.1.1.1\r\n"
+                                b"VIA: 1.1 p\r\nAuthorization: Basic dXNlcjpwYXNz\r\n\r\n"),
+                        (RESP, ok(b""))])
+    row, = rows(result)
+    assert (row["proxied"], row["username"]) == (["X-FORWARDED-FOR -> 10.1.1.1", "VIA -> 1.1 p"],
+                                                 "user")
+
+
+def test_a_header_block_that_does_not_end_in_a_packet_is_not_searched_again_per_line(
+        monkeypatch):
+    # 13,000 short header lines in one packet, their end in the next: a search
+    # for the end from each line would cost 13,000 scans of 16 KiB.
+    import protocols.http as http
+    searches = []
+
+    def counted(data, pos):
+        searches.append(pos)
+        return http_header_block(data, pos)
+
+    http_header_block = http.header_block
+    monkeypatch.setattr(http, "header_block", counted)
+    result = run(Http, [(ORIG, b"GET / HTTP/1.1\r\n" + b"a:b\r\n" * 13000), (ORIG, b"\r\n"),
+                        (RESP, ok(b""))])
+    assert searches == [16, 0, 17]        # once per packet of the request, once for the reply
+    assert weirds(result) == ["HTTP_too_many_headers"] and len(rows(result)) == 1

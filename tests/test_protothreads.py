@@ -653,3 +653,37 @@ def test_analysers_that_recurse_forever_or_ask_for_4_gib_are_stopped_alone(repla
     assert errors["recurser"].startswith("RecursionError")
     assert errors["greedy"].startswith("ValueError: read of 4294967296 bytes: at most")
     assert got == [b"still here\n"]
+
+
+def test_a_greenlet_whose_analyser_returned_serves_the_next_connection_undisturbed(replay):
+    """The greenlet of an analyser that returned while its connection lives
+    on runs the next connection's analyser; that first connection's end must
+    not stop it (it no longer belongs to the first)."""
+    import greenlet
+    runs = []
+
+    class OneLine(Analyser):
+        name = "oneline"
+        ports = {7000}
+
+        def main(self):
+            runs.append([greenlet.getcurrent()])
+            while True:
+                line = self.read_line(ORIG)
+                runs[-1].append(line)
+                if line == b"first\n":
+                    return              # the connection goes on without us
+
+    c1, s1 = peers()
+    c2, s2 = TcpPeer("10.0.0.3", 40001, 1), TcpPeer("10.0.0.2", 7000, 2)
+    c2.connect(s2)
+    frames = handshake(c1, s1) + [c1.send(ACK, b"first\n")]
+    frames += handshake(c2, s2) + [c2.send(ACK, b"one\n")]
+    frames += close(c1, s1)
+    # The first connection ends (its linger passes) before the second goes on.
+    later = [c2.send(ACK, b"two\n")] + close(c2, s2)
+    replay(timed(frames) + timed(later, start=1010.0), analysers=[(OneLine, {})])
+    (g1, *lines1), (g2, *lines2) = runs
+    assert lines1 == [b"first\n"]
+    assert lines2 == [b"one\n", b"two\n"]
+    assert g2 is g1
