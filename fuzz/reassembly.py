@@ -62,6 +62,7 @@ class Scenario:
     handshake: bool = True
     windows: tuple[int, int] = (65535, 65535)
     extra_frames: list = field(default_factory=list)   # (position, side, flags, offset)
+    lengths: tuple | None = None         # each side's whole stream (lost bytes at the end too)
 
 
 # ------------------------------------------------------------------ frames
@@ -121,6 +122,8 @@ def frames_of(sc: Scenario) -> list[bytes]:
 
 
 def stream_end(sc: Scenario, side: int) -> int:
+    if sc.lengths is not None:
+        return sc.lengths[side]
     ends = [g.offset + g.length for g in sc.segments if g.side == side]
     if sc.fin_at[side] is not None:
         ends.append(sc.fin_at[side])
@@ -233,7 +236,8 @@ def first_copies(sc: Scenario, side: int) -> dict[int, int]:
 
 def expected_pieces(sc: Scenario, side: int) -> list:
     """What the side must read: first copies, and a gap for every run of
-    bytes no segment carried, up to the FIN (or the last byte sent)."""
+    bytes no segment carried, up to the FIN (or the last byte sent; the
+    whole stream when the peer acknowledges it all)."""
     got = first_copies(sc, side)
     end = stream_end(sc, side)
     out: list = []
@@ -248,8 +252,8 @@ def expected_pieces(sc: Scenario, side: int) -> list:
             q = p
             while q < end and q not in got:
                 q += 1
-            if q == end and sc.fin_at[side] is None:
-                break
+            if q == end and sc.fin_at[side] is None and not sc.ack_all:
+                break                   # a lost tail nothing after it reveals
             out.append(("gap", q - p))
         p = q
     return out
@@ -290,7 +294,7 @@ def scenario_from_bytes(data: bytes) -> tuple[Scenario, tuple]:
         side = kind & 1
         # Far offsets (window edges, huge holes) stay below 2**30: further
         # than that, a sequence number is ambiguous on the wire itself.
-        offset = off * (1 + (scale & 7) * 63) if kind & 4 else off & 0xFFFF
+        offset = off * (1 + (scale & 7) * 63) % (1 << 30) if kind & 4 else off & 0xFFFF
         if kind & 0x40:                 # a control segment (RST / FIN / bare ACK)
             extras.append((len(segments), side, (RST, FIN | ACK, ACK, SYN)[kind >> 4 & 3],
                            offset))
