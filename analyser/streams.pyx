@@ -286,6 +286,17 @@ cdef class Streams:
             data += cut
             length -= <uint32_t>cut
         while length > 0:
+            if seq < s.next_seq:
+                # pull_ooo() below moved several out-of-order segments into
+                # the queue: they came first and cover these bytes.
+                n = s.next_seq - seq
+                if n > length:
+                    n = length
+                self.compare_overlap(p, side, seq, data, <uint32_t>n)
+                seq += n
+                data += n
+                length -= <uint32_t>n
+                continue
             limit = s.ooo[0].seq if s.ooo_len else SKIP_ALL
             n = length if seq + length <= limit else limit - seq
             if n > 0:
