@@ -80,6 +80,10 @@ def add_analysis_options(r) -> None:
     r.add_argument("--flow-memory", metavar="MB", type=float, default=None,
                    help="memory budget of the flow table; beyond it the flow nearest "
                         "its timeout is evicted and counted (default: 512)")
+    r.add_argument("--stream-memory", metavar="MB", type=_positive_float, default=None,
+                   help="bytes all analysed streams together may copy out of the capture "
+                        "ring while their analysers have not read them; beyond it they "
+                        "are given up as gaps and counted (default: 128)")
     a = r.add_argument_group("analysers and events")
     a.add_argument("--analyser", metavar="NAME[:KEY=VALUE,...]", action="append", default=[],
                    help="enable and configure an analyser, e.g. ftp:ports=21,2121 "
@@ -453,7 +457,7 @@ def _port(value: str) -> int:
 
 def analysis_kwargs(args, analysers, monitor, writer) -> dict:
     """The keyword arguments `replay` and `live` pass alike (add_analysis_options)."""
-    from analyser.replay import DEFAULT_FLOW_MEMORY_MB
+    from analyser.replay import DEFAULT_FLOW_MEMORY_MB, DEFAULT_STREAM_MEMORY_MB
     return dict(logs_dir=args.logs, log_format=args.log_format,
                 ignore_checksums=args.checksums == "ignore", timeouts=dict(args.timeout),
                 flow_memory_mb=args.flow_memory or DEFAULT_FLOW_MEMORY_MB,
@@ -462,6 +466,7 @@ def analysis_kwargs(args, analysers, monitor, writer) -> dict:
                 no_payload=args.no_payload_in_logs, anonymizer=args.anonymizer,
                 pcap_out=args.pcap_writer, analyser_time_limit=args.analyser_time_limit,
                 tunnel_depth=args.tunnel_depth,
+                max_owned_total=int((args.stream_memory or DEFAULT_STREAM_MEMORY_MB) * (1 << 20)),
                 on_event=writer.write if writer is not None else None)
 
 

@@ -85,6 +85,9 @@ cdef class Streams:
     cdef int32_t slot_capacity
     cdef readonly uint64_t max_side_bytes     # buffered per side before data becomes a gap
     cdef readonly uint64_t max_owned_bytes    # copied-out bytes per side before giving up
+    cdef readonly uint64_t max_owned_total    # heap bytes of all streams before giving up
+    cdef readonly uint64_t owned_now          # heap bytes held now (all streams)
+    cdef readonly uint64_t owned_peak
     cdef readonly uint32_t max_ooo_segments
     cdef object ready                         # Python callable(slot, code, side, payload, extra)
     cdef object on_event                      # Python callable(kind, slot, side, a, b) or None

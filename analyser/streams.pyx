@@ -24,11 +24,14 @@ Rules:
    without waking Python and without pinning anything.
 5. Everything is bounded: bytes buffered per side (`max_side_bytes`, beyond
    which new data becomes a gap and is counted as overflow), out-of-order
-   segments per side, and bytes copied out of the ring per side.
+   segments per side, bytes copied out of the ring per side
+   (`max_owned_bytes`) and over all streams together (`max_owned_total`:
+   without it, N sides whose analysers never read would hold N MiB).
 
 Ring pressure: when the ring cannot take more records because pinned ones
 hold it, `relieve()` copies the oldest pinned segments out to the heap (up to
-`max_owned_bytes` per side) or gives them up as gaps; both are counted.
+`max_owned_bytes` per side and `max_owned_total` in all) or gives them up as
+gaps; both are counted.
 
 The Python runtime (analyser/runtime.py) registers what an analyser waits for
 with `request()`; when data satisfies it, `ready(slot, code, side, payload,
@@ -44,6 +47,7 @@ from ringbuf.ring cimport Ring
 cdef uint64_t SKIP_ALL = 0xffffffffffffffffULL
 
 EVENT_OVERLAP_DIFFERS = "overlap_differs"
+DEFAULT_MAX_OWNED_TOTAL = 128 << 20   # heap bytes all streams together may hold
 
 
 cdef class Streams:
@@ -51,13 +55,15 @@ cdef class Streams:
 
     def __cinit__(self, Ring ring, ready, uint64_t max_side_bytes=4 << 20,
                   uint64_t max_owned_bytes=1 << 20, uint32_t max_ooo_segments=64,
-                  on_event=None, on_error=None):
+                  on_event=None, on_error=None,
+                  uint64_t max_owned_total=DEFAULT_MAX_OWNED_TOTAL):
         self.ring = ring
         self.ready = ready
         self.on_event = on_event
         self.on_error = on_error
         self.max_side_bytes = max_side_bytes
         self.max_owned_bytes = max_owned_bytes
+        self.max_owned_total = max_owned_total
         self.max_ooo_segments = max_ooo_segments
         self.live = NULL
         self.slot_capacity = 0
@@ -130,6 +136,7 @@ cdef class Streams:
         s.q_head = 0
         s.ooo_len = 0
         s.queued_bytes = 0
+        self.owned_now -= s.owned_bytes         # (0 unless the books were off)
         s.owned_bytes = 0
 
     cdef void free_segment(self, SideStream* s, Segment* g) noexcept:
@@ -138,6 +145,7 @@ cdef class Streams:
         elif g.kind == SEG_OWNED:
             free(g.owned)
             s.owned_bytes -= g.length
+            self.owned_now -= g.length
         if g.kind != SEG_GAP:
             s.queued_bytes -= g.length
         g.kind = SEG_GAP
@@ -195,6 +203,9 @@ cdef class Streams:
             s.queued_bytes += length
         if kind == SEG_OWNED:
             s.owned_bytes += length
+            self.owned_now += length
+            if self.owned_now > self.owned_peak:
+                self.owned_peak = self.owned_now
         if not self.push(s, &g):
             s.next_seq = seq + length       # the bytes are accounted as overflow
 
@@ -207,6 +218,7 @@ cdef class Streams:
             s.queued_bytes -= n
             if g.kind == SEG_OWNED:
                 s.owned_bytes -= n
+                self.owned_now -= n
         g.seq += n
         g.length -= n
 
@@ -322,8 +334,11 @@ cdef class Streams:
                     elif in_ring:
                         self.append(s, seq, data, <uint32_t>n, SEG_RING, record)
                     else:
-                        copy = <uint8_t*>malloc(n)
+                        copy = NULL
+                        if self.owned_now + n <= self.max_owned_total:
+                            copy = <uint8_t*>malloc(n)
                         if copy == NULL:
+                            self.given_up_bytes += n
                             self.append(s, seq, NULL, <uint32_t>n, SEG_GAP, 0)
                         else:
                             memcpy(copy, data, n)
@@ -420,10 +435,13 @@ cdef class Streams:
                 self.ring.pin(record)
                 s.queued_bytes += g.length
             else:
-                copy = <uint8_t*>malloc(g.length)
+                copy = NULL
+                if self.owned_now + g.length <= self.max_owned_total:
+                    copy = <uint8_t*>malloc(g.length)
                 if copy == NULL:
                     g.kind = SEG_GAP
                     g.data = NULL
+                    self.given_up_bytes += g.length
                 else:
                     memcpy(copy, data, g.length)
                     g.kind = SEG_OWNED
@@ -431,6 +449,9 @@ cdef class Streams:
                     g.owned = copy
                     s.owned_bytes += g.length
                     s.queued_bytes += g.length
+                    self.owned_now += g.length
+                    if self.owned_now > self.owned_peak:
+                        self.owned_peak = self.owned_now
             s.ooo_len += 1
             i += 1
             data += piece_end - seq
@@ -533,7 +554,8 @@ cdef class Streams:
                     if g.kind != SEG_RING or g.record >= below_record:
                         continue
                     copy = NULL
-                    if s.owned_bytes + g.length <= self.max_owned_bytes:
+                    if (s.owned_bytes + g.length <= self.max_owned_bytes
+                            and self.owned_now + g.length <= self.max_owned_total):
                         copy = <uint8_t*>malloc(g.length)
                     self.ring.unpin(g.record)
                     count += 1
@@ -545,6 +567,9 @@ cdef class Streams:
                         s.owned_bytes += g.length
                         s.copied_out_bytes += g.length
                         self.copied_out_bytes += g.length
+                        self.owned_now += g.length
+                        if self.owned_now > self.owned_peak:
+                            self.owned_peak = self.owned_now
                     else:
                         g.kind = SEG_GAP
                         g.data = NULL
@@ -779,4 +804,7 @@ cdef class Streams:
                 "ring_copy_out_events": self.copy_out_events,
                 "ring_copied_out_bytes": self.copied_out_bytes,
                 "ring_given_up_bytes": self.given_up_bytes,
+                "stream_owned_bytes": self.owned_now,
+                "stream_owned_bytes_peak": self.owned_peak,
+                "stream_owned_bytes_limit": self.max_owned_total,
                 "stream_errors": self.errors}
