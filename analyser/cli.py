@@ -576,11 +576,21 @@ def replay_with_workers(args, progress) -> int:
         print("analyser: %s" % exc, file=sys.stderr)
         return EXIT_USAGE
 
+    class NotInThisWorker(Exception):
+        pass
+
     def run(worker, logs_dir, events_path):
         wargs = _argparse.Namespace(**{**vars(args), "logs": logs_dir, "events": events_path})
-        result, status = run_analysis(
-            wargs, lambda **kw: replay_files(args.traces, bpf=args.bpf, speed=args.speed,
-                                             worker=worker, **kw), CaptureFileError)
+        # Every worker reads the same files and meets the same corruption:
+        # the first one says so, the others stop quietly.
+        first = worker[0] == 0
+        try:
+            result, status = run_analysis(
+                wargs, lambda **kw: replay_files(args.traces, bpf=args.bpf, speed=args.speed,
+                                                 worker=worker, **kw),
+                CaptureFileError if first else NotInThisWorker)
+        except CaptureFileError:
+            raise SystemExit(EXIT_INPUT) from None
         if result is None:
             raise SystemExit(status)            # the worker printed why
         return result
