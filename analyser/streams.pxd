@@ -119,6 +119,7 @@ cdef class Streams:
     cdef bint push(self, SideStream* s, Segment* g) noexcept
     cdef void clear_side(self, SideStream* s) noexcept
     cdef void fill_hole(self, StreamPair* p, int side, uint64_t seq) noexcept
+    cdef void merge_gaps(self, SideStream* s) noexcept
     cdef void segment_in_order(self, StreamPair* p, int side, uint64_t seq,
                                const uint8_t* data, uint32_t length, bint in_ring,
                                uint64_t record) noexcept

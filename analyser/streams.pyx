@@ -187,10 +187,19 @@ cdef class Streams:
 
     cdef void append(self, SideStream* s, uint64_t seq, const uint8_t* data, uint64_t length,
                      uint32_t kind, uint64_t record) noexcept:
-        """Queue new bytes (or a gap) at next_seq; pins ring bytes, counts them."""
+        """Queue new bytes (or a gap) at next_seq; pins ring bytes, counts them.
+        A gap right after a gap extends it: a side nobody reads would
+        otherwise keep a descriptor per lost segment for ever."""
         cdef Segment g
+        cdef Segment* last
         if length == 0:
             return
+        if kind == SEG_GAP and s.q_len:
+            last = &s.q[(s.q_head + s.q_len - 1) % s.q_cap]
+            if last.kind == SEG_GAP and last.seq + last.length == seq:
+                last.length += length
+                s.next_seq = seq + length
+                return
         g.seq = seq
         g.length = length
         g.kind = kind
@@ -536,6 +545,23 @@ cdef class Streams:
             s.eof_seq = s.next_seq
         self.check(p)
 
+    cdef void merge_gaps(self, SideStream* s) noexcept:
+        """Join neighbouring gaps of the queue into one descriptor."""
+        cdef uint32_t i, kept = 0
+        cdef Segment* g
+        cdef Segment* prev
+        for i in range(s.q_len):
+            g = &s.q[(s.q_head + i) % s.q_cap]
+            if kept:
+                prev = &s.q[(s.q_head + kept - 1) % s.q_cap]
+                if prev.kind == SEG_GAP and g.kind == SEG_GAP and prev.seq + prev.length == g.seq:
+                    prev.length += g.length
+                    continue
+            if kept != i:
+                s.q[(s.q_head + kept) % s.q_cap] = g[0]
+            kept += 1
+        s.q_len = kept
+
     cdef int relieve(self, uint64_t below_record) noexcept:
         """Ring pressure: unpin every segment in records below `below_record`,
         copying its bytes out (within max_owned_bytes per side) or giving
@@ -544,11 +570,12 @@ cdef class Streams:
         cdef SideStream* s
         cdef Segment* g
         cdef uint32_t i
-        cdef int side, count = 0
+        cdef int side, count = 0, gave_up
         cdef uint8_t* copy
         while p != NULL:
             for side in range(2):
                 s = &p.side[side]
+                gave_up = 0
                 for i in range(s.q_len + s.ooo_len):
                     g = &s.q[(s.q_head + i) % s.q_cap] if i < s.q_len else &s.ooo[i - s.q_len]
                     if g.kind != SEG_RING or g.record >= below_record:
@@ -577,6 +604,9 @@ cdef class Streams:
                         self.given_up_bytes += g.length
                         s.gap_bytes += g.length
                         self.gap_bytes += g.length
+                        gave_up += 1
+                if gave_up:
+                    self.merge_gaps(s)
             p = p.next
         if count:
             self.copy_out_events += 1
@@ -789,6 +819,15 @@ cdef class Streams:
                 "overlap_conflicts": s.overlap_conflicts, "ooo_segments": s.ooo_segments,
                 "copied_out_bytes": s.copied_out_bytes, "overflow_bytes": s.overflow_bytes,
                 "ended": bool(s.ended), "mode": ("stream", "bulk", "off")[s.mode]}
+
+    def segments_held(self):
+        """Descriptors held by all live pairs (queued and out of order)."""
+        cdef StreamPair* p = self.live
+        cdef uint64_t n = 0
+        while p != NULL:
+            n += p.side[0].q_len + p.side[0].ooo_len + p.side[1].q_len + p.side[1].ooo_len
+            p = p.next
+        return n
 
     def wakeups(self, int32_t slot):
         return self.pair(slot).wakeups
