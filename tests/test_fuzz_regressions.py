@@ -7,6 +7,7 @@ from analyser import ORIG, RESP, registry
 from analyser.testing import Hole, run
 from packets import ACK, PSH, TcpPeer, close, handshake, timed
 from protocols.http import Http
+from protocols.rdp import Rdp
 
 CONNECT = (b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
            b"HTTP/1.1 200 Connection established\r\n\r\n")
@@ -20,6 +21,16 @@ def test_gap_where_the_protocol_after_connect_would_start_is_not_an_error():
     assert result.errors == []
     assert result.counters["undetected_rest"] == 1
     assert [r["method"] for r in result.logs["http"]] == ["CONNECT"]
+
+
+def test_gap_in_rdps_negotiation_is_a_weird_not_an_error():
+    result = run(Rdp, [Hole(ORIG, 19), (ORIG, b"\x03\x00\x00\x13")])
+    assert result.errors == []
+    assert [(w["name"], w["size"]) for w in result.of("weird")] == [("rdp_content_gap", 19)]
+    confirm_lost = run(Rdp, [(ORIG, b"\x03\x00\x00\x0b\x06\xe0\x00\x00\x00\x00\x00"),
+                             Hole(RESP, 4096)])
+    assert confirm_lost.errors == []
+    assert [w["name"] for w in confirm_lost.of("weird")] == ["rdp_content_gap"]
 
 
 def engine_run(replay, port, script):
@@ -38,6 +49,8 @@ def engine_run(replay, port, script):
 
 
 def test_the_same_gaps_through_the_engine(replay):
+    stats = engine_run(replay, 3389, [(ORIG, b"\x03\x00\x00\x13\x0e\xe0", 19)])
+    assert stats["analyser_errors"] == 0
     stats = engine_run(replay, 8080, [(ORIG, CONNECT[0], 0), (RESP, CONNECT[1], 0),
                                       (RESP, b"\x16\x03\x01\x00\x05hello", 1000)])
     assert stats["analyser_errors"] == 0 and stats["engine_errors"] == 0
