@@ -15,7 +15,11 @@ Rules:
 1. A new flow meets, in order: an expectation (it belongs to the connection
    that announced it: bound to the analyser the expectation names, or counted
    in bulk), the analyser whose port hint is its responder's port, and
-   content detection, armed for the first payload of each side.
+   content detection, armed for the first payload of each side.  A TCP
+   flow's port analyser starts with the first payload of either side, not
+   with the SYN: a connection that never carries a byte costs no Python (a
+   SYN flood or a million half-open connections to port 80 would otherwise
+   start a greenlet each, far beyond the flow table's memory budget).
 2. Signatures are compared in C (`match_signatures`); only a match calls
    Python.  For a flow that an analyser reads already, the matches are only
    remembered in the flow (`detect_owners`) and handed to the runtime if
@@ -158,9 +162,9 @@ cdef class Binder:
                 self.start_analyser(f, expectation.analyser, {}, [], False)
                 return
             if f.proto == PROTO_TCP:
-                if self.n_signatures:
-                    f.detect_pending = 3
-                idx = self.tcp_port_analyser[f.resp_port]
+                if self.n_signatures or self.tcp_port_analyser[f.resp_port]:
+                    f.detect_pending = 3      # the port analyser starts in first_payload
+                return
             elif f.proto == PROTO_UDP and self.udp_analysers:
                 if self.udp_signatures:
                     f.detect_pending = 3
@@ -175,7 +179,17 @@ cdef class Binder:
                             uint32_t n) noexcept:
         """The first payload of a side: which analysers does it look like?"""
         cdef uint64_t owners
+        cdef uint8_t idx
         f.detect_pending &= ~(1 << side)
+        if f.slot < 0 and f.proto == PROTO_TCP and not f.bound:
+            idx = self.tcp_port_analyser[f.resp_port]
+            if idx:
+                try:
+                    cls, config = self.analyser_classes[idx]
+                except BaseException as exc:
+                    self.caught("starting an analyser", exc)
+                else:
+                    self.start_analyser(f, cls, config, [], True)
         owners = self.match_signatures(side, data, n, transport_bit(f)) & ~f.detect_owners
         if owners:
             f.detect_owners |= owners

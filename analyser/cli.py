@@ -80,6 +80,10 @@ def add_analysis_options(r) -> None:
     r.add_argument("--flow-memory", metavar="MB", type=float, default=None,
                    help="memory budget of the flow table; beyond it the flow nearest "
                         "its timeout is evicted and counted (default: 512)")
+    r.add_argument("--stream-memory", metavar="MB", type=_positive_float, default=None,
+                   help="bytes all analysed streams together may copy out of the capture "
+                        "ring while their analysers have not read them; beyond it they "
+                        "are given up as gaps and counted (default: 128)")
     a = r.add_argument_group("analysers and events")
     a.add_argument("--analyser", metavar="NAME[:KEY=VALUE,...]", action="append", default=[],
                    help="enable and configure an analyser, e.g. ftp:ports=21,2121 "
@@ -463,7 +467,7 @@ def _port(value: str) -> int:
 
 def analysis_kwargs(args, analysers, monitor, writer) -> dict:
     """The keyword arguments `replay` and `live` pass alike (add_analysis_options)."""
-    from analyser.replay import DEFAULT_FLOW_MEMORY_MB
+    from analyser.replay import DEFAULT_FLOW_MEMORY_MB, DEFAULT_STREAM_MEMORY_MB
     return dict(logs_dir=args.logs, log_format=args.log_format,
                 ignore_checksums=args.checksums == "ignore", timeouts=dict(args.timeout),
                 flow_memory_mb=args.flow_memory or DEFAULT_FLOW_MEMORY_MB,
@@ -472,6 +476,7 @@ def analysis_kwargs(args, analysers, monitor, writer) -> dict:
                 no_payload=args.no_payload_in_logs, anonymizer=args.anonymizer,
                 pcap_out=args.pcap_writer, analyser_time_limit=args.analyser_time_limit,
                 tunnel_depth=args.tunnel_depth,
+                max_owned_total=int((args.stream_memory or DEFAULT_STREAM_MEMORY_MB) * (1 << 20)),
                 on_event=writer.write if writer is not None else None)
 
 
@@ -585,11 +590,21 @@ def replay_with_workers(args, progress) -> int:
         print("analyser: %s" % exc, file=sys.stderr)
         return EXIT_USAGE
 
+    class NotInThisWorker(Exception):
+        pass
+
     def run(worker, logs_dir, events_path):
         wargs = _argparse.Namespace(**{**vars(args), "logs": logs_dir, "events": events_path})
-        result, status = run_analysis(
-            wargs, lambda **kw: replay_files(args.traces, bpf=args.bpf, speed=args.speed,
-                                             worker=worker, **kw), CaptureFileError)
+        # Every worker reads the same files and meets the same corruption:
+        # the first one says so, the others stop quietly.
+        first = worker[0] == 0
+        try:
+            result, status = run_analysis(
+                wargs, lambda **kw: replay_files(args.traces, bpf=args.bpf, speed=args.speed,
+                                                 worker=worker, **kw),
+                CaptureFileError if first else NotInThisWorker)
+        except CaptureFileError:
+            raise SystemExit(EXIT_INPUT) from None
         if result is None:
             raise SystemExit(status)            # the worker printed why
         return result

@@ -208,6 +208,7 @@ cdef class Engine:
                  bint key_on_vlan=False, analysers=None, monitor=None, on_event=None,
                  on_log=None, uint64_t max_stream_bytes=4 << 20,
                  uint64_t max_owned_bytes=1 << 20, ring_policy="wait", detect="content",
+                 uint64_t max_owned_total=128 << 20,
                  worker=None, double dedup=0.0, bint no_payload=False, pcap_out=None,
                  double analyser_time_limit=5.0, int tunnel_depth=DEFAULT_TUNNEL_DEPTH):
         """analysers: [(Analyser subclass, config dict)]; monitor: an
@@ -224,6 +225,8 @@ cdef class Engine:
         no_payload: what users sent (names, paths, commands, message text:
         the analysers' payload_fields) stays out of every log and event.
         pcap_out: an analyser.pcapout.PcapOut writing the chosen connections.
+        max_owned_total: bytes all streams together may copy out of the ring
+        (analyser/streams.pyx); beyond it, bytes are given up as gaps.
         analyser_time_limit: seconds one analyser wake-up may run before it is
         stopped (analyser/watchdog.py); 0: no limit.
         tunnel_depth: encapsulations opened per packet (analyser/decode.pyx);
@@ -260,6 +263,7 @@ cdef class Engine:
             self.streams = Streams(self.ring, self.runtime.ready,
                                    max_side_bytes=max_stream_bytes,
                                    max_owned_bytes=max_owned_bytes,
+                                   max_owned_total=max_owned_total,
                                    on_event=self.stream_event,
                                    on_error=self.runtime.engine_error)
             self.runtime.streams = self.streams

@@ -19,6 +19,7 @@ from analyser.schemas import schemas_of
 from ringbuf.pcapfile import PcapFileSource
 
 DEFAULT_FLOW_MEMORY_MB = 512
+DEFAULT_STREAM_MEMORY_MB = 128          # analyser/streams.pyx's DEFAULT_MAX_OWNED_TOTAL
 
 
 @dataclass

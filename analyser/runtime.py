@@ -400,12 +400,17 @@ class Analyser:
         detection from here.  The next bytes (`unread` first, else the first
         bytes either side sends next) are matched against the run's
         signatures; the analyser they name takes the connection, as with
-        hand_over().  Returns, with the streams released, when none matches."""
+        hand_over().  Returns, with the streams released, when none matches
+        (or when bytes are missing where the next protocol would start:
+        nothing to match)."""
         pending = {side: data for side, data in (unread or {}).items() if data}
         if not pending:
-            side, data = self.peek_any(64)
-            pending = {side: data}
-        ranked = self._rt.rank_by_content(pending, exclude=type(self))
+            try:
+                side, data = self.peek_any(64)
+            except Gap:
+                data = b""
+            pending = {side: data} if data else {}
+        ranked = self._rt.rank_by_content(pending, exclude=type(self)) if pending else []
         if ranked:
             cls, config = ranked[0]
             self._rt.hand_over(self, cls, config, unread, ranked[1:])

@@ -85,6 +85,9 @@ cdef class Streams:
     cdef int32_t slot_capacity
     cdef readonly uint64_t max_side_bytes     # buffered per side before data becomes a gap
     cdef readonly uint64_t max_owned_bytes    # copied-out bytes per side before giving up
+    cdef readonly uint64_t max_owned_total    # heap bytes of all streams before giving up
+    cdef readonly uint64_t owned_now          # heap bytes held now (all streams)
+    cdef readonly uint64_t owned_peak
     cdef readonly uint32_t max_ooo_segments
     cdef object ready                         # Python callable(slot, code, side, payload, extra)
     cdef object on_event                      # Python callable(kind, slot, side, a, b) or None
@@ -116,6 +119,7 @@ cdef class Streams:
     cdef bint push(self, SideStream* s, Segment* g) noexcept
     cdef void clear_side(self, SideStream* s) noexcept
     cdef void fill_hole(self, StreamPair* p, int side, uint64_t seq) noexcept
+    cdef void merge_gaps(self, SideStream* s) noexcept
     cdef void segment_in_order(self, StreamPair* p, int side, uint64_t seq,
                                const uint8_t* data, uint32_t length, bint in_ring,
                                uint64_t record) noexcept

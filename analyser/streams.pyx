@@ -24,11 +24,14 @@ Rules:
    without waking Python and without pinning anything.
 5. Everything is bounded: bytes buffered per side (`max_side_bytes`, beyond
    which new data becomes a gap and is counted as overflow), out-of-order
-   segments per side, and bytes copied out of the ring per side.
+   segments per side, bytes copied out of the ring per side
+   (`max_owned_bytes`) and over all streams together (`max_owned_total`:
+   without it, N sides whose analysers never read would hold N MiB).
 
 Ring pressure: when the ring cannot take more records because pinned ones
 hold it, `relieve()` copies the oldest pinned segments out to the heap (up to
-`max_owned_bytes` per side) or gives them up as gaps; both are counted.
+`max_owned_bytes` per side and `max_owned_total` in all) or gives them up as
+gaps; both are counted.
 
 The Python runtime (analyser/runtime.py) registers what an analyser waits for
 with `request()`; when data satisfies it, `ready(slot, code, side, payload,
@@ -44,6 +47,7 @@ from ringbuf.ring cimport Ring
 cdef uint64_t SKIP_ALL = 0xffffffffffffffffULL
 
 EVENT_OVERLAP_DIFFERS = "overlap_differs"
+DEFAULT_MAX_OWNED_TOTAL = 128 << 20   # heap bytes all streams together may hold
 
 
 cdef class Streams:
@@ -51,13 +55,15 @@ cdef class Streams:
 
     def __cinit__(self, Ring ring, ready, uint64_t max_side_bytes=4 << 20,
                   uint64_t max_owned_bytes=1 << 20, uint32_t max_ooo_segments=64,
-                  on_event=None, on_error=None):
+                  on_event=None, on_error=None,
+                  uint64_t max_owned_total=DEFAULT_MAX_OWNED_TOTAL):
         self.ring = ring
         self.ready = ready
         self.on_event = on_event
         self.on_error = on_error
         self.max_side_bytes = max_side_bytes
         self.max_owned_bytes = max_owned_bytes
+        self.max_owned_total = max_owned_total
         self.max_ooo_segments = max_ooo_segments
         self.live = NULL
         self.slot_capacity = 0
@@ -130,6 +136,7 @@ cdef class Streams:
         s.q_head = 0
         s.ooo_len = 0
         s.queued_bytes = 0
+        self.owned_now -= s.owned_bytes         # (0 unless the books were off)
         s.owned_bytes = 0
 
     cdef void free_segment(self, SideStream* s, Segment* g) noexcept:
@@ -138,6 +145,7 @@ cdef class Streams:
         elif g.kind == SEG_OWNED:
             free(g.owned)
             s.owned_bytes -= g.length
+            self.owned_now -= g.length
         if g.kind != SEG_GAP:
             s.queued_bytes -= g.length
         g.kind = SEG_GAP
@@ -179,10 +187,19 @@ cdef class Streams:
 
     cdef void append(self, SideStream* s, uint64_t seq, const uint8_t* data, uint64_t length,
                      uint32_t kind, uint64_t record) noexcept:
-        """Queue new bytes (or a gap) at next_seq; pins ring bytes, counts them."""
+        """Queue new bytes (or a gap) at next_seq; pins ring bytes, counts them.
+        A gap right after a gap extends it: a side nobody reads would
+        otherwise keep a descriptor per lost segment for ever."""
         cdef Segment g
+        cdef Segment* last
         if length == 0:
             return
+        if kind == SEG_GAP and s.q_len:
+            last = &s.q[(s.q_head + s.q_len - 1) % s.q_cap]
+            if last.kind == SEG_GAP and last.seq + last.length == seq:
+                last.length += length
+                s.next_seq = seq + length
+                return
         g.seq = seq
         g.length = length
         g.kind = kind
@@ -195,6 +212,9 @@ cdef class Streams:
             s.queued_bytes += length
         if kind == SEG_OWNED:
             s.owned_bytes += length
+            self.owned_now += length
+            if self.owned_now > self.owned_peak:
+                self.owned_peak = self.owned_now
         if not self.push(s, &g):
             s.next_seq = seq + length       # the bytes are accounted as overflow
 
@@ -207,6 +227,7 @@ cdef class Streams:
             s.queued_bytes -= n
             if g.kind == SEG_OWNED:
                 s.owned_bytes -= n
+                self.owned_now -= n
         g.seq += n
         g.length -= n
 
@@ -286,6 +307,17 @@ cdef class Streams:
             data += cut
             length -= <uint32_t>cut
         while length > 0:
+            if seq < s.next_seq:
+                # pull_ooo() below moved several out-of-order segments into
+                # the queue: they came first and cover these bytes.
+                n = s.next_seq - seq
+                if n > length:
+                    n = length
+                self.compare_overlap(p, side, seq, data, <uint32_t>n)
+                seq += n
+                data += n
+                length -= <uint32_t>n
+                continue
             limit = s.ooo[0].seq if s.ooo_len else SKIP_ALL
             n = length if seq + length <= limit else limit - seq
             if n > 0:
@@ -311,8 +343,11 @@ cdef class Streams:
                     elif in_ring:
                         self.append(s, seq, data, <uint32_t>n, SEG_RING, record)
                     else:
-                        copy = <uint8_t*>malloc(n)
+                        copy = NULL
+                        if self.owned_now + n <= self.max_owned_total:
+                            copy = <uint8_t*>malloc(n)
                         if copy == NULL:
+                            self.given_up_bytes += n
                             self.append(s, seq, NULL, <uint32_t>n, SEG_GAP, 0)
                         else:
                             memcpy(copy, data, n)
@@ -409,10 +444,13 @@ cdef class Streams:
                 self.ring.pin(record)
                 s.queued_bytes += g.length
             else:
-                copy = <uint8_t*>malloc(g.length)
+                copy = NULL
+                if self.owned_now + g.length <= self.max_owned_total:
+                    copy = <uint8_t*>malloc(g.length)
                 if copy == NULL:
                     g.kind = SEG_GAP
                     g.data = NULL
+                    self.given_up_bytes += g.length
                 else:
                     memcpy(copy, data, g.length)
                     g.kind = SEG_OWNED
@@ -420,6 +458,9 @@ cdef class Streams:
                     g.owned = copy
                     s.owned_bytes += g.length
                     s.queued_bytes += g.length
+                    self.owned_now += g.length
+                    if self.owned_now > self.owned_peak:
+                        self.owned_peak = self.owned_now
             s.ooo_len += 1
             i += 1
             data += piece_end - seq
@@ -504,6 +545,23 @@ cdef class Streams:
             s.eof_seq = s.next_seq
         self.check(p)
 
+    cdef void merge_gaps(self, SideStream* s) noexcept:
+        """Join neighbouring gaps of the queue into one descriptor."""
+        cdef uint32_t i, kept = 0
+        cdef Segment* g
+        cdef Segment* prev
+        for i in range(s.q_len):
+            g = &s.q[(s.q_head + i) % s.q_cap]
+            if kept:
+                prev = &s.q[(s.q_head + kept - 1) % s.q_cap]
+                if prev.kind == SEG_GAP and g.kind == SEG_GAP and prev.seq + prev.length == g.seq:
+                    prev.length += g.length
+                    continue
+            if kept != i:
+                s.q[(s.q_head + kept) % s.q_cap] = g[0]
+            kept += 1
+        s.q_len = kept
+
     cdef int relieve(self, uint64_t below_record) noexcept:
         """Ring pressure: unpin every segment in records below `below_record`,
         copying its bytes out (within max_owned_bytes per side) or giving
@@ -512,17 +570,19 @@ cdef class Streams:
         cdef SideStream* s
         cdef Segment* g
         cdef uint32_t i
-        cdef int side, count = 0
+        cdef int side, count = 0, gave_up
         cdef uint8_t* copy
         while p != NULL:
             for side in range(2):
                 s = &p.side[side]
+                gave_up = 0
                 for i in range(s.q_len + s.ooo_len):
                     g = &s.q[(s.q_head + i) % s.q_cap] if i < s.q_len else &s.ooo[i - s.q_len]
                     if g.kind != SEG_RING or g.record >= below_record:
                         continue
                     copy = NULL
-                    if s.owned_bytes + g.length <= self.max_owned_bytes:
+                    if (s.owned_bytes + g.length <= self.max_owned_bytes
+                            and self.owned_now + g.length <= self.max_owned_total):
                         copy = <uint8_t*>malloc(g.length)
                     self.ring.unpin(g.record)
                     count += 1
@@ -534,6 +594,9 @@ cdef class Streams:
                         s.owned_bytes += g.length
                         s.copied_out_bytes += g.length
                         self.copied_out_bytes += g.length
+                        self.owned_now += g.length
+                        if self.owned_now > self.owned_peak:
+                            self.owned_peak = self.owned_now
                     else:
                         g.kind = SEG_GAP
                         g.data = NULL
@@ -541,6 +604,9 @@ cdef class Streams:
                         self.given_up_bytes += g.length
                         s.gap_bytes += g.length
                         self.gap_bytes += g.length
+                        gave_up += 1
+                if gave_up:
+                    self.merge_gaps(s)
             p = p.next
         if count:
             self.copy_out_events += 1
@@ -754,6 +820,15 @@ cdef class Streams:
                 "copied_out_bytes": s.copied_out_bytes, "overflow_bytes": s.overflow_bytes,
                 "ended": bool(s.ended), "mode": ("stream", "bulk", "off")[s.mode]}
 
+    def segments_held(self):
+        """Descriptors held by all live pairs (queued and out of order)."""
+        cdef StreamPair* p = self.live
+        cdef uint64_t n = 0
+        while p != NULL:
+            n += p.side[0].q_len + p.side[0].ooo_len + p.side[1].q_len + p.side[1].ooo_len
+            p = p.next
+        return n
+
     def wakeups(self, int32_t slot):
         return self.pair(slot).wakeups
 
@@ -768,4 +843,7 @@ cdef class Streams:
                 "ring_copy_out_events": self.copy_out_events,
                 "ring_copied_out_bytes": self.copied_out_bytes,
                 "ring_given_up_bytes": self.given_up_bytes,
+                "stream_owned_bytes": self.owned_now,
+                "stream_owned_bytes_peak": self.owned_peak,
+                "stream_owned_bytes_limit": self.max_owned_total,
                 "stream_errors": self.errors}

@@ -192,9 +192,9 @@ def run_workers(n: int, run, logs_dir: str | None, events_path: str | None,
             p.join()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        for status, value in results:
-            if status == "error":
-                raise WorkerError(*value)
+        # A worker that failed (a file corrupt halfway) still wrote the rows
+        # of what it read: merged first, as one process keeps them.
+        failure = next((value for status, value in results if status == "error"), None)
         if logs_dir is not None:
             names = sorted({name for k in range(n)
                             for name in os.listdir(os.path.join(scratch, str(k)))
@@ -211,6 +211,8 @@ def run_workers(n: int, run, logs_dir: str | None, events_path: str | None,
             else:
                 with open(events_path, "w", encoding="utf-8") as out:
                     merge_events(parts, out)
+        if failure is not None:
+            raise WorkerError(*failure)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     stats = merged_stats([value[0] for _, value in results], live)

@@ -17,7 +17,7 @@ inside TLS in those cases and stays unset.
 """
 from __future__ import annotations
 
-from analyser import ORIG, RESP, Analyser, Signature, conn_id_fields
+from analyser import ORIG, RESP, Analyser, Gap, Signature, conn_id_fields
 
 # A TPKT longer than this before the negotiation is not RDP's connection
 # request (MS-RDPBCGR: the request is tens of bytes; the cookie at most a line).
@@ -56,6 +56,15 @@ class Rdp(Analyser):
         return self.read(side, length - 4)
 
     def main(self):
+        try:
+            self.negotiation()
+        except Gap as gap:
+            # Bytes of the negotiation were never captured: nothing after
+            # them can be parsed (as the other analysers after a content gap).
+            self.weird("rdp_content_gap", side="orig" if gap.side == ORIG else "resp",
+                       size=gap.size)
+
+    def negotiation(self):
         ts = self.ts
         request = self.tpkt(ORIG)
         if len(request) < 2 or request[1] & 0xF0 != X224_CONNECTION_REQUEST:

@@ -13,6 +13,7 @@ SHARED = REPO.parent / "shared"
 CONFORMANCE = SHARED / "conformance" / "zeek"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(REPO))         # fuzz/ (the fuzz targets' scenarios) and this tree's code
 
 
 def read_zeek_log(path: Path) -> list[dict]:

@@ -1,0 +1,1 @@
+"""Fuzz targets, their runner and the soak test (see fuzz/README.md)."""
