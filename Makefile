@@ -12,7 +12,7 @@ DEB_PACKAGES := libpcap-dev tcpdump tshark python3-venv python3-dev gcc iproute2
                 swaks python3-aiosmtpd ngtcp2-client ngtcp2-server tcpreplay
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps venv install build test demo bench lint clean
+.PHONY: all deps venv install build test demo bench fuzz soak lint clean
 
 all: install
 
@@ -59,9 +59,23 @@ bench: install
 	$(PY) bench/bench_ftp.py
 	$(PY) bench/bench_peers.py
 
+# Coverage-guided fuzzing (atheris): every target SECONDS each; corpus, crashes
+# and logs under $FUZZ_WORKDIR (default /tmp/analyser-fuzz; fuzz/README.md).
+# `make fuzz SECONDS=300`
+SECONDS ?= 60
+fuzz: install
+	$(PY) -m pip install -q -e '.[fuzz]'
+	$(PY) fuzz/run.py --seconds $(SECONDS)
+
+# A long live run with real FTP, HTTP and TLS traffic between network
+# namespaces (root): drops, transfers, memory curve.  `make soak MINUTES=30`
+MINUTES ?= 30
+soak: install
+	$(PY) fuzz/soak.py --minutes $(MINUTES)
+
 lint: venv
 	$(PY) -m pip install -q ruff
-	$(VENV)/bin/ruff check analyser ringbuf protocols tests bench traces
+	$(VENV)/bin/ruff check analyser ringbuf protocols tests bench traces fuzz
 
 clean:
 	rm -rf build demo-logs *.egg-info

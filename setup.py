@@ -58,6 +58,8 @@ setup(
         # to read the TLS handshake they carry.
         "cryptography>=41",
     ],
-    extras_require={"test": ["pytest>=7", "pyftpdlib>=1.5"]},
+    extras_require={"test": ["pytest>=7", "pyftpdlib>=1.5", "hypothesis>=6"],
+                    # `make fuzz`: coverage-guided fuzzing (fuzz/README.md)
+                    "fuzz": ["atheris>=2.3"]},
     entry_points={"console_scripts": ["analyser=analyser.cli:main"]},
 )
