@@ -156,6 +156,24 @@ cdef inline uint16_t rd16(const uint8_t* p) noexcept nogil:
 cdef inline uint32_t rd32(const uint8_t* p) noexcept nogil:
     return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
 
+cdef inline int ppp_protocol(const uint8_t* p, uint32_t caplen, uint32_t* off) noexcept nogil:
+    """PPP's protocol field at p[*off], after the optional HDLC-like framing
+    (address 0xff, control 0x03); one byte when compressed (odd).  Returns
+    the protocol and moves *off past it, or -1 when the packet ends first."""
+    cdef uint32_t at = off[0]
+    if caplen >= at + 2 and p[at] == 0xff and p[at + 1] == 0x03:
+        at += 2
+    if caplen < at + 1:
+        return -1
+    if p[at] & 1:
+        off[0] = at + 1
+        return p[at]
+    if caplen < at + 2:
+        return -1
+    off[0] = at + 2
+    return rd16(p + at)
+
+
 cdef inline void v4mapped(uint8_t* dst16, const uint8_t* v4) noexcept nogil:
     memset(dst16, 0, 10)
     dst16[10] = 0xff
@@ -351,6 +369,7 @@ cdef class Decoder:
         cdef uint32_t off = 0
         cdef uint32_t ethertype = 0
         cdef uint32_t af
+        cdef int ppp
         out.vlan = 0
         out.reassembled = 0
         out.n_tunnels = 0
@@ -392,20 +411,10 @@ cdef class Decoder:
                 return NOT_IP
             off = 4
         elif linktype == LT_PPP or linktype == LT_PPP_SERIAL:
-            # HDLC-like framing (address 0xff, control 0x03) is optional in
-            # LINKTYPE_PPP; the protocol field is 1 byte when compressed (odd).
-            if caplen >= 2 and data[0] == 0xff and data[1] == 0x03:
-                off = 2
-            if caplen < off + 1:
+            ppp = ppp_protocol(data, caplen, &off)
+            if ppp < 0:
                 return self.fail(M_TRUNCATED_LINK)
-            if data[off] & 1:
-                af = data[off]
-                off += 1
-            else:
-                if caplen < off + 2:
-                    return self.fail(M_TRUNCATED_LINK)
-                af = rd16(data + off)
-                off += 2
+            af = ppp
             if af == PPP_IPV4:
                 ethertype = ETH_IPV4
             elif af == PPP_IPV6:
@@ -804,8 +813,6 @@ cdef class Decoder:
 
     # -- tunnels ---------------------------------------------------------------
 
-        out.payload_len = out.l4_len - out.l4_hdr_len
-
     cdef int decap_ip(self, Decoded* out, const uint8_t* inner, uint32_t caplen,
                       uint32_t wirelen) noexcept:
         """IP in IP (protocol 4 or 41) or GRE (47): the outer header becomes a
@@ -834,7 +841,8 @@ cdef class Decoder:
     cdef int decode_gre(self, const uint8_t* p, uint32_t caplen, uint32_t wirelen,
                         Decoded* out) noexcept:
         """A GRE header and what it carries (Zeek's GRE analyser's rules)."""
-        cdef uint32_t flags, proto, glen, off, ppp
+        cdef uint32_t flags, proto, glen, off
+        cdef int ppp
         if caplen < 4:
             return self.fail(M_TRUNCATED_TUNNEL)
         flags = rd16(p)
@@ -861,18 +869,9 @@ cdef class Decoder:
                 self.not_ip += 1          # an acknowledgement alone
                 return NOT_IP
             off = glen
-            if caplen >= off + 2 and p[off] == 0xff and p[off + 1] == 0x03:
-                off += 2
-            if caplen < off + 1:
+            ppp = ppp_protocol(p, caplen, &off)
+            if ppp < 0:
                 return self.fail(M_TRUNCATED_TUNNEL)
-            if p[off] & 1:
-                ppp = p[off]
-                off += 1
-            else:
-                if caplen < off + 2:
-                    return self.fail(M_TRUNCATED_TUNNEL)
-                ppp = rd16(p + off)
-                off += 2
             if ppp != PPP_IPV4 and ppp != PPP_IPV6:
                 self.not_ip += 1          # LCP, CCP, compressed data ...
                 return NOT_IP
