@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 DEB_PACKAGES := libpcap-dev tcpdump tshark python3-venv python3-dev gcc iproute2 \
                 globus-gridftp-server-progs globus-gass-copy-progs prometheus redis-server \
                 curl openssl openssh-server openssh-client dnsmasq-base bind9-dnsutils \
-                swaks python3-aiosmtpd ngtcp2-client ngtcp2-server tcpreplay
+                swaks python3-aiosmtpd ngtcp2-client ngtcp2-server tcpreplay ethtool
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps venv install build test demo bench fuzz soak lint clean
