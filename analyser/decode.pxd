@@ -169,6 +169,7 @@ cdef class Decoder:
                           int64_t ts_ns, Decoded* out, int depth) noexcept
     cdef int decode_80211(self, const uint8_t* data, uint32_t caplen, uint32_t wirelen,
                           int64_t ts_ns, Decoded* out) noexcept
+    cdef void push_layer(self, Decoded* out, int kind, int ok, uint32_t n) noexcept
     cdef int decap_ip(self, Decoded* out, const uint8_t* inner, uint32_t caplen,
                       uint32_t wirelen) noexcept
     cdef int decode_gre(self, const uint8_t* p, uint32_t caplen, uint32_t wirelen,

@@ -813,6 +813,20 @@ cdef class Decoder:
 
     # -- tunnels ---------------------------------------------------------------
 
+    cdef void push_layer(self, Decoded* out, int kind, int ok, uint32_t n) noexcept:
+        """The packet decoded so far becomes tunnel layer n (its kind and
+        whether its header checked); the inner packet is decoded into `out`
+        next."""
+        out.tunnel_kind = kind
+        out.tunnel_ok = ok
+        self.layers[n] = out[0]
+        out.n_tunnels = n + 1
+        out.tunnels = self.layers
+        out.tunnel_kind = 0
+        out.tunnel_ok = 0
+        if n == 0:
+            self.tunnelled += 1
+
     cdef int decap_ip(self, Decoded* out, const uint8_t* inner, uint32_t caplen,
                       uint32_t wirelen) noexcept:
         """IP in IP (protocol 4 or 41) or GRE (47): the outer header becomes a
@@ -825,15 +839,7 @@ cdef class Decoder:
                 self.tunnels_too_deep += 1
             self.other_transport += 1
             return OTHER_TRANSPORT
-        out.tunnel_kind = kind
-        out.tunnel_ok = 1
-        self.layers[n] = out[0]
-        out.n_tunnels = n + 1
-        out.tunnels = self.layers
-        out.tunnel_kind = 0
-        out.tunnel_ok = 0
-        if n == 0:
-            self.tunnelled += 1
+        self.push_layer(out, kind, 1, n)
         if kind == TUN_IP:
             return self.decode_ip(inner, caplen, wirelen, self.cur_ts, out, 2)
         return self.decode_gre(inner, caplen, wirelen, out)
@@ -1038,15 +1044,7 @@ cdef class Decoder:
         if inner_type == 0:
             inner_type = ETH_IPV4         # GTP: the version tells (decode_ip)
         # The datagram becomes a layer; the inner packet takes its place.
-        out.tunnel_kind = kind
-        out.tunnel_ok = ok
-        self.layers[n] = out[0]
-        out.n_tunnels = n + 1
-        out.tunnels = self.layers
-        out.tunnel_kind = 0
-        out.tunnel_ok = 0
-        if n == 0:
-            self.tunnelled += 1
+        self.push_layer(out, kind, ok, n)
         wl = wl - hl if wl > hl else 0
         if inner_type == 1:
             r = self.decode_ether(pl + hl, cl - hl, wl, self.cur_ts, out, 2)
