@@ -32,12 +32,22 @@ $(PY):
 
 venv: deps $(PY)
 
-install: venv
+# The package (editable) and its Python dependencies: installed again only
+# when setup.py or pyproject.toml change; `build` brings the compiled modules
+# up to date with the sources.
+$(VENV)/.installed: setup.py pyproject.toml setup.cfg | $(PY)
 	$(PY) -m pip install -q -e '.[test]'
+	touch $@
 
-# Rebuild the compiled modules in place after editing a .pyx/.pxd.
+install: venv $(VENV)/.installed build
+
+# Rebuild the compiled modules in place after editing a .pyx/.pxd, or a
+# protocol or runtime module (analyser/compiled.py: those are compiled too;
+# an edited one runs as source, slower, until this is run).  Bytecode is
+# written too: startup reads it rather than compiling the sources each run.
 build: venv
 	$(PY) setup.py -q build_ext --inplace
+	$(PY) -m compileall -q analyser ringbuf protocols >/dev/null
 
 test: install
 	$(PY) -m pytest -q tests

@@ -33,6 +33,15 @@ extensions = [
               extra_compile_args=compile_args)
     for name, libs in MODULES
 ]
+# The protocol modules and the runtime's Python modules stay plain Python and
+# are also compiled as they are (analyser/compiled.py says which, and what
+# happens when a source is edited after the build).
+_compiled = {}
+exec(open(os.path.join("analyser", "compiled.py")).read(), _compiled)
+from_python = [
+    Extension(name, [name.replace(".", "/") + ".py"], extra_compile_args=compile_args)
+    for name in _compiled["compiled_sources"](os.path.dirname(os.path.abspath(__file__)))
+]
 
 setup(
     name="analyser",
@@ -43,10 +52,20 @@ setup(
     package_data={"analyser": ["*.pxd"], "ringbuf": ["*.pxd"]},
     ext_modules=cythonize(
         extensions,
+        nthreads=os.cpu_count() or 1,
         language_level=3,
         annotate=os.environ.get("CYTHON_ANNOTATE") == "1",
         compiler_directives={"boundscheck": False, "wraparound": False,
                              "cdivision": True, "initializedcheck": False},
+    ) + cythonize(
+        # Python's semantics kept whole: negative indices, bounds, division,
+        # and type hints that stay hints (Cython would make `x: bytes` refuse
+        # a bytearray).
+        from_python,
+        nthreads=os.cpu_count() or 1,
+        language_level=3,
+        annotate=os.environ.get("CYTHON_ANNOTATE") == "1",
+        compiler_directives={"annotation_typing": False},
     ),
     python_requires=">=3.11",
     install_requires=[

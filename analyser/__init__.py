@@ -12,6 +12,11 @@ Public API::
 """
 __version__ = "0.2.0"
 
+# Before any compiled-from-Python module loads: a source edited since the
+# build runs as source rather than its stale compiled form.
+from analyser.compiled import install as _install_fresh_source_finder  # noqa: E402
+_install_fresh_source_finder()
+
 from analyser.runtime import (ANY, ORIG, RESP, Analyser, Expectation, Gap,  # noqa: E402
                               ProtocolViolation, StreamEnd)
 from analyser.events import Monitor  # noqa: E402

@@ -101,7 +101,11 @@ def sources(load: list[str] = (), builtins: bool = True) -> list[tuple]:
         import protocols
         base = os.path.dirname(os.path.dirname(os.path.abspath(protocols.__file__)))
         for m in builtin_modules():
-            found.append((m, "built-in module %s" % os.path.relpath(m.__file__, base)))
+            # The source a user reads, also when the build compiled it
+            # (analyser/compiled.py).
+            source = os.path.join(os.path.dirname(m.__file__),
+                                  m.__name__.rpartition(".")[2] + ".py")
+            found.append((m, "built-in module %s" % os.path.relpath(source, base)))
     found += entry_point_sources()
     for spec in load:
         m = load_module(spec)

@@ -1,0 +1,74 @@
+"""Python modules that the build also compiles, and a guard against stale ones.
+
+Role in the data flow: none at run time beyond imports.  The built-in
+protocol modules (protocols/*.py) and the analyser runtime's Python modules
+named in COMPILED_FROM_PYTHON stay plain Python source, and `make build`
+compiles each of them with Cython into an extension module beside its
+source: same code, same behaviour, without the interpreter's per-bytecode
+cost (about 1.5x on analysis-heavy traces; bench/RESULTS.md).
+
+Python loads an extension module in preference to the source of the same
+name, so a source edited since the build would silently not run.  The
+finder installed here notices that (the source is newer than its compiled
+module), runs the source instead, and says so once on stderr.
+"""
+from __future__ import annotations
+
+import glob
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import os
+import sys
+
+# analyser's own modules compiled from Python (the protocols are all compiled).
+COMPILED_FROM_PYTHON = ("runtime", "logs", "replay", "events", "inner", "bytestreams")
+PACKAGES = ("analyser", "protocols")
+
+
+def compiled_sources(root: str) -> list[str]:
+    """Dotted names of the Python modules the build compiles, under the
+    project root `root` (used by setup.py)."""
+    names = ["analyser." + name for name in COMPILED_FROM_PYTHON]
+    for path in sorted(glob.glob(os.path.join(root, "protocols", "*.py"))):
+        base = os.path.splitext(os.path.basename(path))[0]
+        if not base.startswith("_"):
+            names.append("protocols." + base)
+    return names
+
+
+class FreshSourceFinder(importlib.abc.MetaPathFinder):
+    """Finds analyser.* and protocols.* modules as the normal path finder
+    does, but picks the source over a compiled module older than it."""
+
+    def __init__(self, packages: tuple[str, ...] = PACKAGES) -> None:
+        self.packages = packages
+        self.warned: set[str] = set()
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname.partition(".")[0] not in self.packages or "." not in fullname:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or not spec.origin or not spec.origin.endswith(
+                tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+            return spec
+        source = os.path.join(os.path.dirname(spec.origin),
+                              fullname.rpartition(".")[2] + ".py")
+        try:
+            stale = os.stat(source).st_mtime > os.stat(spec.origin).st_mtime
+        except OSError:
+            return spec                 # a compiled module without a source
+        if not stale:
+            return spec
+        if fullname not in self.warned:
+            self.warned.add(fullname)
+            print("analyser: %s changed since it was compiled: running the source "
+                  "(slower); `make build` compiles it again" % os.path.relpath(source),
+                  file=sys.stderr)
+        return importlib.util.spec_from_file_location(fullname, source)
+
+
+def install() -> None:
+    """Put the finder first on sys.meta_path (once)."""
+    if not any(isinstance(f, FreshSourceFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, FreshSourceFinder())

@@ -1,0 +1,60 @@
+"""The protocol and runtime modules compiled from Python (analyser/compiled.py):
+built and loaded compiled, and a source edited after the build runs as source."""
+import importlib.machinery
+import os
+import sys
+
+import protocols.ftp
+import analyser.runtime
+from analyser.compiled import FreshSourceFinder, compiled_sources
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
+
+
+def test_every_protocol_module_and_the_runtime_are_compiled():
+    names = compiled_sources(ROOT)
+    assert "protocols.ftp" in names and "analyser.runtime" in names
+    assert "protocols.__init__" not in names
+    for name in names:
+        compiled = os.path.join(ROOT, *name.split(".")) + SUFFIX
+        assert os.path.exists(compiled), "%s not compiled: run make build" % name
+    # What the tests import is the compiled module (the build is fresh).
+    assert protocols.ftp.__file__.endswith(SUFFIX)
+    assert analyser.runtime.__file__.endswith(SUFFIX)
+
+
+def make_package(tmp_path, source_newer: bool):
+    package = tmp_path / "pkgx"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    source = package / "mod.py"
+    source.write_text("VALUE = 1\n")
+    compiled = package / ("mod" + SUFFIX)
+    compiled.write_bytes(b"not loaded by find_spec")
+    older, newer = 1_000_000, 2_000_000
+    os.utime(source, (newer, newer) if source_newer else (older, older))
+    os.utime(compiled, (older, older) if source_newer else (newer, newer))
+    return package
+
+
+def test_a_source_edited_after_the_build_runs_as_source(tmp_path, capsys):
+    package = make_package(tmp_path, source_newer=True)
+    finder = FreshSourceFinder(packages=("pkgx",))
+    spec = finder.find_spec("pkgx.mod", [str(package)])
+    assert spec.origin == str(package / "mod.py")
+    err = capsys.readouterr().err
+    assert "changed since it was compiled" in err and "make build" in err
+    # Said once, not at every import.
+    finder.find_spec("pkgx.mod", [str(package)])
+    assert capsys.readouterr().err == ""
+
+
+def test_a_fresh_compiled_module_is_preferred(tmp_path, capsys):
+    package = make_package(tmp_path, source_newer=False)
+    spec = FreshSourceFinder(packages=("pkgx",)).find_spec("pkgx.mod", [str(package)])
+    assert spec.origin == str(package / ("mod" + SUFFIX))
+    assert capsys.readouterr().err == ""
+    # Other packages are left to the normal finders.
+    assert FreshSourceFinder(packages=("pkgx",)).find_spec("json.decoder", None) is None
+    assert any(isinstance(f, FreshSourceFinder) for f in sys.meta_path)
