@@ -328,13 +328,14 @@ def parse_long_address(text: str) -> tuple[str, int] | None:
 
 # -- Zeek's ftp.log ------------------------------------------------------------------------
 
-@dataclass
 class CmdArg:
-    ts: float
-    cmd: str = "<unknown>"
-    arg: str = ""
-    seq: int = 0
-    cwd_consumed: bool = False
+    """A command Zeek keeps pending until its reply (Zeek's CmdArg).  One per
+    command: a plain class with slots, so making one is a compiled call."""
+    __slots__ = ("ts", "cmd", "arg", "seq", "cwd_consumed")
+
+    def __init__(self, ts: float, cmd: str = "<unknown>", arg: str = "", seq: int = 0):
+        self.ts, self.cmd, self.arg, self.seq = ts, cmd, arg, seq
+        self.cwd_consumed = False
 
 
 @dataclass
@@ -363,6 +364,7 @@ class ZeekFtpLog:
         self.capture_password = capture_password
         self.started = False
         self.user, self.user_seen = "<unknown>", False
+        self.hide_password = self._hide_password()
         self.password = None
         self.command = self.arg = None
         self.file_size = None
@@ -388,8 +390,12 @@ class ZeekFtpLog:
         return not self.capture_password and self.user.lower() not in GUEST_IDS
 
     def _best_pending(self, code: int, msg: str, ts: float) -> CmdArg:
+        pending = self.pending
+        if len(pending) == 1:
+            for ca in pending.values():
+                return ca                   # the best of one, whatever its score
         best, best_key = None, None
-        for seq, ca in self.pending.items():
+        for seq, ca in pending.items():
             score = 100 if code == 500 or (ca.cmd, code) in COMMAND_REPLY_CODES else 0
             if ca.cmd in msg:
                 score += 20
@@ -403,26 +409,29 @@ class ZeekFtpLog:
     def _message(self, ca: CmdArg) -> None:
         """Zeek's ftp_message: update the Info from the command, write it if the
         command is logged, then forget the per-transfer fields."""
+        # Locals for the fields, stored once at the end: this runs per command.
         self.cmdarg = ca
-        self.command, self.arg = ca.cmd, ca.arg
-        if ca.cmd in FILE_COMMANDS:
-            path = build_path_compressed(self.cwd, ca.arg)
+        command = self.command = ca.cmd
+        arg = ca.arg
+        if command in FILE_COMMANDS:
+            path = build_path_compressed(self.cwd, arg)
             if not path.startswith("/"):
                 path = "/" + path
-            self.arg = "ftp://%s%s" % (addr_to_uri(self.id.resp_h), path)
-        if len(self.arg) > MAX_ARG_LENGTH:
-            self.weird("FTP_arg_too_long", str(len(self.arg)))
-            self.arg = self.arg[:MAX_ARG_LENGTH]
-        if self.reply_msg is not None and len(self.reply_msg) > MAX_REPLY_MSG_LENGTH:
-            self.weird("FTP_reply_msg_too_long", str(len(self.reply_msg)))
-            self.reply_msg = self.reply_msg[:MAX_REPLY_MSG_LENGTH]
-        if self.command == "PASS" and self._hide_password():
-            self.arg = "<hidden>"
-        if self.arg == "":
-            self.arg = None
-        if self.password is not None and self._hide_password():
+            arg = "ftp://%s%s" % (addr_to_uri(self.id.resp_h), path)
+        if len(arg) > MAX_ARG_LENGTH:
+            self.weird("FTP_arg_too_long", str(len(arg)))
+            arg = arg[:MAX_ARG_LENGTH]
+        reply_msg = self.reply_msg
+        if reply_msg is not None and len(reply_msg) > MAX_REPLY_MSG_LENGTH:
+            self.weird("FTP_reply_msg_too_long", str(len(reply_msg)))
+            self.reply_msg = reply_msg[:MAX_REPLY_MSG_LENGTH]
+        hide = self.hide_password
+        if hide and command == "PASS":
+            arg = "<hidden>"
+        self.arg = arg if arg != "" else None
+        if hide and self.password is not None:
             self.password = "<hidden>"
-        if self.command in self.logged_commands:
+        if command in self.logged_commands:
             self.write(self.row(ca.ts))
             self.logged_command_seen = True
         self.file_size = None
@@ -430,9 +439,10 @@ class ZeekFtpLog:
 
     def row(self, ts: float) -> dict:
         ch = self.data_channel
-        return {"ts": ts, "uid": self.uid, "id.orig_h": self.id.orig_h,
-                "id.orig_p": self.id.orig_p, "id.resp_h": self.id.resp_h,
-                "id.resp_p": self.id.resp_p, "user": self.user, "password": self.password,
+        cid = self.id
+        return {"ts": ts, "uid": self.uid, "id.orig_h": cid.orig_h,
+                "id.orig_p": cid.orig_p, "id.resp_h": cid.resp_h,
+                "id.resp_p": cid.resp_p, "user": self.user, "password": self.password,
                 "command": self.command, "arg": self.arg, "mime_type": None,
                 "file_size": self.file_size, "reply_code": self.reply_code,
                 "reply_msg": self.reply_msg,
@@ -443,20 +453,24 @@ class ZeekFtpLog:
 
     def request(self, ts: float, cmd: str, arg: str) -> DataChannelAnnouncement | None:
         # The previous command is written when the next one is seen.
-        if self.cmdarg is not None and self.reply_code is not None:
-            if self.pending.pop(self.cmdarg.seq, None) is not None:
-                self._message(self.cmdarg)
-        self._session(ts)
-        if len(self.pending) < MAX_PENDING_COMMANDS:
-            self.command_seq += 1
-            self.pending[self.command_seq] = CmdArg(ts, cmd, arg, self.command_seq)
+        pending = self.pending
+        cmdarg = self.cmdarg
+        if cmdarg is not None and self.reply_code is not None:
+            if pending.pop(cmdarg.seq, None) is not None:
+                self._message(cmdarg)
+        if not self.started:
+            self._session(ts)
+        if len(pending) < MAX_PENDING_COMMANDS:
+            seq = self.command_seq = self.command_seq + 1
+            pending[seq] = CmdArg(ts, cmd, arg, seq)
         else:
-            self.weird("FTP_too_many_pending_commands", str(len(self.pending)))
+            self.weird("FTP_too_many_pending_commands", str(len(pending)))
         if cmd == "USER":
             if len(arg) > MAX_USER_LENGTH:
                 self.weird("FTP_user_too_long", str(len(arg)))
                 arg = arg[:MAX_USER_LENGTH]
             self.user, self.user_seen = arg, True
+            self.hide_password = self._hide_password()
         elif cmd == "PASS":
             if len(arg) > MAX_PASSWORD_LENGTH:
                 self.weird("FTP_password_too_long", str(len(arg)))
@@ -478,16 +492,17 @@ class ZeekFtpLog:
 
     def reply(self, ts: float, code: int, msg: str, continued: bool
               ) -> DataChannelAnnouncement | None:
-        self._session(ts)
+        if not self.started:
+            self._session(ts)
         if continued and code == 0 and self.reply_code is not None:
             if not REPLY_LIKE_LINE.match(msg):
                 return None
-        self.cmdarg = self._best_pending(code, msg, ts)
+        cmdarg = self.cmdarg = self._best_pending(code, msg, ts)
         self.reply_code, self.reply_msg = code, msg
         if continued:
             return None
         announced = None
-        cmd = self.cmdarg.cmd
+        cmd = cmdarg.cmd
         if (code == 150 and cmd == "RETR") or (code == 213 and cmd == "SIZE"):
             self.file_size = extract_last_count(msg)
         elif code in (227, 229) and cmd in ("PASV", "EPSV"):
@@ -499,18 +514,18 @@ class ZeekFtpLog:
                 found = (self.id.resp_h if h == "::" else h, p) if ok else None
             if found is not None:
                 announced = self._announce(True, self.id.orig_h, *found)
-        if (cmd, code) in DIRECTORY_COMMANDS and not self.cmdarg.cwd_consumed:
-            self.cmdarg.cwd_consumed = True
+        if (cmd, code) in DIRECTORY_COMMANDS and not cmdarg.cwd_consumed:
+            cmdarg.cwd_consumed = True
             if cmd == "CWD":
-                self.cwd = build_path_compressed(self.cwd, self.cmdarg.arg)
+                self.cwd = build_path_compressed(self.cwd, cmdarg.arg)
             elif cmd == "CDUP":
                 self.cwd = build_path_compressed(self.cwd, "/..")
             else:
                 self.cwd = extract_path(msg)
         # Several commands queued: write this one now rather than at the next command.
         if len(self.pending) > 1:
-            self.pending.pop(self.cmdarg.seq, None)
-            self._message(self.cmdarg)
+            self.pending.pop(cmdarg.seq, None)
+            self._message(cmdarg)
         return announced
 
     def finalize(self) -> None:
@@ -576,21 +591,21 @@ class Transfer:
         return self.command in UPLOAD_COMMANDS or self.command == "ESTO"
 
 
-@dataclass
 class Awaiting:
     """A command waiting for its final reply (the transfer tracker's own queue)."""
-    cmd: str
-    arg: str
-    ts: float
-    transfer: Transfer | None = None
+    __slots__ = ("cmd", "arg", "ts", "transfer")
+
+    def __init__(self, cmd: str, arg: str, ts: float, transfer: "Transfer | None" = None):
+        self.cmd, self.arg, self.ts, self.transfer = cmd, arg, ts, transfer
 
 
-@dataclass
 class Reply:
-    code: int
-    text: str                      # the first line's text (after the code)
-    lines: list[str]               # every line's text, first to last
-    ts: float
+    """A whole reply: its code, the first line's text (after the code), every
+    line's text first to last, and the time of its first line."""
+    __slots__ = ("code", "text", "lines", "ts")
+
+    def __init__(self, code: int, text: str, lines: list[str], ts: float):
+        self.code, self.text, self.lines, self.ts = code, text, lines, ts
 
     @property
     def last(self) -> str:
