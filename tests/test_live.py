@@ -294,30 +294,25 @@ def test_live_ftp_on_a_veth_pair_equals_replay_of_tcpdump(tmp_path, source):
                            stdout=subprocess.PIPE, text=True)
         assert server.stdout.readline().strip() == "ready"
         recorded = tmp_path / "tcpdump.pcap"
-        # A large buffer: with its default 2 MB tcpdump loses packets of the
-        # 10 MB transfer, which the veth pair delivers in one burst.
-        tcpdump = net.popen("client", ["tcpdump", "-i", iface, "-n", "-U", "-s", "0",
-                                       "-B", "131072", "-w", recorded],
-                            stderr=subprocess.PIPE, text=True)
-        assert "listening on" in tcpdump.stderr.readline()
-        live_logs = tmp_path / "live"
-        analyser = net.popen("client", analyser_cmd(
-            "live", "-i", iface, "--source", source, "--logs", live_logs, "--no-progress"),
-            cwd=REPO, stderr=subprocess.PIPE, text=True)
-        wait_for(lambda: (live_logs / "conn.log").exists() or analyser.poll() is not None,
-                 30, "the live capture to open")
-        assert analyser.poll() is None, analyser.stderr.read()
-        client = net.run("client", [sys.executable, "-c", FTP_CLIENT, net.server_ip,
-                                    str(FTP_PORT), UPLOAD_SIZE, *FTP_FILES], timeout=120)
-        assert client.stdout.strip() == "done", client.stderr
-        time.sleep(1.0)                           # the last FIN/ACKs through both captures
-        analyser.send_signal(signal.SIGTERM)
-        _, live_err = analyser.communicate(timeout=60)
-        tcpdump.send_signal(signal.SIGTERM)
-        _, tcpdump_err = tcpdump.communicate(timeout=30)
+        # capture()'s large buffer: with its default 2 MB tcpdump loses packets
+        # of the 10 MB transfer, which the veth pair delivers in one burst.
+        with net.capture("client", recorded) as tcpdump:
+            live_logs = tmp_path / "live"
+            analyser = net.popen("client", analyser_cmd(
+                "live", "-i", iface, "--source", source, "--logs", live_logs, "--no-progress"),
+                cwd=REPO, stderr=subprocess.PIPE, text=True)
+            wait_for(lambda: (live_logs / "conn.log").exists() or analyser.poll() is not None,
+                     30, "the live capture to open")
+            assert analyser.poll() is None, analyser.stderr.read()
+            client = net.run("client", [sys.executable, "-c", FTP_CLIENT, net.server_ip,
+                                        str(FTP_PORT), UPLOAD_SIZE, *FTP_FILES], timeout=120)
+            assert client.stdout.strip() == "done", client.stderr
+            time.sleep(1.0)                       # the last FIN/ACKs through both captures
+            analyser.send_signal(signal.SIGTERM)
+            _, live_err = analyser.communicate(timeout=60)
         server.kill()
     # The reference must be complete too, or the comparison means nothing.
-    assert re.search(r"\b0 packets dropped by kernel", tcpdump_err), tcpdump_err
+    assert re.search(r"\b0 packets dropped by kernel", tcpdump.summary), tcpdump.summary
     assert analyser.returncode == 0, live_err
     assert "Traceback" not in live_err
     drops = re.search(r"kernel drops (\d+), interface drops (\d+), ring drops (\d+)", live_err)
@@ -493,29 +488,26 @@ def test_live_workers_split_host_pairs_and_log_what_one_process_logs(tmp_path):
                                       str(FTP_PORT)], stdout=subprocess.PIPE, text=True)
         assert server.stdout.readline().strip() == "ready"
         recorded = tmp_path / "tcpdump.pcap"
-        tcpdump = net.popen("client", ["tcpdump", "-i", iface, "-n", "-U", "-s", "0",
-                                       "-B", "65536", "-w", recorded],
-                            stderr=subprocess.PIPE, text=True)
-        assert "listening on" in tcpdump.stderr.readline()
-        live_logs = tmp_path / "live"
-        analyser = net.popen("client", analyser_cmd(
-            "live", "-i", iface, "--source", "afpacket", "--workers", "2",
-            "--logs", live_logs, "--no-progress"), cwd=REPO, stderr=subprocess.PIPE, text=True)
-        # Both workers capture once each has opened its logs (after its socket).
-        wait_for(lambda: len(list(live_logs.glob(".workers-*/*/conn.log"))) == 2
-                 or analyser.poll() is not None, 60, "both workers to open")
-        assert analyser.poll() is None, analyser.stderr.read()
-        for source in (net.client_ip, second):
-            client = net.run("client", [sys.executable, "-c", FTP_ONE_CLIENT, net.server_ip,
-                                        str(FTP_PORT), source, "a.bin"], timeout=120)
-            assert client.stdout.strip() == "done", client.stderr
-        time.sleep(1.0)
-        analyser.send_signal(signal.SIGTERM)
-        _, live_err = analyser.communicate(timeout=60)
-        tcpdump.send_signal(signal.SIGTERM)
-        _, tcpdump_err = tcpdump.communicate(timeout=30)
+        with net.capture("client", recorded) as tcpdump:
+            live_logs = tmp_path / "live"
+            analyser = net.popen("client", analyser_cmd(
+                "live", "-i", iface, "--source", "afpacket", "--workers", "2",
+                "--logs", live_logs, "--no-progress"), cwd=REPO, stderr=subprocess.PIPE,
+                text=True)
+            # Both workers capture once each has opened its logs (after its socket).
+            wait_for(lambda: len(list(live_logs.glob(".workers-*/*/conn.log"))) == 2
+                     or analyser.poll() is not None, 60, "both workers to open")
+            assert analyser.poll() is None, analyser.stderr.read()
+            for source in (net.client_ip, second):
+                client = net.run("client", [sys.executable, "-c", FTP_ONE_CLIENT,
+                                            net.server_ip, str(FTP_PORT), source, "a.bin"],
+                                 timeout=120)
+                assert client.stdout.strip() == "done", client.stderr
+            time.sleep(1.0)
+            analyser.send_signal(signal.SIGTERM)
+            _, live_err = analyser.communicate(timeout=60)
         server.kill()
-    assert re.search(r"\b0 packets dropped by kernel", tcpdump_err), tcpdump_err
+    assert re.search(r"\b0 packets dropped by kernel", tcpdump.summary), tcpdump.summary
     assert analyser.returncode == 0, live_err
     assert "Traceback" not in live_err and "(2 workers)" in live_err
     per_worker = re.search(r"packets per worker: ([\d,]+) / ([\d,]+)", live_err)
