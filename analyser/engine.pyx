@@ -396,14 +396,22 @@ cdef class Engine:
                 # A live ring cannot make the source wait: free room before
                 # packets start being dropped.
                 self.relieve_pressure()
-            # Signal handlers (stop requests) run here, not only between
-            # Python bytecodes: this loop may never execute one.
-            PyErr_CheckSignals()
             batches += 1
-            if progress is not None and ((batches & 15) == 0 or n == 0):
-                if time.monotonic() >= next_report:
-                    progress(self, source)
-                    next_report = time.monotonic() + progress_every
+            next_report = self.between_batches(progress, source, batches, n, next_report,
+                                               progress_every)
+
+    cdef double between_batches(self, progress, source, uint64_t batches, int n,
+                                double next_report, double every) except? -1.0:
+        """After each batch of the replay and live loops: pending signal
+        handlers run (stop requests; the loops may never execute a Python
+        bytecode), and `progress(engine, source)` is called when `next_report`
+        (wall time) has passed.  Returns the next report time."""
+        PyErr_CheckSignals()
+        if progress is not None and ((batches & 15) == 0 or n == 0):
+            if time.monotonic() >= next_report:
+                progress(self, source)
+                return time.monotonic() + every
+        return next_report
 
     cdef int take_batch(self, int budget) except -1:
         """Live: process up to `budget` records the capture thread has
@@ -469,12 +477,9 @@ cdef class Engine:
                         # The capture thread cannot wait: free room before
                         # packets start being dropped.
                         self.relieve_pressure()
-                PyErr_CheckSignals()
                 batches += 1
-                if progress is not None and ((batches & 15) == 0 or n == 0):
-                    if time.monotonic() >= next_report:
-                        progress(self, source)
-                        next_report = time.monotonic() + progress_every
+                next_report = self.between_batches(progress, source, batches, n, next_report,
+                                                   progress_every)
         finally:
             source.stop_capture()
         self.drain(drain_timeout)
