@@ -41,6 +41,7 @@ on the hooks marked "extension point" below.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections import deque
@@ -612,6 +613,15 @@ class Reply:
         return self.lines[-1] if self.lines else self.text
 
 
+@functools.lru_cache(maxsize=16)
+def logged_commands(option: str) -> frozenset[str]:
+    """The commands ftp.log writes: Zeek's default set and those of the
+    `log_commands` option (worked out once per distinct option, not per
+    session)."""
+    extra = {c.strip() for c in re.split(r"[+\s;]", option) if c.strip()}
+    return ZEEK_LOGGED_COMMANDS | {c if c.startswith("<") else c.upper() for c in extra}
+
+
 class Ftp(Analyser):
     """FTP control channel: ftp.log as Zeek writes it, data channels linked to it,
     one transfers.log row per transfer."""
@@ -647,11 +657,9 @@ class Ftp(Analyser):
             self.end_session()
 
     def setup_session(self) -> None:
-        extra = {c.strip() for c in re.split(r"[+\s;]", str(self.config.get("log_commands", "")))
-                 if c.strip()}
-        logged = ZEEK_LOGGED_COMMANDS | {c if c.startswith("<") else c.upper() for c in extra}
         self.zeek = ZeekFtpLog(self.id, self.uid, self._write_ftp_row, self._zeek_weird,
-                               frozenset(logged), bool(self.config.get("capture_password")))
+                               logged_commands(str(self.config.get("log_commands", ""))),
+                               bool(self.config.get("capture_password")))
         self.buffers = {ORIG: bytearray(), RESP: bytearray()}
         self.discarding = {ORIG: False, RESP: False}   # dropping the rest of a cut line
         self.stopped = False          # no more parsing (TLS, violation)
