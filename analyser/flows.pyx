@@ -50,9 +50,8 @@ from analyser.streams cimport Streams, StreamPair
 from analyser.flowstate cimport uid_text, addr_text, uid_chars, addr_chars
 from analyser.binding cimport Binder, Dispatcher, conn_info
 from analyser.binding import report_error
-from analyser.logformat cimport TsvRows
+from analyser.logformat cimport TsvRows, format_count, format_time
 from analyser.pcapout cimport PcapOut, Pending, PCAP_UNDECIDED, PCAP_SELECTED, PCAP_REJECTED
-from libc.stdio cimport snprintf
 
 # Why a connection ended (the conn_end event says it).
 cdef enum:
@@ -311,6 +310,15 @@ cdef void conn_figures(Flow* f, ConnFigures* c) noexcept:
         else:
             c.state = b"OTH"
             c.proto = b"icmp"
+
+
+cdef inline int copy_cstr(char* out, const char* text) noexcept nogil:
+    """Copy a NUL-terminated string (short, known: proto, conn_state); its length."""
+    cdef int n = 0
+    while text[n] != 0:
+        out[n] = text[n]
+        n += 1
+    return n
 
 
 cdef class FlowTable:
@@ -1645,33 +1653,69 @@ cdef class FlowTable:
         cdef char tmp[96]
         cdef int n
         conn_figures(f, &c)
-        n = snprintf(tmp, 96, b"%.6f\t", f.start_time)
-        out.put(tmp, n)
+        # Numbers by logformat's formatters (printf's text, without printf).
+        n = format_time(tmp, f.start_time)
+        tmp[n] = 9
+        out.put(tmp, n + 1)
         n = uid_chars(f.uid, tmp)
         tmp[n] = 9
         out.put(tmp, n + 1)
         n = addr_chars(f.orig_addr, f.ip_version, tmp)
-        n += snprintf(tmp + n, 96 - n, b"\t%u\t", f.orig_port)
-        out.put(tmp, n)
+        tmp[n] = 9
+        n += 1
+        n += format_count(tmp + n, f.orig_port)
+        tmp[n] = 9
+        out.put(tmp, n + 1)
         n = addr_chars(f.resp_addr, f.ip_version, tmp)
-        n += snprintf(tmp + n, 96 - n, b"\t%u\t%s\t-\t", f.resp_port, c.proto)
-        out.put(tmp, n)
+        tmp[n] = 9
+        n += 1
+        n += format_count(tmp + n, f.resp_port)
+        tmp[n] = 9
+        n += 1
+        n += copy_cstr(tmp + n, c.proto)
+        memcpy(tmp + n, b"\t-\t", 3)
+        out.put(tmp, n + 3)
         if c.productive:
-            n = snprintf(tmp, 96, b"%.6f\t%llu\t%llu\t", c.duration, c.orig_size, c.resp_size)
+            n = format_time(tmp, c.duration)
+            tmp[n] = 9
+            n += 1
+            n += format_count(tmp + n, c.orig_size)
+            tmp[n] = 9
+            n += 1
+            n += format_count(tmp + n, c.resp_size)
+            tmp[n] = 9
+            out.put(tmp, n + 1)
         else:
-            n = snprintf(tmp, 96, b"-\t-\t-\t")
-        out.put(tmp, n)
-        n = snprintf(tmp, 96, b"%s\t%s\t%s\t%llu\t", c.state,
-                     <const char*>(b"T" if is_private_address(f.orig_addr) else b"F"),
-                     <const char*>(b"T" if is_private_address(f.resp_addr) else b"F"),
-                     c.missed)
-        out.put(tmp, n)
+            out.put(b"-\t-\t-\t", 6)
+        n = copy_cstr(tmp, c.state)
+        tmp[n] = 9
+        tmp[n + 1] = 84 if is_private_address(f.orig_addr) else 70      # T or F
+        tmp[n + 2] = 9
+        tmp[n + 3] = 84 if is_private_address(f.resp_addr) else 70
+        tmp[n + 4] = 9
+        n += 5
+        n += format_count(tmp + n, c.missed)
+        tmp[n] = 9
+        out.put(tmp, n + 1)
         if f.hist_len:
             out.put(f.history, f.hist_len)      # letters and ^: nothing to escape
         else:
             out.put(b"-", 1)
-        n = snprintf(tmp, 96, b"\t%llu\t%llu\t%llu\t%llu\t-\t%u", o.pkts, o.ip_bytes,
-                     r.pkts, r.ip_bytes, f.proto)
+        tmp[0] = 9
+        n = 1
+        n += format_count(tmp + n, o.pkts)
+        tmp[n] = 9
+        n += 1
+        n += format_count(tmp + n, o.ip_bytes)
+        tmp[n] = 9
+        n += 1
+        n += format_count(tmp + n, r.pkts)
+        tmp[n] = 9
+        n += 1
+        n += format_count(tmp + n, r.ip_bytes)
+        memcpy(tmp + n, b"\t-\t", 3)
+        n += 3
+        n += format_count(tmp + n, f.proto)
         out.put(tmp, n)
         out.end_row()
 

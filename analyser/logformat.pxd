@@ -3,6 +3,12 @@
 # a log's buffer at C speed.
 from libc.stdint cimport uint64_t
 
+# Decimal text of a count, and of a time or interval with 6 decimals exactly
+# as printf's "%.6f" (what the TSV writer used before): into `out` (at least
+# 32 bytes); return the length.
+cdef int format_count(char* out, uint64_t v) noexcept nogil
+cdef int format_time(char* out, double v) noexcept nogil
+
 cdef class TsvRows:
     cdef list names
     cdef int* kinds

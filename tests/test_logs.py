@@ -65,3 +65,30 @@ def test_json_lines_leave_unset_fields_out(tmp_path):
     w.close()
     obj = json.loads((tmp_path / "x.log").read_text())
     assert obj == {"t": 1.234568, "n": 3, "s": "a\tb", "set": ["p", "q"], "b": False}
+
+
+def test_times_are_formatted_as_printf_formats_them():
+    """The TSV writer's own 6-decimal formatter (logformat.format_time) against
+    the C library's printf("%.6f"): exact ties (k/128 ends in 5 at the 7th
+    decimal: to even), microsecond and nanosecond timestamps, random
+    magnitudes, and what it hands to printf (negative, huge, NaN)."""
+    import ctypes
+    import random
+    from analyser.logformat import format_time_text
+    libc = ctypes.CDLL(None)
+    buf = ctypes.create_string_buffer(64)
+
+    def printf(v):
+        libc.snprintf(buf, 32, b"%.6f", ctypes.c_double(v))
+        return buf.value
+
+    rng = random.Random(7)
+    values = [0.0, 0.5, 0.0000005, 0.0000015, 0.9999995, 1.9999995, 2.0 ** 53 - 1,
+              -1.25, -0.0000005, float("inf"), float("nan"), 1e300]
+    values += [k / 128 for k in range(512)]
+    values += [1.7e9 + rng.randrange(10 ** 9) / 1e9 for _ in range(20000)]
+    values += [1.7e9 + rng.randrange(10 ** 6) / 1e6 for _ in range(20000)]
+    values += [rng.random() * 10 ** rng.randint(-8, 15) for _ in range(20000)]
+    wrong = [(v, format_time_text(v), printf(v)) for v in values
+             if format_time_text(v) != printf(v)]
+    assert not wrong, wrong[:5]
