@@ -11,7 +11,10 @@ measured against the same modules run as source.
 Python loads an extension module in preference to the source of the same
 name, so a source edited since the build would silently not run.  The
 finder installed here notices that (the source is newer than its compiled
-module), runs the source instead, and says so once on stderr.
+module), runs the source instead, and says so once on stderr.  With
+ANALYSER_FROM_SOURCE=1 in the environment every one of them runs as source:
+for a debugger, and for the analyser time limit, which interrupts Python
+code only (analyser/watchdog.py).
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ import sys
 # analyser's own modules compiled from Python (the protocols are all compiled).
 COMPILED_FROM_PYTHON = ("runtime", "logs", "replay", "events", "inner", "bytestreams")
 PACKAGES = ("analyser", "protocols")
+# Set to 1: every compiled-from-Python module runs as source.
+FROM_SOURCE_VARIABLE = "ANALYSER_FROM_SOURCE"
 
 
 def compiled_sources(root: str) -> list[str]:
@@ -60,6 +65,8 @@ class FreshSourceFinder:
             stale = os.stat(source).st_mtime > os.stat(spec.origin).st_mtime
         except OSError:
             return spec                 # a compiled module without a source
+        if os.environ.get(FROM_SOURCE_VARIABLE) == "1":
+            return importlib.util.spec_from_file_location(fullname, source)
         if not stale:
             return spec
         if fullname not in self.warned:

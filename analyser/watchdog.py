@@ -11,9 +11,11 @@ asynchronous exception), so it surfaces in the analyser's own code.  The
 runtime reports it like any other analyser error and ends that analyser
 for its connection only.
 
-Only Python code is interrupted (a long call into C finishes first).  If the
-wake-up ends in the instant between the check and the raise, the runtime
-clears the pending exception when the wake-up returns.
+Only Python code is interrupted (a long call into C finishes first; the
+built-in analysers run compiled unless ANALYSER_FROM_SOURCE=1,
+analyser/compiled.py).  If the wake-up ends in the instant between the
+check and the raise, the runtime clears the pending exception when the
+wake-up returns.
 """
 from __future__ import annotations
 

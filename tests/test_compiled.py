@@ -58,3 +58,24 @@ def test_a_fresh_compiled_module_is_preferred(tmp_path, capsys):
     # Other packages are left to the normal finders.
     assert FreshSourceFinder(packages=("pkgx",)).find_spec("json.decoder", None) is None
     assert any(isinstance(f, FreshSourceFinder) for f in sys.meta_path)
+
+
+def test_every_module_runs_as_source_when_asked(tmp_path, monkeypatch, capsys):
+    package = make_package(tmp_path, source_newer=False)
+    monkeypatch.setenv("ANALYSER_FROM_SOURCE", "1")
+    spec = FreshSourceFinder(packages=("pkgx",)).find_spec("pkgx.mod", [str(package)])
+    assert spec.origin == str(package / "mod.py")
+    assert capsys.readouterr().err == ""          # asked for: no notice
+
+
+def test_from_source_runs_the_built_in_modules_as_python(tmp_path):
+    """With ANALYSER_FROM_SOURCE=1 the built-in modules are Python again (what
+    the time limit can interrupt, and a debugger step through)."""
+    import subprocess
+    code = ("import protocols.ftp, analyser.runtime; "
+            "print(protocols.ftp.__file__.endswith('.py'), "
+            "analyser.runtime.__file__.endswith('.py'))")
+    env = dict(os.environ, ANALYSER_FROM_SOURCE="1")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["True", "True"], out.stderr
