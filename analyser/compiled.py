@@ -78,6 +78,12 @@ class FreshSourceFinder:
 
 
 def install() -> None:
-    """Put the finder first on sys.meta_path (once)."""
-    if not any(isinstance(f, FreshSourceFinder) for f in sys.meta_path):
-        sys.meta_path.insert(0, FreshSourceFinder())
+    """Put the finder on sys.meta_path (once), just before the path finder
+    that would otherwise find these modules: finders placed before it (an
+    instrumenting import hook, as the fuzz targets use) still see, and may
+    wrap, what it finds."""
+    if any(isinstance(f, FreshSourceFinder) for f in sys.meta_path):
+        return
+    where = next((i for i, f in enumerate(sys.meta_path)
+                  if f is importlib.machinery.PathFinder), len(sys.meta_path))
+    sys.meta_path.insert(where, FreshSourceFinder())
