@@ -386,6 +386,14 @@ def _fast_client_hello(body: bytes) -> ClientHello | None:
     offsets in locals (no call per field or per extension); None when
     anything is off, for the checked parser to say what (and to note the
     malformed extensions)."""
+    scanned = _scan_client_hello(body)
+    return scanned[0] if scanned is not None else None
+
+
+def _scan_client_hello(body: bytes) -> tuple[ClientHello, tuple] | None:
+    """_fast_client_hello(), with the key of its fingerprints: the raw
+    values JA3 and JA4 are computed from (the same key, the same
+    fingerprints), for the analyser to look them up without computing them."""
     end = len(body)
     if end < HELLO_RANDOM_END + 1:
         return None
@@ -412,6 +420,9 @@ def _fast_client_hello(body: bytes) -> ClientHello | None:
     signature_algorithms = []
     key_share_groups = []
     session_ticket = None
+    kinds = []
+    # The raw data of the extensions the fingerprints read (the last of each).
+    groups_data = formats_data = signatures_data = alpn_data = versions_data = None
     if pos != end:
         if pos + 2 > end:
             return None
@@ -420,6 +431,7 @@ def _fast_client_hello(body: bytes) -> ClientHello | None:
             return None
         pos += 2
         append = extensions.append
+        add_kind = kinds.append
         while pos < block_end:
             start = pos + 4
             if start > block_end:
@@ -430,6 +442,7 @@ def _fast_client_hello(body: bytes) -> ClientHello | None:
                 return None
             data = body[start:stop]
             append((kind, data))
+            add_kind(kind)
             pos = stop
             if kind > EXT_KEY_SHARE:
                 continue
@@ -463,12 +476,15 @@ def _fast_client_hello(body: bytes) -> ClientHello | None:
                     values.byteswap()
                 if kind == EXT_SUPPORTED_GROUPS:
                     groups = values.tolist()
+                    groups_data = data
                 else:
                     signature_algorithms = values.tolist()
+                    signatures_data = data
             elif kind == EXT_EC_POINT_FORMATS:
                 if size < 1 or 1 + data[0] > size:
                     return None
                 point_formats = list(data[1:1 + data[0]])
+                formats_data = data
             elif kind == EXT_ALPN:
                 if size < 2:
                     return None
@@ -483,6 +499,7 @@ def _fast_client_hello(body: bytes) -> ClientHello | None:
                         return None
                     alpn.append(data[i + 1:k])
                     i = k
+                alpn_data = data
             elif kind == EXT_SUPPORTED_VERSIONS:
                 if size < 1:
                     return None
@@ -493,6 +510,7 @@ def _fast_client_hello(body: bytes) -> ClientHello | None:
                 if NATIVE_LITTLE_ENDIAN:
                     values.byteswap()
                 supported_versions = values.tolist()
+                versions_data = data
             elif kind == EXT_KEY_SHARE or kind == EXT_KEY_SHARE_OLD:
                 if size < 2:
                     return None
@@ -510,12 +528,15 @@ def _fast_client_hello(body: bytes) -> ClientHello | None:
                     i = k
             elif kind == EXT_SESSION_TICKET:
                 session_ticket = data
+    version = body[0] << 8 | body[1]
+    key = (version, ciphers.tobytes(), tuple(kinds), groups_data, formats_data,
+           signatures_data, alpn_data, versions_data)
     if NATIVE_LITTLE_ENDIAN:
         ciphers.byteswap()
-    return ClientHello(body[0] << 8 | body[1], body[2:HELLO_RANDOM_END], session_id,
+    return ClientHello(version, body[2:HELLO_RANDOM_END], session_id,
                        ciphers.tolist(), compression, extensions, server_names, alpn,
                        supported_versions, groups, point_formats, signature_algorithms,
-                       key_share_groups, session_ticket, [])
+                       key_share_groups, session_ticket, []), key
 
 
 def _fast_server_hello(body: bytes) -> ServerHello | None:
@@ -685,6 +706,9 @@ def _remember(memo: dict, key: tuple, value):
 _ja3_memo: dict[tuple, str] = {}
 _ja4_memo: dict[tuple, str] = {}
 _ja3s_memo: dict[tuple, str] = {}
+# (JA3, JA4) of a TCP ClientHello by its raw values (_scan_client_hello's
+# key): a client seen before costs one look-up.
+_hello_fingerprints_memo: dict[tuple, tuple[str, str]] = {}
 
 
 def client_fingerprints(hello: ClientHello, transport: str = "t") -> tuple[str, str]:
@@ -1102,7 +1126,11 @@ class Tls(Analyser):
         client_side = self.client_side
         try:
             if kind == CLIENT_HELLO:
-                self.on_client_hello(side, parse_client_hello(message))
+                scanned = _scan_client_hello(message)
+                if scanned is not None:
+                    self.on_client_hello(side, scanned[0], scanned[1])
+                else:
+                    self.on_client_hello(side, _checked_client_hello(message))
                 client_side = self.client_side
             elif kind == SERVER_HELLO:
                 self.on_server_hello(parse_server_hello(message))
@@ -1137,7 +1165,10 @@ class Tls(Analyser):
             if len(history) == MAX_HISTORY:
                 self.weird("SSL_max_ssl_history_length_reached")
 
-    def on_client_hello(self, side: int, hello: ClientHello) -> None:
+    def on_client_hello(self, side: int, hello: ClientHello,
+                        fingerprint_key: tuple | None = None) -> None:
+        """`fingerprint_key`: what the fingerprints are computed from, when
+        the hello parsed in one pass (_scan_client_hello)."""
         if hello.version not in LEGACY_VERSIONS:
             self.violation("unsupported client SSL version 0x%04x" % hello.version)
         if side != self.client_side:                  # the responder speaks first as client
@@ -1164,7 +1195,14 @@ class Tls(Analyser):
         if session_id and session_id != EMPTY_SESSION_ID:
             self.client_session_id = session_id.hex()
             self.ticket_with_empty_session = False
-        row["ja3"], row["ja4"] = client_fingerprints(hello)
+        if fingerprint_key is None:
+            row["ja3"], row["ja4"] = client_fingerprints(hello)
+            return
+        fingerprints = _hello_fingerprints_memo.get(fingerprint_key)
+        if fingerprints is None:
+            fingerprints = _remember(_hello_fingerprints_memo, fingerprint_key,
+                                     client_fingerprints(hello))
+        row["ja3"], row["ja4"] = fingerprints
 
     def on_server_hello(self, hello: ServerHello) -> None:
         legacy = hello.version
