@@ -539,6 +539,128 @@ def _scan_client_hello(body: bytes) -> tuple[ClientHello, tuple] | None:
                        key_share_groups, session_ticket, []), key
 
 
+def _client_hello_facts(body: bytes) -> tuple | None:
+    """What the analyser takes from a well-formed ClientHello, checked as
+    _scan_client_hello() checks it but without building the ClientHello:
+    (version, session id, server names, session ticket or None, whether it
+    offers a pre-shared key, the key of its fingerprints as
+    _scan_client_hello() makes it); None when anything is off."""
+    end = len(body)
+    if end < HELLO_RANDOM_END + 1:
+        return None
+    pos = HELLO_RANDOM_END + 1 + body[HELLO_RANDOM_END]
+    if pos + 2 > end:
+        return None
+    stop = pos + 2 + (body[pos] << 8 | body[pos + 1])
+    if stop > end or (stop - pos) & 1:
+        return None
+    session_id = body[HELLO_RANDOM_END + 1:pos]
+    ciphers = body[pos + 2:stop]
+    if stop >= end:
+        return None
+    pos = stop + 1 + body[stop]
+    if pos > end:
+        return None
+    server_names = []
+    session_ticket = None
+    psk = False
+    kinds = []
+    groups_data = formats_data = signatures_data = alpn_data = versions_data = None
+    if pos != end:
+        if pos + 2 > end:
+            return None
+        block_end = pos + 2 + (body[pos] << 8 | body[pos + 1])
+        if block_end > end:
+            return None
+        pos += 2
+        add_kind = kinds.append
+        while pos < block_end:
+            start = pos + 4
+            if start > block_end:
+                return None
+            kind = body[pos] << 8 | body[pos + 1]
+            stop = start + (body[pos + 2] << 8 | body[pos + 3])
+            if stop > block_end:
+                return None
+            add_kind(kind)
+            pos = stop
+            if kind > EXT_KEY_SHARE:
+                continue
+            size = stop - start
+            if kind == EXT_SERVER_NAME:
+                if size:
+                    if size < 2:
+                        return None
+                    names_end = start + 2 + (body[start] << 8 | body[start + 1])
+                    if names_end > stop:
+                        return None
+                    i = start + 2
+                    while i < names_end:
+                        j = i + 3
+                        if j > names_end:
+                            return None
+                        k = j + (body[i + 1] << 8 | body[i + 2])
+                        if k > names_end:
+                            return None
+                        if body[i] == 0:
+                            server_names.append(body[j:k].decode("utf-8", "backslashreplace"))
+                        i = k
+            elif kind == EXT_SUPPORTED_GROUPS or kind == EXT_SIGNATURE_ALGORITHMS:
+                if size < 2:
+                    return None
+                k = 2 + (body[start] << 8 | body[start + 1])
+                if k > size or k & 1:
+                    return None
+                if kind == EXT_SUPPORTED_GROUPS:
+                    groups_data = body[start:stop]
+                else:
+                    signatures_data = body[start:stop]
+            elif kind == EXT_EC_POINT_FORMATS:
+                if size < 1 or 1 + body[start] > size:
+                    return None
+                formats_data = body[start:stop]
+            elif kind == EXT_ALPN:
+                if size < 2:
+                    return None
+                names_end = start + 2 + (body[start] << 8 | body[start + 1])
+                if names_end > stop:
+                    return None
+                i = start + 2
+                while i < names_end:
+                    i += 1 + body[i]
+                    if i > names_end:
+                        return None
+                alpn_data = body[start:stop]
+            elif kind == EXT_SUPPORTED_VERSIONS:
+                if size < 1:
+                    return None
+                k = body[start]
+                if 1 + k > size or k & 1:
+                    return None
+                versions_data = body[start:stop]
+            elif kind == EXT_KEY_SHARE or kind == EXT_KEY_SHARE_OLD:
+                if size < 2:
+                    return None
+                shares_end = start + 2 + (body[start] << 8 | body[start + 1])
+                if shares_end > stop:
+                    return None
+                i = start + 2
+                while i < shares_end:
+                    if i + 4 > shares_end:
+                        return None
+                    i += 4 + (body[i + 2] << 8 | body[i + 3])
+                    if i > shares_end:
+                        return None
+            elif kind == EXT_SESSION_TICKET:
+                session_ticket = body[start:stop]
+            elif kind == EXT_PRE_SHARED_KEY:
+                psk = True
+    version = body[0] << 8 | body[1]
+    return (version, session_id, server_names, session_ticket, psk,
+            (version, ciphers, tuple(kinds), groups_data, formats_data, signatures_data,
+             alpn_data, versions_data))
+
+
 def _fast_server_hello(body: bytes) -> ServerHello | None:
     """parse_server_hello() for a well-formed hello in one pass; None when
     anything is off (the checked parser then says what)."""
@@ -1126,9 +1248,9 @@ class Tls(Analyser):
         client_side = self.client_side
         try:
             if kind == CLIENT_HELLO:
-                scanned = _scan_client_hello(message)
-                if scanned is not None:
-                    self.on_client_hello(side, scanned[0], scanned[1])
+                facts = _client_hello_facts(message)
+                if facts is not None:
+                    self.client_hello_seen(side, message, facts)
                 else:
                     self.on_client_hello(side, _checked_client_hello(message))
                 client_side = self.client_side
@@ -1165,44 +1287,70 @@ class Tls(Analyser):
             if len(history) == MAX_HISTORY:
                 self.weird("SSL_max_ssl_history_length_reached")
 
-    def on_client_hello(self, side: int, hello: ClientHello,
-                        fingerprint_key: tuple | None = None) -> None:
-        """`fingerprint_key`: what the fingerprints are computed from, when
-        the hello parsed in one pass (_scan_client_hello)."""
+    def on_client_hello(self, side: int, hello: ClientHello) -> None:
+        """A ClientHello parsed (one that a one-pass look did not take:
+        client_hello_seen() does the same from its facts)."""
         if hello.version not in LEGACY_VERSIONS:
             self.violation("unsupported client SSL version 0x%04x" % hello.version)
-        if side != self.client_side:                  # the responder speaks first as client
-            self.client_side = side
-            self.add_history("^")
-        self.confirm()
+        self.client_hello_start(side)
         self.client_hello = hello
         if hello.malformed_extensions:
             self.weird("SSL_malformed_extension",
                        extensions=",".join(map(str, hello.malformed_extensions)))
+        self.client_hello_row(hello.server_names, hello.session_ticket,
+                              EXT_PRE_SHARED_KEY in hello.extension_types, hello.session_id,
+                              client_fingerprints(hello))
+
+    def client_hello_seen(self, side: int, message: bytes, facts: tuple) -> None:
+        """A well-formed ClientHello, from what _client_hello_facts() took
+        of it; the ClientHello itself is parsed if `client_hello` is read."""
+        version, session_id, names, ticket, psk, key = facts
+        if version not in LEGACY_VERSIONS:
+            self.violation("unsupported client SSL version 0x%04x" % version)
+        self.client_hello_start(side)
+        self._client_hello = None
+        self._client_hello_message = message
+        fingerprints = _hello_fingerprints_memo.get(key)
+        if fingerprints is None:
+            fingerprints = _remember(_hello_fingerprints_memo, key,
+                                     client_fingerprints(self.client_hello))
+        self.client_hello_row(names, ticket, psk, session_id, fingerprints)
+
+    def client_hello_start(self, side: int) -> None:
+        if side != self.client_side:                  # the responder speaks first as client
+            self.client_side = side
+            self.add_history("^")
+        self.confirm()
+
+    def client_hello_row(self, names: list[str], ticket: bytes | None, psk: bool,
+                         session_id: bytes, fingerprints: tuple[str, str]) -> None:
         row = self.row
-        names = hello.server_names
         if names:
             row["server_name"] = names[0]
             if len(names) > 1:
                 self.weird("SSL_many_server_names", names=",".join(names))
-        if hello.session_ticket:
+        if ticket:
             self.ticket_with_empty_session = True
-        for kind, _ in hello.extensions:
-            if kind == EXT_PRE_SHARED_KEY:
-                self.client_psk_seen = True
-                break
-        session_id = hello.session_id
+        if psk:
+            self.client_psk_seen = True
         if session_id and session_id != EMPTY_SESSION_ID:
             self.client_session_id = session_id.hex()
             self.ticket_with_empty_session = False
-        if fingerprint_key is None:
-            row["ja3"], row["ja4"] = client_fingerprints(hello)
-            return
-        fingerprints = _hello_fingerprints_memo.get(fingerprint_key)
-        if fingerprints is None:
-            fingerprints = _remember(_hello_fingerprints_memo, fingerprint_key,
-                                     client_fingerprints(hello))
         row["ja3"], row["ja4"] = fingerprints
+
+    @property
+    def client_hello(self) -> ClientHello | None:
+        """The ClientHello (parsed when first asked for, if it was taken in
+        one pass)."""
+        hello = self._client_hello
+        if hello is None and self._client_hello_message is not None:
+            hello = self._client_hello = parse_client_hello(self._client_hello_message)
+        return hello
+
+    @client_hello.setter
+    def client_hello(self, hello: ClientHello | None) -> None:
+        self._client_hello = hello
+        self._client_hello_message = None
 
     def on_server_hello(self, hello: ServerHello) -> None:
         legacy = hello.version

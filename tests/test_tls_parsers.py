@@ -8,8 +8,9 @@ import struct
 
 import pytest
 
-from protocols.tls import (TlsError, _checked_client_hello, _checked_server_hello,
-                           _fast_client_hello, _fast_server_hello, parse_client_hello,
+from protocols.tls import (EXT_PRE_SHARED_KEY, TlsError, _checked_client_hello,
+                           _checked_server_hello, _client_hello_facts, _fast_client_hello,
+                           _fast_server_hello, _scan_client_hello, parse_client_hello,
                            parse_server_hello)
 
 
@@ -87,6 +88,14 @@ def test_the_fast_parsers_agree_with_the_checked_ones(seed):
             if result is not None:               # the fast one answers only for good input
                 fast_used += 1
                 assert result == expected
+            if fast is _fast_client_hello:
+                facts = _client_hello_facts(body)
+                assert (facts is None) == (result is None)
+                if facts is not None:
+                    hello, key = _scan_client_hello(body)
+                    assert facts == (hello.version, hello.session_id, hello.server_names,
+                                     hello.session_ticket,
+                                     EXT_PRE_SHARED_KEY in hello.extension_types, key)
     assert fast_used > 50
 
 
