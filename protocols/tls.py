@@ -719,6 +719,65 @@ def _fast_server_hello(body: bytes) -> ServerHello | None:
                        compression, extensions, selected_version, key_share_group, alpn)
 
 
+def _server_hello_facts(body: bytes) -> tuple | None:
+    """What the analyser takes from a well-formed ServerHello, checked as
+    _fast_server_hello() checks it but without building the ServerHello:
+    (legacy version, random, session id, cipher, selected version, key share
+    group, first ALPN protocol, the extension types); None when anything is
+    off."""
+    end = len(body)
+    if end < HELLO_RANDOM_END + 1:
+        return None
+    pos = HELLO_RANDOM_END + 1 + body[HELLO_RANDOM_END]
+    if pos + 3 > end:
+        return None
+    session_id = body[HELLO_RANDOM_END + 1:pos]
+    cipher = body[pos] << 8 | body[pos + 1]
+    pos += 3
+    kinds = []
+    selected_version = key_share_group = alpn = None
+    if pos != end:
+        if pos + 2 > end:
+            return None
+        block_end = pos + 2 + (body[pos] << 8 | body[pos + 1])
+        if block_end > end:
+            return None
+        pos += 2
+        while pos < block_end:
+            start = pos + 4
+            if start > block_end:
+                return None
+            kind = body[pos] << 8 | body[pos + 1]
+            stop = start + (body[pos + 2] << 8 | body[pos + 3])
+            if stop > block_end:
+                return None
+            kinds.append(kind)
+            pos = stop
+            if kind == EXT_SUPPORTED_VERSIONS:
+                if stop - start >= 2:
+                    selected_version = body[start] << 8 | body[start + 1]
+            elif kind == EXT_KEY_SHARE or kind == EXT_KEY_SHARE_OLD:
+                if stop - start >= 2:
+                    key_share_group = body[start] << 8 | body[start + 1]
+            elif kind == EXT_ALPN:
+                if stop - start < 2:
+                    return None
+                names_end = start + 2 + (body[start] << 8 | body[start + 1])
+                if names_end > stop:
+                    return None
+                i = start + 2
+                alpn = None
+                while i < names_end:
+                    k = i + 1 + body[i]
+                    if k > names_end:
+                        return None
+                    if alpn is None:
+                        alpn = body[i + 1:k]
+                    i = k
+    return (body[0] << 8 | body[1], body[2:HELLO_RANDOM_END], session_id, cipher,
+            selected_version, key_share_group, alpn, tuple(kinds))
+
+
 # The checked parsers: field by field, every length checked by a helper that
 # says what was wanted where; the fast ones above defer to them on anything
 # malformed, so the errors and the malformed extensions come from here.
@@ -831,6 +890,8 @@ _ja3s_memo: dict[tuple, str] = {}
 # (JA3, JA4) of a TCP ClientHello by its raw values (_scan_client_hello's
 # key): a client seen before costs one look-up.
 _hello_fingerprints_memo: dict[tuple, tuple[str, str]] = {}
+# JA3S of a ServerHello by (version, cipher, extension types with GREASE).
+_server_fingerprints_memo: dict[tuple, str] = {}
 
 
 def client_fingerprints(hello: ClientHello, transport: str = "t") -> tuple[str, str]:
@@ -1255,7 +1316,11 @@ class Tls(Analyser):
                     self.on_client_hello(side, _checked_client_hello(message))
                 client_side = self.client_side
             elif kind == SERVER_HELLO:
-                self.on_server_hello(parse_server_hello(message))
+                facts = _server_hello_facts(message)
+                if facts is not None:
+                    self.server_hello_seen(message, facts)
+                else:
+                    self.on_server_hello(_checked_server_hello(message))
             elif kind == CERTIFICATE:
                 certs = parse_certificates(message, is_tls13(self.version))
                 self.certificates[side] = certs[:MAX_CERTIFICATES]
@@ -1353,38 +1418,70 @@ class Tls(Analyser):
         self._client_hello_message = None
 
     def on_server_hello(self, hello: ServerHello) -> None:
-        legacy = hello.version
+        """A ServerHello parsed (one that a one-pass look did not take:
+        server_hello_seen() does the same from its facts)."""
+        self.server_hello_row(hello.version, hello.random, hello.session_id, hello.cipher,
+                              hello.selected_version, hello.key_share_group, hello.alpn,
+                              EXT_PRE_SHARED_KEY in hello.extension_types)
+        self.server_hello = hello
+        self.row["ja3s"] = ja3s(hello)
+
+    def server_hello_seen(self, message: bytes, facts: tuple) -> None:
+        """A well-formed ServerHello, from what _server_hello_facts() took of
+        it; the ServerHello itself is parsed if `server_hello` is read."""
+        legacy, random, session_id, cipher, selected, group, alpn, kinds = facts
+        self.server_hello_row(legacy, random, session_id, cipher, selected, group, alpn,
+                              EXT_PRE_SHARED_KEY in kinds)
+        self._server_hello = None
+        self._server_hello_message = message
+        key = (legacy, cipher, kinds)
+        value = _server_fingerprints_memo.get(key)
+        if value is None:
+            value = _remember(_server_fingerprints_memo, key, ja3s(self.server_hello))
+        self.row["ja3s"] = value
+
+    def server_hello_row(self, legacy: int, random: bytes, session_id: bytes, cipher: int,
+                         selected: int | None, group: int | None, alpn: bytes | None,
+                         psk: bool) -> None:
         if legacy not in LEGACY_VERSIONS:
             self.violation("unsupported server SSL version 0x%04x" % legacy)
         if not self.confirmed:
             self.confirm()                            # the ClientHello was not seen
-        self.server_hello = hello
         row = self.row
-        selected = hello.selected_version
         # Zeek keeps the first version it learns: supported_versions, else the field.
         version = self.version
         if version is None:
             version = self.version = selected or legacy
         if selected is not None or row["version"] is None:
             row["version"] = version_name(selected or legacy)
-        cipher = self.cipher = hello.cipher
+        self.cipher = cipher
         name = CIPHER_SUITES.get(cipher)                # name_of(), inlined
         row["cipher"] = name if name is not None else "unknown-%d" % cipher
-        if hello.random == HELLO_RETRY_RANDOM:
+        if random == HELLO_RETRY_RANDOM:
             self.hello_retry_seen = True
-        if hello.key_share_group is not None:
-            row["curve"] = name_of(NAMED_GROUPS, hello.key_share_group)
-        if hello.alpn is not None:
-            row["next_protocol"] = hello.alpn.decode("utf-8", "backslashreplace")
-        if self.client_psk_seen:
-            for kind, _ in hello.extensions:
-                if kind == EXT_PRE_SHARED_KEY:
-                    row["resumed"] = True
-                    break
-        if (self.client_session_id and self.client_session_id == hello.session_id.hex()
+        if group is not None:
+            row["curve"] = name_of(NAMED_GROUPS, group)
+        if alpn is not None:
+            row["next_protocol"] = alpn.decode("utf-8", "backslashreplace")
+        if psk and self.client_psk_seen:
+            row["resumed"] = True
+        if (self.client_session_id and self.client_session_id == session_id.hex()
                 and version // 0xFF != 0x7F and version != TLS13):
             row["resumed"] = True
-        row["ja3s"] = ja3s(hello)
+
+    @property
+    def server_hello(self) -> ServerHello | None:
+        """The ServerHello (parsed when first asked for, if it was taken in
+        one pass)."""
+        hello = self._server_hello
+        if hello is None and self._server_hello_message is not None:
+            hello = self._server_hello = parse_server_hello(self._server_hello_message)
+        return hello
+
+    @server_hello.setter
+    def server_hello(self, hello: ServerHello | None) -> None:
+        self._server_hello = hello
+        self._server_hello_message = None
 
     def on_server_key_exchange(self, message: bytes) -> None:
         name = name_of(CIPHER_SUITES, self.cipher) if self.cipher is not None else ""

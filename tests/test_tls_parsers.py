@@ -10,7 +10,8 @@ import pytest
 
 from protocols.tls import (EXT_PRE_SHARED_KEY, TlsError, _checked_client_hello,
                            _checked_server_hello, _client_hello_facts, _fast_client_hello,
-                           _fast_server_hello, _scan_client_hello, parse_client_hello,
+                           _fast_server_hello, _scan_client_hello, _server_hello_facts,
+                           parse_client_hello,
                            parse_server_hello)
 
 
@@ -96,6 +97,14 @@ def test_the_fast_parsers_agree_with_the_checked_ones(seed):
                     assert facts == (hello.version, hello.session_id, hello.server_names,
                                      hello.session_ticket,
                                      EXT_PRE_SHARED_KEY in hello.extension_types, key)
+            else:
+                facts = _server_hello_facts(body)
+                assert (facts is None) == (result is None)
+                if facts is not None:
+                    assert facts == (result.version, result.random, result.session_id,
+                                     result.cipher, result.selected_version,
+                                     result.key_share_group, result.alpn,
+                                     tuple(result.extension_types))
     assert fast_used > 50
 
 
