@@ -1077,28 +1077,33 @@ class Tls(Analyser):
         # side) is not kept while the connection lasts.
         self.pending = [b"", b""]
 
+    # The connection's state: what starts as an immutable value is a class
+    # attribute until first set (setup() then makes only the lists).
+    row = None                           # ssl.log row, made at the first record
+    logged = False
+    established = False
+    client_side = ORIG
+    version: int | None = None           # the negotiated version (Zeek's chosen_version)
+    cipher: int | None = None
+    record_layer_known = False
+    sslv2 = False
+    client_session_id = ""
+    ticket_with_empty_session = False
+    client_key_exchange_seen = False
+    client_psk_seen = False
+    hello_retry_seen = False
+    _client_hello: ClientHello | None = None
+    _client_hello_message: bytes | None = None   # when the hello is parsed on demand
+    _server_hello: ServerHello | None = None
+    _server_hello_message: bytes | None = None
+
     def setup(self) -> None:
-        self.row = None                  # ssl.log row, made at the first record
-        self.logged = False
-        self.established = False
         self.encrypted = [False, False]
-        self.client_side = ORIG
-        self.version: int | None = None  # the negotiated version (Zeek's chosen_version)
-        self.cipher: int | None = None
         self.handshake_buffers = [bytearray(), bytearray()]
         self.handshake_broken = [False, False]
-        self.record_layer_known = False
-        self.sslv2 = False
-        self.client_session_id = ""
-        self.ticket_with_empty_session = False
-        self.client_key_exchange_seen = False
-        self.client_psk_seen = False
-        self.hello_retry_seen = False
         self.certificates = [[], []]     # DER certificates per side
         self.stream_bytes = [0, 0]       # bytes taken from the stream per side
         self.pending = [b"", b""]        # of those, read but not handled yet
-        self.client_hello: ClientHello | None = None
-        self.server_hello: ServerHello | None = None
 
     # -- the record loop -------------------------------------------------------------------
     #
@@ -1529,8 +1534,9 @@ class Tls(Analyser):
 
     def start_row(self) -> None:
         if self.row is None:
-            cid = self.id
-            self.row = {"ts": self.ts, "uid": self.uid, "id.orig_h": cid.orig_h,
+            conn = self.conn
+            cid = conn.id
+            self.row = {"ts": self.ts, "uid": conn.uid, "id.orig_h": cid.orig_h,
                         "id.orig_p": cid.orig_p, "id.resp_h": cid.resp_h,
                         "id.resp_p": cid.resp_p, "version": None, "resumed": False,
                         "established": False, "ssl_history": ""}
@@ -1543,9 +1549,10 @@ class Tls(Analyser):
         self.logged = True
         row = self.row
         row["established"] = self.established
-        if any(self.certificates):
-            server = self.certificates[1 - self.client_side]
-            client = self.certificates[self.client_side]
+        certificates = self.certificates
+        if certificates[0] or certificates[1]:
+            server = certificates[1 - self.client_side]
+            client = certificates[self.client_side]
             row["cert_chain_fps"] = [hashlib.sha256(c).hexdigest() for c in server]
             row["client_cert_chain_fps"] = [hashlib.sha256(c).hexdigest() for c in client]
         self.log("ssl", row)
