@@ -21,6 +21,14 @@ Theory of operation:
    carries the same handshake messages in CRYPTO frames and can call them
    unchanged (`ja4(hello, transport="q")`).  JA3/JA4/JA3S are remembered
    per distinct input, so a client seen before costs a dictionary look-up.
+   The hellos are parsed on every connection, so each parser first tries
+   one pass over the offsets that answers only for a well-formed message,
+   and defers to the checked field-by-field parser (which says what is
+   wrong, and which extensions) for anything else.  The analyser itself
+   takes from a well-formed hello only the facts ssl.log needs and the raw
+   values the fingerprints come from (`_client_hello_facts`,
+   `_server_hello_facts`), the fingerprints looked up by those; the
+   dataclass is made only when `client_hello` / `server_hello` is read.
 3. Zeek's state machine decides `established` (scripts/base/protocols/ssl
    and src/analyzer/protocol/ssl): a side turns encrypted at its
    ChangeCipherSpec (TLS <= 1.2; ignored once TLS 1.3 is chosen) or at its
