@@ -1294,7 +1294,10 @@ class Tls(Analyser):
 
     def handshake_record(self, side: int, body: bytes) -> None:
         """Cut the handshake messages out of a record (with what an earlier
-        record of the side left: a message may span records)."""
+        record of the side left: a message may span records), and handle
+        each: the hellos, certificates and key exchange parsed, every one a
+        letter of ssl_history.  (One call per record: the messages are
+        handled inline, and only those parsed are copied out.)"""
         if self.handshake_broken[side]:
             return
         buf = self.handshake_buffers[side]
@@ -1302,6 +1305,7 @@ class Tls(Analyser):
             buf += body
             body = bytes(buf)
             buf.clear()
+        row = self.row
         pos, end = 0, len(body)
         while end - pos >= HANDSHAKE_HEADER_SIZE:
             size = body[pos + 1] << 16 | body[pos + 2] << 8 | body[pos + 3]
@@ -1314,56 +1318,57 @@ class Tls(Analyser):
                 break
             kind = body[pos]
             pos = start + size
-            self.handshake_message(side, kind, body[start:pos])
+            client_side = self.client_side
+            if kind == CLIENT_HELLO or kind == SERVER_HELLO or kind == CERTIFICATE or (
+                    kind == SERVER_KEY_EXCHANGE and side != client_side):
+                message = body[start:pos]
+                try:
+                    if kind == CLIENT_HELLO:
+                        facts = _client_hello_facts(message)
+                        if facts is not None:
+                            self.client_hello_seen(side, message, facts)
+                        else:
+                            self.on_client_hello(side, _checked_client_hello(message))
+                        client_side = self.client_side
+                    elif kind == SERVER_HELLO:
+                        facts = _server_hello_facts(message)
+                        if facts is not None:
+                            self.server_hello_seen(message, facts)
+                        else:
+                            self.on_server_hello(_checked_server_hello(message))
+                    elif kind == CERTIFICATE:
+                        certs = parse_certificates(message, is_tls13(self.version))
+                        self.certificates[side] = certs[:MAX_CERTIFICATES]
+                    else:
+                        self.on_server_key_exchange(message)
+                except TlsError as exc:
+                    if not self.confirmed:
+                        self.violation("malformed handshake message %d: %s" % (kind, exc),
+                                       message)
+                    self.weird("SSL_malformed_handshake_message", message_type=kind,
+                               reason=str(exc))
+            if side == client_side:
+                if kind == CLIENT_KEY_EXCHANGE:
+                    self.client_key_exchange_seen = True
+                letters = CLIENT_HISTORY_LETTERS
+            else:
+                letters = HISTORY_LETTERS
+            if kind == SERVER_HELLO and self.hello_retry_seen:
+                letter = "J" if side == client_side else "j"
+                self.hello_retry_seen = False
+            else:
+                letter = letters.get(kind)
+                if letter is None:
+                    letter = UNKNOWN_HANDSHAKE_LETTER.upper() if side == client_side \
+                        else UNKNOWN_HANDSHAKE_LETTER
+            history = row["ssl_history"]                # add_history(), inlined
+            if len(history) < MAX_HISTORY:
+                history += letter
+                row["ssl_history"] = history
+                if len(history) == MAX_HISTORY:
+                    self.weird("SSL_max_ssl_history_length_reached")
         if pos < end:
             buf += body[pos:]
-
-    def handshake_message(self, side: int, kind: int, message: bytes) -> None:
-        client_side = self.client_side
-        try:
-            if kind == CLIENT_HELLO:
-                facts = _client_hello_facts(message)
-                if facts is not None:
-                    self.client_hello_seen(side, message, facts)
-                else:
-                    self.on_client_hello(side, _checked_client_hello(message))
-                client_side = self.client_side
-            elif kind == SERVER_HELLO:
-                facts = _server_hello_facts(message)
-                if facts is not None:
-                    self.server_hello_seen(message, facts)
-                else:
-                    self.on_server_hello(_checked_server_hello(message))
-            elif kind == CERTIFICATE:
-                certs = parse_certificates(message, is_tls13(self.version))
-                self.certificates[side] = certs[:MAX_CERTIFICATES]
-            elif kind == SERVER_KEY_EXCHANGE and side != client_side:
-                self.on_server_key_exchange(message)
-        except TlsError as exc:
-            if not self.confirmed:
-                self.violation("malformed handshake message %d: %s" % (kind, exc), message)
-            self.weird("SSL_malformed_handshake_message", message_type=kind, reason=str(exc))
-        if side == client_side:
-            if kind == CLIENT_KEY_EXCHANGE:
-                self.client_key_exchange_seen = True
-            letters = CLIENT_HISTORY_LETTERS
-        else:
-            letters = HISTORY_LETTERS
-        if kind == SERVER_HELLO and self.hello_retry_seen:
-            letter = "J" if side == client_side else "j"
-            self.hello_retry_seen = False
-        else:
-            letter = letters.get(kind)
-            if letter is None:
-                letter = UNKNOWN_HANDSHAKE_LETTER.upper() if side == client_side \
-                    else UNKNOWN_HANDSHAKE_LETTER
-        row = self.row                                  # add_history(), inlined
-        history = row["ssl_history"]
-        if len(history) < MAX_HISTORY:
-            history += letter
-            row["ssl_history"] = history
-            if len(history) == MAX_HISTORY:
-                self.weird("SSL_max_ssl_history_length_reached")
 
     def on_client_hello(self, side: int, hello: ClientHello) -> None:
         """A ClientHello parsed (one that a one-pass look did not take:
