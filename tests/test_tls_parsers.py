@@ -8,11 +8,12 @@ import struct
 
 import pytest
 
-from protocols.tls import (EXT_PRE_SHARED_KEY, TlsError, _checked_client_hello,
+from analyser import ORIG, RESP
+from analyser.testing import run
+from protocols.tls import (EXT_PRE_SHARED_KEY, Tls, TlsError, _checked_client_hello,
                            _checked_server_hello, _client_hello_facts, _fast_client_hello,
                            _fast_server_hello, _scan_client_hello, _server_hello_facts,
-                           parse_client_hello,
-                           parse_server_hello)
+                           client_fingerprints, ja3s, parse_client_hello, parse_server_hello)
 
 
 def ext(kind: int, body: bytes) -> bytes:
@@ -118,3 +119,29 @@ def test_a_well_formed_hello_is_parsed_by_the_fast_path():
     assert hello.point_formats == [0, 1] and hello.alpn == [b"h2", b"http/1.1"]
     server = _fast_server_hello(server_hello(rng))
     assert server is not None and server.selected_version == 0x0304
+
+
+def record(content: int, body: bytes) -> bytes:
+    return struct.pack("!BHH", content, 0x0303, len(body)) + body
+
+
+def handshake(kind: int, body: bytes) -> bytes:
+    return bytes([kind]) + len(body).to_bytes(3, "big") + body
+
+
+def test_the_analyser_logs_the_fingerprints_of_the_hellos_it_took_in_one_pass():
+    """The analyser takes only facts from well-formed hellos: its row has the
+    fingerprints of the parsed hellos (computed, then looked up), and the
+    hellos it keeps are the parsed ones."""
+    rng = random.Random(11)
+    for _ in range(2):                       # the second time from the memo
+        client, server = client_hello(rng), server_hello(rng)
+        result = run(Tls, [(ORIG, record(22, handshake(1, client))),
+                           (RESP, record(22, handshake(2, server)))])
+        row = result.logs["ssl"][0]
+        hello = parse_client_hello(client)
+        assert (row["ja3"], row["ja4"]) == client_fingerprints(hello)
+        assert row["ja3s"] == ja3s(parse_server_hello(server))
+        assert row["server_name"] == "host.example.com" and row["ssl_history"] == "Cs"
+        assert result.analyser.client_hello == hello
+        assert result.analyser.server_hello == parse_server_hello(server)
