@@ -12,8 +12,9 @@ from analyser import ORIG, RESP
 from analyser.testing import run
 from protocols.tls import (EXT_PRE_SHARED_KEY, Tls, TlsError, _checked_client_hello,
                            _checked_server_hello, _client_hello_facts, _fast_client_hello,
-                           _fast_server_hello, _scan_client_hello, _server_hello_facts,
-                           client_fingerprints, ja3s, parse_client_hello, parse_server_hello)
+                           _fast_server_hello, _hello_fingerprints_memo, _scan_client_hello,
+                           _server_hello_facts, client_fingerprints, ja3s, parse_client_hello,
+                           parse_server_hello)
 
 
 def ext(kind: int, body: bytes) -> bytes:
@@ -134,8 +135,10 @@ def test_the_analyser_logs_the_fingerprints_of_the_hellos_it_took_in_one_pass():
     fingerprints of the parsed hellos (computed, then looked up), and the
     hellos it keeps are the parsed ones."""
     rng = random.Random(11)
-    for _ in range(2):                       # the second time from the memo
-        client, server = client_hello(rng), server_hello(rng)
+    client, server = client_hello(rng), server_hello(rng)
+    _hello_fingerprints_memo.clear()
+    for memo_size in (0, 1):                 # computed, then from the memo
+        assert len(_hello_fingerprints_memo) == memo_size
         result = run(Tls, [(ORIG, record(22, handshake(1, client))),
                            (RESP, record(22, handshake(2, server)))])
         row = result.logs["ssl"][0]
