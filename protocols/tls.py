@@ -1371,42 +1371,36 @@ class Tls(Analyser):
             buf += body[pos:]
 
     def on_client_hello(self, side: int, hello: ClientHello) -> None:
-        """A ClientHello parsed (one that a one-pass look did not take:
-        client_hello_seen() does the same from its facts)."""
-        if hello.version not in LEGACY_VERSIONS:
-            self.violation("unsupported client SSL version 0x%04x" % hello.version)
-        self.client_hello_start(side)
-        self.client_hello = hello
-        if hello.malformed_extensions:
-            self.weird("SSL_malformed_extension",
-                       extensions=",".join(map(str, hello.malformed_extensions)))
-        self.client_hello_row(hello.server_names, hello.session_ticket,
-                              EXT_PRE_SHARED_KEY in hello.extension_types, hello.session_id,
-                              client_fingerprints(hello))
+        """A ClientHello parsed (one that the one-pass look did not take)."""
+        self.client_hello_seen(side, b"", (
+            hello.version, hello.session_id, hello.server_names, hello.session_ticket,
+            EXT_PRE_SHARED_KEY in hello.extension_types, None), hello)
 
-    def client_hello_seen(self, side: int, message: bytes, facts: tuple) -> None:
-        """A well-formed ClientHello, from what _client_hello_facts() took
-        of it; the ClientHello itself is parsed if `client_hello` is read."""
+    def client_hello_seen(self, side: int, message: bytes, facts: tuple,
+                          hello: ClientHello | None = None) -> None:
+        """A ClientHello: from what _client_hello_facts() took of `message`
+        (then the ClientHello itself is parsed only if `client_hello` is
+        read), or `hello` parsed and `facts` taken from it."""
         version, session_id, names, ticket, psk, key = facts
         if version not in LEGACY_VERSIONS:
             self.violation("unsupported client SSL version 0x%04x" % version)
-        self.client_hello_start(side)
-        self._client_hello = None
-        self._client_hello_message = message
-        fingerprints = _hello_fingerprints_memo.get(key)
-        if fingerprints is None:
-            fingerprints = _remember(_hello_fingerprints_memo, key,
-                                     client_fingerprints(self.client_hello))
-        self.client_hello_row(names, ticket, psk, session_id, fingerprints)
-
-    def client_hello_start(self, side: int) -> None:
         if side != self.client_side:                  # the responder speaks first as client
             self.client_side = side
             self.add_history("^")
         self.confirm()
-
-    def client_hello_row(self, names: list[str], ticket: bytes | None, psk: bool,
-                         session_id: bytes, fingerprints: tuple[str, str]) -> None:
+        if hello is not None:
+            self.client_hello = hello
+            if hello.malformed_extensions:
+                self.weird("SSL_malformed_extension",
+                           extensions=",".join(map(str, hello.malformed_extensions)))
+            fingerprints = client_fingerprints(hello)
+        else:
+            self._client_hello = None
+            self._client_hello_message = message
+            fingerprints = _hello_fingerprints_memo.get(key)
+            if fingerprints is None:
+                fingerprints = _remember(_hello_fingerprints_memo, key,
+                                         client_fingerprints(self.client_hello))
         row = self.row
         if names:
             row["server_name"] = names[0]
@@ -1436,31 +1430,18 @@ class Tls(Analyser):
         self._client_hello_message = None
 
     def on_server_hello(self, hello: ServerHello) -> None:
-        """A ServerHello parsed (one that a one-pass look did not take:
-        server_hello_seen() does the same from its facts)."""
-        self.server_hello_row(hello.version, hello.random, hello.session_id, hello.cipher,
-                              hello.selected_version, hello.key_share_group, hello.alpn,
-                              EXT_PRE_SHARED_KEY in hello.extension_types)
-        self.server_hello = hello
-        self.row["ja3s"] = ja3s(hello)
+        """A ServerHello parsed (one that the one-pass look did not take)."""
+        self.server_hello_seen(b"", (
+            hello.version, hello.random, hello.session_id, hello.cipher,
+            hello.selected_version, hello.key_share_group, hello.alpn,
+            tuple(hello.extension_types)), hello)
 
-    def server_hello_seen(self, message: bytes, facts: tuple) -> None:
-        """A well-formed ServerHello, from what _server_hello_facts() took of
-        it; the ServerHello itself is parsed if `server_hello` is read."""
+    def server_hello_seen(self, message: bytes, facts: tuple,
+                          hello: ServerHello | None = None) -> None:
+        """A ServerHello: from what _server_hello_facts() took of `message`
+        (then the ServerHello itself is parsed only if `server_hello` is
+        read), or `hello` parsed and `facts` taken from it."""
         legacy, random, session_id, cipher, selected, group, alpn, kinds = facts
-        self.server_hello_row(legacy, random, session_id, cipher, selected, group, alpn,
-                              EXT_PRE_SHARED_KEY in kinds)
-        self._server_hello = None
-        self._server_hello_message = message
-        key = (legacy, cipher, kinds)
-        value = _server_fingerprints_memo.get(key)
-        if value is None:
-            value = _remember(_server_fingerprints_memo, key, ja3s(self.server_hello))
-        self.row["ja3s"] = value
-
-    def server_hello_row(self, legacy: int, random: bytes, session_id: bytes, cipher: int,
-                         selected: int | None, group: int | None, alpn: bytes | None,
-                         psk: bool) -> None:
         if legacy not in LEGACY_VERSIONS:
             self.violation("unsupported server SSL version 0x%04x" % legacy)
         if not self.confirmed:
@@ -1471,21 +1452,34 @@ class Tls(Analyser):
         if version is None:
             version = self.version = selected or legacy
         if selected is not None or row["version"] is None:
-            row["version"] = version_name(selected or legacy)
+            name = VERSION_NAMES.get(selected or legacy)
+            row["version"] = name if name is not None else version_name(selected or legacy)
         self.cipher = cipher
         name = CIPHER_SUITES.get(cipher)                # name_of(), inlined
         row["cipher"] = name if name is not None else "unknown-%d" % cipher
         if random == HELLO_RETRY_RANDOM:
             self.hello_retry_seen = True
         if group is not None:
-            row["curve"] = name_of(NAMED_GROUPS, group)
+            name = NAMED_GROUPS.get(group)
+            row["curve"] = name if name is not None else "unknown-%d" % group
         if alpn is not None:
             row["next_protocol"] = alpn.decode("utf-8", "backslashreplace")
-        if psk and self.client_psk_seen:
+        if self.client_psk_seen and EXT_PRE_SHARED_KEY in kinds:
             row["resumed"] = True
         if (self.client_session_id and self.client_session_id == session_id.hex()
                 and version // 0xFF != 0x7F and version != TLS13):
             row["resumed"] = True
+        if hello is not None:
+            self.server_hello = hello
+            row["ja3s"] = ja3s(hello)
+            return
+        self._server_hello = None
+        self._server_hello_message = message
+        key = (legacy, cipher, kinds)
+        value = _server_fingerprints_memo.get(key)
+        if value is None:
+            value = _remember(_server_fingerprints_memo, key, ja3s(self.server_hello))
+        row["ja3s"] = value
 
     @property
     def server_hello(self) -> ServerHello | None:

@@ -148,3 +148,23 @@ def test_the_analyser_logs_the_fingerprints_of_the_hellos_it_took_in_one_pass():
         assert row["server_name"] == "host.example.com" and row["ssl_history"] == "Cs"
         assert result.analyser.client_hello == hello
         assert result.analyser.server_hello == parse_server_hello(server)
+
+
+def test_a_hello_with_a_malformed_extension_is_parsed_by_the_checked_parser():
+    rng = random.Random(12)
+    body = client_hello(rng)
+    # An empty key_share body appended to the extensions block: malformed.
+    extensions_at = 2 + 32 + 1 + 32 + 2 + 8 + 3 + 2     # ..., ciphers, compression
+    size = int.from_bytes(body[extensions_at - 2:extensions_at], "big")
+    assert extensions_at + size == len(body)
+    bad = (body[:extensions_at - 2] + (size + 4).to_bytes(2, "big") + body[extensions_at:]
+           + ext(51, b""))
+    assert _client_hello_facts(bad) is None
+    hello = parse_client_hello(bad)
+    assert hello.malformed_extensions == [51]
+    result = run(Tls, [(ORIG, record(22, handshake(1, bad)))])
+    row = result.logs["ssl"][0]
+    assert (row["ja3"], row["ja4"]) == client_fingerprints(hello)
+    assert [w["name"] for w in result.of("weird")] == ["SSL_malformed_extension",
+                                                      "SSL_many_server_names"]
+    assert result.analyser.client_hello == hello
