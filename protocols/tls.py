@@ -1180,7 +1180,7 @@ class Tls(Analyser):
         records = 0
         row_made = self.row is not None
         record_layer_known = self.record_layer_known
-        while not self.established:
+        while True:                      # until established (a return) or the end
             if pending[ORIG]:                                  # next_side(), inlined
                 side = ORIG
             elif pending[RESP]:
@@ -1229,6 +1229,7 @@ class Tls(Analyser):
                     stream_bytes[side] += n
                 if encrypted[1 - side]:
                     self.established = True
+                    return
                 continue
             if len(data) >= end:
                 body = data[RECORD_HEADER_SIZE:end]
