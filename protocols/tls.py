@@ -1218,7 +1218,9 @@ class Tls(Analyser):
                 continue
             if encrypted[side] or (content == APPLICATION_DATA
                                    and self.version not in LEGACY_VERSIONS):
-                # tls13_data(), inlined
+                # An application-data record in the clear turns its side
+                # encrypted once the chosen version is not a legacy one
+                # (Zeek's determine_state).
                 encrypted[side] = True
                 if len(data) >= end:                           # drop(), inlined
                     pending[side] = data[end:]
@@ -1262,12 +1264,6 @@ class Tls(Analyser):
             self.violation("Invalid type in TLS connection. Version: %d, Type: %d"
                            % (version, content), head)
         self.record_layer_known = True
-
-    def tls13_data(self) -> bool:
-        """An application-data record in the clear turns its side encrypted
-        once the chosen version is not one of the legacy ones (Zeek's
-        determine_state)."""
-        return self.version not in LEGACY_VERSIONS
 
     def sslv2_record(self, side: int) -> None:
         """An SSLv2-compatible ClientHello (2-byte header): logged with its
