@@ -21,6 +21,14 @@ Theory of operation:
    carries the same handshake messages in CRYPTO frames and can call them
    unchanged (`ja4(hello, transport="q")`).  JA3/JA4/JA3S are remembered
    per distinct input, so a client seen before costs a dictionary look-up.
+   The hellos are parsed on every connection, so each parser first tries
+   one pass over the offsets that answers only for a well-formed message,
+   and defers to the checked field-by-field parser (which says what is
+   wrong, and which extensions) for anything else.  The analyser itself
+   takes from a well-formed hello only the facts ssl.log needs and the raw
+   values the fingerprints come from (`_client_hello_facts`,
+   `_server_hello_facts`), the fingerprints looked up by those; the
+   dataclass is made only when `client_hello` / `server_hello` is read.
 3. Zeek's state machine decides `established` (scripts/base/protocols/ssl
    and src/analyzer/protocol/ssl): a side turns encrypted at its
    ChangeCipherSpec (TLS <= 1.2; ignored once TLS 1.3 is chosen) or at its
@@ -82,6 +90,7 @@ HISTORY_LETTERS = {0: "h", 1: "c", 2: "s", 3: "v", 4: "t", 5: "e", 6: "j", 8: "o
                    12: "k", 13: "r", 14: "n", 15: "y", 16: "g", 20: "f", 21: "w", 22: "u",
                    23: "a", 24: "p", 254: "m"}
 UNKNOWN_HANDSHAKE_LETTER = "z"
+CLIENT_HISTORY_LETTERS = {kind: letter.upper() for kind, letter in HISTORY_LETTERS.items()}
 
 # Extensions read (IANA "TLS ExtensionType Values").
 EXT_SERVER_NAME, EXT_SUPPORTED_GROUPS, EXT_EC_POINT_FORMATS = 0, 10, 11
@@ -98,6 +107,7 @@ GREASE = frozenset(0x0A0A + 0x1010 * i for i in range(16))
 # ServerHello.random of a HelloRetryRequest (RFC 8446 §4.1.3).
 HELLO_RETRY_RANDOM = bytes.fromhex(
     "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
+EMPTY_SESSION_ID = bytes(32)                 # a client's all-zero session id counts as none
 NAMED_CURVE = 3                              # ECParameters.curve_type (RFC 8422 §5.4)
 JA4_VERSIONS = {TLS13: "13", TLS12: "12", TLS11: "11", TLS10: "10", SSLV3: "s3",
                 SSLV2: "s2", 0xFEFF: "d1", 0xFEFD: "d2", 0xFEFC: "d3"}
@@ -369,6 +379,418 @@ def _hello_start(body: bytes) -> tuple[int, bytes, int]:
 
 def parse_client_hello(body: bytes) -> ClientHello:
     """A ClientHello handshake message body (after the 4-byte message header)."""
+    hello = _fast_client_hello(body)
+    return hello if hello is not None else _checked_client_hello(body)
+
+
+def parse_server_hello(body: bytes) -> ServerHello:
+    """A ServerHello handshake message body (after the 4-byte message header)."""
+    hello = _fast_server_hello(body)
+    return hello if hello is not None else _checked_server_hello(body)
+
+
+def _fast_client_hello(body: bytes) -> ClientHello | None:
+    """parse_client_hello() for a well-formed hello, in one pass with the
+    offsets in locals (no call per field or per extension); None when
+    anything is off, for the checked parser to say what (and to note the
+    malformed extensions)."""
+    scanned = _scan_client_hello(body)
+    return scanned[0] if scanned is not None else None
+
+
+def _scan_client_hello(body: bytes) -> tuple[ClientHello, tuple] | None:
+    """_fast_client_hello(), with the key of its fingerprints: the raw
+    values JA3 and JA4 are computed from (the same key, the same
+    fingerprints), for the analyser to look them up without computing them."""
+    end = len(body)
+    if end < HELLO_RANDOM_END + 1:
+        return None
+    pos = HELLO_RANDOM_END + 1 + body[HELLO_RANDOM_END]
+    if pos + 2 > end:
+        return None
+    stop = pos + 2 + (body[pos] << 8 | body[pos + 1])
+    if stop > end or (stop - pos) & 1:
+        return None
+    session_id = body[HELLO_RANDOM_END + 1:pos]
+    ciphers = array("H", body[pos + 2:stop])
+    if stop >= end:
+        return None
+    pos = stop + 1 + body[stop]
+    if pos > end:
+        return None
+    compression = list(body[stop + 1:pos])
+    extensions = []
+    server_names = []
+    alpn = []
+    supported_versions = []
+    groups = []
+    point_formats = []
+    signature_algorithms = []
+    key_share_groups = []
+    session_ticket = None
+    kinds = []
+    # The raw data of the extensions the fingerprints read (the last of each).
+    groups_data = formats_data = signatures_data = alpn_data = versions_data = None
+    if pos != end:
+        if pos + 2 > end:
+            return None
+        block_end = pos + 2 + (body[pos] << 8 | body[pos + 1])
+        if block_end > end:
+            return None
+        pos += 2
+        append = extensions.append
+        add_kind = kinds.append
+        while pos < block_end:
+            start = pos + 4
+            if start > block_end:
+                return None
+            kind = body[pos] << 8 | body[pos + 1]
+            stop = start + (body[pos + 2] << 8 | body[pos + 3])
+            if stop > block_end:
+                return None
+            data = body[start:stop]
+            append((kind, data))
+            add_kind(kind)
+            pos = stop
+            if kind > EXT_KEY_SHARE:
+                continue
+            size = stop - start
+            if kind == EXT_SERVER_NAME:
+                if size:
+                    if size < 2:
+                        return None
+                    names_end = 2 + (data[0] << 8 | data[1])
+                    if names_end > size:
+                        return None
+                    i = 2
+                    while i < names_end:
+                        j = i + 3
+                        if j > names_end:
+                            return None
+                        k = j + (data[i + 1] << 8 | data[i + 2])
+                        if k > names_end:
+                            return None
+                        if data[i] == 0:
+                            server_names.append(data[j:k].decode("utf-8", "backslashreplace"))
+                        i = k
+            elif kind == EXT_SUPPORTED_GROUPS or kind == EXT_SIGNATURE_ALGORITHMS:
+                if size < 2:
+                    return None
+                k = 2 + (data[0] << 8 | data[1])
+                if k > size or k & 1:
+                    return None
+                values = array("H", data[2:k])
+                if NATIVE_LITTLE_ENDIAN:
+                    values.byteswap()
+                if kind == EXT_SUPPORTED_GROUPS:
+                    groups = values.tolist()
+                    groups_data = data
+                else:
+                    signature_algorithms = values.tolist()
+                    signatures_data = data
+            elif kind == EXT_EC_POINT_FORMATS:
+                if size < 1 or 1 + data[0] > size:
+                    return None
+                point_formats = list(data[1:1 + data[0]])
+                formats_data = data
+            elif kind == EXT_ALPN:
+                if size < 2:
+                    return None
+                names_end = 2 + (data[0] << 8 | data[1])
+                if names_end > size:
+                    return None
+                alpn = []
+                i = 2
+                while i < names_end:
+                    k = i + 1 + data[i]
+                    if k > names_end:
+                        return None
+                    alpn.append(data[i + 1:k])
+                    i = k
+                alpn_data = data
+            elif kind == EXT_SUPPORTED_VERSIONS:
+                if size < 1:
+                    return None
+                k = 1 + data[0]
+                if k > size or data[0] & 1:
+                    return None
+                values = array("H", data[1:k])
+                if NATIVE_LITTLE_ENDIAN:
+                    values.byteswap()
+                supported_versions = values.tolist()
+                versions_data = data
+            elif kind == EXT_KEY_SHARE or kind == EXT_KEY_SHARE_OLD:
+                if size < 2:
+                    return None
+                shares_end = 2 + (data[0] << 8 | data[1])
+                if shares_end > size:
+                    return None
+                i = 2
+                while i < shares_end:
+                    if i + 4 > shares_end:
+                        return None
+                    k = i + 4 + (data[i + 2] << 8 | data[i + 3])
+                    if k > shares_end:
+                        return None
+                    key_share_groups.append(data[i] << 8 | data[i + 1])
+                    i = k
+            elif kind == EXT_SESSION_TICKET:
+                session_ticket = data
+    version = body[0] << 8 | body[1]
+    key = (version, ciphers.tobytes(), tuple(kinds), groups_data, formats_data,
+           signatures_data, alpn_data, versions_data)
+    if NATIVE_LITTLE_ENDIAN:
+        ciphers.byteswap()
+    return ClientHello(version, body[2:HELLO_RANDOM_END], session_id,
+                       ciphers.tolist(), compression, extensions, server_names, alpn,
+                       supported_versions, groups, point_formats, signature_algorithms,
+                       key_share_groups, session_ticket, []), key
+
+
+def _client_hello_facts(body: bytes) -> tuple | None:
+    """What the analyser takes from a well-formed ClientHello, checked as
+    _scan_client_hello() checks it but without building the ClientHello:
+    (version, session id, server names, session ticket or None, whether it
+    offers a pre-shared key, the key of its fingerprints as
+    _scan_client_hello() makes it); None when anything is off."""
+    end = len(body)
+    if end < HELLO_RANDOM_END + 1:
+        return None
+    pos = HELLO_RANDOM_END + 1 + body[HELLO_RANDOM_END]
+    if pos + 2 > end:
+        return None
+    stop = pos + 2 + (body[pos] << 8 | body[pos + 1])
+    if stop > end or (stop - pos) & 1:
+        return None
+    session_id = body[HELLO_RANDOM_END + 1:pos]
+    ciphers = body[pos + 2:stop]
+    if stop >= end:
+        return None
+    pos = stop + 1 + body[stop]
+    if pos > end:
+        return None
+    server_names = []
+    session_ticket = None
+    psk = False
+    kinds = []
+    groups_data = formats_data = signatures_data = alpn_data = versions_data = None
+    if pos != end:
+        if pos + 2 > end:
+            return None
+        block_end = pos + 2 + (body[pos] << 8 | body[pos + 1])
+        if block_end > end:
+            return None
+        pos += 2
+        add_kind = kinds.append
+        while pos < block_end:
+            start = pos + 4
+            if start > block_end:
+                return None
+            kind = body[pos] << 8 | body[pos + 1]
+            stop = start + (body[pos + 2] << 8 | body[pos + 3])
+            if stop > block_end:
+                return None
+            add_kind(kind)
+            pos = stop
+            if kind > EXT_KEY_SHARE:
+                continue
+            size = stop - start
+            if kind == EXT_SERVER_NAME:
+                if size:
+                    if size < 2:
+                        return None
+                    names_end = start + 2 + (body[start] << 8 | body[start + 1])
+                    if names_end > stop:
+                        return None
+                    i = start + 2
+                    while i < names_end:
+                        j = i + 3
+                        if j > names_end:
+                            return None
+                        k = j + (body[i + 1] << 8 | body[i + 2])
+                        if k > names_end:
+                            return None
+                        if body[i] == 0:
+                            server_names.append(body[j:k].decode("utf-8", "backslashreplace"))
+                        i = k
+            elif kind == EXT_SUPPORTED_GROUPS or kind == EXT_SIGNATURE_ALGORITHMS:
+                if size < 2:
+                    return None
+                k = 2 + (body[start] << 8 | body[start + 1])
+                if k > size or k & 1:
+                    return None
+                if kind == EXT_SUPPORTED_GROUPS:
+                    groups_data = body[start:stop]
+                else:
+                    signatures_data = body[start:stop]
+            elif kind == EXT_EC_POINT_FORMATS:
+                if size < 1 or 1 + body[start] > size:
+                    return None
+                formats_data = body[start:stop]
+            elif kind == EXT_ALPN:
+                if size < 2:
+                    return None
+                names_end = start + 2 + (body[start] << 8 | body[start + 1])
+                if names_end > stop:
+                    return None
+                i = start + 2
+                while i < names_end:
+                    i += 1 + body[i]
+                    if i > names_end:
+                        return None
+                alpn_data = body[start:stop]
+            elif kind == EXT_SUPPORTED_VERSIONS:
+                if size < 1:
+                    return None
+                k = body[start]
+                if 1 + k > size or k & 1:
+                    return None
+                versions_data = body[start:stop]
+            elif kind == EXT_KEY_SHARE or kind == EXT_KEY_SHARE_OLD:
+                if size < 2:
+                    return None
+                shares_end = start + 2 + (body[start] << 8 | body[start + 1])
+                if shares_end > stop:
+                    return None
+                i = start + 2
+                while i < shares_end:
+                    if i + 4 > shares_end:
+                        return None
+                    i += 4 + (body[i + 2] << 8 | body[i + 3])
+                    if i > shares_end:
+                        return None
+            elif kind == EXT_SESSION_TICKET:
+                session_ticket = body[start:stop]
+            elif kind == EXT_PRE_SHARED_KEY:
+                psk = True
+    version = body[0] << 8 | body[1]
+    return (version, session_id, server_names, session_ticket, psk,
+            (version, ciphers, tuple(kinds), groups_data, formats_data, signatures_data,
+             alpn_data, versions_data))
+
+
+def _fast_server_hello(body: bytes) -> ServerHello | None:
+    """parse_server_hello() for a well-formed hello in one pass; None when
+    anything is off (the checked parser then says what)."""
+    end = len(body)
+    if end < HELLO_RANDOM_END + 1:
+        return None
+    pos = HELLO_RANDOM_END + 1 + body[HELLO_RANDOM_END]
+    if pos + 3 > end:
+        return None
+    session_id = body[HELLO_RANDOM_END + 1:pos]
+    cipher = body[pos] << 8 | body[pos + 1]
+    compression = body[pos + 2]
+    pos += 3
+    extensions = []
+    selected_version = key_share_group = alpn = None
+    if pos != end:
+        if pos + 2 > end:
+            return None
+        block_end = pos + 2 + (body[pos] << 8 | body[pos + 1])
+        if block_end > end:
+            return None
+        pos += 2
+        while pos < block_end:
+            start = pos + 4
+            if start > block_end:
+                return None
+            kind = body[pos] << 8 | body[pos + 1]
+            stop = start + (body[pos + 2] << 8 | body[pos + 3])
+            if stop > block_end:
+                return None
+            extensions.append((kind, body[start:stop]))
+            pos = stop
+            if kind == EXT_SUPPORTED_VERSIONS:
+                if stop - start >= 2:
+                    selected_version = body[start] << 8 | body[start + 1]
+            elif kind == EXT_KEY_SHARE or kind == EXT_KEY_SHARE_OLD:
+                if stop - start >= 2:
+                    key_share_group = body[start] << 8 | body[start + 1]
+            elif kind == EXT_ALPN:
+                # parse_alpn's checks: the list, then each name, must fit.
+                if stop - start < 2:
+                    return None
+                names_end = start + 2 + (body[start] << 8 | body[start + 1])
+                if names_end > stop:
+                    return None
+                i = start + 2
+                alpn = None
+                while i < names_end:
+                    k = i + 1 + body[i]
+                    if k > names_end:
+                        return None
+                    if alpn is None:
+                        alpn = body[i + 1:k]
+                    i = k
+    return ServerHello(body[0] << 8 | body[1], body[2:HELLO_RANDOM_END], session_id, cipher,
+                       compression, extensions, selected_version, key_share_group, alpn)
+
+
+def _server_hello_facts(body: bytes) -> tuple | None:
+    """What the analyser takes from a well-formed ServerHello, checked as
+    _fast_server_hello() checks it but without building the ServerHello:
+    (legacy version, random, session id, cipher, selected version, key share
+    group, first ALPN protocol, the extension types); None when anything is
+    off."""
+    end = len(body)
+    if end < HELLO_RANDOM_END + 1:
+        return None
+    pos = HELLO_RANDOM_END + 1 + body[HELLO_RANDOM_END]
+    if pos + 3 > end:
+        return None
+    session_id = body[HELLO_RANDOM_END + 1:pos]
+    cipher = body[pos] << 8 | body[pos + 1]
+    pos += 3
+    kinds = []
+    selected_version = key_share_group = alpn = None
+    if pos != end:
+        if pos + 2 > end:
+            return None
+        block_end = pos + 2 + (body[pos] << 8 | body[pos + 1])
+        if block_end > end:
+            return None
+        pos += 2
+        while pos < block_end:
+            start = pos + 4
+            if start > block_end:
+                return None
+            kind = body[pos] << 8 | body[pos + 1]
+            stop = start + (body[pos + 2] << 8 | body[pos + 3])
+            if stop > block_end:
+                return None
+            kinds.append(kind)
+            pos = stop
+            if kind == EXT_SUPPORTED_VERSIONS:
+                if stop - start >= 2:
+                    selected_version = body[start] << 8 | body[start + 1]
+            elif kind == EXT_KEY_SHARE or kind == EXT_KEY_SHARE_OLD:
+                if stop - start >= 2:
+                    key_share_group = body[start] << 8 | body[start + 1]
+            elif kind == EXT_ALPN:
+                if stop - start < 2:
+                    return None
+                names_end = start + 2 + (body[start] << 8 | body[start + 1])
+                if names_end > stop:
+                    return None
+                i = start + 2
+                alpn = None
+                while i < names_end:
+                    k = i + 1 + body[i]
+                    if k > names_end:
+                        return None
+                    if alpn is None:
+                        alpn = body[i + 1:k]
+                    i = k
+    return (body[0] << 8 | body[1], body[2:HELLO_RANDOM_END], session_id, cipher,
+            selected_version, key_share_group, alpn, tuple(kinds))
+
+
+# The checked parsers: field by field, every length checked by a helper that
+# says what was wanted where; the fast ones above defer to them on anything
+# malformed, so the errors and the malformed extensions come from here.
+
+def _checked_client_hello(body: bytes) -> ClientHello:
     end, session_id, pos = _hello_start(body)
     ciphers, pos = _vector(body, pos, 2, end)
     ciphers = u16_list(ciphers)
@@ -387,8 +809,7 @@ def parse_client_hello(body: bytes) -> ClientHello:
     return hello
 
 
-def parse_server_hello(body: bytes) -> ServerHello:
-    """A ServerHello handshake message body (after the 4-byte message header)."""
+def _checked_server_hello(body: bytes) -> ServerHello:
     end, session_id, pos = _hello_start(body)
     if pos + 3 > end:                                   # cipher suite, compression method
         raise _truncated(2, pos, end) if pos + 2 > end else _truncated(1, pos + 2, end)
@@ -474,23 +895,48 @@ def _remember(memo: dict, key: tuple, value):
 _ja3_memo: dict[tuple, str] = {}
 _ja4_memo: dict[tuple, str] = {}
 _ja3s_memo: dict[tuple, str] = {}
+# (JA3, JA4) of a TCP ClientHello by its raw values (_scan_client_hello's
+# key): a client seen before costs one look-up.
+_hello_fingerprints_memo: dict[tuple, tuple[str, str]] = {}
+# JA3S of a ServerHello by (version, cipher, extension types with GREASE).
+_server_fingerprints_memo: dict[tuple, str] = {}
 
 
 def client_fingerprints(hello: ClientHello, transport: str = "t") -> tuple[str, str]:
     """(JA3, JA4) of a ClientHello; `transport` as for ja4().  JA4 does not
     depend on the order of the extensions, which some clients shuffle on
-    every connection (Chrome since 2023): its memo key has them sorted."""
-    ciphers = _no_grease(hello.ciphers)
-    extensions = _no_grease(hello.extension_types)
-    key = (hello.version, ciphers, extensions, _no_grease(hello.groups),
-           _no_grease(hello.point_formats))
+    every connection (Chrome since 2023): its memo key has them sorted.
+    (Runs for every hello: _no_grease() is inlined.)"""
+    grease = GREASE
+    values = hello.ciphers
+    ciphers = tuple(values) if grease.isdisjoint(values) else tuple(
+        [v for v in values if v not in grease])
+    values = [kind for kind, _ in hello.extensions]
+    extensions = tuple(values) if grease.isdisjoint(values) else tuple(
+        [v for v in values if v not in grease])
+    values = hello.groups
+    groups = tuple(values) if grease.isdisjoint(values) else tuple(
+        [v for v in values if v not in grease])
+    values = hello.point_formats
+    formats = tuple(values) if grease.isdisjoint(values) else tuple(
+        [v for v in values if v not in grease])
+    key = (hello.version, ciphers, extensions, groups, formats)
     ja3_value = _ja3_memo.get(key)
     if ja3_value is None:
         ja3_value = _remember(_ja3_memo, key, hashlib.md5(_ja3_text(*key).encode()).hexdigest())
-    versions = _no_grease(hello.supported_versions)
-    key = (transport, JA4_VERSIONS.get(max(versions) if versions else hello.version, "00"),
-           hello.alpn[0] if hello.alpn else b"", ciphers, tuple(sorted(extensions)),
-           _no_grease(hello.signature_algorithms))
+    values = hello.supported_versions
+    if values:
+        versions = values if grease.isdisjoint(values) else [
+            v for v in values if v not in grease]
+        version = max(versions) if versions else hello.version
+    else:
+        version = hello.version
+    values = hello.signature_algorithms
+    signatures = tuple(values) if grease.isdisjoint(values) else tuple(
+        [v for v in values if v not in grease])
+    alpn = hello.alpn
+    key = (transport, JA4_VERSIONS.get(version, "00"), alpn[0] if alpn else b"", ciphers,
+           tuple(sorted(extensions)), signatures)
     ja4_value = _ja4_memo.get(key)
     if ja4_value is None:
         ja4_value = _remember(_ja4_memo, key, _ja4_text(*key))
@@ -516,7 +962,9 @@ def ja3(hello: ClientHello) -> str:
 
 def ja3s(hello: ServerHello) -> str:
     """JA3S: MD5 of version,cipher,extensions of the ServerHello."""
-    key = (hello.version, hello.cipher, _no_grease(hello.extension_types))
+    kinds = [kind for kind, _ in hello.extensions]
+    key = (hello.version, hello.cipher, tuple(kinds) if GREASE.isdisjoint(kinds)
+           else tuple([v for v in kinds if v not in GREASE]))
     value = _ja3s_memo.get(key)
     if value is None:
         text = "%d,%d,%s" % (hello.version, hello.cipher, "-".join(map(str, key[2])))
@@ -637,28 +1085,33 @@ class Tls(Analyser):
         # side) is not kept while the connection lasts.
         self.pending = [b"", b""]
 
+    # The connection's state: what starts as an immutable value is a class
+    # attribute until first set (setup() then makes only the lists).
+    row = None                           # ssl.log row, made at the first record
+    logged = False
+    established = False
+    client_side = ORIG
+    version: int | None = None           # the negotiated version (Zeek's chosen_version)
+    cipher: int | None = None
+    record_layer_known = False
+    sslv2 = False
+    client_session_id = ""
+    ticket_with_empty_session = False
+    client_key_exchange_seen = False
+    client_psk_seen = False
+    hello_retry_seen = False
+    _client_hello: ClientHello | None = None
+    _client_hello_message: bytes | None = None   # when the hello is parsed on demand
+    _server_hello: ServerHello | None = None
+    _server_hello_message: bytes | None = None
+
     def setup(self) -> None:
-        self.row = None                  # ssl.log row, made at the first record
-        self.logged = False
-        self.established = False
         self.encrypted = [False, False]
-        self.client_side = ORIG
-        self.version: int | None = None  # the negotiated version (Zeek's chosen_version)
-        self.cipher: int | None = None
         self.handshake_buffers = [bytearray(), bytearray()]
         self.handshake_broken = [False, False]
-        self.record_layer_known = False
-        self.sslv2 = False
-        self.client_session_id = ""
-        self.ticket_with_empty_session = False
-        self.client_key_exchange_seen = False
-        self.client_psk_seen = False
-        self.hello_retry_seen = False
         self.certificates = [[], []]     # DER certificates per side
         self.stream_bytes = [0, 0]       # bytes taken from the stream per side
         self.pending = [b"", b""]        # of those, read but not handled yet
-        self.client_hello: ClientHello | None = None
-        self.server_hello: ServerHello | None = None
 
     # -- the record loop -------------------------------------------------------------------
     #
@@ -718,18 +1171,25 @@ class Tls(Analyser):
         bytes are confirmed TLS, reads go a header, then a body, at a time
         (what is read is kept for another candidate analyser); after, a read
         takes whatever a side has.  (The loop runs for every record of every
-        connection: what it uses is in local variables.)"""
+        connection: what it uses is in local variables, next_side() and
+        drop() are inlined.)"""
         pending = self.pending
         encrypted = self.encrypted
+        stream_bytes = self.stream_bytes
         unpack_header = RECORD_HEADER.unpack_from
         records = 0
-        while not self.established:
+        row_made = self.row is not None
+        record_layer_known = self.record_layer_known
+        while True:                      # until established (a return) or the end
             if pending[ORIG]:                                  # next_side(), inlined
                 side = ORIG
             elif pending[RESP]:
                 side = RESP
             else:
-                side = self.next_side(READ_CHUNK if self.confirmed else RECORD_HEADER_SIZE)
+                side, data = self.read_any(READ_CHUNK if self.confirmed
+                                           else RECORD_HEADER_SIZE)
+                stream_bytes[side] += len(data)
+                pending[side] = data
             data = pending[side]
             if len(data) < RECORD_HEADER_SIZE:               # the header's rest: wait for it
                 data = pending[side] = self.take(side, RECORD_HEADER_SIZE)
@@ -737,13 +1197,16 @@ class Tls(Analyser):
             if records > MAX_HANDSHAKE_RECORDS:
                 self.weird("SSL_handshake_too_long", records=records)
                 return
-            if self.row is None:
+            if not row_made:
                 self.start_row()
-            if not self.record_layer_known:
+                row_made = True
+            if not record_layer_known:
                 if data[0] & 0x80:
                     self.sslv2_record(side)
+                    record_layer_known = self.record_layer_known
                     continue
                 self.check_first_record(data[:RECORD_HEADER_SIZE])
+                record_layer_known = True
             content, version, length = unpack_header(data)
             if version not in RECORD_VERSIONS:
                 self.violation("Invalid version late in TLS connection. Packet reported "
@@ -753,14 +1216,22 @@ class Tls(Analyser):
                 self.weird("SSL_record_too_large", length=length)
                 self.drop(side, end)
                 continue
-            if encrypted[side] or (content == APPLICATION_DATA and self.tls13_data()):
+            if encrypted[side] or (content == APPLICATION_DATA
+                                   and self.version not in LEGACY_VERSIONS):
+                # An application-data record in the clear turns its side
+                # encrypted once the chosen version is not a legacy one
+                # (Zeek's determine_state).
                 encrypted[side] = True
                 if len(data) >= end:                           # drop(), inlined
                     pending[side] = data[end:]
                 else:
-                    self.drop(side, end)
+                    pending[side] = b""
+                    n = end - len(data)
+                    self.skip(side, n)
+                    stream_bytes[side] += n
                 if encrypted[1 - side]:
                     self.established = True
+                    return
                 continue
             if len(data) >= end:
                 body = data[RECORD_HEADER_SIZE:end]
@@ -794,12 +1265,6 @@ class Tls(Analyser):
                            % (version, content), head)
         self.record_layer_known = True
 
-    def tls13_data(self) -> bool:
-        """An application-data record in the clear turns its side encrypted
-        once the chosen version is not one of the legacy ones (Zeek's
-        determine_state)."""
-        return self.version not in LEGACY_VERSIONS
-
     def sslv2_record(self, side: int) -> None:
         """An SSLv2-compatible ClientHello (2-byte header): logged with its
         letter, no fingerprint.  Anything else in SSLv2 is not analysed."""
@@ -826,7 +1291,10 @@ class Tls(Analyser):
 
     def handshake_record(self, side: int, body: bytes) -> None:
         """Cut the handshake messages out of a record (with what an earlier
-        record of the side left: a message may span records)."""
+        record of the side left: a message may span records), and handle
+        each: the hellos, certificates and key exchange parsed, every one a
+        letter of ssl_history.  (One call per record: the messages are
+        handled inline, and only those parsed are copied out.)"""
         if self.handshake_broken[side]:
             return
         buf = self.handshake_buffers[side]
@@ -834,9 +1302,10 @@ class Tls(Analyser):
             buf += body
             body = bytes(buf)
             buf.clear()
+        row = self.row
         pos, end = 0, len(body)
         while end - pos >= HANDSHAKE_HEADER_SIZE:
-            size = int.from_bytes(body[pos + 1:pos + HANDSHAKE_HEADER_SIZE], "big")
+            size = body[pos + 1] << 16 | body[pos + 2] << 8 | body[pos + 3]
             if size > MAX_HANDSHAKE_MESSAGE:
                 self.weird("SSL_handshake_message_too_large", size=size)
                 self.handshake_broken[side] = True
@@ -844,91 +1313,184 @@ class Tls(Analyser):
             start = pos + HANDSHAKE_HEADER_SIZE
             if end - start < size:
                 break
+            kind = body[pos]
             pos = start + size
-            self.handshake_message(side, body[start - HANDSHAKE_HEADER_SIZE],
-                                   body[start:pos])
-            if self.established:
-                return
+            client_side = self.client_side
+            if kind == CLIENT_HELLO or kind == SERVER_HELLO or kind == CERTIFICATE or (
+                    kind == SERVER_KEY_EXCHANGE and side != client_side):
+                message = body[start:pos]
+                try:
+                    if kind == CLIENT_HELLO:
+                        facts = _client_hello_facts(message)
+                        if facts is not None:
+                            self.client_hello_seen(side, message, facts)
+                        else:
+                            self.on_client_hello(side, _checked_client_hello(message))
+                        client_side = self.client_side
+                    elif kind == SERVER_HELLO:
+                        facts = _server_hello_facts(message)
+                        if facts is not None:
+                            self.server_hello_seen(message, facts)
+                        else:
+                            self.on_server_hello(_checked_server_hello(message))
+                    elif kind == CERTIFICATE:
+                        certs = parse_certificates(message, is_tls13(self.version))
+                        self.certificates[side] = certs[:MAX_CERTIFICATES]
+                    else:
+                        self.on_server_key_exchange(message)
+                except TlsError as exc:
+                    if not self.confirmed:
+                        self.violation("malformed handshake message %d: %s" % (kind, exc),
+                                       message)
+                    self.weird("SSL_malformed_handshake_message", message_type=kind,
+                               reason=str(exc))
+            if side == client_side:
+                if kind == CLIENT_KEY_EXCHANGE:
+                    self.client_key_exchange_seen = True
+                letters = CLIENT_HISTORY_LETTERS
+            else:
+                letters = HISTORY_LETTERS
+            if kind == SERVER_HELLO and self.hello_retry_seen:
+                letter = "J" if side == client_side else "j"
+                self.hello_retry_seen = False
+            else:
+                letter = letters.get(kind)
+                if letter is None:
+                    letter = UNKNOWN_HANDSHAKE_LETTER.upper() if side == client_side \
+                        else UNKNOWN_HANDSHAKE_LETTER
+            history = row["ssl_history"]                # add_history(), inlined
+            if len(history) < MAX_HISTORY:
+                history += letter
+                row["ssl_history"] = history
+                if len(history) == MAX_HISTORY:
+                    self.weird("SSL_max_ssl_history_length_reached")
         if pos < end:
             buf += body[pos:]
 
-    def handshake_message(self, side: int, kind: int, message: bytes) -> None:
-        is_client = side == self.client_side
-        try:
-            if kind == CLIENT_HELLO:
-                self.on_client_hello(side, parse_client_hello(message))
-                is_client = side == self.client_side
-            elif kind == SERVER_HELLO:
-                self.on_server_hello(parse_server_hello(message))
-            elif kind == CERTIFICATE:
-                certs = parse_certificates(message, is_tls13(self.version))
-                self.certificates[side] = certs[:MAX_CERTIFICATES]
-            elif kind == SERVER_KEY_EXCHANGE and not is_client:
-                self.on_server_key_exchange(message)
-        except TlsError as exc:
-            if not self.confirmed:
-                self.violation("malformed handshake message %d: %s" % (kind, exc), message)
-            self.weird("SSL_malformed_handshake_message", message_type=kind, reason=str(exc))
-        if is_client and kind == CLIENT_KEY_EXCHANGE:
-            self.client_key_exchange_seen = True
-        if kind == SERVER_HELLO and self.hello_retry_seen:
-            letter = "j"
-            self.hello_retry_seen = False
-        else:
-            letter = HISTORY_LETTERS.get(kind, UNKNOWN_HANDSHAKE_LETTER)
-        self.history(side, letter)
-
     def on_client_hello(self, side: int, hello: ClientHello) -> None:
-        if hello.version not in LEGACY_VERSIONS:
-            self.violation("unsupported client SSL version 0x%04x" % hello.version)
+        """A ClientHello parsed (one that the one-pass look did not take)."""
+        self.client_hello_seen(side, b"", (
+            hello.version, hello.session_id, hello.server_names, hello.session_ticket,
+            EXT_PRE_SHARED_KEY in hello.extension_types, None), hello)
+
+    def client_hello_seen(self, side: int, message: bytes, facts: tuple,
+                          hello: ClientHello | None = None) -> None:
+        """A ClientHello: from what _client_hello_facts() took of `message`
+        (then the ClientHello itself is parsed only if `client_hello` is
+        read), or `hello` parsed and `facts` taken from it."""
+        version, session_id, names, ticket, psk, key = facts
+        if version not in LEGACY_VERSIONS:
+            self.violation("unsupported client SSL version 0x%04x" % version)
         if side != self.client_side:                  # the responder speaks first as client
             self.client_side = side
             self.add_history("^")
         self.confirm()
-        self.client_hello = hello
-        if hello.malformed_extensions:
-            self.weird("SSL_malformed_extension",
-                       extensions=",".join(map(str, hello.malformed_extensions)))
+        if hello is not None:
+            self.client_hello = hello
+            if hello.malformed_extensions:
+                self.weird("SSL_malformed_extension",
+                           extensions=",".join(map(str, hello.malformed_extensions)))
+            fingerprints = client_fingerprints(hello)
+        else:
+            self._client_hello = None
+            self._client_hello_message = message
+            fingerprints = _hello_fingerprints_memo.get(key)
+            if fingerprints is None:
+                fingerprints = _remember(_hello_fingerprints_memo, key,
+                                         client_fingerprints(self.client_hello))
         row = self.row
-        if hello.server_names:
-            row["server_name"] = hello.server_names[0]
-            if len(hello.server_names) > 1:
-                self.weird("SSL_many_server_names", names=",".join(hello.server_names))
-        if hello.session_ticket:
+        if names:
+            row["server_name"] = names[0]
+            if len(names) > 1:
+                self.weird("SSL_many_server_names", names=",".join(names))
+        if ticket:
             self.ticket_with_empty_session = True
-        if EXT_PRE_SHARED_KEY in hello.extension_types:
+        if psk:
             self.client_psk_seen = True
-        if hello.session_id and hello.session_id != bytes(32):
-            self.client_session_id = hello.session_id.hex()
+        if session_id and session_id != EMPTY_SESSION_ID:
+            self.client_session_id = session_id.hex()
             self.ticket_with_empty_session = False
-        row["ja3"], row["ja4"] = client_fingerprints(hello)
+        row["ja3"], row["ja4"] = fingerprints
+
+    @property
+    def client_hello(self) -> ClientHello | None:
+        """The ClientHello (parsed when first asked for, if it was taken in
+        one pass)."""
+        hello = self._client_hello
+        if hello is None and self._client_hello_message is not None:
+            hello = self._client_hello = parse_client_hello(self._client_hello_message)
+        return hello
+
+    @client_hello.setter
+    def client_hello(self, hello: ClientHello | None) -> None:
+        self._client_hello = hello
+        self._client_hello_message = None
 
     def on_server_hello(self, hello: ServerHello) -> None:
-        if hello.version not in LEGACY_VERSIONS:
-            self.violation("unsupported server SSL version 0x%04x" % hello.version)
+        """A ServerHello parsed (one that the one-pass look did not take)."""
+        self.server_hello_seen(b"", (
+            hello.version, hello.random, hello.session_id, hello.cipher,
+            hello.selected_version, hello.key_share_group, hello.alpn,
+            tuple(hello.extension_types)), hello)
+
+    def server_hello_seen(self, message: bytes, facts: tuple,
+                          hello: ServerHello | None = None) -> None:
+        """A ServerHello: from what _server_hello_facts() took of `message`
+        (then the ServerHello itself is parsed only if `server_hello` is
+        read), or `hello` parsed and `facts` taken from it."""
+        legacy, random, session_id, cipher, selected, group, alpn, kinds = facts
+        if legacy not in LEGACY_VERSIONS:
+            self.violation("unsupported server SSL version 0x%04x" % legacy)
         if not self.confirmed:
             self.confirm()                            # the ClientHello was not seen
-        self.server_hello = hello
         row = self.row
         # Zeek keeps the first version it learns: supported_versions, else the field.
-        if self.version is None:
-            self.version = hello.selected_version or hello.version
-        if row["version"] is None or hello.selected_version is not None:
-            row["version"] = version_name(hello.selected_version or hello.version)
-        self.cipher = hello.cipher
-        row["cipher"] = name_of(CIPHER_SUITES, hello.cipher)
-        if hello.hello_retry:
+        version = self.version
+        if version is None:
+            version = self.version = selected or legacy
+        if selected is not None or row["version"] is None:
+            name = VERSION_NAMES.get(selected or legacy)
+            row["version"] = name if name is not None else version_name(selected or legacy)
+        self.cipher = cipher
+        name = CIPHER_SUITES.get(cipher)                # name_of(), inlined
+        row["cipher"] = name if name is not None else "unknown-%d" % cipher
+        if random == HELLO_RETRY_RANDOM:
             self.hello_retry_seen = True
-        if hello.key_share_group is not None:
-            row["curve"] = name_of(NAMED_GROUPS, hello.key_share_group)
-        if hello.alpn is not None:
-            row["next_protocol"] = hello.alpn.decode("utf-8", "backslashreplace")
-        if EXT_PRE_SHARED_KEY in hello.extension_types and self.client_psk_seen:
+        if group is not None:
+            name = NAMED_GROUPS.get(group)
+            row["curve"] = name if name is not None else "unknown-%d" % group
+        if alpn is not None:
+            row["next_protocol"] = alpn.decode("utf-8", "backslashreplace")
+        if self.client_psk_seen and EXT_PRE_SHARED_KEY in kinds:
             row["resumed"] = True
-        if (self.client_session_id and self.client_session_id == hello.session_id.hex()
-                and self.version // 0xFF != 0x7F and self.version != TLS13):
+        if (self.client_session_id and self.client_session_id == session_id.hex()
+                and version // 0xFF != 0x7F and version != TLS13):
             row["resumed"] = True
-        row["ja3s"] = ja3s(hello)
+        if hello is not None:
+            self.server_hello = hello
+            row["ja3s"] = ja3s(hello)
+            return
+        self._server_hello = None
+        self._server_hello_message = message
+        key = (legacy, cipher, kinds)
+        value = _server_fingerprints_memo.get(key)
+        if value is None:
+            value = _remember(_server_fingerprints_memo, key, ja3s(self.server_hello))
+        row["ja3s"] = value
+
+    @property
+    def server_hello(self) -> ServerHello | None:
+        """The ServerHello (parsed when first asked for, if it was taken in
+        one pass)."""
+        hello = self._server_hello
+        if hello is None and self._server_hello_message is not None:
+            hello = self._server_hello = parse_server_hello(self._server_hello_message)
+        return hello
+
+    @server_hello.setter
+    def server_hello(self, hello: ServerHello | None) -> None:
+        self._server_hello = hello
+        self._server_hello_message = None
 
     def on_server_key_exchange(self, message: bytes) -> None:
         name = name_of(CIPHER_SUITES, self.cipher) if self.cipher is not None else ""
@@ -938,12 +1500,19 @@ class Tls(Analyser):
                 self.row["curve"] = name_of(NAMED_GROUPS, curve)
 
     def change_cipher_spec(self, side: int) -> None:
-        self.history(side, "i")
-        if not is_tls13(self.version):
+        row = self.row
+        is_client = side == self.client_side
+        history = row["ssl_history"]                    # history(), inlined
+        if len(history) < MAX_HISTORY:
+            history += "I" if is_client else "i"
+            row["ssl_history"] = history
+            if len(history) == MAX_HISTORY:
+                self.weird("SSL_max_ssl_history_length_reached")
+        version = self.version
+        if version is None or not (version == TLS13 or version // 0xFF == 0x7F):
             self.encrypted[side] = True
-        if (side == self.client_side and self.ticket_with_empty_session
-                and not self.client_key_exchange_seen):
-            self.row["resumed"] = True
+        if is_client and self.ticket_with_empty_session and not self.client_key_exchange_seen:
+            row["resumed"] = True
 
     def alerts(self, side: int, body: bytes) -> None:
         cap = 2 if is_tls13(self.version) else 2 * MAX_ALERTS_PER_RECORD
@@ -969,8 +1538,9 @@ class Tls(Analyser):
 
     def start_row(self) -> None:
         if self.row is None:
-            cid = self.id
-            self.row = {"ts": self.ts, "uid": self.uid, "id.orig_h": cid.orig_h,
+            conn = self.conn
+            cid = conn.id
+            self.row = {"ts": self.ts, "uid": conn.uid, "id.orig_h": cid.orig_h,
                         "id.orig_p": cid.orig_p, "id.resp_h": cid.resp_h,
                         "id.resp_p": cid.resp_p, "version": None, "resumed": False,
                         "established": False, "ssl_history": ""}
@@ -983,9 +1553,10 @@ class Tls(Analyser):
         self.logged = True
         row = self.row
         row["established"] = self.established
-        if any(self.certificates):
-            server = self.certificates[1 - self.client_side]
-            client = self.certificates[self.client_side]
+        certificates = self.certificates
+        if certificates[0] or certificates[1]:
+            server = certificates[1 - self.client_side]
+            client = certificates[self.client_side]
             row["cert_chain_fps"] = [hashlib.sha256(c).hexdigest() for c in server]
             row["client_cert_chain_fps"] = [hashlib.sha256(c).hexdigest() for c in client]
         self.log("ssl", row)
