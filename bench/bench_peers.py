@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import statistics
 import struct
 import subprocess
@@ -129,13 +128,18 @@ def concurrent_memory() -> tuple[int, float] | None:
     path = os.path.join(WORK, "traces", "syn-1m.pcap")
     if not os.path.exists(path):
         syn_trace(path)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    p = subprocess.run([ANALYSER, "replay", path, "--logs", LOGS, "--no-analyser", "all",
-                        "--flow-memory", "1024"], capture_output=True, text=True)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    found = re.search(r"at most ([\d,]+) at once", p.stderr)
-    if p.returncode != 0 or not found or peak <= before:
-        print("bench_peers: memory run failed: %s" % p.stderr[-500:], file=sys.stderr)
+    # This child's own peak (wait4), not the largest of all children so far:
+    # a peer run earlier (tshark) may have taken more.
+    p = subprocess.Popen([ANALYSER, "replay", path, "--logs", LOGS, "--no-analyser", "all",
+                          "--flow-memory", "1024"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    stderr = p.stderr.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    peak = usage.ru_maxrss
+    found = re.search(r"at most ([\d,]+) at once", stderr)
+    if p.returncode != 0 or not found:
+        print("bench_peers: memory run failed: %s" % stderr[-500:], file=sys.stderr)
         return None
     return int(found.group(1).replace(",", "")), peak / 1024
 
