@@ -82,6 +82,13 @@ HEADER_USES = {
     b"HOST": LOGGED | UPGRADE, b"USER-AGENT": LOGGED | UPGRADE, b"ORIGIN": LOGGED | UPGRADE,
     b"REFERER": LOGGED, b"AUTHORIZATION": LOGGED, b"PROXY-AUTHORIZATION": LOGGED,
     **{name.encode(): LOGGED for name in PROXY_HEADERS}}
+# Every Sec-WebSocket-* header is kept for an upgrade too.
+WEBSOCKET_HEADER = b"SEC-WEBSOCKET-"
+# A header name as it comes (before strip and upper-casing) -> (the upper-cased
+# name, its HEADER_USES bits or 0): the few names a trace uses are cut once.
+# Bounded: past MAX_HEADER_NAMES distinct names they are cut every time.
+MAX_HEADER_NAMES = 4096
+HEADER_NAMES: dict[bytes, tuple[bytes, int]] = {}
 # http.log fields that are a request header's value as it is.
 CLIENT_HEADER_FIELDS = {b"HOST": "host", b"REFERER": "referrer", b"ORIGIN": "origin",
                         b"USER-AGENT": "user_agent"}
@@ -268,6 +275,18 @@ def header_block(data: bytes, pos: int) -> tuple[list[bytes], int] | None:
         lines = [line[:-1] if line.endswith(b"\r") else line
                  for line in block[:-1].split(b"\n")]
     return None if folded(lines) else (lines, after)
+
+
+def header_name(name: bytes) -> tuple[bytes, int]:
+    """(upper-cased name, HEADER_USES bits) of a header's raw name, cached."""
+    upper = name.strip().upper()
+    uses = HEADER_USES.get(upper, 0)
+    if not uses and upper.startswith(WEBSOCKET_HEADER):
+        uses = UPGRADE
+    known = (upper, uses)
+    if len(HEADER_NAMES) < MAX_HEADER_NAMES:
+        HEADER_NAMES[name] = known
+    return known
 
 
 def folded(lines: list[bytes]) -> bool:
@@ -698,6 +717,35 @@ class Http(Analyser):
                 break
             if state == NOTHING:
                 break
+            if state == FIRST and not s.cutting:
+                # The usual case: a message's first line and its whole header
+                # block in this packet, every line ending in CRLF: one search,
+                # one split (what the line-by-line path below and
+                # header_block() would cut, when they get the same lines).
+                end = data.find(b"\r\n\r\n", pos, pos + MAX_LINE)
+                if end > pos:
+                    block = data[pos:end]
+                    lines = block.split(b"\r\n")
+                    first = lines[0]
+                    if first and block.count(b"\n") == len(lines) - 1:
+                        if s.is_orig:
+                            self.request_line(s, first)
+                        else:
+                            self.status_line(s, first)
+                        pos += len(first) + 2
+                        whole_blocks = True
+                        if s.state != HEADERS:
+                            continue
+                        del lines[0]
+                        if lines and (len(lines) > MAX_HEADER_LINES or folded(lines)):
+                            continue              # cut line by line below
+                        s.headers = lines
+                        pos = end + 4
+                        self.headers_done(s)
+                        if self.tunnel and not s.is_orig:
+                            self.unread = {RESP: data[pos:]}
+                            break
+                        continue
             if state == HEADERS and not s.cutting and whole_blocks:
                 # The usual case: the packet holds the rest of the header block,
                 # cut into lines at once.  Else the block is cut line by line,
@@ -918,20 +966,18 @@ class Http(Analyser):
                 headers = self.unfold(headers)
             zeek = self.zeek
             upgrade = self.upgrade_headers[is_orig]
+            names = HEADER_NAMES
             row = None
             for h in headers:
                 name, colon, value = h.partition(b":")
                 if not colon:
                     self.weird("HTTP_header_without_colon", side=self.side_name(s))
                     continue
-                name = name.strip()
-                upper = name.upper()
                 if row is None:
                     row = zeek.header_row(self.ts, is_orig)
-                uses = HEADER_USES.get(upper)
-                if uses is None:
-                    if upper.startswith(b"SEC-WEBSOCKET-"):
-                        upgrade[upper] = h
+                known = names.get(name)
+                upper, uses = known if known is not None else header_name(name)
+                if not uses:
                     continue
                 value = value.strip(b" \t")
                 if uses & FRAMING:
