@@ -47,6 +47,7 @@ import base64
 import binascii
 import re
 from collections import deque
+from functools import partial
 
 from analyser import (ORIG, RESP, TRANSFERS, Analyser, Field, Gap, Signature, StreamEnd,
                       conn_id_fields)
@@ -441,8 +442,10 @@ class ZeekHttpLog:
                 if row is not None:
                     self.write(row)
                 self.current_response += 1
-        self.current_request += 1
-        row = self._state(ts, True)
+        index = self.current_request = self.current_request + 1
+        row = self.pending.get(index)
+        if row is None:
+            row = self.pending[index] = self._new(ts)
         row["method"] = method
         row["uri"] = uri
         if method not in ZEEK_HTTP_METHODS:
@@ -500,15 +503,19 @@ class ZeekHttpLog:
             return ""
 
     def message_done(self, ts: float, is_orig: bool, body_length: int) -> None:
-        row = self._state(ts, is_orig)
+        pending = self.pending
+        index = self.current_request if is_orig else self.current_response
+        row = pending.get(index)
+        if row is None:
+            row = pending[index] = self._new(ts)
         if is_orig:
             row["request_body_len"] = body_length
             return
         row["response_body_len"] = body_length
         code = row.get("status_code")
-        if not (code is not None and 100 <= code <= 199):
+        if code is None or not 100 <= code <= 199:
             self.write(row)
-            self.pending.pop(self.current_response, None)
+            pending.pop(index, None)
 
     def finalize(self) -> None:
         if not self.pending:
@@ -606,7 +613,7 @@ class Http(Analyser):
     # -- main ----------------------------------------------------------------------
 
     def main(self):
-        self.zeek = ZeekHttpLog(self.id, self.uid, self._write_row, self._zeek_weird,
+        self.zeek = ZeekHttpLog(self.id, self.uid, partial(self.log, "http"), self._zeek_weird,
                                 bool(self.config.get("capture_password")))
         self.transfer_min = int(self.config.get("transfer_min_bytes", TRANSFER_MIN_BYTES))
         self.sides = (Side(True), Side(False))
@@ -865,41 +872,39 @@ class Http(Analyser):
     def request_line(self, s: Side, line: bytes) -> None:
         if self.request_failed:
             return
-        req = parse_request_line(line, self._weird_plain)
-        if req.error is not None:
-            expected = self.num_requests == 0 or self.keep_alive
-            if line:
-                self.weird(req.error)
-            if not expected:
-                return                                # Zeek: crud after the last request
-            if not line:
-                self.weird("empty_http_request")
+        # "GET /path HTTP/1.1" as parse_request_line() reads it, without its
+        # object (its own first test, inlined); any other line goes there.
+        plain = PLAIN_REQUEST.fullmatch(line)
+        if plain is not None:
+            method, uri, major, minor = plain.groups()
+            version = (major[0] - 48, minor[0] - 48)
+            if version == (0, 9) or ((uri[0] | 32) == 104 and uri[:5].upper() == b"HTTP/"):
+                plain = None
+        if plain is None:
+            req = parse_request_line(line, self._weird_plain)
+            if req.error is not None:
+                self.bad_request_line(s, line, req.error)
                 return
-            if self.confirmed:
-                self.end()
-                self.violation("not a http request line", line)
-            # Not confirmed: the response side decides (Zeek logs the response
-            # to a malformed request); no more requests are parsed.
-            self.request_failed = True
-            s.state = NOTHING
-            return
-        if req.version is not None:
-            self.set_version(s, req.version)
-        self.num_requests += 1
-        if not self.keep_alive and self.num_requests > 1:
+            method, uri, version = req.method, req.uri, req.version
+        if version is not None:
+            self.set_version(s, version)
+        num_requests = self.num_requests = self.num_requests + 1
+        if num_requests > 1 and not self.keep_alive:
             self.weird("unexpected_multiple_HTTP_requests")
         ts = self.ts
-        method = text(req.method)
-        uri = req.uri
-        uri = text(unescape_uri(uri, self._weird_plain) if b"%" in uri else uri)
+        method = method.decode("utf-8", "backslashreplace")
+        if b"%" in uri:
+            uri = unescape_uri(uri, self._weird_plain)
+        uri = uri.decode("utf-8", "backslashreplace")
         request = Request(ts, method, uri)
-        if len(self.unanswered) >= MAX_PENDING_REQUESTS:
-            self.unanswered.popleft()
+        unanswered = self.unanswered
+        if len(unanswered) >= MAX_PENDING_REQUESTS:
+            unanswered.popleft()
             self.weird("HTTP_too_many_unanswered_requests", limit=MAX_PENDING_REQUESTS)
-        self.unanswered.append(request)
-        if method.upper() == "CONNECT":
+        unanswered.append(request)
+        if len(method) == 7 and method.upper() == "CONNECT":
             self.connect_request = True
-        if req.version is not None and req.version not in (NO_VERSION, (0, 9)) \
+        if version is not None and version != NO_VERSION and version != (0, 9) \
                 and not self.confirmed:
             self.confirm()
         self.zeek.request(ts, method, uri)
@@ -907,7 +912,7 @@ class Http(Analyser):
         s.request = request
         s.ongoing = True
         s.state = HEADERS
-        if req.version == (0, 9):
+        if version == (0, 9):
             if method != "GET":
                 self.weird("invalid_http_09_request_method", detail=method)
             r = self.sides[RESP]
@@ -917,30 +922,59 @@ class Http(Analyser):
             r.state = HTTP09
             r.partial = b""
 
+    def bad_request_line(self, s: Side, line: bytes, error: str) -> None:
+        expected = self.num_requests == 0 or self.keep_alive
+        if line:
+            self.weird(error)
+        if not expected:
+            return                                    # Zeek: crud after the last request
+        if not line:
+            self.weird("empty_http_request")
+            return
+        if self.confirmed:
+            self.end()
+            self.violation("not a http request line", line)
+        # Not confirmed: the response side decides (Zeek logs the response
+        # to a malformed request); no more requests are parsed.
+        self.request_failed = True
+        s.state = NOTHING
+
     # -- responses -----------------------------------------------------------------------
 
     def status_line(self, s: Side, line: bytes) -> None:
-        status = parse_status_line(line, self._weird_plain)
-        if status is None:
-            if not line:
-                return
-            self.end()
-            self.violation("not a http reply line", line)
-        version, code, reason = status
+        # "HTTP/1.1 200 OK" as parse_status_line() reads it (its first test,
+        # inlined); any other line goes there.
+        plain = PLAIN_STATUS.fullmatch(line)
+        if plain is not None:
+            major, minor, code, reason = plain.groups()
+            version = (major[0] - 48, minor[0] - 48)
+            code = int(code)
+        else:
+            status = parse_status_line(line, self._weird_plain)
+            if status is None:
+                if not line:
+                    return
+                self.end()
+                self.violation("not a http reply line", line)
+            version, code, reason = status
         self.set_version(s, version)
-        if self.unanswered and not self.confirmed:
+        unanswered = self.unanswered
+        if unanswered and not self.confirmed:
             self.confirm()
         ts = self.ts
-        self.zeek.reply(ts, version_text(s.version), code,
-                        "<empty>" if reason is None else text(reason))
+        version = VERSION_TEXTS.get(s.version)
+        self.zeek.reply(ts, version if version is not None else version_text(s.version), code,
+                        "<empty>" if reason is None else
+                        reason.decode("utf-8", "backslashreplace"))
         if self.connect_request and code // 100 != 2:
             self.connect_request = False
         s.new_message(ts)
         s.code = code
         s.ongoing = True
         s.state = HEADERS
-        method = self.unanswered[0].method if self.unanswered else ""
-        if method.upper() == "HEAD" or 100 <= code < 200 or code in (204, 304):
+        method = unanswered[0].method if unanswered else ""
+        if 100 <= code < 200 or code == 204 or code == 304 or \
+                (len(method) == 4 and method.upper() == "HEAD"):
             s.expect_body = BODY_NOT_EXPECTED
         else:
             s.expect_body = BODY_EXPECTED
@@ -1197,6 +1231,3 @@ class Http(Analyser):
             self.weird(name, detail=detail)
         else:
             self.weird(name)
-
-    def _write_row(self, row: dict) -> None:
-        self.log("http", row)
