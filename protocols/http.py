@@ -90,6 +90,14 @@ WEBSOCKET_HEADER = b"SEC-WEBSOCKET-"
 # Bounded: past MAX_HEADER_NAMES distinct names they are cut every time.
 MAX_HEADER_NAMES = 4096
 HEADER_NAMES: dict[bytes, tuple[bytes, int]] = {}
+# A whole header line as it comes -> (upper-cased name, HEADER_USES bits, the
+# value stripped): the lines a client or a server sends in every message
+# (Accept..., Server, Connection) are cut once.  Emptied when it holds
+# MAX_HEADER_LINES_KNOWN lines (lines that never repeat, Date..., pass through);
+# lines longer than MAX_KNOWN_LINE are not kept (at most ~2 MiB in all).
+MAX_HEADER_LINES_KNOWN = 8192
+MAX_KNOWN_LINE = 200
+HEADER_LINES: dict[bytes, tuple[bytes, int, bytes]] = {}
 # http.log fields that are a request header's value as it is.
 CLIENT_HEADER_FIELDS = {b"HOST": "host", b"REFERER": "referrer", b"ORIGIN": "origin",
                         b"USER-AGENT": "user_agent"}
@@ -705,29 +713,32 @@ class Http(Analyser):
                 self.violation("not a http reply line", data[:64])
         pos = 0
         n = len(data)
+        ts = self.ts                    # (the packet's: the same for all of it)
         whole_blocks = True             # header_block() may find the next block's end
         while pos < n and not self.stopped:
             state = s.state
             if state == BODY or state == CHUNK_DATA:
                 take = n - pos
-                if take >= s.remaining:
-                    pos += s.remaining
-                    s.body_length += s.remaining
+                remaining = s.remaining
+                if take >= remaining:
+                    pos += remaining
+                    s.body_length += remaining
                     s.remaining = 0
                     if state == BODY:
-                        self.message_done(s)
+                        self.message_done(s, ts)
                     else:
                         s.state = CHUNK_END
                     continue
-                s.remaining -= take
-                s.body_length += take
-                pos = n
-                if s.remaining > 1:
+                remaining -= take
+                if remaining > 1:
                     # The rest but its last byte is skipped in compiled code; the
                     # last byte wakes us when the body is complete.
-                    self.skip(ORIG if s.is_orig else RESP, s.remaining - 1)
-                    s.body_length += s.remaining - 1
+                    self.skip(ORIG if s.is_orig else RESP, remaining - 1)
+                    s.body_length += take + remaining - 1
                     s.remaining = 1
+                else:
+                    s.body_length += take
+                    s.remaining = remaining
                 break
             if state == UNTIL_CLOSE or state == HTTP09:
                 if state == HTTP09 and not s.ongoing:
@@ -748,9 +759,9 @@ class Http(Analyser):
                     first = lines[0]
                     if first and block.count(b"\n") == len(lines) - 1:
                         if s.is_orig:
-                            self.request_line(s, first)
+                            self.request_line(s, first, ts)
                         else:
-                            self.status_line(s, first)
+                            self.status_line(s, first, ts)
                         pos += len(first) + 2
                         whole_blocks = True
                         if s.state != HEADERS:
@@ -760,7 +771,7 @@ class Http(Analyser):
                             continue              # cut line by line below
                         s.headers = lines
                         pos = end + 4
-                        self.headers_done(s)
+                        self.headers_done(s, ts)
                         if self.tunnel and not s.is_orig:
                             self.unread = {RESP: data[pos:]}
                             break
@@ -881,7 +892,7 @@ class Http(Analyser):
 
     # -- requests ------------------------------------------------------------------------
 
-    def request_line(self, s: Side, line: bytes) -> None:
+    def request_line(self, s: Side, line: bytes, ts: float | None = None) -> None:
         if self.request_failed:
             return
         # "GET /path HTTP/1.1" as parse_request_line() reads it, without its
@@ -903,7 +914,8 @@ class Http(Analyser):
         num_requests = self.num_requests = self.num_requests + 1
         if num_requests > 1 and not self.keep_alive:
             self.weird("unexpected_multiple_HTTP_requests")
-        ts = self.ts
+        if ts is None:
+            ts = self.ts
         method = method.decode("utf-8", "backslashreplace")
         if b"%" in uri:
             uri = unescape_uri(uri, self._weird_plain)
@@ -953,7 +965,7 @@ class Http(Analyser):
 
     # -- responses -----------------------------------------------------------------------
 
-    def status_line(self, s: Side, line: bytes) -> None:
+    def status_line(self, s: Side, line: bytes, ts: float | None = None) -> None:
         # "HTTP/1.1 200 OK" as parse_status_line() reads it (its first test,
         # inlined); any other line goes there.
         plain = PLAIN_STATUS.fullmatch(line)
@@ -973,7 +985,8 @@ class Http(Analyser):
         unanswered = self.unanswered
         if unanswered and not self.confirmed:
             self.confirm()
-        ts = self.ts
+        if ts is None:
+            ts = self.ts
         version = VERSION_TEXTS.get(s.version)
         self.zeek.reply(ts, version if version is not None else version_text(s.version), code,
                         "<empty>" if reason is None else
@@ -1002,7 +1015,7 @@ class Http(Analyser):
 
     # -- headers ---------------------------------------------------------------------------
 
-    def headers_done(self, s: Side) -> None:
+    def headers_done(self, s: Side, ts: float | None = None) -> None:
         """The header block of a message is complete: Zeek's http_header for each,
         then the body's framing (HTTP_Entity::SubmitAllHeaders)."""
         is_orig = s.is_orig
@@ -1013,23 +1026,30 @@ class Http(Analyser):
             zeek = self.zeek
             upgrade = self.upgrade_headers[is_orig]
             names = HEADER_NAMES
+            known_lines = HEADER_LINES
             row = None
             for h in headers:
-                name, colon, value = h.partition(b":")
-                if not colon:
-                    self.weird("HTTP_header_without_colon", side=self.side_name(s))
-                    continue
+                known = known_lines.get(h)
+                if known is None:
+                    name, colon, value = h.partition(b":")
+                    if not colon:
+                        self.weird("HTTP_header_without_colon", side=self.side_name(s))
+                        continue
+                    upper, uses = names.get(name) or header_name(name)
+                    known = (upper, uses, value.strip(b" \t") if uses else b"")
+                    if len(h) <= MAX_KNOWN_LINE:
+                        if len(known_lines) >= MAX_HEADER_LINES_KNOWN:
+                            known_lines.clear()
+                        known_lines[h] = known
                 if row is None:
                     # (header_row() when the row is not there yet)
                     row = zeek.pending.get(zeek.current_request if is_orig
                                            else zeek.current_response)
                     if row is None:
-                        row = zeek.header_row(self.ts, is_orig)
-                known = names.get(name)
-                upper, uses = known if known is not None else header_name(name)
+                        row = zeek.header_row(self.ts if ts is None else ts, is_orig)
+                upper, uses, value = known
                 if not uses:
                     continue
-                value = value.strip(b" \t")
                 if uses & FRAMING:
                     self.framing_header(s, upper, value)
                 if uses & LOGGED and is_orig:
@@ -1043,7 +1063,7 @@ class Http(Analyser):
             s.headers = []
             s.folded = False
         if s.expect_body == BODY_NOT_EXPECTED:
-            self.message_done(s)
+            self.message_done(s, ts)
         elif s.chunked:
             s.state = CHUNK_SIZE
         elif s.content_length >= 0:
@@ -1051,12 +1071,12 @@ class Http(Analyser):
                 s.state = BODY
                 s.remaining = s.content_length
             else:
-                self.message_done(s)
+                self.message_done(s, ts)
         elif self.connection_close or s.encoded or s.expect_body == BODY_EXPECTED:
             # No length: the body runs to the close.
             s.state = UNTIL_CLOSE
         else:
-            self.message_done(s)
+            self.message_done(s, ts)
         if not is_orig and (self.connect_request or self.upgrade or self.upgrade_protocol
                             or s.code == 101) and self.tunnel_follows(s):
             self.stop()
@@ -1164,11 +1184,12 @@ class Http(Analyser):
 
     # -- the end of a message ----------------------------------------------------------------
 
-    def message_done(self, s: Side) -> None:
+    def message_done(self, s: Side, ts: float | None = None) -> None:
         if not s.ongoing:
             return
         s.ongoing = False
-        ts = self.ts
+        if ts is None:
+            ts = self.ts
         if s.state != NOTHING:
             s.state = FIRST
         s.remaining = 0
