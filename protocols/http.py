@@ -90,14 +90,14 @@ WEBSOCKET_HEADER = b"SEC-WEBSOCKET-"
 # Bounded: past MAX_HEADER_NAMES distinct names they are cut every time.
 MAX_HEADER_NAMES = 4096
 HEADER_NAMES: dict[bytes, tuple[bytes, int]] = {}
-# A whole header line as it comes -> (upper-cased name, HEADER_USES bits, the
-# value stripped): the lines a client or a server sends in every message
+# A whole header line as it comes -> what headers_done needs of it
+# (header_line()): the lines a client or a server sends in every message
 # (Accept..., Server, Connection) are cut once.  Emptied when it holds
 # MAX_HEADER_LINES_KNOWN lines (lines that never repeat, Date..., pass through);
-# lines longer than MAX_KNOWN_LINE are not kept (at most ~2 MiB in all).
+# lines longer than MAX_KNOWN_LINE are not kept (about 8 MiB at most).
 MAX_HEADER_LINES_KNOWN = 8192
 MAX_KNOWN_LINE = 200
-HEADER_LINES: dict[bytes, tuple[bytes, int, bytes]] = {}
+HEADER_LINES: dict[bytes, tuple] = {}
 # http.log fields that are a request header's value as it is.
 CLIENT_HEADER_FIELDS = {b"HOST": "host", b"REFERER": "referrer", b"ORIGIN": "origin",
                         b"USER-AGENT": "user_agent"}
@@ -296,6 +296,19 @@ def header_name(name: bytes) -> tuple[bytes, int]:
     if len(HEADER_NAMES) < MAX_HEADER_NAMES:
         HEADER_NAMES[name] = known
     return known
+
+
+def header_line(name: tuple[bytes, int], value: bytes) -> tuple:
+    """What headers_done needs of a header line: () when nothing reads the
+    header; else (upper-cased name, value stripped, whether it is framing,
+    logged, (http.log field, value as text) or None, kept for an upgrade)."""
+    upper, uses = name
+    if not uses:
+        return ()
+    value = value.strip(b" \t")
+    field = CLIENT_HEADER_FIELDS.get(upper)
+    return (upper, value, uses & FRAMING != 0, uses & LOGGED != 0,
+            None if field is None else (field, text(value)), uses & UPGRADE != 0)
 
 
 def folded(lines: list[bytes]) -> bool:
@@ -1035,8 +1048,7 @@ class Http(Analyser):
                     if not colon:
                         self.weird("HTTP_header_without_colon", side=self.side_name(s))
                         continue
-                    upper, uses = names.get(name) or header_name(name)
-                    known = (upper, uses, value.strip(b" \t") if uses else b"")
+                    known = header_line(names.get(name) or header_name(name), value)
                     if len(h) <= MAX_KNOWN_LINE:
                         if len(known_lines) >= MAX_HEADER_LINES_KNOWN:
                             known_lines.clear()
@@ -1047,18 +1059,17 @@ class Http(Analyser):
                                            else zeek.current_response)
                     if row is None:
                         row = zeek.header_row(self.ts if ts is None else ts, is_orig)
-                upper, uses, value = known
-                if not uses:
-                    continue
-                if uses & FRAMING:
+                if not known:
+                    continue                  # a header nothing reads
+                upper, value, framing, logged, field, upgrades = known
+                if framing:
                     self.framing_header(s, upper, value)
-                if uses & LOGGED and is_orig:
-                    field = CLIENT_HEADER_FIELDS.get(upper)
+                if logged and is_orig:
                     if field is not None:     # client_header()'s first case, inlined
-                        row[field] = value.decode("utf-8", "backslashreplace")
+                        row[field[0]] = field[1]
                     else:
                         zeek.client_header(row, upper, value)
-                if uses & UPGRADE:
+                if upgrades:
                     upgrade[upper] = h
             s.headers = []
             s.folded = False
