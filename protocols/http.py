@@ -930,7 +930,7 @@ class Http(Analyser):
         if ts is None:
             ts = self.ts
         method = method.decode("utf-8", "backslashreplace")
-        if b"%" in uri:
+        if uri.find(b"%") >= 0:               # (`in` on bytes raises and clears an error)
             uri = unescape_uri(uri, self._weird_plain)
         uri = uri.decode("utf-8", "backslashreplace")
         request = Request(ts, method, uri)
