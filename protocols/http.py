@@ -47,6 +47,7 @@ import base64
 import binascii
 import re
 from collections import deque
+from functools import partial
 
 from analyser import (ORIG, RESP, TRANSFERS, Analyser, Field, Gap, Signature, StreamEnd,
                       conn_id_fields)
@@ -82,6 +83,21 @@ HEADER_USES = {
     b"HOST": LOGGED | UPGRADE, b"USER-AGENT": LOGGED | UPGRADE, b"ORIGIN": LOGGED | UPGRADE,
     b"REFERER": LOGGED, b"AUTHORIZATION": LOGGED, b"PROXY-AUTHORIZATION": LOGGED,
     **{name.encode(): LOGGED for name in PROXY_HEADERS}}
+# Every Sec-WebSocket-* header is kept for an upgrade too.
+WEBSOCKET_HEADER = b"SEC-WEBSOCKET-"
+# A header name as it comes (before strip and upper-casing) -> (the upper-cased
+# name, its HEADER_USES bits or 0): the few names a trace uses are cut once.
+# Bounded: past MAX_HEADER_NAMES distinct names they are cut every time.
+MAX_HEADER_NAMES = 4096
+HEADER_NAMES: dict[bytes, tuple[bytes, int]] = {}
+# A whole header line as it comes -> what headers_done needs of it
+# (header_line()): the lines a client or a server sends in every message
+# (Accept..., Server, Connection) are cut once.  Emptied when it holds
+# MAX_HEADER_LINES_KNOWN lines (lines that never repeat, Date..., pass through);
+# lines longer than MAX_KNOWN_LINE are not kept (about 8 MiB at most).
+MAX_HEADER_LINES_KNOWN = 8192
+MAX_KNOWN_LINE = 200
+HEADER_LINES: dict[bytes, tuple] = {}
 # http.log fields that are a request header's value as it is.
 CLIENT_HEADER_FIELDS = {b"HOST": "host", b"REFERER": "referrer", b"ORIGIN": "origin",
                         b"USER-AGENT": "user_agent"}
@@ -270,6 +286,31 @@ def header_block(data: bytes, pos: int) -> tuple[list[bytes], int] | None:
     return None if folded(lines) else (lines, after)
 
 
+def header_name(name: bytes) -> tuple[bytes, int]:
+    """(upper-cased name, HEADER_USES bits) of a header's raw name, cached."""
+    upper = name.strip().upper()
+    uses = HEADER_USES.get(upper, 0)
+    if not uses and upper.startswith(WEBSOCKET_HEADER):
+        uses = UPGRADE
+    known = (upper, uses)
+    if len(HEADER_NAMES) < MAX_HEADER_NAMES:
+        HEADER_NAMES[name] = known
+    return known
+
+
+def header_line(name: tuple[bytes, int], value: bytes) -> tuple:
+    """What headers_done needs of a header line: () when nothing reads the
+    header; else (upper-cased name, value stripped, whether it is framing,
+    logged, (http.log field, value as text) or None, kept for an upgrade)."""
+    upper, uses = name
+    if not uses:
+        return ()
+    value = value.strip(b" \t")
+    field = CLIENT_HEADER_FIELDS.get(upper)
+    return (upper, value, uses & FRAMING != 0, uses & LOGGED != 0,
+            None if field is None else (field, text(value)), uses & UPGRADE != 0)
+
+
 def folded(lines: list[bytes]) -> bool:
     """Whether a header line (none empty) starts with white space: obsolete
     line folding.  min(): otherwise no line starts below '!'."""
@@ -422,8 +463,10 @@ class ZeekHttpLog:
                 if row is not None:
                     self.write(row)
                 self.current_response += 1
-        self.current_request += 1
-        row = self._state(ts, True)
+        index = self.current_request = self.current_request + 1
+        row = self.pending.get(index)
+        if row is None:
+            row = self.pending[index] = self._new(ts)
         row["method"] = method
         row["uri"] = uri
         if method not in ZEEK_HTTP_METHODS:
@@ -481,15 +524,19 @@ class ZeekHttpLog:
             return ""
 
     def message_done(self, ts: float, is_orig: bool, body_length: int) -> None:
-        row = self._state(ts, is_orig)
+        pending = self.pending
+        index = self.current_request if is_orig else self.current_response
+        row = pending.get(index)
+        if row is None:
+            row = pending[index] = self._new(ts)
         if is_orig:
             row["request_body_len"] = body_length
             return
         row["response_body_len"] = body_length
         code = row.get("status_code")
-        if not (code is not None and 100 <= code <= 199):
+        if code is None or not 100 <= code <= 199:
             self.write(row)
-            self.pending.pop(self.current_response, None)
+            pending.pop(index, None)
 
     def finalize(self) -> None:
         if not self.pending:
@@ -530,7 +577,19 @@ class Side:
         self.version = NO_VERSION   # HTTP.cc's request_version / reply_version
         self.ongoing = False
         self.request: Request | None = None
-        self.new_message(0.0)
+        # new_message(0.0), inlined: a connection costs less to start.
+        self.headers: list[bytes] = []
+        self.headers_dropped = False
+        self.folded = False
+        self.remaining = 0
+        self.body_length = 0
+        self.content_length = -1
+        self.chunked = False
+        self.expect_body = BODY_MAYBE
+        self.start_ts = 0.0
+        self.encoded = False
+        self.code = 0
+        self.expect_100 = False
 
     def new_message(self, ts: float) -> None:
         self.headers: list[bytes] = []
@@ -587,7 +646,7 @@ class Http(Analyser):
     # -- main ----------------------------------------------------------------------
 
     def main(self):
-        self.zeek = ZeekHttpLog(self.id, self.uid, self._write_row, self._zeek_weird,
+        self.zeek = ZeekHttpLog(self.id, self.uid, partial(self.log, "http"), self._zeek_weird,
                                 bool(self.config.get("capture_password")))
         self.transfer_min = int(self.config.get("transfer_min_bytes", TRANSFER_MIN_BYTES))
         self.sides = (Side(True), Side(False))
@@ -667,29 +726,32 @@ class Http(Analyser):
                 self.violation("not a http reply line", data[:64])
         pos = 0
         n = len(data)
+        ts = self.ts                    # (the packet's: the same for all of it)
         whole_blocks = True             # header_block() may find the next block's end
         while pos < n and not self.stopped:
             state = s.state
             if state == BODY or state == CHUNK_DATA:
                 take = n - pos
-                if take >= s.remaining:
-                    pos += s.remaining
-                    s.body_length += s.remaining
+                remaining = s.remaining
+                if take >= remaining:
+                    pos += remaining
+                    s.body_length += remaining
                     s.remaining = 0
                     if state == BODY:
-                        self.message_done(s)
+                        self.message_done(s, ts)
                     else:
                         s.state = CHUNK_END
                     continue
-                s.remaining -= take
-                s.body_length += take
-                pos = n
-                if s.remaining > 1:
+                remaining -= take
+                if remaining > 1:
                     # The rest but its last byte is skipped in compiled code; the
                     # last byte wakes us when the body is complete.
-                    self.skip(ORIG if s.is_orig else RESP, s.remaining - 1)
-                    s.body_length += s.remaining - 1
+                    self.skip(ORIG if s.is_orig else RESP, remaining - 1)
+                    s.body_length += take + remaining - 1
                     s.remaining = 1
+                else:
+                    s.body_length += take
+                    s.remaining = remaining
                 break
             if state == UNTIL_CLOSE or state == HTTP09:
                 if state == HTTP09 and not s.ongoing:
@@ -698,6 +760,35 @@ class Http(Analyser):
                 break
             if state == NOTHING:
                 break
+            if state == FIRST and not s.cutting:
+                # The usual case: a message's first line and its whole header
+                # block in this packet, every line ending in CRLF: one search,
+                # one split (what the line-by-line path below and
+                # header_block() would cut, when they get the same lines).
+                end = data.find(b"\r\n\r\n", pos, pos + MAX_LINE)
+                if end > pos:
+                    block = data[pos:end]
+                    lines = block.split(b"\r\n")
+                    first = lines[0]
+                    if first and block.count(b"\n") == len(lines) - 1:
+                        if s.is_orig:
+                            self.request_line(s, first, ts)
+                        else:
+                            self.status_line(s, first, ts)
+                        pos += len(first) + 2
+                        whole_blocks = True
+                        if s.state != HEADERS:
+                            continue
+                        del lines[0]
+                        if lines and (len(lines) > MAX_HEADER_LINES or folded(lines)):
+                            continue              # cut line by line below
+                        s.headers = lines
+                        pos = end + 4
+                        self.headers_done(s, ts)
+                        if self.tunnel and not s.is_orig:
+                            self.unread = {RESP: data[pos:]}
+                            break
+                        continue
             if state == HEADERS and not s.cutting and whole_blocks:
                 # The usual case: the packet holds the rest of the header block,
                 # cut into lines at once.  Else the block is cut line by line,
@@ -814,44 +905,43 @@ class Http(Analyser):
 
     # -- requests ------------------------------------------------------------------------
 
-    def request_line(self, s: Side, line: bytes) -> None:
+    def request_line(self, s: Side, line: bytes, ts: float | None = None) -> None:
         if self.request_failed:
             return
-        req = parse_request_line(line, self._weird_plain)
-        if req.error is not None:
-            expected = self.num_requests == 0 or self.keep_alive
-            if line:
-                self.weird(req.error)
-            if not expected:
-                return                                # Zeek: crud after the last request
-            if not line:
-                self.weird("empty_http_request")
+        # "GET /path HTTP/1.1" as parse_request_line() reads it, without its
+        # object (its own first test, inlined); any other line goes there.
+        plain = PLAIN_REQUEST.fullmatch(line)
+        if plain is not None:
+            method, uri, major, minor = plain.groups()
+            version = (major[0] - 48, minor[0] - 48)
+            if version == (0, 9) or ((uri[0] | 32) == 104 and uri[:5].upper() == b"HTTP/"):
+                plain = None
+        if plain is None:
+            req = parse_request_line(line, self._weird_plain)
+            if req.error is not None:
+                self.bad_request_line(s, line, req.error)
                 return
-            if self.confirmed:
-                self.end()
-                self.violation("not a http request line", line)
-            # Not confirmed: the response side decides (Zeek logs the response
-            # to a malformed request); no more requests are parsed.
-            self.request_failed = True
-            s.state = NOTHING
-            return
-        if req.version is not None:
-            self.set_version(s, req.version)
-        self.num_requests += 1
-        if not self.keep_alive and self.num_requests > 1:
+            method, uri, version = req.method, req.uri, req.version
+        if version is not None:
+            self.set_version(s, version)
+        num_requests = self.num_requests = self.num_requests + 1
+        if num_requests > 1 and not self.keep_alive:
             self.weird("unexpected_multiple_HTTP_requests")
-        ts = self.ts
-        method = text(req.method)
-        uri = req.uri
-        uri = text(unescape_uri(uri, self._weird_plain) if b"%" in uri else uri)
+        if ts is None:
+            ts = self.ts
+        method = method.decode("utf-8", "backslashreplace")
+        if uri.find(b"%") >= 0:               # (`in` on bytes raises and clears an error)
+            uri = unescape_uri(uri, self._weird_plain)
+        uri = uri.decode("utf-8", "backslashreplace")
         request = Request(ts, method, uri)
-        if len(self.unanswered) >= MAX_PENDING_REQUESTS:
-            self.unanswered.popleft()
+        unanswered = self.unanswered
+        if len(unanswered) >= MAX_PENDING_REQUESTS:
+            unanswered.popleft()
             self.weird("HTTP_too_many_unanswered_requests", limit=MAX_PENDING_REQUESTS)
-        self.unanswered.append(request)
-        if method.upper() == "CONNECT":
+        unanswered.append(request)
+        if len(method) == 7 and method.upper() == "CONNECT":
             self.connect_request = True
-        if req.version is not None and req.version not in (NO_VERSION, (0, 9)) \
+        if version is not None and version != NO_VERSION and version != (0, 9) \
                 and not self.confirmed:
             self.confirm()
         self.zeek.request(ts, method, uri)
@@ -859,7 +949,7 @@ class Http(Analyser):
         s.request = request
         s.ongoing = True
         s.state = HEADERS
-        if req.version == (0, 9):
+        if version == (0, 9):
             if method != "GET":
                 self.weird("invalid_http_09_request_method", detail=method)
             r = self.sides[RESP]
@@ -869,30 +959,60 @@ class Http(Analyser):
             r.state = HTTP09
             r.partial = b""
 
+    def bad_request_line(self, s: Side, line: bytes, error: str) -> None:
+        expected = self.num_requests == 0 or self.keep_alive
+        if line:
+            self.weird(error)
+        if not expected:
+            return                                    # Zeek: crud after the last request
+        if not line:
+            self.weird("empty_http_request")
+            return
+        if self.confirmed:
+            self.end()
+            self.violation("not a http request line", line)
+        # Not confirmed: the response side decides (Zeek logs the response
+        # to a malformed request); no more requests are parsed.
+        self.request_failed = True
+        s.state = NOTHING
+
     # -- responses -----------------------------------------------------------------------
 
-    def status_line(self, s: Side, line: bytes) -> None:
-        status = parse_status_line(line, self._weird_plain)
-        if status is None:
-            if not line:
-                return
-            self.end()
-            self.violation("not a http reply line", line)
-        version, code, reason = status
+    def status_line(self, s: Side, line: bytes, ts: float | None = None) -> None:
+        # "HTTP/1.1 200 OK" as parse_status_line() reads it (its first test,
+        # inlined); any other line goes there.
+        plain = PLAIN_STATUS.fullmatch(line)
+        if plain is not None:
+            major, minor, code, reason = plain.groups()
+            version = (major[0] - 48, minor[0] - 48)
+            code = int(code)
+        else:
+            status = parse_status_line(line, self._weird_plain)
+            if status is None:
+                if not line:
+                    return
+                self.end()
+                self.violation("not a http reply line", line)
+            version, code, reason = status
         self.set_version(s, version)
-        if self.unanswered and not self.confirmed:
+        unanswered = self.unanswered
+        if unanswered and not self.confirmed:
             self.confirm()
-        ts = self.ts
-        self.zeek.reply(ts, version_text(s.version), code,
-                        "<empty>" if reason is None else text(reason))
+        if ts is None:
+            ts = self.ts
+        version = VERSION_TEXTS.get(s.version)
+        self.zeek.reply(ts, version if version is not None else version_text(s.version), code,
+                        "<empty>" if reason is None else
+                        reason.decode("utf-8", "backslashreplace"))
         if self.connect_request and code // 100 != 2:
             self.connect_request = False
         s.new_message(ts)
         s.code = code
         s.ongoing = True
         s.state = HEADERS
-        method = self.unanswered[0].method if self.unanswered else ""
-        if method.upper() == "HEAD" or 100 <= code < 200 or code in (204, 304):
+        method = unanswered[0].method if unanswered else ""
+        if 100 <= code < 200 or code == 204 or code == 304 or \
+                (len(method) == 4 and method.upper() == "HEAD"):
             s.expect_body = BODY_NOT_EXPECTED
         else:
             s.expect_body = BODY_EXPECTED
@@ -908,7 +1028,7 @@ class Http(Analyser):
 
     # -- headers ---------------------------------------------------------------------------
 
-    def headers_done(self, s: Side) -> None:
+    def headers_done(self, s: Side, ts: float | None = None) -> None:
         """The header block of a message is complete: Zeek's http_header for each,
         then the body's framing (HTTP_Entity::SubmitAllHeaders)."""
         is_orig = s.is_orig
@@ -918,32 +1038,43 @@ class Http(Analyser):
                 headers = self.unfold(headers)
             zeek = self.zeek
             upgrade = self.upgrade_headers[is_orig]
+            names = HEADER_NAMES
+            known_lines = HEADER_LINES
             row = None
             for h in headers:
-                name, colon, value = h.partition(b":")
-                if not colon:
-                    self.weird("HTTP_header_without_colon", side=self.side_name(s))
-                    continue
-                name = name.strip()
-                upper = name.upper()
+                known = known_lines.get(h)
+                if known is None:
+                    name, colon, value = h.partition(b":")
+                    if not colon:
+                        self.weird("HTTP_header_without_colon", side=self.side_name(s))
+                        continue
+                    known = header_line(names.get(name) or header_name(name), value)
+                    if len(h) <= MAX_KNOWN_LINE:
+                        if len(known_lines) >= MAX_HEADER_LINES_KNOWN:
+                            known_lines.clear()
+                        known_lines[h] = known
                 if row is None:
-                    row = zeek.header_row(self.ts, is_orig)
-                uses = HEADER_USES.get(upper)
-                if uses is None:
-                    if upper.startswith(b"SEC-WEBSOCKET-"):
-                        upgrade[upper] = h
-                    continue
-                value = value.strip(b" \t")
-                if uses & FRAMING:
+                    # (header_row() when the row is not there yet)
+                    row = zeek.pending.get(zeek.current_request if is_orig
+                                           else zeek.current_response)
+                    if row is None:
+                        row = zeek.header_row(self.ts if ts is None else ts, is_orig)
+                if not known:
+                    continue                  # a header nothing reads
+                upper, value, framing, logged, field, upgrades = known
+                if framing:
                     self.framing_header(s, upper, value)
-                if uses & LOGGED and is_orig:
-                    zeek.client_header(row, upper, value)
-                if uses & UPGRADE:
+                if logged and is_orig:
+                    if field is not None:     # client_header()'s first case, inlined
+                        row[field[0]] = field[1]
+                    else:
+                        zeek.client_header(row, upper, value)
+                if upgrades:
                     upgrade[upper] = h
             s.headers = []
             s.folded = False
         if s.expect_body == BODY_NOT_EXPECTED:
-            self.message_done(s)
+            self.message_done(s, ts)
         elif s.chunked:
             s.state = CHUNK_SIZE
         elif s.content_length >= 0:
@@ -951,12 +1082,12 @@ class Http(Analyser):
                 s.state = BODY
                 s.remaining = s.content_length
             else:
-                self.message_done(s)
+                self.message_done(s, ts)
         elif self.connection_close or s.encoded or s.expect_body == BODY_EXPECTED:
             # No length: the body runs to the close.
             s.state = UNTIL_CLOSE
         else:
-            self.message_done(s)
+            self.message_done(s, ts)
         if not is_orig and (self.connect_request or self.upgrade or self.upgrade_protocol
                             or s.code == 101) and self.tunnel_follows(s):
             self.stop()
@@ -1064,27 +1195,32 @@ class Http(Analyser):
 
     # -- the end of a message ----------------------------------------------------------------
 
-    def message_done(self, s: Side) -> None:
+    def message_done(self, s: Side, ts: float | None = None) -> None:
         if not s.ongoing:
             return
         s.ongoing = False
-        ts = self.ts
+        if ts is None:
+            ts = self.ts
         if s.state != NOTHING:
             s.state = FIRST
         s.remaining = 0
-        self.zeek.message_done(ts, s.is_orig, s.body_length)
-        if s.is_orig:
+        is_orig = s.is_orig
+        body_length = s.body_length
+        self.zeek.message_done(ts, is_orig, body_length)
+        if is_orig:
             request = s.request
             if request is not None:
-                request.body_length = s.body_length
+                request.body_length = body_length
                 request.end_ts = ts
             s.request = None
             return
         if 100 <= s.code < 200:
             return                            # not the final response
-        request = self.unanswered.popleft() if self.unanswered else None
-        if s.body_length >= self.transfer_min or \
-                (request is not None and request.body_length >= self.transfer_min):
+        unanswered = self.unanswered
+        request = unanswered.popleft() if unanswered else None
+        transfer_min = self.transfer_min
+        if body_length >= transfer_min or \
+                (request is not None and request.body_length >= transfer_min):
             self.check_transfer(request, s, ts)
 
     def check_transfer(self, request: Request | None, response: Side | None, end_ts) -> None:
@@ -1151,6 +1287,3 @@ class Http(Analyser):
             self.weird(name, detail=detail)
         else:
             self.weird(name)
-
-    def _write_row(self, row: dict) -> None:
-        self.log("http", row)

@@ -283,5 +283,30 @@ def test_a_header_block_that_does_not_end_in_a_packet_is_not_searched_again_per_
     monkeypatch.setattr(http, "header_block", counted)
     result = run(Http, [(ORIG, b"GET / HTTP/1.1\r\n" + b"a:b\r\n" * 13000), (ORIG, b"\r\n"),
                         (RESP, ok(b""))])
-    assert searches == [16, 0, 17]        # once per packet of the request, once for the reply
+    # Once per packet of the request; the reply's block is cut with its
+    # status line (Http.feed), without header_block().
+    assert searches == [16, 0]
     assert weirds(result) == ["HTTP_too_many_headers"] and len(rows(result)) == 1
+
+
+def test_header_lines_seen_before_give_what_they_gave_and_their_table_stays_bounded():
+    import protocols.http as http
+    request = (b"GET /a HTTP/1.1\r\nHost: h.example\r\nUser-Agent: " + b"u" * 300 +
+               b"\r\nConnection: close\r\n\r\n")
+    response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+    first = run(Http, [(ORIG, request), (RESP, response)], step=0.0)
+    assert b"Host: h.example" in http.HEADER_LINES
+    assert not any(len(line) > http.MAX_KNOWN_LINE for line in http.HEADER_LINES)
+    # Distinct lines past the bound: the table is emptied, never larger.
+    many = b"".join(b"X-%d: %d\r\n" % (i, i) for i in range(500))
+    for k in range(http.MAX_HEADER_LINES_KNOWN // 500 + 2):
+        run(Http, [(ORIG, b"GET /%d HTTP/1.1\r\n%s\r\n" % (k, many)), (RESP, ok(b""))],
+            step=0.0)
+        assert len(http.HEADER_LINES) <= http.MAX_HEADER_LINES_KNOWN
+    # The same lines again (some known, some not): the same row, framing and all.
+    again = run(Http, [(ORIG, request), (RESP, response)], step=0.0)
+    again_twice = run(Http, [(ORIG, request), (RESP, response)], step=0.0)
+    row, = rows(first)
+    assert (row["host"], row["user_agent"], row["response_body_len"]) == \
+        ("h.example", "u" * 300, 2)
+    assert rows(again) == rows(first) == rows(again_twice)
