@@ -46,6 +46,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import zlib
 from collections import deque
 from functools import partial
 
@@ -59,6 +60,14 @@ MAX_LINE = 16384                # bytes of one request, status or header line ke
 MAX_HEADER_LINES = 512          # header lines of one message parsed (the rest: weird)
 MAX_PENDING_REQUESTS = 100      # Zeek's HTTP::max_pending_requests
 TRANSFER_MIN_BYTES = 1 << 20    # default of the transfer_min_bytes option
+# Bodies in these content codings are counted decompressed in http.log, as
+# Zeek's HTTP_Entity does through its ZIP analyzer (zlib or gzip header
+# detected; deflate without a header tried when the first data fails).
+INFLATED_CODINGS = frozenset({b"gzip", b"deflate"})
+INFLATE_STEP = 1 << 16          # bytes of output per decompression step (then discarded)
+# Decompressed bytes counted per body: past this, a weird, and the count
+# stops (a small body that inflates without bound is a decompression bomb).
+MAX_INFLATED_BODY = 256 << 20
 
 # -- Zeek's tables (scripts/base/protocols/http/main.zeek) ---------------------------
 
@@ -567,7 +576,7 @@ class Side:
     __slots__ = ("is_orig", "state", "partial", "cutting", "headers", "remaining",
                  "body_length", "content_length", "chunked", "expect_body", "version",
                  "ongoing", "start_ts", "encoded", "request", "code", "expect_100",
-                 "headers_dropped", "folded")
+                 "headers_dropped", "folded", "inflater", "inflated")
 
     def __init__(self, is_orig: bool):
         self.is_orig = is_orig
@@ -590,6 +599,8 @@ class Side:
         self.encoded = False
         self.code = 0
         self.expect_100 = False
+        self.inflater = None        # the body's decompressor (False: ended or failed)
+        self.inflated = -1          # its decompressed bytes; -1: not a compressed body
 
     def new_message(self, ts: float) -> None:
         self.headers: list[bytes] = []
@@ -604,6 +615,8 @@ class Side:
         self.encoded = False
         self.code = 0
         self.expect_100 = False
+        self.inflater = None
+        self.inflated = -1
 
 
 class Http(Analyser):
@@ -733,6 +746,10 @@ class Http(Analyser):
             if state == BODY or state == CHUNK_DATA:
                 take = n - pos
                 remaining = s.remaining
+                if s.inflater:
+                    # A compressed body is read, not skipped: it is counted
+                    # decompressed.
+                    self.inflate(s, data[pos:pos + remaining])
                 if take >= remaining:
                     pos += remaining
                     s.body_length += remaining
@@ -743,7 +760,7 @@ class Http(Analyser):
                         s.state = CHUNK_END
                     continue
                 remaining -= take
-                if remaining > 1:
+                if remaining > 1 and s.inflated < 0:
                     # The rest but its last byte is skipped in compiled code; the
                     # last byte wakes us when the body is complete.
                     self.skip(ORIG if s.is_orig else RESP, remaining - 1)
@@ -756,6 +773,8 @@ class Http(Analyser):
             if state == UNTIL_CLOSE or state == HTTP09:
                 if state == HTTP09 and not s.ongoing:
                     self.http09_reply(s)
+                if s.inflater:
+                    self.inflate(s, data[pos:] if pos else data)
                 s.body_length += n - pos
                 break
             if state == NOTHING:
@@ -878,6 +897,8 @@ class Http(Analyser):
         (Zeek counts them too); elsewhere the side's parsing stops, and a
         request side's gap stops the responses as well (whether they have
         bodies depends on the requests)."""
+        if s.inflater:
+            s.inflater = False                # a hole: nothing after it decompresses
         if s.state in (BODY, CHUNK_DATA) and size <= s.remaining:
             s.remaining -= size
             s.body_length += size
@@ -1140,6 +1161,9 @@ class Http(Analyser):
             token = VALUE_TOKEN.match(value).group().lower()
             if token in (b"gzip", b"x-gzip", b"deflate"):
                 s.encoded = True
+            if token in INFLATED_CODINGS:
+                s.inflater = zlib.decompressobj(zlib.MAX_WBITS + 32)
+                s.inflated = 0
         elif upper == b"CONNECTION":
             token = value.lower()
             if token not in CONNECTION_TOKENS:      # else the whole value is the token
@@ -1193,6 +1217,39 @@ class Http(Analyser):
         else:
             s.state = TRAILER                 # the last chunk: trailer lines follow
 
+    def inflate(self, s: Side, piece: bytes) -> None:
+        """Count what a piece of a compressed body decompresses to (the
+        output itself is dropped), as Zeek's ZIP analyzer: a first failure
+        in a piece before any output of it starts again as headerless
+        deflate; another is a weird, and the rest of the body is not
+        decompressed; so is what follows the end of the compressed data."""
+        d = s.inflater
+        data = piece
+        may_restart = True
+        while data:
+            try:
+                out = d.decompress(data, INFLATE_STEP)
+            except zlib.error:
+                if may_restart:
+                    d = s.inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+                    may_restart = False
+                    data = piece
+                    continue
+                self.weird("inflate_failed", side=self.side_name(s))
+                s.inflater = False
+                return
+            may_restart = False
+            s.inflated += len(out)
+            if s.inflated > MAX_INFLATED_BODY:
+                self.weird("HTTP_inflated_body_too_large", side=self.side_name(s),
+                           limit=MAX_INFLATED_BODY)
+                s.inflater = False
+                return
+            if d.eof:
+                s.inflater = False
+                return
+            data = d.unconsumed_tail
+
     # -- the end of a message ----------------------------------------------------------------
 
     def message_done(self, s: Side, ts: float | None = None) -> None:
@@ -1205,8 +1262,8 @@ class Http(Analyser):
             s.state = FIRST
         s.remaining = 0
         is_orig = s.is_orig
-        body_length = s.body_length
-        self.zeek.message_done(ts, is_orig, body_length)
+        body_length = s.body_length          # as sent: what transfers.log counts
+        self.zeek.message_done(ts, is_orig, body_length if s.inflated < 0 else s.inflated)
         if is_orig:
             request = s.request
             if request is not None:
