@@ -110,6 +110,10 @@ class ScriptedStreams:
         s.skip += n
         s.apply_skip()
 
+    def pending_skip(self, slot, side):
+        s = self.sides[side]
+        return s.skip if s.mode == "stream" else 0
+
     def bulk(self, slot, side):
         s = self.sides[side]
         s.mode = "bulk"

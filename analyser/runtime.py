@@ -350,6 +350,18 @@ class Analyser:
             if n > 0:
                 self._rt.streams.skip(self._slot, side, n)
 
+    def unskipped(self, side: int) -> int:
+        """Of the bytes skip() and read_and_skip() were asked to discard on a
+        side, those that have not come: after StreamEnd, how far short of a
+        skipped span the side ended (a body cut by the end of the capture)."""
+        streams = self._rt.streams
+        if streams is None:
+            return 0
+        try:
+            return streams.pending_skip(self._slot, side)
+        except KeyError:
+            return 0                       # no stream state any more
+
     # -- telling the engine things ------------------------------------------------------
 
     def emit(self, kind: str, **fields) -> None:

@@ -791,6 +791,13 @@ cdef class Streams:
             s.skip += n
         self.apply_skip(s)
 
+    def pending_skip(self, int32_t slot, int side):
+        """Bytes a side still has to discard (skip, read_and_skip): after the
+        side's end, how far short of a skipped span the stream ended.  0 in
+        bulk mode."""
+        cdef SideStream* s = &self.pair(slot).side[side]
+        return 0 if s.skip == SKIP_ALL else s.skip
+
     def bulk(self, int32_t slot, int side):
         """From now on only count this side: every byte is skipped in C."""
         cdef StreamPair* p = self.pair(slot)

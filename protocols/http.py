@@ -707,6 +707,12 @@ class Http(Analyser):
             except StreamEnd as end:
                 if end.data:
                     self.feed(sides[end.side], end.data)
+                for s in sides:
+                    # A body cut by the end: what was skipped is what came
+                    # (its count took the whole span when the skip was asked).
+                    short = self.unskipped(ORIG if s.is_orig else RESP)
+                    if short and s.state in (BODY, CHUNK_DATA):
+                        s.body_length -= short
                 break
             self.feed(sides[side], data)
 

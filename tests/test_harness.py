@@ -184,3 +184,25 @@ def test_ftp_a_hole_drops_the_line_it_broke():
                   End(ORIG)], log_commands="RMD+DELE")
     assert [w["name"] for w in result.of("weird")] == ["FTP_content_gap"]
     assert [(r["command"], r["reply_code"]) for r in result.logs["ftp"]] == [("RMD", 250)]
+
+
+def test_unskipped_says_how_far_short_of_a_skip_a_side_ended():
+    from analyser import Analyser, ORIG, StreamEnd
+    from analyser.testing import End, run
+
+    class Skipper(Analyser):
+        name = "skipper"
+        logs = {}
+
+        def main(self):
+            self.skip(ORIG, 1000)
+            self.record = [self.unskipped(ORIG)]
+            try:
+                self.read(ORIG, 1)
+            except StreamEnd:
+                self.record.append(self.unskipped(ORIG))
+            self.emit("seen", short=self.record)
+
+    result = run(Skipper, [(ORIG, b"a" * 300), (ORIG, b"b" * 200), End(ORIG)])
+    event, = result.of("seen")
+    assert event["short"] == [1000, 500]

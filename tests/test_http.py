@@ -374,3 +374,16 @@ def test_a_decompression_bomb_is_counted_up_to_a_bound(monkeypatch):
     row, = rows(result)
     assert (1 << 20) < row["response_body_len"] <= (1 << 20) + http.INFLATE_STEP
     assert weirds(result) == ["HTTP_inflated_body_too_large"]
+
+
+def test_a_body_cut_by_the_end_counts_what_came_of_it():
+    """The skipped rest of a body that the capture cuts short is not counted
+    (Zeek's response_body_len is what it saw), in http.log and transfers.log."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 5000000\r\n\r\n"
+    result = run(Http, [(ORIG, GET), (RESP, head + b"x" * 100), (RESP, b"y" * 250_000),
+                        (RESP, b"z" * 1000), End(RESP)],
+                 config={"transfer_min_bytes": 1000})
+    row, = rows(result)
+    assert row["response_body_len"] == 100 + 250_000 + 1000
+    transfer, = result.logs["transfers"]
+    assert transfer["bytes"] == 251_100
