@@ -312,6 +312,17 @@ cdef void conn_figures(Flow* f, ConnFigures* c) noexcept:
             c.proto = b"icmp"
 
 
+cdef inline int tab(char* out, int n) noexcept nogil:
+    """A tab at out[n]; the length after it."""
+    out[n] = 9
+    return n + 1
+
+
+cdef inline int count_tab(char* out, int n, uint64_t v) noexcept nogil:
+    """A count's digits at out[n], then a tab; the length after them."""
+    return tab(out, n + format_count(out + n, v))
+
+
 cdef inline int copy_cstr(char* out, const char* text) noexcept nogil:
     """Copy a NUL-terminated string (short, known: proto, conn_state); its length."""
     cdef int n = 0
@@ -1653,68 +1664,43 @@ cdef class FlowTable:
         cdef char tmp[96]
         cdef int n
         conn_figures(f, &c)
-        # Numbers by logformat's formatters (printf's text, without printf).
+        # Fields into tmp, each followed by a tab; numbers by logformat's
+        # formatters (printf's text, without printf).
         n = format_time(tmp, f.start_time)
-        tmp[n] = 9
-        out.put(tmp, n + 1)
-        n = uid_chars(f.uid, tmp)
-        tmp[n] = 9
-        out.put(tmp, n + 1)
-        n = addr_chars(f.orig_addr, f.ip_version, tmp)
-        tmp[n] = 9
-        n += 1
-        n += format_count(tmp + n, f.orig_port)
-        tmp[n] = 9
-        out.put(tmp, n + 1)
-        n = addr_chars(f.resp_addr, f.ip_version, tmp)
-        tmp[n] = 9
-        n += 1
-        n += format_count(tmp + n, f.resp_port)
-        tmp[n] = 9
-        n += 1
-        n += copy_cstr(tmp + n, c.proto)
-        memcpy(tmp + n, b"\t-\t", 3)
-        out.put(tmp, n + 3)
+        n = tab(tmp, n)
+        n = tab(tmp, n + uid_chars(f.uid, tmp + n))
+        n = tab(tmp, n + addr_chars(f.orig_addr, f.ip_version, tmp + n))
+        n = count_tab(tmp, n, f.orig_port)
+        n = tab(tmp, n + addr_chars(f.resp_addr, f.ip_version, tmp + n))
+        n = count_tab(tmp, n, f.resp_port)
+        n = tab(tmp, n + copy_cstr(tmp + n, c.proto))
+        out.put(tmp, n)
+        out.put(b"-\t", 2)                      # service: only rows without one
         if c.productive:
-            n = format_time(tmp, c.duration)
-            tmp[n] = 9
-            n += 1
-            n += format_count(tmp + n, c.orig_size)
-            tmp[n] = 9
-            n += 1
-            n += format_count(tmp + n, c.resp_size)
-            tmp[n] = 9
-            out.put(tmp, n + 1)
+            n = tab(tmp, format_time(tmp, c.duration))
+            n = count_tab(tmp, n, c.orig_size)
+            n = count_tab(tmp, n, c.resp_size)
+            out.put(tmp, n)
         else:
             out.put(b"-\t-\t-\t", 6)
-        n = copy_cstr(tmp, c.state)
-        tmp[n] = 9
-        tmp[n + 1] = 84 if is_private_address(f.orig_addr) else 70      # T or F
-        tmp[n + 2] = 9
-        tmp[n + 3] = 84 if is_private_address(f.resp_addr) else 70
-        tmp[n + 4] = 9
-        n += 5
-        n += format_count(tmp + n, c.missed)
-        tmp[n] = 9
-        out.put(tmp, n + 1)
+        n = tab(tmp, copy_cstr(tmp, c.state))
+        tmp[n] = 84 if is_private_address(f.orig_addr) else 70      # T or F
+        n = tab(tmp, n + 1)
+        tmp[n] = 84 if is_private_address(f.resp_addr) else 70
+        n = tab(tmp, n + 1)
+        n = count_tab(tmp, n, c.missed)
+        out.put(tmp, n)
         if f.hist_len:
             out.put(f.history, f.hist_len)      # letters and ^: nothing to escape
         else:
             out.put(b"-", 1)
-        tmp[0] = 9
-        n = 1
-        n += format_count(tmp + n, o.pkts)
-        tmp[n] = 9
-        n += 1
-        n += format_count(tmp + n, o.ip_bytes)
-        tmp[n] = 9
-        n += 1
-        n += format_count(tmp + n, r.pkts)
-        tmp[n] = 9
-        n += 1
-        n += format_count(tmp + n, r.ip_bytes)
-        memcpy(tmp + n, b"\t-\t", 3)
-        n += 3
+        n = tab(tmp, 0)
+        n = count_tab(tmp, n, o.pkts)
+        n = count_tab(tmp, n, o.ip_bytes)
+        n = count_tab(tmp, n, r.pkts)
+        n = count_tab(tmp, n, r.ip_bytes)
+        memcpy(tmp + n, b"-\t", 2)             # tunnel_parents: rows without one
+        n += 2
         n += format_count(tmp + n, f.proto)
         out.put(tmp, n)
         out.end_row()

@@ -669,9 +669,12 @@ def _client_hello_facts(body: bytes) -> tuple | None:
              alpn_data, versions_data))
 
 
-def _fast_server_hello(body: bytes) -> ServerHello | None:
-    """parse_server_hello() for a well-formed hello in one pass; None when
-    anything is off (the checked parser then says what)."""
+def _server_hello_walk(body: bytes, keep_data: bool) -> tuple | None:
+    """One pass over a well-formed ServerHello: (legacy version, random,
+    session id, cipher, compression, extensions, selected version, key share
+    group, first ALPN protocol), the extensions as (type, data) pairs when
+    `keep_data`, else their types only; None when anything is off (the
+    checked parser then says what)."""
     end = len(body)
     if end < HELLO_RANDOM_END + 1:
         return None
@@ -699,7 +702,7 @@ def _fast_server_hello(body: bytes) -> ServerHello | None:
             stop = start + (body[pos + 2] << 8 | body[pos + 3])
             if stop > block_end:
                 return None
-            extensions.append((kind, body[start:stop]))
+            extensions.append((kind, body[start:stop]) if keep_data else kind)
             pos = stop
             if kind == EXT_SUPPORTED_VERSIONS:
                 if stop - start >= 2:
@@ -723,67 +726,27 @@ def _fast_server_hello(body: bytes) -> ServerHello | None:
                     if alpn is None:
                         alpn = body[i + 1:k]
                     i = k
-    return ServerHello(body[0] << 8 | body[1], body[2:HELLO_RANDOM_END], session_id, cipher,
-                       compression, extensions, selected_version, key_share_group, alpn)
+    return (body[0] << 8 | body[1], body[2:HELLO_RANDOM_END], session_id, cipher,
+            compression, extensions, selected_version, key_share_group, alpn)
+
+
+def _fast_server_hello(body: bytes) -> ServerHello | None:
+    """parse_server_hello() for a well-formed hello in one pass; None when
+    anything is off (the checked parser then says what)."""
+    walked = _server_hello_walk(body, True)
+    return ServerHello(*walked) if walked is not None else None
 
 
 def _server_hello_facts(body: bytes) -> tuple | None:
-    """What the analyser takes from a well-formed ServerHello, checked as
-    _fast_server_hello() checks it but without building the ServerHello:
-    (legacy version, random, session id, cipher, selected version, key share
-    group, first ALPN protocol, the extension types); None when anything is
-    off."""
-    end = len(body)
-    if end < HELLO_RANDOM_END + 1:
+    """What the analyser takes from a well-formed ServerHello, without
+    building the ServerHello: (legacy version, random, session id, cipher,
+    selected version, key share group, first ALPN protocol, the extension
+    types); None when anything is off."""
+    walked = _server_hello_walk(body, False)
+    if walked is None:
         return None
-    pos = HELLO_RANDOM_END + 1 + body[HELLO_RANDOM_END]
-    if pos + 3 > end:
-        return None
-    session_id = body[HELLO_RANDOM_END + 1:pos]
-    cipher = body[pos] << 8 | body[pos + 1]
-    pos += 3
-    kinds = []
-    selected_version = key_share_group = alpn = None
-    if pos != end:
-        if pos + 2 > end:
-            return None
-        block_end = pos + 2 + (body[pos] << 8 | body[pos + 1])
-        if block_end > end:
-            return None
-        pos += 2
-        while pos < block_end:
-            start = pos + 4
-            if start > block_end:
-                return None
-            kind = body[pos] << 8 | body[pos + 1]
-            stop = start + (body[pos + 2] << 8 | body[pos + 3])
-            if stop > block_end:
-                return None
-            kinds.append(kind)
-            pos = stop
-            if kind == EXT_SUPPORTED_VERSIONS:
-                if stop - start >= 2:
-                    selected_version = body[start] << 8 | body[start + 1]
-            elif kind == EXT_KEY_SHARE or kind == EXT_KEY_SHARE_OLD:
-                if stop - start >= 2:
-                    key_share_group = body[start] << 8 | body[start + 1]
-            elif kind == EXT_ALPN:
-                if stop - start < 2:
-                    return None
-                names_end = start + 2 + (body[start] << 8 | body[start + 1])
-                if names_end > stop:
-                    return None
-                i = start + 2
-                alpn = None
-                while i < names_end:
-                    k = i + 1 + body[i]
-                    if k > names_end:
-                        return None
-                    if alpn is None:
-                        alpn = body[i + 1:k]
-                    i = k
-    return (body[0] << 8 | body[1], body[2:HELLO_RANDOM_END], session_id, cipher,
-            selected_version, key_share_group, alpn, tuple(kinds))
+    version, random, session_id, cipher, _, kinds, selected, group, alpn = walked
+    return version, random, session_id, cipher, selected, group, alpn, tuple(kinds)
 
 
 # The checked parsers: field by field, every length checked by a helper that
