@@ -398,161 +398,14 @@ def _fast_client_hello(body: bytes) -> ClientHello | None:
     return scanned[0] if scanned is not None else None
 
 
-def _scan_client_hello(body: bytes) -> tuple[ClientHello, tuple] | None:
-    """_fast_client_hello(), with the key of its fingerprints: the raw
-    values JA3 and JA4 are computed from (the same key, the same
-    fingerprints), for the analyser to look them up without computing them."""
-    end = len(body)
-    if end < HELLO_RANDOM_END + 1:
-        return None
-    pos = HELLO_RANDOM_END + 1 + body[HELLO_RANDOM_END]
-    if pos + 2 > end:
-        return None
-    stop = pos + 2 + (body[pos] << 8 | body[pos + 1])
-    if stop > end or (stop - pos) & 1:
-        return None
-    session_id = body[HELLO_RANDOM_END + 1:pos]
-    ciphers = array("H", body[pos + 2:stop])
-    if stop >= end:
-        return None
-    pos = stop + 1 + body[stop]
-    if pos > end:
-        return None
-    compression = list(body[stop + 1:pos])
-    extensions = []
-    server_names = []
-    alpn = []
-    supported_versions = []
-    groups = []
-    point_formats = []
-    signature_algorithms = []
-    key_share_groups = []
-    session_ticket = None
-    kinds = []
-    # The raw data of the extensions the fingerprints read (the last of each).
-    groups_data = formats_data = signatures_data = alpn_data = versions_data = None
-    if pos != end:
-        if pos + 2 > end:
-            return None
-        block_end = pos + 2 + (body[pos] << 8 | body[pos + 1])
-        if block_end > end:
-            return None
-        pos += 2
-        append = extensions.append
-        add_kind = kinds.append
-        while pos < block_end:
-            start = pos + 4
-            if start > block_end:
-                return None
-            kind = body[pos] << 8 | body[pos + 1]
-            stop = start + (body[pos + 2] << 8 | body[pos + 3])
-            if stop > block_end:
-                return None
-            data = body[start:stop]
-            append((kind, data))
-            add_kind(kind)
-            pos = stop
-            if kind > EXT_KEY_SHARE:
-                continue
-            size = stop - start
-            if kind == EXT_SERVER_NAME:
-                if size:
-                    if size < 2:
-                        return None
-                    names_end = 2 + (data[0] << 8 | data[1])
-                    if names_end > size:
-                        return None
-                    i = 2
-                    while i < names_end:
-                        j = i + 3
-                        if j > names_end:
-                            return None
-                        k = j + (data[i + 1] << 8 | data[i + 2])
-                        if k > names_end:
-                            return None
-                        if data[i] == 0:
-                            server_names.append(data[j:k].decode("utf-8", "backslashreplace"))
-                        i = k
-            elif kind == EXT_SUPPORTED_GROUPS or kind == EXT_SIGNATURE_ALGORITHMS:
-                if size < 2:
-                    return None
-                k = 2 + (data[0] << 8 | data[1])
-                if k > size or k & 1:
-                    return None
-                values = array("H", data[2:k])
-                if NATIVE_LITTLE_ENDIAN:
-                    values.byteswap()
-                if kind == EXT_SUPPORTED_GROUPS:
-                    groups = values.tolist()
-                    groups_data = data
-                else:
-                    signature_algorithms = values.tolist()
-                    signatures_data = data
-            elif kind == EXT_EC_POINT_FORMATS:
-                if size < 1 or 1 + data[0] > size:
-                    return None
-                point_formats = list(data[1:1 + data[0]])
-                formats_data = data
-            elif kind == EXT_ALPN:
-                if size < 2:
-                    return None
-                names_end = 2 + (data[0] << 8 | data[1])
-                if names_end > size:
-                    return None
-                alpn = []
-                i = 2
-                while i < names_end:
-                    k = i + 1 + data[i]
-                    if k > names_end:
-                        return None
-                    alpn.append(data[i + 1:k])
-                    i = k
-                alpn_data = data
-            elif kind == EXT_SUPPORTED_VERSIONS:
-                if size < 1:
-                    return None
-                k = 1 + data[0]
-                if k > size or data[0] & 1:
-                    return None
-                values = array("H", data[1:k])
-                if NATIVE_LITTLE_ENDIAN:
-                    values.byteswap()
-                supported_versions = values.tolist()
-                versions_data = data
-            elif kind == EXT_KEY_SHARE or kind == EXT_KEY_SHARE_OLD:
-                if size < 2:
-                    return None
-                shares_end = 2 + (data[0] << 8 | data[1])
-                if shares_end > size:
-                    return None
-                i = 2
-                while i < shares_end:
-                    if i + 4 > shares_end:
-                        return None
-                    k = i + 4 + (data[i + 2] << 8 | data[i + 3])
-                    if k > shares_end:
-                        return None
-                    key_share_groups.append(data[i] << 8 | data[i + 1])
-                    i = k
-            elif kind == EXT_SESSION_TICKET:
-                session_ticket = data
-    version = body[0] << 8 | body[1]
-    key = (version, ciphers.tobytes(), tuple(kinds), groups_data, formats_data,
-           signatures_data, alpn_data, versions_data)
-    if NATIVE_LITTLE_ENDIAN:
-        ciphers.byteswap()
-    return ClientHello(version, body[2:HELLO_RANDOM_END], session_id,
-                       ciphers.tolist(), compression, extensions, server_names, alpn,
-                       supported_versions, groups, point_formats, signature_algorithms,
-                       key_share_groups, session_ticket, []), key
-
-
-def _client_hello_facts(body: bytes) -> tuple | None:
-    """What the analyser takes from a well-formed ClientHello, checked as
-    _scan_client_hello() checks it but without building the ClientHello:
-    (version, session id, server names, session ticket or None, whether it
-    offers a pre-shared key, the key of its fingerprints as
-    _scan_client_hello() makes it); None when anything is off."""
+def _client_hello_walk(body: bytes, build: bool) -> tuple | None:
+    """One pass over a well-formed ClientHello, every length checked as the
+    checked parser checks it; None when anything is off (the checked parser
+    then says what).  With `build`: (the ClientHello, the key of its
+    fingerprints: the raw values JA3 and JA4 are computed from, for the
+    analyser to look them up without computing them).  Without: what the
+    analyser takes, no ClientHello built: (version, session id, server names,
+    session ticket or None, whether it offers a pre-shared key, the key)."""
     end = len(body)
     if end < HELLO_RANDOM_END + 1:
         return None
@@ -569,10 +422,19 @@ def _client_hello_facts(body: bytes) -> tuple | None:
     pos = stop + 1 + body[stop]
     if pos > end:
         return None
+    compression = list(body[stop + 1:pos]) if build else None
+    extensions = []
     server_names = []
+    alpn = []
+    supported_versions = []
+    groups = []
+    point_formats = []
+    signature_algorithms = []
+    key_share_groups = []
     session_ticket = None
     psk = False
     kinds = []
+    # The raw data of the extensions the fingerprints read (the last of each).
     groups_data = formats_data = signatures_data = alpn_data = versions_data = None
     if pos != end:
         if pos + 2 > end:
@@ -591,6 +453,8 @@ def _client_hello_facts(body: bytes) -> tuple | None:
             if stop > block_end:
                 return None
             add_kind(kind)
+            if build:
+                extensions.append((kind, body[start:stop]))
             pos = stop
             if kind > EXT_KEY_SHARE:
                 continue
@@ -619,25 +483,39 @@ def _client_hello_facts(body: bytes) -> tuple | None:
                 k = 2 + (body[start] << 8 | body[start + 1])
                 if k > size or k & 1:
                     return None
+                if build:
+                    values = array("H", body[start + 2:start + k])
+                    if NATIVE_LITTLE_ENDIAN:
+                        values.byteswap()
                 if kind == EXT_SUPPORTED_GROUPS:
                     groups_data = body[start:stop]
+                    if build:
+                        groups = values.tolist()
                 else:
                     signatures_data = body[start:stop]
+                    if build:
+                        signature_algorithms = values.tolist()
             elif kind == EXT_EC_POINT_FORMATS:
                 if size < 1 or 1 + body[start] > size:
                     return None
                 formats_data = body[start:stop]
+                if build:
+                    point_formats = list(body[start + 1:start + 1 + body[start]])
             elif kind == EXT_ALPN:
                 if size < 2:
                     return None
                 names_end = start + 2 + (body[start] << 8 | body[start + 1])
                 if names_end > stop:
                     return None
+                alpn = []
                 i = start + 2
                 while i < names_end:
-                    i += 1 + body[i]
-                    if i > names_end:
+                    k = i + 1 + body[i]
+                    if k > names_end:
                         return None
+                    if build:
+                        alpn.append(body[i + 1:k])
+                    i = k
                 alpn_data = body[start:stop]
             elif kind == EXT_SUPPORTED_VERSIONS:
                 if size < 1:
@@ -646,6 +524,11 @@ def _client_hello_facts(body: bytes) -> tuple | None:
                 if 1 + k > size or k & 1:
                     return None
                 versions_data = body[start:stop]
+                if build:
+                    values = array("H", body[start + 1:start + 1 + k])
+                    if NATIVE_LITTLE_ENDIAN:
+                        values.byteswap()
+                    supported_versions = values.tolist()
             elif kind == EXT_KEY_SHARE or kind == EXT_KEY_SHARE_OLD:
                 if size < 2:
                     return None
@@ -656,17 +539,41 @@ def _client_hello_facts(body: bytes) -> tuple | None:
                 while i < shares_end:
                     if i + 4 > shares_end:
                         return None
-                    i += 4 + (body[i + 2] << 8 | body[i + 3])
-                    if i > shares_end:
+                    k = i + 4 + (body[i + 2] << 8 | body[i + 3])
+                    if k > shares_end:
                         return None
+                    if build:
+                        key_share_groups.append(body[i] << 8 | body[i + 1])
+                    i = k
             elif kind == EXT_SESSION_TICKET:
                 session_ticket = body[start:stop]
             elif kind == EXT_PRE_SHARED_KEY:
                 psk = True
     version = body[0] << 8 | body[1]
-    return (version, session_id, server_names, session_ticket, psk,
-            (version, ciphers, tuple(kinds), groups_data, formats_data, signatures_data,
-             alpn_data, versions_data))
+    key = (version, ciphers, tuple(kinds), groups_data, formats_data, signatures_data,
+           alpn_data, versions_data)
+    if not build:
+        return version, session_id, server_names, session_ticket, psk, key
+    cipher_values = array("H", ciphers)
+    if NATIVE_LITTLE_ENDIAN:
+        cipher_values.byteswap()
+    return ClientHello(version, body[2:HELLO_RANDOM_END], session_id,
+                       cipher_values.tolist(), compression, extensions, server_names, alpn,
+                       supported_versions, groups, point_formats, signature_algorithms,
+                       key_share_groups, session_ticket, []), key
+
+
+def _scan_client_hello(body: bytes) -> tuple[ClientHello, tuple] | None:
+    """_fast_client_hello(), with the key of its fingerprints (the raw values
+    JA3 and JA4 are computed from)."""
+    return _client_hello_walk(body, True)
+
+
+def _client_hello_facts(body: bytes) -> tuple | None:
+    """What the analyser takes from a well-formed ClientHello, without
+    building it: (version, session id, server names, session ticket or None,
+    whether it offers a pre-shared key, the key of its fingerprints)."""
+    return _client_hello_walk(body, False)
 
 
 def _server_hello_walk(body: bytes, keep_data: bool) -> tuple | None:
@@ -1003,6 +910,33 @@ SSL_LOG = (
     Field("ja4", "string", "JA4 of the ClientHello"),
     Field("ja3s", "string", "JA3S of the ServerHello"),
 )
+
+
+class LazyHello:
+    """An analyser attribute holding a hello that is parsed only when read:
+    `_NAME_message` keeps the message until then, `_NAME` the parsed hello.
+    Setting it stores a parsed hello (or None)."""
+
+    def __init__(self, parse):
+        self.parse = parse
+
+    def __set_name__(self, owner, name):
+        self.value, self.message = "_" + name, "_" + name + "_message"
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        hello = getattr(obj, self.value)
+        if hello is None:
+            message = getattr(obj, self.message)
+            if message is not None:
+                hello = self.parse(message)
+                setattr(obj, self.value, hello)
+        return hello
+
+    def __set__(self, obj, hello) -> None:
+        setattr(obj, self.value, hello)
+        setattr(obj, self.message, None)
 
 
 class Tls(Analyser):
@@ -1375,19 +1309,10 @@ class Tls(Analyser):
             self.ticket_with_empty_session = False
         row["ja3"], row["ja4"] = fingerprints
 
-    @property
-    def client_hello(self) -> ClientHello | None:
-        """The ClientHello (parsed when first asked for, if it was taken in
-        one pass)."""
-        hello = self._client_hello
-        if hello is None and self._client_hello_message is not None:
-            hello = self._client_hello = parse_client_hello(self._client_hello_message)
-        return hello
-
-    @client_hello.setter
-    def client_hello(self, hello: ClientHello | None) -> None:
-        self._client_hello = hello
-        self._client_hello_message = None
+    # The ClientHello and ServerHello: parsed when first read, if they were
+    # taken in one pass (their messages kept until then).
+    client_hello = LazyHello(lambda message: parse_client_hello(message))
+    server_hello = LazyHello(lambda message: parse_server_hello(message))
 
     def on_server_hello(self, hello: ServerHello) -> None:
         """A ServerHello parsed (one that the one-pass look did not take)."""
@@ -1440,20 +1365,6 @@ class Tls(Analyser):
         if value is None:
             value = _remember(_server_fingerprints_memo, key, ja3s(self.server_hello))
         row["ja3s"] = value
-
-    @property
-    def server_hello(self) -> ServerHello | None:
-        """The ServerHello (parsed when first asked for, if it was taken in
-        one pass)."""
-        hello = self._server_hello
-        if hello is None and self._server_hello_message is not None:
-            hello = self._server_hello = parse_server_hello(self._server_hello_message)
-        return hello
-
-    @server_hello.setter
-    def server_hello(self, hello: ServerHello | None) -> None:
-        self._server_hello = hello
-        self._server_hello_message = None
 
     def on_server_key_exchange(self, message: bytes) -> None:
         name = name_of(CIPHER_SUITES, self.cipher) if self.cipher is not None else ""
