@@ -31,6 +31,8 @@ pytestmark = pytest.mark.skipif(not (SUITE / "MANIFEST.json").exists(),
 
 
 def cases():
+    if not (SUITE / "MANIFEST.json").exists():
+        return []                   # skipped (pytestmark), not an error at collection
     manifest = json.loads((SUITE / "MANIFEST.json").read_text())
     by_name = {c["case"]: c for c in manifest["cases"]}
     return [by_name[name] for name in PLAIN_TLS]
