@@ -56,9 +56,6 @@ import hmac
 import struct
 from typing import NamedTuple
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from analyser import ORIG, RESP, Analyser, Field, Signature, StreamEnd, conn_id_fields
 from protocols.tls import (CLIENT_HELLO, EXT_PRE_SHARED_KEY, SERVER_HELLO, SSL_LOG, TlsError,
@@ -184,6 +181,24 @@ def hkdf_expand_label(secret: bytes, label: bytes, length: int) -> bytes:
     return out[:length]
 
 
+class Crypto:
+    """cryptography's AES-GCM and AES-ECB, imported when the first Initial
+    packet is decrypted rather than at start-up: the import costs every run
+    about 6 ms, and most runs see no QUIC."""
+    loaded = False
+
+    @classmethod
+    def load(cls) -> type:
+        if not cls.loaded:
+            from cryptography.exceptions import InvalidTag
+            from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+            cls.InvalidTag, cls.AESGCM = InvalidTag, AESGCM
+            cls.Cipher, cls.algorithms, cls.modes = Cipher, algorithms, modes
+            cls.loaded = True
+        return cls
+
+
 class PacketKeys:
     """One side's Initial packet protection: AEAD key, IV and header key."""
 
@@ -192,8 +207,10 @@ class PacketKeys:
         self.key = hkdf_expand_label(secret, label + b"key", 16)
         self.iv = hkdf_expand_label(secret, label + b"iv", 12)
         self.hp = hkdf_expand_label(secret, label + b"hp", 16)
-        self.aead = AESGCM(self.key)
-        self.mask_cipher = Cipher(algorithms.AES(self.hp), modes.ECB()).encryptor()
+        crypto = Crypto.load()
+        self.aead = crypto.AESGCM(self.key)
+        self.mask_cipher = crypto.Cipher(crypto.algorithms.AES(self.hp),
+                                         crypto.modes.ECB()).encryptor()
 
     def mask(self, sample: bytes) -> bytes:
         """The header protection mask (RFC 9001 §5.4.3)."""
@@ -312,9 +329,10 @@ def retry_integrity_ok(data: bytes, header: LongHeader, original_dcid: bytes) ->
         return None
     key, nonce = params
     pseudo = bytes([len(original_dcid)]) + original_dcid + data[header.start:header.end - TAG]
+    crypto = Crypto.load()
     try:
-        AESGCM(key).decrypt(nonce, data[header.end - TAG:header.end], pseudo)
-    except InvalidTag:
+        crypto.AESGCM(key).decrypt(nonce, data[header.end - TAG:header.end], pseudo)
+    except crypto.InvalidTag:
         return False
     return True
 
@@ -725,7 +743,7 @@ class Quic(Analyser):
             keys = self.keys[header.version] = initial_keys(header.version, self.initial_dcid)
         try:
             number, payload = unprotect(data, header, keys[side], self.largest_pn[side])
-        except InvalidTag:
+        except Crypto.load().InvalidTag:
             if not self.confirmed:
                 self.give_up("QUIC Initial decryption failed", data[header.start:header.end])
             self.weird("QUIC_decryption_failed", side="orig" if side == ORIG else "resp")

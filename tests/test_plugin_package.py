@@ -169,3 +169,23 @@ def test_an_installed_package_writes_its_own_log(plugin_venv, tmp_path, log_form
     assert got == expected_rows()
     assert {r["uid"] for r in rows} == {conn[0]["uid"]}
     assert {r["id.orig_h"] for r in rows} == {"10.9.0.1"}
+
+
+def test_the_quick_look_for_entry_points_sees_what_importlib_metadata_would(tmp_path):
+    """The start-up skips importlib.metadata only when no entry_points.txt on
+    the path names the group; a zip on the path is always a maybe."""
+    from analyser.registry import ENTRY_POINT_GROUP, may_declare_entry_points
+    plain = tmp_path / "plain"
+    (plain / "other-1.0.dist-info").mkdir(parents=True)
+    (plain / "other-1.0.dist-info" / "entry_points.txt").write_text(
+        "[console_scripts]\nother = other:main\n")
+    (plain / "bare-1.0.dist-info").mkdir()          # no entry_points.txt at all
+    assert not may_declare_entry_points([str(plain), str(tmp_path / "missing")])
+    plugin = tmp_path / "plugin"
+    (plugin / "rpc_analyser-0.1.egg-info").mkdir(parents=True)
+    (plugin / "rpc_analyser-0.1.egg-info" / "entry_points.txt").write_text(
+        "[%s]\nrpc = rpc_analyser\n" % ENTRY_POINT_GROUP)
+    assert may_declare_entry_points([str(plain), str(plugin)])
+    archive = tmp_path / "deps.zip"
+    archive.write_bytes(b"PK\x05\x06" + bytes(18))
+    assert may_declare_entry_points([str(plain), str(archive)])
