@@ -215,6 +215,7 @@ class Analyser:
         self._deferred: Exception | None = None          # a gap or end read_lines met
         self._waiting_datagram = False                   # blocked in read_datagram()
         self._finished = False                           # main() has returned (or failed)
+        self._into: tuple | None = None                  # (handler, limit) of read_any_into()
 
     # -- what subclasses write ---------------------------------------------------
 
@@ -302,6 +303,47 @@ class Analyser:
         whichever side has data first."""
         data = self._request(ANY, WANT_SOME, limit)
         return self._last_side, data
+
+    def read_any_into(self, handler: Callable[[int, bytes], Any], limit: int = 65536) -> None:
+        """The loop `while not handler(*self.read_any(limit)): pass`, for an
+        analyser that cuts both sides itself (a sans-IO parser fed chunk by
+        chunk): each chunk goes to handler(side, data) as it comes, called by
+        the engine directly, without switching into this analyser's greenlet
+        and back (two switches per chunk otherwise).  Returns when the
+        handler returns a true value; raises Gap or StreamEnd as read_any()
+        would.  The handler must not read (it runs outside main()); what it
+        raises (violation(), an error) is raised here, in main()."""
+        rt = self._rt
+        while True:
+            if self._replay is not None or self._deferred is not None:
+                side, data = self.read_any(limit)      # the recorded bytes first
+                if handler(side, data):
+                    return
+                continue
+            result = rt.streams.request(self._slot, ANY, WANT_SOME, limit)
+            if result is None:
+                # Nothing there: the engine hands the chunks to the handler as
+                # they come, and wakes this greenlet at a gap, the end, or
+                # when the handler says it is done.
+                if greenlet.getcurrent() is not self._greenlet:
+                    raise RuntimeError("analyser reads must happen inside main()")
+                self._ends_in_a_row = 0
+                self._into = (handler, limit)
+                try:
+                    result = rt.main_greenlet.switch()
+                finally:
+                    self._into = None
+                if result is None:
+                    return                             # the handler is done
+            code, side, payload, extra = result
+            self._last_side = side
+            if code != R_DATA:
+                self._not_data(code, side, payload, extra)
+            recording = self._recording
+            if recording is not None and not recording.add(side, payload):
+                self._recording = None
+            if handler(side, payload):
+                return
 
     def peek_any(self, limit: int = 4096) -> tuple[int, bytes]:
         """(side, the first bytes of that side) as soon as either side has more
@@ -767,15 +809,20 @@ class Runtime:
         self._apply_replacement(slot)
         return self.instances.get(slot, a)
 
-    def _wake(self, a: Analyser, value) -> None:
+    def _wake(self, a: Analyser, value, throw: bool = False) -> None:
         """Run `a` until it waits again: timed (seconds per analyser) and
         watched (a wake-up past the time limit is stopped).  `value` is what
-        its pending read gets (the analyser itself, to start it)."""
+        its pending read gets (the analyser itself, to start it), or with
+        `throw` the exception its read raises."""
         self.wakeup_seq += 1
         seq = self.wakeup_seq
         started = self.wakeup_started = perf_counter()
         try:
-            a._greenlet.switch(value)
+            if throw:
+                # With its traceback: an error report names the handler's line.
+                a._greenlet.throw(type(value), value, value.__traceback__)
+            else:
+                a._greenlet.switch(value)
         except AnalyserTimeout:
             pass            # raised in the instant after the analyser had returned
         finally:
@@ -977,9 +1024,52 @@ class Runtime:
         a = self.instances.get(slot)
         if a is None or a._finished:
             return
-        self._wake(a, (code, side, payload, extra))
+        into = a._into
+        if into is not None and code == R_DATA:
+            self._feed_into(a, into, side, payload)
+        else:
+            self._wake(a, (code, side, payload, extra))
         if self._replacements:
             self._apply_replacement(slot)
+
+    def _feed_into(self, a: Analyser, into: tuple, side: int, payload: bytes) -> None:
+        """read_any_into(): chunks to the handler, here, until none is left
+        (the request waits again), or the analyser has to run: a gap or the
+        end (its read raises them), the handler done (it returns), or an
+        exception from the handler (raised in main()).  Timed and watched as
+        a wake-up is."""
+        handler, limit = into
+        streams = self.streams
+        slot = a._slot
+        self.wakeup_seq += 1
+        seq = self.wakeup_seq
+        started = self.wakeup_started = perf_counter()
+        wake, value = False, None
+        try:
+            while True:
+                a._last_side = side
+                recording = a._recording
+                if recording is not None and not recording.add(side, payload):
+                    a._recording = None
+                if handler(side, payload):
+                    wake = True                 # value None: read_any_into returns
+                    break
+                result = streams.request(slot, ANY, WANT_SOME, limit)
+                if result is None:
+                    break                       # waiting again, still in read_any_into
+                if result[0] != R_DATA:
+                    wake, value = True, result
+                    break
+                side, payload = result[1], result[2]
+        except (Exception, AnalyserTimeout) as exc:
+            wake, value = True, exc             # no request is pending: each was met
+        finally:
+            self.wakeup_started = 0.0
+            if self.timed_out_seq == seq and self.watchdog is not None:
+                clear_in(self.watchdog.thread_id)
+        self.seconds[a.name] = self.seconds.get(a.name, 0.0) + perf_counter() - started
+        if wake:
+            self._wake(a, value, throw=isinstance(value, BaseException))
 
     def datagram(self, slot: int, side: int, data: bytes) -> None:
         """A UDP datagram for the analyser of `slot` (from the flow table)."""

@@ -664,6 +664,7 @@ class Ftp(Analyser):
         self.discarding = {ORIG: False, RESP: False}   # dropping the rest of a cut line
         self.stopped = False          # no more parsing (TLS, violation)
         self.encrypted = False
+        self.tls_record_unread = False   # AUTH TLS accepted: the client's next byte to look at
         self.awaiting: deque[Awaiting] = deque()
         self.awaiting.append(Awaiting("<init>", "", self.ts))
         self.reply_lines: list[str] = []
@@ -686,9 +687,10 @@ class Ftp(Analyser):
     def read_both_sides(self) -> None:
         while not self.stopped:
             try:
-                # Goes on with the other side when one has ended; StreamEnd
-                # means both have.
-                side, data = self.read_any(READ_CHUNK)
+                # Each chunk of either side to feed() as it comes (the engine
+                # calls it: no greenlet switch per chunk); goes on with the
+                # other side when one has ended; StreamEnd means both have.
+                self.read_any_into(self.feed, READ_CHUNK)
             except Gap as gap:
                 self.feed(gap.side, gap.data)
                 self.weird("FTP_content_gap", side="orig" if gap.side == ORIG else "resp",
@@ -703,18 +705,50 @@ class Ftp(Analyser):
                 self.feed(end.side, end.data)
                 self.closed = True
                 break
-            self.feed(side, data)
+        if self.tls_record_unread:
+            self.tls_record_unread = False
+            try:
+                first = self.read(ORIG, 1)
+            except (Gap, StreamEnd):
+                first = b""
+            if first == b"\x16":                   # a TLS handshake record
+                self.add_service("ssl")
+            self.release()
         if self.closed and not self.stopped:
             if self.buffers[ORIG]:
                 self.weird("partial_ftp_request")     # a command without its newline
             self.buffers[ORIG].clear()
             self.buffers[RESP].clear()
 
-    def feed(self, side: int, data: bytes) -> None:
-        """Cut a side's bytes into lines and handle each, in order."""
+    def feed(self, side: int, data: bytes) -> bool:
+        """Cut a side's bytes into lines and handle each, in order.  True
+        once parsing has stopped (read_any_into ends then)."""
         if not data or self.stopped:
-            return
+            return self.stopped
         buf = self.buffers[side]
+        if not buf and not self.discarding[side]:
+            # The usual case, a chunk that starts a line: its lines are cut
+            # straight out of it (one copy each); only an unfinished rest is
+            # kept in the buffer.
+            if type(data) is not bytes:
+                data = bytes(data)
+            start = 0
+            while True:
+                nl = data.find(b"\n", start)
+                if nl < 0:
+                    break
+                line = data[start:nl]
+                start = nl + 1
+                if len(line) > MAX_LINE:
+                    self.weird("FTP_line_too_long", side="orig" if side == ORIG else "resp",
+                               limit=MAX_LINE)
+                    line = line[:MAX_LINE]
+                self.handle_line(side, line)
+                if self.stopped:
+                    break
+            if start == len(data):
+                return self.stopped
+            data = data[start:]
         buf += data
         while not self.stopped:
             nl = buf.find(b"\n")
@@ -738,6 +772,7 @@ class Ftp(Analyser):
                            limit=MAX_LINE)
                 line = line[:MAX_LINE]
             self.handle_line(side, line)
+        return self.stopped
 
     def handle_line(self, side: int, raw: bytes) -> None:
         if raw.endswith(b"\r"):
@@ -909,14 +944,12 @@ class Ftp(Analyser):
         self.emit("ftp_encrypted", method=self.auth_requested)
         if self.buffers[ORIG][:1] == b"\x16":
             self.add_service("ssl")
+            self.release()
         else:
-            try:
-                first = self.read(ORIG, 1)
-            except (Gap, StreamEnd):
-                first = b""
-            if first == b"\x16":                   # a TLS handshake record
-                self.add_service("ssl")
-        self.release()
+            # The client's next byte says whether a TLS record follows: read by
+            # read_both_sides once feeding stops (feed() runs outside main(),
+            # where nothing can be read).
+            self.tls_record_unread = True
 
     # -- data channels -------------------------------------------------------------------
 

@@ -695,9 +695,15 @@ class Http(Analyser):
 
     def read_both_sides(self) -> None:
         sides = self.sides
+
+        def feed_chunk(side: int, data: bytes) -> bool:
+            self.feed(sides[side], data)
+            return self.stopped
         while not self.stopped:
             try:
-                side, data = self.read_any(READ_CHUNK)
+                # Each chunk of either side to feed() as it comes (the engine
+                # calls it: no greenlet switch per chunk).
+                self.read_any_into(feed_chunk, READ_CHUNK)
             except Gap as gap:
                 if gap.data:
                     self.feed(sides[gap.side], gap.data)
@@ -714,7 +720,6 @@ class Http(Analyser):
                     if short and s.state in (BODY, CHUNK_DATA):
                         s.body_length -= short
                 break
-            self.feed(sides[side], data)
 
     def end(self) -> None:
         """The connection is over (or no longer HTTP): messages in progress end

@@ -249,9 +249,15 @@ class Ssh(Analyser):
             self.write_row()
 
     def read_both_sides(self) -> None:
+        def feed_chunk(side: int, data: bytes) -> bool:
+            self.feed(side, data)
+            return self.nothing_to_learn()
         while True:
             try:
-                side, data = self.read_any(READ_CHUNK)
+                # Each chunk of either side to feed() as it comes (the engine
+                # calls it: no greenlet switch per chunk) until there is
+                # nothing more to learn.
+                self.read_any_into(feed_chunk, READ_CHUNK)
             except Gap as gap:
                 # As Zeek after a content gap: what came before it is parsed,
                 # nothing after.
@@ -264,10 +270,8 @@ class Ssh(Analyser):
                 if end.data:
                     self.feed(end.side, end.data)
                 return
-            self.feed(side, data)
-            if self.nothing_to_learn():
-                self.stop()
-                return
+            self.stop()
+            return
 
     def nothing_to_learn(self) -> bool:
         """The row is final and no events are asked for: both sides are past

@@ -687,3 +687,134 @@ def test_a_greenlet_whose_analyser_returned_serves_the_next_connection_undisturb
     assert lines1 == [b"first\n"]
     assert lines2 == [b"one\n", b"two\n"]
     assert g2 is g1
+
+
+def chatty_trace():
+    """A client and a server taking turns, a few chunks each, with a gap."""
+    c, s = peers()
+    frames = handshake(c, s)
+    frames += [c.send(ACK, b"one\n"), s.send(ACK, b"1 ok\n"), c.send(ACK, b"two"),
+               c.send(ACK, b"\nthree\n"), s.send(ACK, b"2 ok\n3 ok\n")]
+    c.seq += 100                                   # 100 bytes never captured
+    frames += [c.send(ACK, b"four\n"), s.send(ACK, b"4 ok\n")] + close(c, s)
+    return frames
+
+
+class IntoRecorder(Analyser):
+    """read_any_into() with a handler that records what it gets, and where it
+    runs (the analyser's greenlet, or the engine's)."""
+    name = "into"
+    ports = {7000}
+    log = []
+
+    def main(self):
+        import greenlet
+        mine = greenlet.getcurrent()
+
+        def handler(side, data):
+            self.log.append(("chunk", side, data, greenlet.getcurrent() is mine))
+            return data == b"stop\n"
+        while True:
+            try:
+                self.read_any_into(handler)
+            except Gap as g:
+                self.log.append(("gap", g.side, g.size, g.data))
+                continue
+            except StreamEnd as e:
+                self.log.append(("end", e.side, e.data))
+                return
+            self.log.append(("returned",))
+            self.log.append(("line", ORIG, self.read_line(ORIG)))
+
+
+def test_read_any_into_hands_over_what_read_any_would_without_switching(replay):
+    frames = chatty_trace()
+    log = run(replay, frames, [("any",)] * 12)
+    IntoRecorder.log = []
+    replay(timed(frames), analysers=[(IntoRecorder, {})])
+    # The same chunks, sides, gap and end as a read_any() loop gets ...
+    expected = [("chunk", e[1], e[2]) if e[0] == "any" else e for e in log]
+    expected = expected[:expected.index(("end", ORIG, b"")) + 1]
+    assert [e[:3] if e[0] == "chunk" else e for e in IntoRecorder.log] == expected
+    assert ("gap", ORIG, 100, b"") in IntoRecorder.log
+    # ... but each chunk that came while the analyser waited was given to the
+    # handler by the engine, not by a switch into the greenlet (after the gap,
+    # the chunk already there is handed over in the greenlet, at once).
+    before_gap = IntoRecorder.log[:IntoRecorder.log.index(("gap", ORIG, 100, b""))]
+    assert len(before_gap) == 5 and not any(e[3] for e in before_gap)
+    assert ("chunk", ORIG, b"four\n", True) in IntoRecorder.log
+
+
+def test_read_any_into_returns_when_the_handler_says_so(replay):
+    c, s = peers()
+    frames = handshake(c, s) + [c.send(ACK, b"stop\n"), c.send(ACK, b"after\n"),
+                                s.send(ACK, b"x\n")] + close(c, s)
+    IntoRecorder.log = []
+    replay(timed(frames), analysers=[(IntoRecorder, {})])
+    assert IntoRecorder.log[:3] == [("chunk", ORIG, b"stop\n", False), ("returned",),
+                                    ("line", ORIG, b"after\n")]
+
+
+def test_what_a_read_any_into_handler_raises_is_raised_in_main(replay):
+    events = []
+
+    class Strict(Analyser):
+        name = "strict"
+        ports = {7000}
+
+        def main(self):
+            def handler(side, data):
+                if data.startswith(b"bad"):
+                    raise ValueError("bad chunk")
+                if data.startswith(b"read"):
+                    self.read(ORIG, 1)               # a handler cannot read
+            self.read_any_into(handler)
+
+    frames = []
+    for port, first in ((40000, b"bad\n"), (40001, b"read\n")):
+        c, s = TcpPeer("10.0.0.1", port, 1000), TcpPeer("10.0.0.2", 7000, 5000)
+        c.connect(s)
+        frames += handshake(c, s) + [s.send(ACK, b"hi\n"), c.send(ACK, first)] + close(c, s)
+    replay(timed(frames), analysers=[(Strict, {})], on_event=events.append)
+    errors = [e for e in events if e["event"] == "analyser_error"]
+    assert [e["error"] for e in errors] == [
+        "ValueError: bad chunk", "RuntimeError: analyser reads must happen inside main()"]
+    assert "in handler" in errors[0]["where"]
+    assert replay.result.stats["analyser_errors"] == 2
+
+
+def test_a_violation_in_a_read_any_into_handler_hands_the_streams_on(replay):
+    import greenlet
+    got, where = [], []
+
+    class Picky(Analyser):
+        name = "picky"
+        ports = {9999}
+
+        def main(self):
+            def handler(side, data):
+                where.append(greenlet.getcurrent() is mine)
+                if side == ORIG and not data.startswith(b"LOGIN"):
+                    self.violation("no LOGIN", data)
+            mine = greenlet.getcurrent()
+            self.read_any_into(handler)
+
+    class Hello(Analyser):
+        name = "hello"
+        signatures = (Signature(ORIG, b"hello", nocase=True),)
+
+        def main(self):
+            got.append((self.read_line(ORIG), self.read_line(RESP)))
+            self.confirm()
+
+    c, s = peers(port=9999)
+    # The server speaks first: the client's line reaches the handler in the
+    # engine, and the violation it raises there ends the analyser in main().
+    frames = handshake(c, s) + [s.send(ACK, b"WELCOME\r\n"), c.send(ACK, b"HELLO there\r\n")]
+    frames += close(c, s)
+    events = []
+    rows = replay(timed(frames), analysers=[(Picky, {}), (Hello, {})], on_event=events.append)
+    assert got == [(b"HELLO there\r\n", b"WELCOME\r\n")]
+    assert len(where) == 2 and where[-1] is False      # the HELLO chunk: in the engine
+    assert [e["reason"] for e in events if e["event"] == "analyzer_violation"] == ["no LOGIN"]
+    assert rows[0]["service"] == "hello"
