@@ -1003,12 +1003,15 @@ cdef class FlowTable:
         e.pkts += 1
         e.ip_bytes += d.ip_len
 
-        # Partial status is decided by the first packet from each side.
+        # Partial status is decided by the first packet from each side: once
+        # a side has been seen, its later packets (the handshake's last ACK)
+        # leave it as it is.
         if is_orig:
             if not (f.first_packet_seen & SEEN_ORIG):
                 f.is_partial = (not syn) or ack
         elif not (f.first_packet_seen & SEEN_RESP) and not f.is_partial:
             f.is_partial = not syn
+        f.first_packet_seen |= SEEN_ORIG if is_orig else SEEN_RESP
 
         seg_len = length + (1 if syn else 0) + (1 if fin else 0)
         if rst:
