@@ -141,65 +141,11 @@ class Connection:
     session: dict = field(default_factory=dict)
 
 
-class Analyser:
-    """Base class of protocol analysers.
-
-    Subclasses set `name`, say how they are chosen (`ports` as hints,
-    `signatures` on the first payload of a side, or another analyser's
-    `expect()`), declare their `options` ({name: (default, help)}, set with
-    `--analyser NAME:key=value`) and their `logs` ({path: [(field, type),
-    ...]}), and implement `main()`.
-    """
-    name: ClassVar[str] = ""
-    ports: ClassVar[frozenset[int] | set[int]] = frozenset()
-    # "tcp" (byte streams: read, read_line, ...), "udp" (datagrams:
-    # read_datagram) or both, as a tuple: ("udp", "tcp").
-    protocol: ClassVar[str | tuple[str, ...]] = "tcp"
-    options: ClassVar[dict[str, tuple[Any, str]]] = {}
-    # What the first payload of a side looks like (checked in compiled code).
-    signatures: ClassVar[Sequence[Signature]] = ()
-    # Logs this analyser writes with self.log(path, row): path -> fields, each
-    # (name, Zeek type) or (name, Zeek type, doc) or analyser.schemas.Field.
-    logs: ClassVar[dict[str, Sequence]] = {}
-    # conn.log's service once confirm() is called (None: the analyser's name;
-    # "": none).  analyzer.log names the analyser `name.upper()`.
-    service: ClassVar[str | None] = None
-    # Fields of its logs and events that carry what users sent (names, paths,
-    # commands, message text): left unset under --no-payload-in-logs.
-    payload_fields: ClassVar[frozenset[str]] = frozenset()
-    # Filled in by __init_subclass__: the checked logs of the class and its bases.
-    declared_logs: ClassVar[dict[str, tuple[Field, ...]]] = {}
-
-    def __init_subclass__(cls, **kwargs):
-        """Check what a subclass declares when it is defined, so a mistake is
-        one clear message at load time rather than a failure mid-trace."""
-        super().__init_subclass__(**kwargs)
-        logs = {}
-        for base in reversed(cls.__mro__[1:]):
-            logs.update(getattr(base, "declared_logs", {}))
-        for path, fields in cls.__dict__.get("logs", {}).items():
-            try:
-                logs[path] = schema_of(path, fields)
-            except ValueError as exc:
-                raise TypeError("analyser %s: %s" % (cls.name or cls.__name__, exc)) from None
-        cls.declared_logs = logs
-        if not cls.transports() or not cls.transports() <= TRANSPORTS:
-            raise TypeError("analyser %s: protocol is 'tcp', 'udp' or both as a tuple, not %r"
-                            % (cls.name or cls.__name__, cls.protocol))
-        for sig in cls.__dict__.get("signatures", ()):
-            if not isinstance(sig, Signature):
-                raise TypeError("analyser %s: signatures are analyser.Signature, not %r"
-                                % (cls.name or cls.__name__, sig))
-            try:
-                sig.compiled()
-            except ValueError as exc:
-                raise TypeError("analyser %s: %s" % (cls.name or cls.__name__, exc)) from None
-
-    @classmethod
-    def transports(cls) -> frozenset[str]:
-        """The transports this analyser runs on ("tcp", "udp")."""
-        proto = cls.protocol
-        return frozenset((proto,) if isinstance(proto, str) else proto)
+class AnalyserCore:
+    """What an analyser is per connection: its state and its reads.  Analyser
+    (below) adds what a protocol declares; the build makes this half an
+    extension type whose state the wake-up path reads as struct fields
+    (runtime.pxd), which a class with __init_subclass__ cannot be."""
 
     def __init__(self, runtime: "Runtime", slot: int, conn: Connection, config: dict):
         self._rt = runtime
@@ -602,6 +548,67 @@ class Analyser:
         if want == WANT_PEEK:
             return replay.pending(self._last_side) + data
         return prefix + data if prefix else data
+
+
+class Analyser(AnalyserCore):
+    """Base class of protocol analysers.
+
+    Subclasses set `name`, say how they are chosen (`ports` as hints,
+    `signatures` on the first payload of a side, or another analyser's
+    `expect()`), declare their `options` ({name: (default, help)}, set with
+    `--analyser NAME:key=value`) and their `logs` ({path: [(field, type),
+    ...]}), and implement `main()`.
+    """
+    name: ClassVar[str] = ""
+    ports: ClassVar[frozenset[int] | set[int]] = frozenset()
+    # "tcp" (byte streams: read, read_line, ...), "udp" (datagrams:
+    # read_datagram) or both, as a tuple: ("udp", "tcp").
+    protocol: ClassVar[str | tuple[str, ...]] = "tcp"
+    options: ClassVar[dict[str, tuple[Any, str]]] = {}
+    # What the first payload of a side looks like (checked in compiled code).
+    signatures: ClassVar[Sequence[Signature]] = ()
+    # Logs this analyser writes with self.log(path, row): path -> fields, each
+    # (name, Zeek type) or (name, Zeek type, doc) or analyser.schemas.Field.
+    logs: ClassVar[dict[str, Sequence]] = {}
+    # conn.log's service once confirm() is called (None: the analyser's name;
+    # "": none).  analyzer.log names the analyser `name.upper()`.
+    service: ClassVar[str | None] = None
+    # Fields of its logs and events that carry what users sent (names, paths,
+    # commands, message text): left unset under --no-payload-in-logs.
+    payload_fields: ClassVar[frozenset[str]] = frozenset()
+    # Filled in by __init_subclass__: the checked logs of the class and its bases.
+    declared_logs: ClassVar[dict[str, tuple[Field, ...]]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        """Check what a subclass declares when it is defined, so a mistake is
+        one clear message at load time rather than a failure mid-trace."""
+        super().__init_subclass__(**kwargs)
+        logs = {}
+        for base in reversed(cls.__mro__[1:]):
+            logs.update(getattr(base, "declared_logs", {}))
+        for path, fields in cls.__dict__.get("logs", {}).items():
+            try:
+                logs[path] = schema_of(path, fields)
+            except ValueError as exc:
+                raise TypeError("analyser %s: %s" % (cls.name or cls.__name__, exc)) from None
+        cls.declared_logs = logs
+        if not cls.transports() or not cls.transports() <= TRANSPORTS:
+            raise TypeError("analyser %s: protocol is 'tcp', 'udp' or both as a tuple, not %r"
+                            % (cls.name or cls.__name__, cls.protocol))
+        for sig in cls.__dict__.get("signatures", ()):
+            if not isinstance(sig, Signature):
+                raise TypeError("analyser %s: signatures are analyser.Signature, not %r"
+                                % (cls.name or cls.__name__, sig))
+            try:
+                sig.compiled()
+            except ValueError as exc:
+                raise TypeError("analyser %s: %s" % (cls.name or cls.__name__, exc)) from None
+
+    @classmethod
+    def transports(cls) -> frozenset[str]:
+        """The transports this analyser runs on ("tcp", "udp")."""
+        proto = cls.protocol
+        return frozenset((proto,) if isinstance(proto, str) else proto)
 
 
 class Recording:

@@ -1,0 +1,54 @@
+# Typed layout of runtime.py's two hot classes, for the build only.
+#
+# runtime.py stays plain Python (it runs as source with ANALYSER_FROM_SOURCE=1);
+# when the build compiles it, Cython reads this file beside it and makes
+# AnalyserCore (the per-connection half of Analyser) and Runtime extension
+# types: the attributes every wake-up touches become struct fields instead of
+# dictionary entries, and the wake-up path's own calls (_request, _wake,
+# _feed_into) are C calls.  Every other attribute (and a subclass's own) lives
+# in the instance __dict__ as before.
+cimport cython
+
+
+cdef class AnalyserCore:
+    cdef dict __dict__
+    cdef public Runtime _rt
+    cdef public Py_ssize_t _slot
+    cdef public object conn
+    cdef public object config
+    cdef public object _confirmed
+    cdef public object _candidates
+    cdef public object _recording
+    cdef public object _replay
+    cdef public Py_ssize_t _ends_in_a_row
+    cdef public Py_ssize_t _last_side
+    cdef public object _deferred
+    cdef public object _waiting_datagram
+    cdef public object _finished
+    cdef public object _into
+    cdef public object _greenlet
+
+    cdef _request(self, int side, int want, object n)
+
+
+@cython.final
+cdef class Runtime:
+    cdef dict __dict__
+    # analyser.streams.Streams, or the Python stream layer of the test
+    # harness (analyser/bytestreams.py): not typed.
+    cdef public object streams
+    cdef public object main_greenlet
+    cdef public dict instances
+    cdef public object now
+    cdef public dict counters
+    cdef public dict seconds
+    cdef public double wakeup_started
+    cdef public Py_ssize_t wakeup_seq
+    cdef public Py_ssize_t timed_out_seq
+    cdef public object watchdog
+    cdef public dict _replacements
+
+    @cython.final
+    cpdef _wake(self, AnalyserCore a, object value, bint throw=*)
+    @cython.final
+    cpdef _feed_into(self, AnalyserCore a, tuple into, int side, object payload)
