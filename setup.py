@@ -49,7 +49,7 @@ setup(
     description="Real-time passive protocol analyser framework (compiled flow engine, "
                 "protothread analysers, Zeek-compatible logs)",
     packages=["analyser", "ringbuf", "protocols"],
-    package_data={"analyser": ["*.pxd"], "ringbuf": ["*.pxd"]},
+    package_data={"analyser": ["*.pxd"], "ringbuf": ["*.pxd"], "protocols": ["*.pxd"]},
     ext_modules=cythonize(
         extensions,
         nthreads=os.cpu_count() or 1,

@@ -8,7 +8,12 @@ Public API::
 
     from analyser import (Analyser, ORIG, RESP, ANY, Gap, StreamEnd, Monitor,
                           Signature, Field, conn_id_fields, TRANSFERS, Expectation, InnerStreams,
-                          ProtocolViolation, private_address)
+                          ProtocolViolation, private_address, AnalyserCore)
+
+`AnalyserCore` is Analyser's per-connection half (state and reads, no
+declarations): a protocol whose hot path is worth an extension type derives
+its typed half from it and its analyser from both (protocols/ftp.py, whose
+ftp.pxd cimports it from analyser.runtime).
 """
 __version__ = "0.2.0"
 
@@ -17,8 +22,8 @@ __version__ = "0.2.0"
 from analyser.compiled import install as _install_fresh_source_finder  # noqa: E402
 _install_fresh_source_finder()
 
-from analyser.runtime import (ANY, ORIG, RESP, Analyser, Expectation, Gap,  # noqa: E402
-                              ProtocolViolation, StreamEnd)
+from analyser.runtime import (ANY, ORIG, RESP, Analyser, AnalyserCore,  # noqa: E402
+                              Expectation, Gap, ProtocolViolation, StreamEnd)
 from analyser.events import Monitor  # noqa: E402
 from analyser.schemas import TRANSFERS, Field, conn_id_fields  # noqa: E402
 from analyser.signatures import Signature  # noqa: E402
@@ -27,4 +32,4 @@ from analyser.flows import private_address  # noqa: E402
 
 __all__ = ["Analyser", "ORIG", "RESP", "ANY", "Gap", "StreamEnd", "Monitor", "Signature",
            "Field", "conn_id_fields", "TRANSFERS", "Expectation", "ProtocolViolation",
-           "InnerStreams", "private_address", "__version__"]
+           "InnerStreams", "private_address", "AnalyserCore", "__version__"]

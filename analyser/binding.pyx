@@ -48,14 +48,24 @@ cdef uint8_t transport_bit(Flow* f) noexcept:
     return TRANSPORT_TCP if f.proto == PROTO_TCP else (TRANSPORT_UDP if f.proto == PROTO_UDP else 0)
 
 
+# analyser.runtime's Connection and ConnId, imported at the first connection
+# (runtime imports the compiled modules, so not at load time), then kept: an
+# import statement in conn_info cost a module lookup per connection.
+cdef object _Connection = None
+cdef object _ConnId = None
+
+
 cdef object conn_info(Flow* f):
     """What an analyser knows of its connection (analyser.runtime.Connection)."""
-    from analyser.runtime import Connection, ConnId
+    global _Connection, _ConnId
+    if _Connection is None:
+        from analyser.runtime import Connection, ConnId
+        _Connection, _ConnId = Connection, ConnId
     proto = "tcp" if f.proto == PROTO_TCP else ("udp" if f.proto == PROTO_UDP else "icmp")
-    return Connection(uid_text(f.uid),
-                      ConnId(addr_text(f.orig_addr, f.ip_version), f.orig_port,
-                             addr_text(f.resp_addr, f.ip_version), f.resp_port, proto),
-                      f.start_time)
+    return _Connection(uid_text(f.uid),
+                       _ConnId(addr_text(f.orig_addr, f.ip_version), f.orig_port,
+                               addr_text(f.resp_addr, f.ip_version), f.resp_port, proto),
+                       f.start_time)
 
 
 def report_error(report, uint64_t count, str where, exc):

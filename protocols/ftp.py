@@ -48,8 +48,10 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from analyser import (ORIG, RESP, TRANSFERS, Analyser, Expectation, Field, Gap, Signature,
-                      StreamEnd,
-                      conn_id_fields)
+                      StreamEnd, conn_id_fields)
+# The public AnalyserCore, named by the module that defines it: ftp.pxd cimports
+# it from there to derive FtpCore's struct, and Cython wants the same name here.
+from analyser.runtime import AnalyserCore
 
 # -- limits ---------------------------------------------------------------------
 
@@ -484,7 +486,7 @@ class ZeekFtpLog:
                 h, p, ok = parse_extended_port(arg)
                 found = (h, p) if ok else None
             if found is not None:
-                return self._announce(False, self.id.resp_h, *found)
+                return self._announce(False, self.id.resp_h, found[0], found[1])
         return None
 
     def _announce(self, passive, orig_h, resp_h, resp_p) -> DataChannelAnnouncement:
@@ -514,7 +516,7 @@ class ZeekFtpLog:
                 h, p, ok = parse_extended_port(msg[i + 1:] if i >= 0 else None)
                 found = (self.id.resp_h if h == "::" else h, p) if ok else None
             if found is not None:
-                announced = self._announce(True, self.id.orig_h, *found)
+                announced = self._announce(True, self.id.orig_h, found[0], found[1])
         if (cmd, code) in DIRECTORY_COMMANDS and not cmdarg.cwd_consumed:
             cmdarg.cwd_consumed = True
             if cmd == "CWD":
@@ -622,7 +624,239 @@ def logged_commands(option: str) -> frozenset[str]:
     return ZEEK_LOGGED_COMMANDS | {c if c.startswith("<") else c.upper() for c in extra}
 
 
-class Ftp(Analyser):
+class FtpCore(AnalyserCore):
+    """The FTP analyser's per-line half: both sides cut into lines, each
+    command and reply parsed, replies paired with their commands (Zeek's
+    scoring in ZeekFtpLog, strict order for the transfer tracker).  It runs
+    once per control line, so the build makes it an extension type (ftp.pxd):
+    its state is struct fields and its calls C calls.  `Ftp` below adds the
+    declarations and everything done per data channel and per transfer, which
+    these methods call as plain methods (GridFTP overrides some)."""
+
+    def feed(self, side: int, data: bytes) -> bool:
+        """Cut a side's bytes into lines and handle each, in order.  True
+        once parsing has stopped (read_any_into ends then)."""
+        if not data or self.stopped:
+            return self.stopped
+        buf = self.buffers[side]
+        if not buf and not self.discarding[side]:
+            # The usual case, a chunk that starts a line: its lines are cut
+            # straight out of it (one copy each); only an unfinished rest is
+            # kept in the buffer.
+            chunk = data if type(data) is bytes else bytes(data)
+            start = 0
+            while True:
+                nl = chunk.find(b"\n", start)
+                if nl < 0:
+                    break
+                line = chunk[start:nl]
+                start = nl + 1
+                if len(line) > MAX_LINE:
+                    self.weird("FTP_line_too_long", side="orig" if side == ORIG else "resp",
+                               limit=MAX_LINE)
+                    line = line[:MAX_LINE]
+                self.handle_line(side, line)
+                if self.stopped:
+                    break
+            if start == len(chunk):
+                return self.stopped
+            data = chunk[start:]
+        buf += data
+        while not self.stopped:
+            nl = buf.find(b"\n")
+            if nl < 0:
+                if len(buf) > MAX_LINE:
+                    line = bytes(buf[:MAX_LINE])
+                    del buf[:]
+                    if not self.discarding[side]:
+                        self.weird("FTP_line_too_long", side="orig" if side == ORIG else "resp",
+                                   limit=MAX_LINE)
+                        self.handle_line(side, line)
+                    self.discarding[side] = True
+                break
+            line = bytes(buf[:nl])
+            del buf[:nl + 1]
+            if self.discarding[side]:
+                self.discarding[side] = False     # the end of the cut line
+                continue
+            if len(line) > MAX_LINE:
+                self.weird("FTP_line_too_long", side="orig" if side == ORIG else "resp",
+                           limit=MAX_LINE)
+                line = line[:MAX_LINE]
+            self.handle_line(side, line)
+        return self.stopped
+
+    def handle_line(self, side: int, raw: bytes) -> None:
+        n = len(raw)
+        if n and raw[n - 1] == 13:       # CR LF
+            raw = raw[:n - 1]
+            n -= 1
+        if not n:
+            return                       # Zeek ignores empty lines on both sides
+        text = raw.decode("utf-8", "backslashreplace")
+        if side == ORIG:
+            self.handle_command_line(text)
+        else:
+            self.handle_reply_line(text)
+
+    # -- commands ------------------------------------------------------------------------
+
+    def handle_command_line(self, line: str) -> None:
+        if not line:
+            return
+        stripped = line.lstrip(WHITESPACE)
+        word = COMMAND_WORD.match(stripped).group(0)
+        arg = stripped[len(word):].lstrip(WHITESPACE)
+        # Printable ASCII, no space (COMMAND_WORD excludes the other blanks).
+        if len(word) < 3 or not (word.isascii() and word.isprintable()):
+            self.weird("FTP_invalid_command", line=line[:80])
+            return
+        if len(word) > MAX_COMMAND_LENGTH:
+            self.weird("FTP_max_command_length_exceeded", length=len(word))
+            return
+        cmd = word.upper()
+        if cmd in SMTP_OPENERS and not self._confirmed:
+            # Both greet with 220; Zeek's FTP signature also needs the client's
+            # USER, ours does not, so an SMTP client's EHLO is where FTP gives up.
+            self.invalid_reply("SMTP command %s in place of an FTP command" % cmd, line)
+        ts = self._rt.now()               # self.ts, without the property
+        announced = self.zeek.request(ts, cmd, arg)
+        if cmd == "AUTH":
+            self.auth_requested = arg.strip().upper()
+        if len(self.awaiting) >= MAX_AWAITING:
+            self.weird("FTP_too_many_awaiting_commands", count=len(self.awaiting))
+            self.awaiting.popleft()
+        waiting = Awaiting(cmd, arg, ts)
+        self.awaiting.append(waiting)
+        if announced is not None:                    # PORT, EPRT
+            self.open_channel(False, announced.orig_h, [(announced.resp_h, announced.resp_p)])
+        elif cmd == "LPRT":
+            found = parse_long_address(arg)
+            if found:
+                self.open_channel(False, self.id.resp_h, [found])
+        self.extension_command(cmd, arg, waiting)
+        if cmd in self.transfer_commands:
+            waiting.transfer = self.start_transfer(ts, cmd, arg)
+
+    def extension_command(self, cmd: str, arg: str, waiting: Awaiting) -> None:
+        """Extension point: a command the base FTP analyser does not act on."""
+
+    # -- replies -----------------------------------------------------------------------
+
+    def handle_reply_line(self, line: str) -> None:
+        """One reply line, as Zeek's FTP analyzer splits them: a multi-line
+        reply is `123-text`, free lines, `123 text`."""
+        n = len(line)
+        code = 0
+        if n >= 3:                       # three ASCII digits
+            c0, c1, c2 = line[0], line[1], line[2]
+            if "0" <= c0 <= "9" and "0" <= c1 <= "9" and "0" <= c2 <= "9":
+                code = (ord(c0) - 48) * 100 + (ord(c1) - 48) * 10 + ord(c2) - 48
+        ts = self._rt.now()               # self.ts, without the property
+        if self.reply_code_pending:
+            if code == self.reply_code_pending and n > 3 and line[3] == " ":
+                text = line[4:].lstrip(WHITESPACE)
+                self.reply_code_pending = 0
+                self.zeek_reply(ts, code, text, False)
+                self.collect_reply_line(text)
+                first_code, first_text, first_ts = self.reply_first
+                self.complete_reply(Reply(code, first_text, self.reply_lines, first_ts))
+            else:
+                self.zeek_reply(ts, 0, line, True)
+                self.collect_reply_line(line)
+            return
+        if code == 0:
+            self.invalid_reply("non-numeric reply code", line)
+        if code < 100:
+            self.invalid_reply("invalid reply code", line)
+        if n > 3 and line[3] == "-":
+            text = line[4:].lstrip(WHITESPACE)
+            self.reply_code_pending = code
+            self.reply_first = (code, text, ts)
+            self.reply_lines = [text]
+            self.zeek_reply(ts, code, text, True)
+            return
+        if n > 3 and line[3] != " ":
+            self.invalid_reply("invalid reply line", line)
+        text = line[3:].lstrip(WHITESPACE)
+        self.zeek_reply(ts, code, text, False)
+        self.complete_reply(Reply(code, text, [text], ts))
+
+    def collect_reply_line(self, text: str) -> None:
+        if len(self.reply_lines) < MAX_REPLY_LINES:
+            self.reply_lines.append(text)
+        elif len(self.reply_lines) == MAX_REPLY_LINES:
+            self.weird("FTP_reply_too_many_lines", limit=MAX_REPLY_LINES)
+            self.reply_lines.append("")
+
+    def zeek_reply(self, ts, code, text, continued) -> None:
+        announced = self.zeek.reply(ts, code, text, continued)
+        if announced is not None:                   # 227 / 229 to PASV / EPSV
+            self.open_channel(True, announced.orig_h, [(announced.resp_h, announced.resp_p)])
+
+    def invalid_reply(self, reason: str, line: str) -> None:
+        """Zeek's analyzer violation: the FTP analyzer is removed from the
+        connection, so nothing after this line is parsed (what is pending is
+        still reported, by main()'s `finally`).  Before confirmation it also
+        means "not FTP": the next candidate analyser gets the connection."""
+        self.stopped = True
+        self.violation(reason, line)
+
+    def complete_reply(self, reply: Reply) -> None:
+        """A whole reply (the last line of a multi-line one): pair it with the
+        oldest command waiting (1xx replies are preliminary)."""
+        head = self.awaiting[0] if self.awaiting else None
+        if reply.code < 200:
+            if head is not None:
+                self.preliminary_reply(head, reply)
+            return
+        if head is None:
+            # RFC 2228 protected replies (631-633) wrap preliminary replies too,
+            # so a protected session has more of them than commands.
+            if reply.code not in PROTECTED_REPLY_CODES:
+                self.weird("FTP_unexpected_reply", code=reply.code)
+            return
+        self.awaiting.popleft()
+        self.final_reply(head, reply)
+
+    def preliminary_reply(self, head: Awaiting, reply: Reply) -> None:
+        t = head.transfer
+        if t is not None and reply.code in (125, 150):
+            m = ANNOUNCED_SIZE.search(reply.text.encode("utf-8", "replace"))
+            if m:
+                t.size_announced = min(int(m.group(1)), COUNT_MAX)
+        self.extension_reply(head, reply)
+
+    def final_reply(self, head: Awaiting, reply: Reply) -> None:
+        cmd, code = head.cmd, reply.code
+        if not self._confirmed and cmd in FTP_COMMANDS:
+            self.confirm()            # a valid reply to an FTP command: it is FTP
+        if cmd == "SIZE" and code == 213:
+            m = NUMBER.search(reply.text)
+            if m and len(self.sizes) < MAX_CHANNELS:
+                self.sizes[head.arg] = min(int(m.group(0)), COUNT_MAX)
+        elif cmd == "MODE" and code == 200 and head.arg.strip():
+            self.mode = head.arg.strip()[0].upper()
+        elif cmd == "LPSV" and code == 228:
+            found = parse_long_address(reply.text[reply.text.find("(") + 1:]
+                                       if "(" in reply.text else reply.text)
+            if found:
+                self.open_channel(True, self.id.orig_h, [found])
+        elif cmd == "AUTH" and code == 234 and self.auth_requested in (
+                "TLS", "SSL", "TLS-C", "TLS-P"):
+            self.start_tls()
+        self.extension_reply(head, reply)
+        t = head.transfer
+        if t is not None:
+            t.reply_code, t.reply_ts = code, reply.ts
+            self.check_transfer(t)
+
+    def extension_reply(self, head: Awaiting, reply: Reply) -> None:
+        """Extension point: a reply to a command the base analyser does not act on."""
+
+
+
+class Ftp(FtpCore, Analyser):
     """FTP control channel: ftp.log as Zeek writes it, data channels linked to it,
     one transfers.log row per transfer."""
     name = "ftp"
@@ -660,8 +894,8 @@ class Ftp(Analyser):
         self.zeek = ZeekFtpLog(self.id, self.uid, self._write_ftp_row, self._zeek_weird,
                                logged_commands(str(self.config.get("log_commands", ""))),
                                bool(self.config.get("capture_password")))
-        self.buffers = {ORIG: bytearray(), RESP: bytearray()}
-        self.discarding = {ORIG: False, RESP: False}   # dropping the rest of a cut line
+        self.buffers = [bytearray(), bytearray()]      # by side: ORIG, RESP
+        self.discarding = [False, False]   # by side: dropping the rest of a cut line
         self.stopped = False          # no more parsing (TLS, violation)
         self.encrypted = False
         self.tls_record_unread = False   # AUTH TLS accepted: the client's next byte to look at
@@ -719,222 +953,6 @@ class Ftp(Analyser):
                 self.weird("partial_ftp_request")     # a command without its newline
             self.buffers[ORIG].clear()
             self.buffers[RESP].clear()
-
-    def feed(self, side: int, data: bytes) -> bool:
-        """Cut a side's bytes into lines and handle each, in order.  True
-        once parsing has stopped (read_any_into ends then)."""
-        if not data or self.stopped:
-            return self.stopped
-        buf = self.buffers[side]
-        if not buf and not self.discarding[side]:
-            # The usual case, a chunk that starts a line: its lines are cut
-            # straight out of it (one copy each); only an unfinished rest is
-            # kept in the buffer.
-            if type(data) is not bytes:
-                data = bytes(data)
-            start = 0
-            while True:
-                nl = data.find(b"\n", start)
-                if nl < 0:
-                    break
-                line = data[start:nl]
-                start = nl + 1
-                if len(line) > MAX_LINE:
-                    self.weird("FTP_line_too_long", side="orig" if side == ORIG else "resp",
-                               limit=MAX_LINE)
-                    line = line[:MAX_LINE]
-                self.handle_line(side, line)
-                if self.stopped:
-                    break
-            if start == len(data):
-                return self.stopped
-            data = data[start:]
-        buf += data
-        while not self.stopped:
-            nl = buf.find(b"\n")
-            if nl < 0:
-                if len(buf) > MAX_LINE:
-                    line = bytes(buf[:MAX_LINE])
-                    del buf[:]
-                    if not self.discarding[side]:
-                        self.weird("FTP_line_too_long", side="orig" if side == ORIG else "resp",
-                                   limit=MAX_LINE)
-                        self.handle_line(side, line)
-                    self.discarding[side] = True
-                break
-            line = bytes(buf[:nl])
-            del buf[:nl + 1]
-            if self.discarding[side]:
-                self.discarding[side] = False     # the end of the cut line
-                continue
-            if len(line) > MAX_LINE:
-                self.weird("FTP_line_too_long", side="orig" if side == ORIG else "resp",
-                           limit=MAX_LINE)
-                line = line[:MAX_LINE]
-            self.handle_line(side, line)
-        return self.stopped
-
-    def handle_line(self, side: int, raw: bytes) -> None:
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
-        if not raw:
-            return                       # Zeek ignores empty lines on both sides
-        text = raw.decode("utf-8", "backslashreplace")
-        if side == ORIG:
-            self.handle_command_line(text)
-        else:
-            self.handle_reply_line(text)
-
-    # -- commands ------------------------------------------------------------------------
-
-    def handle_command_line(self, line: str) -> None:
-        if not line:
-            return
-        stripped = line.lstrip(WHITESPACE)
-        word = COMMAND_WORD.match(stripped).group(0)
-        arg = stripped[len(word):].lstrip(WHITESPACE)
-        # Printable ASCII, no space (COMMAND_WORD excludes the other blanks).
-        if len(word) < 3 or not (word.isascii() and word.isprintable()):
-            self.weird("FTP_invalid_command", line=line[:80])
-            return
-        if len(word) > MAX_COMMAND_LENGTH:
-            self.weird("FTP_max_command_length_exceeded", length=len(word))
-            return
-        cmd = word.upper()
-        if cmd in SMTP_OPENERS and not self.confirmed:
-            # Both greet with 220; Zeek's FTP signature also needs the client's
-            # USER, ours does not, so an SMTP client's EHLO is where FTP gives up.
-            self.invalid_reply("SMTP command %s in place of an FTP command" % cmd, line)
-        ts = self.ts
-        announced = self.zeek.request(ts, cmd, arg)
-        if cmd == "AUTH":
-            self.auth_requested = arg.strip().upper()
-        if len(self.awaiting) >= MAX_AWAITING:
-            self.weird("FTP_too_many_awaiting_commands", count=len(self.awaiting))
-            self.awaiting.popleft()
-        waiting = Awaiting(cmd, arg, ts)
-        self.awaiting.append(waiting)
-        if announced is not None:                    # PORT, EPRT
-            self.open_channel(False, announced.orig_h, [(announced.resp_h, announced.resp_p)])
-        elif cmd == "LPRT":
-            found = parse_long_address(arg)
-            if found:
-                self.open_channel(False, self.id.resp_h, [found])
-        self.extension_command(cmd, arg, waiting)
-        if cmd in self.transfer_commands:
-            waiting.transfer = self.start_transfer(ts, cmd, arg)
-
-    def extension_command(self, cmd: str, arg: str, waiting: Awaiting) -> None:
-        """Extension point: a command the base FTP analyser does not act on."""
-
-    # -- replies -----------------------------------------------------------------------
-
-    def handle_reply_line(self, line: str) -> None:
-        """One reply line, as Zeek's FTP analyzer splits them: a multi-line
-        reply is `123-text`, free lines, `123 text`."""
-        head = line[:3]
-        code = int(head) if len(head) == 3 and head.isascii() and head.isdigit() else 0
-        ts = self.ts
-        if self.reply_code_pending:
-            if code == self.reply_code_pending and len(line) > 3 and line[3] == " ":
-                text = line[4:].lstrip(WHITESPACE)
-                self.reply_code_pending = 0
-                self.zeek_reply(ts, code, text, False)
-                self.collect_reply_line(text)
-                first_code, first_text, first_ts = self.reply_first
-                self.complete_reply(Reply(code, first_text, self.reply_lines, first_ts))
-            else:
-                self.zeek_reply(ts, 0, line, True)
-                self.collect_reply_line(line)
-            return
-        if code == 0:
-            self.invalid_reply("non-numeric reply code", line)
-        if code < 100:
-            self.invalid_reply("invalid reply code", line)
-        if len(line) > 3 and line[3] == "-":
-            text = line[4:].lstrip(WHITESPACE)
-            self.reply_code_pending = code
-            self.reply_first = (code, text, ts)
-            self.reply_lines = [text]
-            self.zeek_reply(ts, code, text, True)
-            return
-        if len(line) > 3 and line[3] != " ":
-            self.invalid_reply("invalid reply line", line)
-        text = line[3:].lstrip(WHITESPACE)
-        self.zeek_reply(ts, code, text, False)
-        self.complete_reply(Reply(code, text, [text], ts))
-
-    def collect_reply_line(self, text: str) -> None:
-        if len(self.reply_lines) < MAX_REPLY_LINES:
-            self.reply_lines.append(text)
-        elif len(self.reply_lines) == MAX_REPLY_LINES:
-            self.weird("FTP_reply_too_many_lines", limit=MAX_REPLY_LINES)
-            self.reply_lines.append("")
-
-    def zeek_reply(self, ts, code, text, continued) -> None:
-        announced = self.zeek.reply(ts, code, text, continued)
-        if announced is not None:                   # 227 / 229 to PASV / EPSV
-            self.open_channel(True, announced.orig_h, [(announced.resp_h, announced.resp_p)])
-
-    def invalid_reply(self, reason: str, line: str) -> None:
-        """Zeek's analyzer violation: the FTP analyzer is removed from the
-        connection, so nothing after this line is parsed (what is pending is
-        still reported, by main()'s `finally`).  Before confirmation it also
-        means "not FTP": the next candidate analyser gets the connection."""
-        self.stopped = True
-        self.violation(reason, line)
-
-    def complete_reply(self, reply: Reply) -> None:
-        """A whole reply (the last line of a multi-line one): pair it with the
-        oldest command waiting (1xx replies are preliminary)."""
-        head = self.awaiting[0] if self.awaiting else None
-        if reply.code < 200:
-            if head is not None:
-                self.preliminary_reply(head, reply)
-            return
-        if head is None:
-            # RFC 2228 protected replies (631-633) wrap preliminary replies too,
-            # so a protected session has more of them than commands.
-            if reply.code not in PROTECTED_REPLY_CODES:
-                self.weird("FTP_unexpected_reply", code=reply.code)
-            return
-        self.awaiting.popleft()
-        self.final_reply(head, reply)
-
-    def preliminary_reply(self, head: Awaiting, reply: Reply) -> None:
-        t = head.transfer
-        if t is not None and reply.code in (125, 150):
-            m = ANNOUNCED_SIZE.search(reply.text.encode("utf-8", "replace"))
-            if m:
-                t.size_announced = min(int(m.group(1)), COUNT_MAX)
-        self.extension_reply(head, reply)
-
-    def final_reply(self, head: Awaiting, reply: Reply) -> None:
-        cmd, code = head.cmd, reply.code
-        if not self.confirmed and cmd in FTP_COMMANDS:
-            self.confirm()            # a valid reply to an FTP command: it is FTP
-        if cmd == "SIZE" and code == 213:
-            m = NUMBER.search(reply.text)
-            if m and len(self.sizes) < MAX_CHANNELS:
-                self.sizes[head.arg] = min(int(m.group(0)), COUNT_MAX)
-        elif cmd == "MODE" and code == 200 and head.arg.strip():
-            self.mode = head.arg.strip()[0].upper()
-        elif cmd == "LPSV" and code == 228:
-            found = parse_long_address(reply.text[reply.text.find("(") + 1:]
-                                       if "(" in reply.text else reply.text)
-            if found:
-                self.open_channel(True, self.id.orig_h, [found])
-        elif cmd == "AUTH" and code == 234 and self.auth_requested in (
-                "TLS", "SSL", "TLS-C", "TLS-P"):
-            self.start_tls()
-        self.extension_reply(head, reply)
-        t = head.transfer
-        if t is not None:
-            t.reply_code, t.reply_ts = code, reply.ts
-            self.check_transfer(t)
-
-    def extension_reply(self, head: Awaiting, reply: Reply) -> None:
-        """Extension point: a reply to a command the base analyser does not act on."""
 
     def start_tls(self) -> None:
         """AUTH TLS accepted: the rest of the control channel is TLS.  Say so,

@@ -79,3 +79,24 @@ def test_from_source_runs_the_built_in_modules_as_python(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["True", "True"], out.stderr
+
+
+def test_typed_halves_are_extension_types_when_compiled():
+    """The classes a .pxd beside their source types (runtime.pxd, ftp.pxd) are
+    extension types in the build: fields in a struct, not in a __dict__ (a
+    pxd that no longer matches its source would fail the build, or leave
+    these plain classes)."""
+    from analyser.runtime import AnalyserCore, Runtime
+    from protocols.ftp import Awaiting, CmdArg, Ftp, FtpCore, Reply, ZeekFtpLog
+    for cls in (AnalyserCore, Runtime, FtpCore, ZeekFtpLog, CmdArg, Awaiting, Reply):
+        assert not cls.__flags__ & (1 << 9), "%s is not an extension type" % cls.__name__
+    # Ftp itself stays a Python class over the typed half (GridFTP derives from it).
+    assert Ftp.__flags__ & (1 << 9) and Ftp.__mro__[1] is FtpCore
+    # A typed field refuses what its declaration does not allow.
+    ca = CmdArg(1.5, "RETR", "x", 3)
+    try:
+        ca.seq = "three"
+    except TypeError:
+        pass
+    else:
+        raise AssertionError("CmdArg.seq is not a typed field")
