@@ -566,14 +566,14 @@ def _client_hello_walk(body: bytes, build: bool) -> tuple | None:
 def _scan_client_hello(body: bytes) -> tuple[ClientHello, tuple] | None:
     """_fast_client_hello(), with the key of its fingerprints (the raw values
     JA3 and JA4 are computed from)."""
-    return _client_hello_walk(body, True)
+    return _client_hello_walk(body if type(body) is bytes else bytes(body), True)
 
 
 def _client_hello_facts(body: bytes) -> tuple | None:
     """What the analyser takes from a well-formed ClientHello, without
     building it: (version, session id, server names, session ticket or None,
     whether it offers a pre-shared key, the key of its fingerprints)."""
-    return _client_hello_walk(body, False)
+    return _client_hello_walk(body if type(body) is bytes else bytes(body), False)
 
 
 def _server_hello_walk(body: bytes, keep_data: bool) -> tuple | None:
@@ -640,7 +640,7 @@ def _server_hello_walk(body: bytes, keep_data: bool) -> tuple | None:
 def _fast_server_hello(body: bytes) -> ServerHello | None:
     """parse_server_hello() for a well-formed hello in one pass; None when
     anything is off (the checked parser then says what)."""
-    walked = _server_hello_walk(body, True)
+    walked = _server_hello_walk(body if type(body) is bytes else bytes(body), True)
     return ServerHello(*walked) if walked is not None else None
 
 
@@ -649,7 +649,7 @@ def _server_hello_facts(body: bytes) -> tuple | None:
     building the ServerHello: (legacy version, random, session id, cipher,
     selected version, key share group, first ALPN protocol, the extension
     types); None when anything is off."""
-    walked = _server_hello_walk(body, False)
+    walked = _server_hello_walk(body if type(body) is bytes else bytes(body), False)
     if walked is None:
         return None
     version, random, session_id, cipher, _, kinds, selected, group, alpn = walked
