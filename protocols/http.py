@@ -52,6 +52,9 @@ from functools import partial
 
 from analyser import (ORIG, RESP, TRANSFERS, Analyser, Field, Gap, Signature, StreamEnd,
                       conn_id_fields)
+# The public AnalyserCore, named by the module that defines it: http.pxd
+# cimports it from there to derive HttpCore's struct (as ftp.py does).
+from analyser.runtime import AnalyserCore
 
 # -- limits ---------------------------------------------------------------------
 
@@ -619,129 +622,26 @@ class Side:
         self.inflated = -1
 
 
-class Http(Analyser):
-    """HTTP/1.x: http.log as Zeek writes it, one transfers.log row per large
-    body; bodies are counted in compiled code."""
-    name = "http"
-    service = "http"
-    # Zeek's HTTP::ports.
-    ports = {80, 81, 631, 1080, 3128, 8000, 8080, 8888}
-    signatures = tuple(Signature(ORIG, m + b" ", skip_space=True) for m in SIGNATURE_METHODS) + (
-        Signature(RESP, b"HTTP/", nocase=True),)
-    logs = {"http": HTTP_LOG, "transfers": TRANSFERS}
-    payload_fields = frozenset({"host", "uri", "referrer", "user_agent", "origin", "username",
-                                "password", "proxied", "status_msg", "info_msg", "file",
-                                "detail"})
-    options = {
-        "capture_password": (False, "log the password of Basic authorisation too (Zeek's "
-                                    "HTTP::default_capture_password)"),
-        "transfer_min_bytes": (TRANSFER_MIN_BYTES, "bodies of at least this many bytes are "
-                                                   "reported in transfers.log"),
-    }
+class HttpCore(AnalyserCore):
+    """The HTTP analyser's per-packet half: a side's bytes cut into lines
+    and bodies, request and status lines, header blocks, message ends.  It
+    runs for every packet of every HTTP connection, so the build makes it
+    an extension type (http.pxd): its state and the sides' are struct
+    fields and its calls C calls.  `Http` below adds the declarations and
+    the rarer paths (gaps, chunks, decompression, tunnels, transfers),
+    which these methods call as plain methods."""
 
-    # The connection's state that keeps its default here until a message
-    # changes it (set on the instance then): a connection costs less to start.
-    num_requests = 0
-    keep_alive = False
-    connection_close = False
-    connect_request = False
-    upgrade = False                 # the response said Connection: upgrade
-    upgrade_protocol = ""           # ... and Upgrade: this
-    request_failed = False          # a bad first request line (not confirmed yet)
-    stopped = False
-    # After a CONNECT or an upgrade: "websocket" or "detect" (content
-    # detection), the request's URI, and the bytes the response side sent
-    # past the HTTP part ({RESP: bytes}: replaced, never changed in place).
-    tunnel = ""
-    upgrade_uri: str | None = None
-    unread: dict[int, bytes] = {}
-
-    # -- main ----------------------------------------------------------------------
-
-    def main(self):
-        self.zeek = ZeekHttpLog(self.id, self.uid, partial(self.log, "http"), self._zeek_weird,
-                                bool(self.config.get("capture_password")))
-        self.transfer_min = int(self.config.get("transfer_min_bytes", TRANSFER_MIN_BYTES))
-        self.sides = (Side(True), Side(False))
-        self.unanswered: deque[Request] = deque()
-        # [is_orig]: upper-cased name -> the last header line of that name
-        # (read again only if an upgrade hands the connection over).
-        self.upgrade_headers: tuple[dict, dict] = ({}, {})
-        try:
-            self.read_both_sides()
-        finally:
-            self.end()
-        if self.tunnel:
-            self.tunnel_to_next()
-
-    def tunnel_to_next(self) -> None:
-        """The rest of the connection belongs to the protocol the upgrade
-        named (WebSocket) or that its content names (CONNECT: TLS, SMTP...).
-        Does not return unless nothing takes it (then the streams are freed)."""
-        unread = dict(self.unread)
-        other = self.sides[ORIG if RESP in unread else RESP]
-        if other.partial:
-            unread[ORIG if other.is_orig else RESP] = other.partial
-        if self.tunnel == "websocket" and "websocket" in self._rt.classes:
-            request, response = (dict(header_text(line) for line in lines.values())
-                                 for lines in (self.upgrade_headers[True],
-                                               self.upgrade_headers[False]))
-            self.session["http_upgrade"] = {
-                "ts": self.ts, "host": request.get("host"), "uri": self.upgrade_uri,
-                "user_agent": request.get("user-agent"), "request_headers": request,
-                "response_headers": response}
-            self.hand_over("websocket", unread=unread)
-        self.detect_rest(unread)
-
-    def read_both_sides(self) -> None:
-        sides = self.sides
-
-        def feed_chunk(side: int, data: bytes) -> bool:
-            self.feed(sides[side], data)
-            return self.stopped
-        while not self.stopped:
-            try:
-                # Each chunk of either side to feed() as it comes (the engine
-                # calls it: no greenlet switch per chunk).
-                self.read_any_into(feed_chunk, READ_CHUNK)
-            except Gap as gap:
-                if gap.data:
-                    self.feed(sides[gap.side], gap.data)
-                if not self.stopped:
-                    self.gap(sides[gap.side], gap.size)
-                continue
-            except StreamEnd as end:
-                if end.data:
-                    self.feed(sides[end.side], end.data)
-                for s in sides:
-                    # A body cut by the end: what was skipped is what came
-                    # (its count took the whole span when the skip was asked).
-                    short = self.unskipped(ORIG if s.is_orig else RESP)
-                    if short and s.state in (BODY, CHUNK_DATA):
-                        s.body_length -= short
-                break
-
-    def end(self) -> None:
-        """The connection is over (or no longer HTTP): messages in progress end
-        (interrupted), and Zeek's pending rows are written."""
-        if self.zeek is None:
-            return
-        for s in self.sides:
-            if s.ongoing:
-                self.message_done(s)
-        for request in self.unanswered:
-            self.check_transfer(request, None, None)
-        self.unanswered.clear()
-        self.zeek.finalize()
-        self.zeek = None               # it holds bound methods: no cycle left behind
-
-    # -- cutting a side into lines and bodies ---------------------------------------------
+    def feed_side(self, side: int, data: bytes) -> bool:
+        """read_any_into's handler: a chunk of a side.  True once parsing
+        has stopped."""
+        self.feed(self.sides[side], data if type(data) is bytes else bytes(data))
+        return self.stopped
 
     def feed(self, s: Side, data: bytes) -> None:
         if s.partial:
             data = s.partial + data
             s.partial = b""
-        elif s.state == FIRST and not s.is_orig and not self.confirmed:
+        elif s.state == FIRST and not s.is_orig and not self._confirmed:
             # Before confirmation, a response that does not start like a status
             # line is not HTTP: say so at once, not after MAX_LINE bytes.
             head = data[:64].lstrip(b"\r\n")[:5].upper()
@@ -750,7 +650,7 @@ class Http(Analyser):
                 self.violation("not a http reply line", data[:64])
         pos = 0
         n = len(data)
-        ts = self.ts                    # (the packet's: the same for all of it)
+        ts = self._rt.now()                    # (the packet's: the same for all of it)
         whole_blocks = True             # header_block() may find the next block's end
         while pos < n and not self.stopped:
             state = s.state
@@ -823,11 +723,11 @@ class Http(Analyser):
                 # The usual case: the packet holds the rest of the header block,
                 # cut into lines at once.  Else the block is cut line by line,
                 # not searched again (its end is not within reach).
-                block = header_block(data, pos)
+                cut = header_block(data, pos)
                 whole_blocks = False
-                if block is not None and len(s.headers) + len(block[0]) <= MAX_HEADER_LINES:
+                if cut is not None and len(s.headers) + len(cut[0]) <= MAX_HEADER_LINES:
                     whole_blocks = True
-                    lines, pos = block
+                    lines, pos = cut
                     if s.headers:
                         s.headers += lines
                     else:
@@ -903,40 +803,6 @@ class Http(Analyser):
             if not line:
                 self.message_done(s)
 
-    def gap(self, s: Side, size: int) -> None:
-        """Bytes of a side were never captured.  Inside a body they are counted
-        (Zeek counts them too); elsewhere the side's parsing stops, and a
-        request side's gap stops the responses as well (whether they have
-        bodies depends on the requests)."""
-        if s.inflater:
-            s.inflater = False                # a hole: nothing after it decompresses
-        if s.state in (BODY, CHUNK_DATA) and size <= s.remaining:
-            s.remaining -= size
-            s.body_length += size
-            if s.remaining == 0:
-                if s.state == BODY:
-                    self.message_done(s)
-                else:
-                    s.state = CHUNK_END
-            return
-        if s.state in (UNTIL_CLOSE, HTTP09):
-            s.body_length += size
-            return
-        self.weird("HTTP_content_gap", side=self.side_name(s), size=size)
-        if s.is_orig or self.sides[ORIG].state == NOTHING:
-            for x in self.sides:
-                if x.ongoing:
-                    self.message_done(x)
-            self.stop()
-            return
-        if s.ongoing:
-            self.message_done(s)
-        s.state = NOTHING
-        s.partial = b""
-        self.release(RESP)
-
-    # -- requests ------------------------------------------------------------------------
-
     def request_line(self, s: Side, line: bytes, ts: float | None = None) -> None:
         if self.request_failed:
             return
@@ -960,7 +826,7 @@ class Http(Analyser):
         if num_requests > 1 and not self.keep_alive:
             self.weird("unexpected_multiple_HTTP_requests")
         if ts is None:
-            ts = self.ts
+            ts = self._rt.now()
         method = method.decode("utf-8", "backslashreplace")
         if uri.find(b"%") >= 0:               # (`in` on bytes raises and clears an error)
             uri = unescape_uri(uri, self._weird_plain)
@@ -974,7 +840,7 @@ class Http(Analyser):
         if len(method) == 7 and method.upper() == "CONNECT":
             self.connect_request = True
         if version is not None and version != NO_VERSION and version != (0, 9) \
-                and not self.confirmed:
+                and not self._confirmed:
             self.confirm()
         self.zeek.request(ts, method, uri)
         s.new_message(ts)
@@ -990,25 +856,6 @@ class Http(Analyser):
                 self.message_done(r)
             r.state = HTTP09
             r.partial = b""
-
-    def bad_request_line(self, s: Side, line: bytes, error: str) -> None:
-        expected = self.num_requests == 0 or self.keep_alive
-        if line:
-            self.weird(error)
-        if not expected:
-            return                                    # Zeek: crud after the last request
-        if not line:
-            self.weird("empty_http_request")
-            return
-        if self.confirmed:
-            self.end()
-            self.violation("not a http request line", line)
-        # Not confirmed: the response side decides (Zeek logs the response
-        # to a malformed request); no more requests are parsed.
-        self.request_failed = True
-        s.state = NOTHING
-
-    # -- responses -----------------------------------------------------------------------
 
     def status_line(self, s: Side, line: bytes, ts: float | None = None) -> None:
         # "HTTP/1.1 200 OK" as parse_status_line() reads it (its first test,
@@ -1028,10 +875,10 @@ class Http(Analyser):
             version, code, reason = status
         self.set_version(s, version)
         unanswered = self.unanswered
-        if unanswered and not self.confirmed:
+        if unanswered and not self._confirmed:
             self.confirm()
         if ts is None:
-            ts = self.ts
+            ts = self._rt.now()
         version = VERSION_TEXTS.get(s.version)
         self.zeek.reply(ts, version if version is not None else version_text(s.version), code,
                         "<empty>" if reason is None else
@@ -1048,17 +895,6 @@ class Http(Analyser):
             s.expect_body = BODY_NOT_EXPECTED
         else:
             s.expect_body = BODY_EXPECTED
-
-    def http09_reply(self, s: Side) -> None:
-        """A response to an HTTP/0.9 request: no status line, the body runs to
-        the close (HTTP.cc's EXPECT_REPLY_HTTP09)."""
-        s.version = (0, 9)
-        self.connection_close = True
-        s.new_message(self.ts)
-        s.ongoing = True
-        self.zeek.reply(self.ts, "0.9", 0, "<empty>")
-
-    # -- headers ---------------------------------------------------------------------------
 
     def headers_done(self, s: Side, ts: float | None = None) -> None:
         """The header block of a message is complete: Zeek's http_header for each,
@@ -1090,7 +926,7 @@ class Http(Analyser):
                     row = zeek.pending.get(zeek.current_request if is_orig
                                            else zeek.current_response)
                     if row is None:
-                        row = zeek.header_row(self.ts if ts is None else ts, is_orig)
+                        row = zeek.header_row(self._rt.now() if ts is None else ts, is_orig)
                 if not known:
                     continue                  # a header nothing reads
                 upper, value, framing, logged, field, upgrades = known
@@ -1123,16 +959,6 @@ class Http(Analyser):
         if not is_orig and (self.connect_request or self.upgrade or self.upgrade_protocol
                             or s.code == 101) and self.tunnel_follows(s):
             self.stop()
-
-    def unfold(self, headers: list[bytes]) -> list[bytes]:
-        out: list[bytes] = []
-        for h in headers:
-            if h[0] in (32, 9) and out:
-                self.weird("HTTP_obsolete_line_folding")
-                out[-1] = out[-1] + b" " + h.strip(b" \t")
-            else:
-                out.append(h)
-        return out
 
     def framing_header(self, s: Side, upper: bytes, value: bytes) -> None:
         """What a header changes in the message's framing and the connection."""
@@ -1195,6 +1021,235 @@ class Http(Analyser):
                 self.weird("HTTP_content_length_0_and_expect_100_cont")
         elif upper == b"UPGRADE" and not s.is_orig:
             self.upgrade_protocol = text(VALUE_TOKEN.match(value).group())
+
+    def message_done(self, s: Side, ts: float | None = None) -> None:
+        if not s.ongoing:
+            return
+        s.ongoing = False
+        if ts is None:
+            ts = self._rt.now()
+        if s.state != NOTHING:
+            s.state = FIRST
+        s.remaining = 0
+        is_orig = s.is_orig
+        body_length = s.body_length          # as sent: what transfers.log counts
+        self.zeek.message_done(ts, is_orig, body_length if s.inflated < 0 else s.inflated)
+        if is_orig:
+            request = s.request
+            if request is not None:
+                request.body_length = body_length
+                request.end_ts = ts
+            s.request = None
+            return
+        if 100 <= s.code < 200:
+            return                            # not the final response
+        unanswered = self.unanswered
+        request = unanswered.popleft() if unanswered else None
+        transfer_min = self.transfer_min
+        if body_length >= transfer_min or \
+                (request is not None and request.body_length >= transfer_min):
+            self.check_transfer(request, s, ts)
+
+    def set_version(self, s: Side, version: tuple[int, int]) -> None:
+        """HTTP.cc's SetVersion: a change within a connection is a weird; a
+        version above 1.0 means keep-alive."""
+        if s.version == NO_VERSION:
+            s.version = version
+        elif s.version != version:
+            self.weird("HTTP_version_mismatch")
+            s.version = version
+        if s.version[0] > 1 or (s.version[0] == 1 and s.version[1] > 0):
+            self.keep_alive = True
+
+
+
+class Http(HttpCore, Analyser):
+    """HTTP/1.x: http.log as Zeek writes it, one transfers.log row per large
+    body; bodies are counted in compiled code."""
+    name = "http"
+    service = "http"
+    # Zeek's HTTP::ports.
+    ports = {80, 81, 631, 1080, 3128, 8000, 8080, 8888}
+    signatures = tuple(Signature(ORIG, m + b" ", skip_space=True) for m in SIGNATURE_METHODS) + (
+        Signature(RESP, b"HTTP/", nocase=True),)
+    logs = {"http": HTTP_LOG, "transfers": TRANSFERS}
+    payload_fields = frozenset({"host", "uri", "referrer", "user_agent", "origin", "username",
+                                "password", "proxied", "status_msg", "info_msg", "file",
+                                "detail"})
+    options = {
+        "capture_password": (False, "log the password of Basic authorisation too (Zeek's "
+                                    "HTTP::default_capture_password)"),
+        "transfer_min_bytes": (TRANSFER_MIN_BYTES, "bodies of at least this many bytes are "
+                                                   "reported in transfers.log"),
+    }
+
+    # The connection's state that keeps its default here until a message
+    # changes it (set on the instance then): a connection costs less to start.
+    keep_alive = False
+    connection_close = False
+    connect_request = False
+    upgrade = False                 # the response said Connection: upgrade
+    upgrade_protocol = ""           # ... and Upgrade: this
+    request_failed = False          # a bad first request line (not confirmed yet)
+    # After a CONNECT or an upgrade: "websocket" or "detect" (content
+    # detection), the request's URI, and the bytes the response side sent
+    # past the HTTP part ({RESP: bytes}: replaced, never changed in place).
+    tunnel = ""
+    upgrade_uri: str | None = None
+    unread: dict[int, bytes] = {}
+
+    # -- main ----------------------------------------------------------------------
+
+    def main(self):
+        self.zeek = ZeekHttpLog(self.id, self.uid, partial(self.log, "http"), self._zeek_weird,
+                                bool(self.config.get("capture_password")))
+        self.transfer_min = int(self.config.get("transfer_min_bytes", TRANSFER_MIN_BYTES))
+        self.sides = (Side(True), Side(False))
+        self.num_requests = 0
+        self.stopped = False
+        self.unanswered: deque[Request] = deque()
+        # [is_orig]: upper-cased name -> the last header line of that name
+        # (read again only if an upgrade hands the connection over).
+        self.upgrade_headers: tuple[dict, dict] = ({}, {})
+        try:
+            self.read_both_sides()
+        finally:
+            self.end()
+        if self.tunnel:
+            self.tunnel_to_next()
+
+    def tunnel_to_next(self) -> None:
+        """The rest of the connection belongs to the protocol the upgrade
+        named (WebSocket) or that its content names (CONNECT: TLS, SMTP...).
+        Does not return unless nothing takes it (then the streams are freed)."""
+        unread = dict(self.unread)
+        other = self.sides[ORIG if RESP in unread else RESP]
+        if other.partial:
+            unread[ORIG if other.is_orig else RESP] = other.partial
+        if self.tunnel == "websocket" and "websocket" in self._rt.classes:
+            request, response = (dict(header_text(line) for line in lines.values())
+                                 for lines in (self.upgrade_headers[True],
+                                               self.upgrade_headers[False]))
+            self.session["http_upgrade"] = {
+                "ts": self.ts, "host": request.get("host"), "uri": self.upgrade_uri,
+                "user_agent": request.get("user-agent"), "request_headers": request,
+                "response_headers": response}
+            self.hand_over("websocket", unread=unread)
+        self.detect_rest(unread)
+
+    def read_both_sides(self) -> None:
+        sides = self.sides
+        while not self.stopped:
+            try:
+                # Each chunk of either side to feed() as it comes (the engine
+                # calls it: no greenlet switch per chunk).
+                self.read_any_into(self.feed_side, READ_CHUNK)
+            except Gap as gap:
+                if gap.data:
+                    self.feed_side(gap.side, gap.data)
+                if not self.stopped:
+                    self.gap(sides[gap.side], gap.size)
+                continue
+            except StreamEnd as end:
+                if end.data:
+                    self.feed_side(end.side, end.data)
+                for s in sides:
+                    # A body cut by the end: what was skipped is what came
+                    # (its count took the whole span when the skip was asked).
+                    short = self.unskipped(ORIG if s.is_orig else RESP)
+                    if short and s.state in (BODY, CHUNK_DATA):
+                        s.body_length -= short
+                break
+
+    def end(self) -> None:
+        """The connection is over (or no longer HTTP): messages in progress end
+        (interrupted), and Zeek's pending rows are written."""
+        if self.zeek is None:
+            return
+        for s in self.sides:
+            if s.ongoing:
+                self.message_done(s)
+        for request in self.unanswered:
+            self.check_transfer(request, None, None)
+        self.unanswered.clear()
+        self.zeek.finalize()
+        self.zeek = None               # it holds bound methods: no cycle left behind
+
+    # -- what the per-packet half hands on ------------------------------------------------
+
+    def gap(self, s: Side, size: int) -> None:
+        """Bytes of a side were never captured.  Inside a body they are counted
+        (Zeek counts them too); elsewhere the side's parsing stops, and a
+        request side's gap stops the responses as well (whether they have
+        bodies depends on the requests)."""
+        if s.inflater:
+            s.inflater = False                # a hole: nothing after it decompresses
+        if s.state in (BODY, CHUNK_DATA) and size <= s.remaining:
+            s.remaining -= size
+            s.body_length += size
+            if s.remaining == 0:
+                if s.state == BODY:
+                    self.message_done(s)
+                else:
+                    s.state = CHUNK_END
+            return
+        if s.state in (UNTIL_CLOSE, HTTP09):
+            s.body_length += size
+            return
+        self.weird("HTTP_content_gap", side=self.side_name(s), size=size)
+        if s.is_orig or self.sides[ORIG].state == NOTHING:
+            for x in self.sides:
+                if x.ongoing:
+                    self.message_done(x)
+            self.stop()
+            return
+        if s.ongoing:
+            self.message_done(s)
+        s.state = NOTHING
+        s.partial = b""
+        self.release(RESP)
+
+    # -- requests ------------------------------------------------------------------------
+
+    def bad_request_line(self, s: Side, line: bytes, error: str) -> None:
+        expected = self.num_requests == 0 or self.keep_alive
+        if line:
+            self.weird(error)
+        if not expected:
+            return                                    # Zeek: crud after the last request
+        if not line:
+            self.weird("empty_http_request")
+            return
+        if self.confirmed:
+            self.end()
+            self.violation("not a http request line", line)
+        # Not confirmed: the response side decides (Zeek logs the response
+        # to a malformed request); no more requests are parsed.
+        self.request_failed = True
+        s.state = NOTHING
+
+    # -- responses -----------------------------------------------------------------------
+
+    def http09_reply(self, s: Side) -> None:
+        """A response to an HTTP/0.9 request: no status line, the body runs to
+        the close (HTTP.cc's EXPECT_REPLY_HTTP09)."""
+        s.version = (0, 9)
+        self.connection_close = True
+        s.new_message(self.ts)
+        s.ongoing = True
+        self.zeek.reply(self.ts, "0.9", 0, "<empty>")
+
+    # -- headers ---------------------------------------------------------------------------
+
+    def unfold(self, headers: list[bytes]) -> list[bytes]:
+        out: list[bytes] = []
+        for h in headers:
+            if h[0] in (32, 9) and out:
+                self.weird("HTTP_obsolete_line_folding")
+                out[-1] = out[-1] + b" " + h.strip(b" \t")
+            else:
+                out.append(h)
+        return out
 
     def tunnel_follows(self, s: Side) -> bool:
         """After a successful CONNECT's response headers, or a 101 with
@@ -1263,34 +1318,6 @@ class Http(Analyser):
 
     # -- the end of a message ----------------------------------------------------------------
 
-    def message_done(self, s: Side, ts: float | None = None) -> None:
-        if not s.ongoing:
-            return
-        s.ongoing = False
-        if ts is None:
-            ts = self.ts
-        if s.state != NOTHING:
-            s.state = FIRST
-        s.remaining = 0
-        is_orig = s.is_orig
-        body_length = s.body_length          # as sent: what transfers.log counts
-        self.zeek.message_done(ts, is_orig, body_length if s.inflated < 0 else s.inflated)
-        if is_orig:
-            request = s.request
-            if request is not None:
-                request.body_length = body_length
-                request.end_ts = ts
-            s.request = None
-            return
-        if 100 <= s.code < 200:
-            return                            # not the final response
-        unanswered = self.unanswered
-        request = unanswered.popleft() if unanswered else None
-        transfer_min = self.transfer_min
-        if body_length >= transfer_min or \
-                (request is not None and request.body_length >= transfer_min):
-            self.check_transfer(request, s, ts)
-
     def check_transfer(self, request: Request | None, response: Side | None, end_ts) -> None:
         """transfers.log: a request body, a response body, of at least
         transfer_min_bytes."""
@@ -1321,17 +1348,6 @@ class Http(Analyser):
         self.log("transfers", fields)
 
     # -- helpers ---------------------------------------------------------------------------------
-
-    def set_version(self, s: Side, version: tuple[int, int]) -> None:
-        """HTTP.cc's SetVersion: a change within a connection is a weird; a
-        version above 1.0 means keep-alive."""
-        if s.version == NO_VERSION:
-            s.version = version
-        elif s.version != version:
-            self.weird("HTTP_version_mismatch")
-            s.version = version
-        if s.version[0] > 1 or (s.version[0] == 1 and s.version[1] > 0):
-            self.keep_alive = True
 
     def stop(self) -> None:
         """The rest of the connection is not HTTP (a tunnel, an upgrade, or

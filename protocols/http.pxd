@@ -1,0 +1,79 @@
+# Typed layout of http.py's per-packet classes, for the build only.
+#
+# http.py stays plain Python (it runs as source with ANALYSER_FROM_SOURCE=1);
+# when the build compiles it, Cython reads this file beside it and makes the
+# classes every packet of an HTTP connection goes through extension types:
+# HttpCore (cutting a side into lines and bodies, request and status lines,
+# header blocks, message ends), Side (one direction's parser state) and
+# Request.  Their state becomes struct fields and the calls between them C
+# calls.  The rest of the analyser (Http: gaps, chunks, decompression,
+# tunnels, transfers) stays Python, called as methods.
+cimport cython
+from analyser.runtime cimport AnalyserCore
+
+# A side's parser states and body expectations: C ints in the build.
+cdef int FIRST, HEADERS, BODY, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILER, UNTIL_CLOSE
+cdef int HTTP09, NOTHING
+cdef int BODY_NOT_EXPECTED, BODY_MAYBE, BODY_EXPECTED
+
+
+cdef class Request:
+    cdef public double ts
+    cdef public str method
+    cdef public str uri
+    cdef public object content_length
+    cdef public Py_ssize_t body_length
+    cdef public object end_ts
+
+
+cdef class Side:
+    cdef public bint is_orig
+    cdef public int state
+    cdef public bytes partial
+    cdef public bint cutting
+    cdef public list headers
+    cdef public Py_ssize_t remaining
+    cdef public Py_ssize_t body_length
+    cdef public Py_ssize_t content_length
+    cdef public bint chunked
+    cdef public int expect_body
+    cdef public object version
+    cdef public bint ongoing
+    cdef public double start_ts
+    cdef public bint encoded
+    cdef public Request request
+    cdef public long code
+    cdef public bint expect_100
+    cdef public bint headers_dropped
+    cdef public bint folded
+    cdef public object inflater
+    cdef public Py_ssize_t inflated
+
+    cpdef new_message(self, double ts)
+
+
+cdef class HttpCore(AnalyserCore):
+    cdef public object zeek
+    cdef public tuple sides
+    cdef public object unanswered
+    cdef public bint stopped
+    cdef public Py_ssize_t num_requests
+    cdef public object transfer_min
+    cdef public tuple upgrade_headers
+
+    cpdef bint feed_side(self, int side, object data) except -1
+    @cython.locals(pos=Py_ssize_t, n=Py_ssize_t, ts=double, whole_blocks=bint, state=int,
+                   take=Py_ssize_t, remaining=Py_ssize_t, end=Py_ssize_t, nl=Py_ssize_t,
+                   block=bytes, lines=list, first=bytes, line=bytes, rest=bytes)
+    cpdef feed(self, Side s, bytes data)
+    @cython.locals(state=int)
+    cpdef line(self, Side s, bytes line)
+    @cython.locals(num_requests=Py_ssize_t, request=Request)
+    cpdef request_line(self, Side s, bytes line, ts=*)
+    cpdef status_line(self, Side s, bytes line, ts=*)
+    @cython.locals(is_orig=bint, headers=list, known_lines=dict, names=dict, h=bytes)
+    cpdef headers_done(self, Side s, ts=*)
+    cpdef framing_header(self, Side s, bytes upper, bytes value)
+    @cython.locals(is_orig=bint, body_length=Py_ssize_t, request=Request)
+    cpdef message_done(self, Side s, ts=*)
+    cpdef set_version(self, Side s, version)
