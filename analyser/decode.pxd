@@ -183,3 +183,8 @@ cdef class Decoder:
 # Internet checksum of a TCP/UDP segment with its pseudo header; True when it
 # verifies.  Only call with the whole segment captured.
 cdef bint transport_checksum_ok(const Decoded* d) noexcept nogil
+# Whether decode() would take this frame straight to a TCP segment without
+# counting anything; then its addresses, as decode() writes them.
+cdef bint plain_tcp_hosts(const uint8_t* data, uint32_t caplen, uint32_t wirelen,
+                         uint32_t linktype, bint verify_ip_checksum,
+                         uint8_t* src16, uint8_t* dst16) noexcept nogil

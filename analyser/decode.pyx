@@ -216,6 +216,56 @@ cdef inline void set_payload(Decoded* out) noexcept nogil:
         out.payload_caplen = out.payload_len
 
 
+cdef bint plain_tcp_hosts(const uint8_t* data, uint32_t caplen, uint32_t wirelen,
+                         uint32_t linktype, bint verify_ip_checksum,
+                         uint8_t* src16, uint8_t* dst16) noexcept nogil:
+    """Whether Decoder.decode() takes this frame straight to a decoded TCP
+    segment without counting anything on the way: Ethernet II carrying IPv4
+    (not a fragment, its checksum right when checked) or IPv6 (no extension
+    header), then a TCP header that fits.  Then src16 and dst16 are its
+    addresses as decode() writes them.  False for anything else (VLANs,
+    tunnels, fragments, UDP, offloaded lengths, malformed headers): only
+    decode() can tell what those are.  Replay on several workers uses it to
+    leave another worker's packets uncopied (engine.pyx)."""
+    cdef const uint8_t* ip = data + 14
+    cdef uint32_t ip_caplen, avail_wire, hlen, total, l4_caplen, thl
+    if linktype != LT_EN10MB or caplen < 14:
+        return False
+    ip_caplen = caplen - 14
+    avail_wire = wirelen - 14 if wirelen > 14 else 0
+    if rd16(data + 12) == ETH_IPV4:
+        if ip_caplen < 20 or (ip[0] >> 4) != 4:
+            return False
+        hlen = (ip[0] & 0x0f) * 4
+        total = rd16(ip + 2)
+        # (A total of 0, segmentation offload, is below hlen: decode() reads
+        # the wire length then.)
+        if hlen < 20 or ip_caplen < hlen or total < hlen or total > avail_wire:
+            return False
+        if ip[9] != PROTO_TCP or (rd16(ip + 6) & 0x3fff):      # MF or an offset
+            return False
+        if verify_ip_checksum and fold(sum16(ip, hlen)) != 0xffff:
+            return False
+        v4mapped(src16, ip + 12)
+        v4mapped(dst16, ip + 16)
+    elif rd16(data + 12) == ETH_IPV6:
+        if ip_caplen < 40 or (ip[0] >> 4) != 6 or ip[6] != PROTO_TCP:
+            return False
+        hlen = 40
+        total = 40 + rd16(ip + 4)
+        if total == 40 or total > avail_wire:                   # (40: a jumbogram)
+            return False
+        memcpy(src16, ip + 8, 16)
+        memcpy(dst16, ip + 24, 16)
+    else:
+        return False
+    l4_caplen = (ip_caplen if ip_caplen < total else total) - hlen
+    if l4_caplen < 20:
+        return False
+    thl = (ip[hlen + 12] >> 4) * 4
+    return thl >= 20 and thl <= total - hlen and thl <= l4_caplen
+
+
 cdef bint teredo_like(const uint8_t* p, uint32_t n) noexcept nogil:
     """Zeek's Teredo detection: an IPv6 header with a Teredo (2001:0::/32)
     address, or an authentication / origin indication before an IPv6 header."""

@@ -25,7 +25,7 @@ from ringbuf.includes.atomics cimport rb_load_relaxed
 from ringbuf.source cimport Source
 from ringbuf.bpf cimport BpfFilter
 from analyser.decode cimport Decoder, Decoded, DECODED, NOT_IP, FRAGMENT_HELD, \
-    MALFORMED, OTHER_TRANSPORT
+    MALFORMED, OTHER_TRANSPORT, plain_tcp_hosts
 from analyser.flows cimport FlowTable, DEFAULT_FLOW_CAPACITY
 from analyser.decode import DEFAULT_TUNNEL_DEPTH
 from analyser.streams cimport Streams
@@ -144,10 +144,37 @@ cdef inline uint64_t address_hash(const uint8_t* a) noexcept nogil:
     return mix(hi ^ mix(lo))
 
 
-cdef inline uint64_t host_pair_hash(const Decoded* d) noexcept nogil:
+cdef inline uint64_t hosts_hash(const uint8_t* a, const uint8_t* b) noexcept nogil:
     """The same for both directions, and for every connection between two
     hosts: an FTP session's data connections stay with their control."""
-    return mix(address_hash(d.src) ^ address_hash(d.dst))
+    return mix(address_hash(a) ^ address_hash(b))
+
+
+cdef inline uint64_t host_pair_hash(const Decoded* d) noexcept nogil:
+    return hosts_hash(d.src, d.dst)
+
+
+# --workers: which share of the host pairs this engine owns, for the source's
+# elide test (it runs before a record is copied into the ring).
+cdef struct WorkerShare:
+    uint32_t index
+    uint32_t count
+    bint verify_ip_checksum
+
+
+cdef bint another_workers(const void* ctx, const uint8_t* data, uint32_t caplen,
+                          uint32_t wirelen, uint32_t linktype) noexcept nogil:
+    """A packet that decode() would certainly decode, between hosts another
+    worker owns: the source need not copy it (process() counts it as
+    decoding would have, and moves trace time on).  Any other packet is
+    copied and decoded as always, and its owner decided after decoding."""
+    cdef const WorkerShare* share = <const WorkerShare*>ctx
+    cdef uint8_t src[16]
+    cdef uint8_t dst[16]
+    if not plain_tcp_hosts(data, caplen, wirelen, linktype, share.verify_ip_checksum,
+                           src, dst):
+        return False
+    return hosts_hash(src, dst) % share.count != share.index
 
 
 # When a live source is idle, flows are expired at wall-clock time minus this
@@ -180,6 +207,8 @@ cdef class Engine:
     cdef readonly uint32_t worker_index
     cdef readonly uint32_t worker_count
     cdef readonly uint64_t other_workers
+    cdef readonly uint64_t other_workers_elided   # of those, written to the ring without bytes
+    cdef WorkerShare share
     # --dedup: the IP packets seen in the last dedup_window_ns, by hash
     # (direct-mapped: a slot holds the latest packet whose hash falls there).
     cdef DedupSlot* dedup
@@ -247,6 +276,9 @@ cdef class Engine:
         self.last_ts_ns = -1
         self.pace_origin_ts = -1
         self.decoder = Decoder(not ignore_checksums, tunnel_depth)
+        self.share.index = self.worker_index
+        self.share.count = self.worker_count
+        self.share.verify_ip_checksum = not ignore_checksums
         self.flows = FlowTable(flow_capacity, timeouts, ignore_checksums, key_on_vlan,
                                on_connection)
         self.bpf = BpfFilter(bpf) if bpf else None
@@ -326,6 +358,17 @@ cdef class Engine:
             self.ts_went_backwards += 1
         else:
             self.last_ts_ns = rec.ts_ns
+        if rec.elided:
+            # Another worker's packet, known without copying it (the source's
+            # elide test, another_workers): counted as its decoding below
+            # would have counted it.
+            self.captured_bytes += rec.elided
+            self.decoded += 1
+            self.other_workers += 1
+            self.other_workers_elided += 1
+            self.flows.now = rec.ts_ns * 1e-9
+            self.flows.expire(self.flows.now)
+            return
         if self.bpf is not None and not self.bpf.matches(rec.linktype, data, rec.caplen,
                                                          rec.wirelen):
             self.filtered_out += 1
@@ -359,6 +402,18 @@ cdef class Engine:
         seconds of wall time.  speed > 0 paces processing to the trace's clock
         (1.0 = real time).  live: when the source has nothing (fill() returns
         0 without eof), flows are expired by wall-clock time."""
+        if self.worker_count > 1 and self.bpf is None:
+            # (A filter decides on a packet's bytes first: then all are copied.)
+            source.elide_test = another_workers
+            source.elide_ctx = &self.share
+        try:
+            self.replay_loop(source, progress, progress_every, speed, live)
+        finally:
+            source.elide_test = NULL
+            source.elide_ctx = NULL
+
+    cdef replay_loop(self, Source source, progress, double progress_every, double speed,
+                     bint live):
         cdef PacketRecord* rec
         cdef int n
         cdef uint64_t batches = 0
@@ -646,6 +701,7 @@ cdef class Engine:
         s.update(self.flows.stats())
         s["ring"] = self.ring.stats()
         s["ring"]["pressure_events"] = self.pressure_events
+        s["ring"]["other_workers_elided"] = self.other_workers_elided
         # Records published by the source and not yet processed: read through
         # the ring's atomics, so any thread (a metrics scrape) may ask.
         s["ring"]["backlog"] = self.ring.published_writes() - self.ring.processed_index

@@ -38,6 +38,13 @@ cdef class PcapFileSource(Source):
     cdef size_t buf_end
     cdef uint64_t buf_file_offset       # file offset of buf[0]
     cdef bint file_exhausted            # fread hit the end of the file
+    # A regular file is mapped, a window at a time, instead: buf is then the
+    # window (never malloc'd) and records are copied once, from the page cache
+    # into the ring, or not at all when elided.
+    cdef bint mapped
+    cdef uint8_t* map_base
+    cdef size_t map_length
+    cdef size_t page_bytes
     cdef bint is_pcapng
     cdef bint swapped                   # file (pcap) / section (pcapng) byte order is not ours
     # classic pcap
@@ -57,6 +64,8 @@ cdef class PcapFileSource(Source):
     cdef readonly uint64_t blocks_skipped           # pcapng blocks of other types
 
     cdef Py_ssize_t refill(self, size_t wanted) except -1
+    cdef Py_ssize_t remap(self, size_t wanted) except -1
+    cdef int unmap_to_buffer(self) except -1
     cdef int fill_pcap(self, Ring ring, int max_records) except -1
     cdef int fill_pcapng(self, Ring ring, int max_records) except -1
     cdef int skip_large_block(self, uint64_t block_offset, uint32_t total_length) except -1

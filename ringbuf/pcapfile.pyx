@@ -9,10 +9,16 @@ first bytes (classic pcap in either byte order with microsecond or nanosecond
 timestamps; pcapng, each section in its own byte order) and, on every
 ``fill(ring, n)``, parses up to ``n`` packet records straight into the ring.
 
-How it reads: the file is opened with C stdio and read with ``fread`` in large
-chunks into a buffer this object owns; records are parsed in place in that
-buffer and their bytes are ``memcpy``'d once, into the ring arena.  No Python
-object is created per packet.  A record is consumed from the buffer only after
+How it reads: a regular file is mapped into memory a window at a time
+(``MAP_WINDOW_BYTES``, populated at once); anything else (a pipe, a FIFO, a
+file that cannot be mapped) is read with C stdio ``fread`` in large chunks
+into a buffer this object owns.  Records are parsed in place, in the window
+or the buffer, and their bytes are ``memcpy``'d once, into the ring arena:
+mapped, the file's bytes go from the page cache to the ring with no copy in
+between.  No Python object is created per packet.  A consumer may set an
+elide test (``Source.elide_test``, replay on several workers): a record it
+accepts is written without its bytes, so a worker pays for another worker's
+packets only the reading of their headers.  A record is consumed from the buffer only after
 the ring accepted it, so a full ring (the "wait" policy) simply stops the fill:
 the next call starts with that same record.  Nothing is lost.
 
@@ -40,11 +46,13 @@ from errno import EISDIR
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.errno cimport errno
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
-from libc.stdio cimport FILE, fopen, fclose, fread, ferror, setvbuf, _IOFBF
+from libc.stdio cimport FILE, fopen, fclose, fread, ferror, setvbuf, _IOFBF, SEEK_SET
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memmove
-from posix.stat cimport struct_stat, fstat, S_ISDIR
-from posix.stdio cimport fileno
+from posix.mman cimport mmap, munmap, PROT_READ, MAP_PRIVATE, MAP_POPULATE, MAP_FAILED
+from posix.stat cimport struct_stat, fstat, S_ISDIR, S_ISREG
+from posix.stdio cimport fileno, fseeko
+from posix.unistd cimport sysconf, _SC_PAGESIZE
 
 from ringbuf.source cimport Source
 from ringbuf.ring cimport Ring, PacketRecord, OVERFLOW_WAIT, MAXIMUM_SNAPLEN
@@ -88,6 +96,9 @@ cdef enum:
     # than a packet of the largest snaplen we accept, plus its options.
     MAX_BUFFERED_BLOCK = 16 * 1024 * 1024
     READ_CHUNK_BYTES = 4 * 1024 * 1024
+    # A mapped file's window: small enough to keep the resident pages of the
+    # file few, large enough that remapping costs nothing (128 maps a GB).
+    MAP_WINDOW_BYTES = 8 * 1024 * 1024
     STDIO_BUFFER_BYTES = 1024 * 1024
     NANOSECONDS = 1000000000
 
@@ -150,14 +161,20 @@ cdef class PcapFileSource(Source):
         self.fp = fopen(encoded, "rb")
         if self.fp == NULL:
             raise CaptureFileError(f"cannot open '{self.path}': {os.strerror(errno)}")
-        if fstat(fileno(self.fp), &status) == 0 and S_ISDIR(status.st_mode):
+        if fstat(fileno(self.fp), &status) != 0:
+            status.st_mode = 0
+        if S_ISDIR(status.st_mode):
             self.close()
             raise CaptureFileError(f"cannot open '{self.path}': {os.strerror(EISDIR)}")
         setvbuf(self.fp, NULL, _IOFBF, STDIO_BUFFER_BYTES)
-        self.buf_capacity = READ_CHUNK_BYTES
-        self.buf = <uint8_t*>malloc(self.buf_capacity)
-        if self.buf == NULL:
-            raise MemoryError()
+        self.page_bytes = sysconf(_SC_PAGESIZE)
+        if S_ISREG(status.st_mode) and status.st_size > 0 and self.page_bytes > 0:
+            self.mapped = True           # refill() maps the first window
+        else:
+            self.buf_capacity = READ_CHUNK_BYTES
+            self.buf = <uint8_t*>malloc(self.buf_capacity)
+            if self.buf == NULL:
+                raise MemoryError()
 
         available = self.refill(PCAP_FILE_HEADER_BYTES)
         if available == 0:
@@ -223,12 +240,21 @@ cdef class PcapFileSource(Source):
         if self.fp != NULL:
             fclose(self.fp)
             self.fp = NULL
+        if self.map_base != NULL:
+            munmap(self.map_base, self.map_length)
+            self.map_base = NULL
+            self.buf = NULL
+            self.buf_pos = self.buf_end = 0
 
     def __dealloc__(self):
         if self.fp != NULL:
             fclose(self.fp)
             self.fp = NULL
-        free(self.buf)
+        if self.map_base != NULL:
+            munmap(self.map_base, self.map_length)
+            self.map_base = NULL
+        elif not self.mapped:
+            free(self.buf)
         self.buf = NULL
         free(self.interfaces)
         self.interfaces = NULL
@@ -249,6 +275,8 @@ cdef class PcapFileSource(Source):
         cdef uint8_t* grown
         if unconsumed >= wanted:
             return unconsumed
+        if self.mapped:
+            return self.remap(wanted)
         # Slide the unconsumed tail to the front, then grow if still too small.
         if self.buf_pos:
             memmove(self.buf, self.buf + self.buf_pos, unconsumed)
@@ -273,6 +301,66 @@ cdef class PcapFileSource(Source):
                 self.file_exhausted = True
             self.buf_end += got
         return self.buf_end - self.buf_pos
+
+    cdef Py_ssize_t remap(self, size_t wanted) except -1:
+        """refill() of a mapped file: map the window that starts at the page
+        of the next unconsumed byte and holds at least `wanted` bytes, unless
+        the file ends first.  A file that cannot be mapped is read on with
+        fread from there."""
+        cdef uint64_t pos = self.buf_file_offset + self.buf_pos
+        cdef uint64_t start = pos - pos % self.page_bytes
+        cdef uint64_t size, length
+        cdef struct_stat status
+        cdef void* window
+        if self.file_exhausted or self.fp == NULL:
+            return self.buf_end - self.buf_pos
+        # The size now: a file still being written is read as far as it goes.
+        if fstat(fileno(self.fp), &status) != 0:
+            raise CaptureFileError(f"cannot read '{self.path}': {os.strerror(errno)}")
+        size = status.st_size
+        length = max(<uint64_t>MAP_WINDOW_BYTES, wanted + (pos - start))
+        if start + length >= size:
+            length = size - start if size > start else 0
+            self.file_exhausted = True
+        if length == 0:
+            return self.buf_end - self.buf_pos
+        window = mmap(NULL, length, PROT_READ, MAP_PRIVATE | MAP_POPULATE,
+                      fileno(self.fp), start)
+        if window == MAP_FAILED:
+            self.file_exhausted = False
+            self.unmap_to_buffer()
+            return self.refill(wanted)
+        if self.map_base != NULL:
+            munmap(self.map_base, self.map_length)
+        self.map_base = self.buf = <uint8_t*>window
+        self.map_length = length
+        self.buf_file_offset = start
+        self.buf_pos = pos - start
+        self.buf_end = length
+        return self.buf_end - self.buf_pos
+
+    cdef int unmap_to_buffer(self) except -1:
+        """Leave the mapping for the fread buffer, keeping what is unconsumed."""
+        cdef size_t unconsumed = self.buf_end - self.buf_pos
+        cdef uint64_t pos = self.buf_file_offset + self.buf_pos
+        cdef uint8_t* buffer
+        self.buf_capacity = max(<size_t>READ_CHUNK_BYTES, unconsumed)
+        buffer = <uint8_t*>malloc(self.buf_capacity)
+        if buffer == NULL:
+            raise MemoryError()
+        if unconsumed:
+            memcpy(buffer, self.buf + self.buf_pos, unconsumed)
+        if self.map_base != NULL:
+            munmap(self.map_base, self.map_length)
+            self.map_base = NULL
+        self.mapped = False
+        self.buf = buffer
+        self.buf_file_offset = pos
+        self.buf_pos = 0
+        self.buf_end = unconsumed
+        if fseeko(self.fp, pos + unconsumed, SEEK_SET) != 0:
+            raise CaptureFileError(f"cannot read '{self.path}': {os.strerror(errno)}")
+        return 0
 
     cdef uint64_t position(self) noexcept:
         return self.buf_file_offset + self.buf_pos
@@ -308,6 +396,7 @@ cdef class PcapFileSource(Source):
         cdef Py_ssize_t available
         cdef PacketRecord* rec
         cdef bint swapped = self.swapped
+        cdef bint elide
         while written < max_records:
             if self.buf_end - self.buf_pos < PCAP_RECORD_HEADER_BYTES:
                 available = self.refill(PCAP_RECORD_HEADER_BYTES)
@@ -333,7 +422,11 @@ cdef class PcapFileSource(Source):
                     self._mark_truncated("record", available, record_bytes, self.position())
                     break
                 header = self.buf + self.buf_pos
-            rec = ring.reserve(caplen)
+            wirelen = load_u32(header + 12, swapped)
+            elide = self.elide_test != NULL and self.elide_test(
+                self.elide_ctx, header + PCAP_RECORD_HEADER_BYTES, caplen,
+                caplen if caplen > wirelen else wirelen, self.linktype)
+            rec = ring.reserve(0 if elide else caplen)
             if rec == NULL:
                 if ring.policy == OVERFLOW_WAIT and caplen <= ring.arena_bytes:
                     break       # ring full: this record stays first in line
@@ -341,7 +434,6 @@ cdef class PcapFileSource(Source):
             else:
                 ts_seconds = load_u32(header, swapped)
                 ts_fraction = load_u32(header + 4, swapped)
-                wirelen = load_u32(header + 12, swapped)
                 if caplen > wirelen:
                     self.caplen_exceeds_wirelen += 1
                     wirelen = caplen
@@ -350,7 +442,11 @@ cdef class PcapFileSource(Source):
                 rec.wirelen = wirelen
                 rec.linktype = self.linktype
                 rec.iface = 0
-                memcpy(ring.data_of(rec), header + PCAP_RECORD_HEADER_BYTES, caplen)
+                if elide:
+                    rec.elided = caplen
+                    self.records_elided += 1
+                else:
+                    memcpy(ring.data_of(rec), header + PCAP_RECORD_HEADER_BYTES, caplen)
                 ring.commit()
                 written += 1
             self.buf_pos += record_bytes
@@ -370,6 +466,7 @@ cdef class PcapFileSource(Source):
         cdef PcapngInterface* interface
         cdef PacketRecord* rec
         cdef int64_t ts_ns
+        cdef bint elide
         while written < max_records:
             if self.buf_end - self.buf_pos < 12:
                 available = self.refill(12)
@@ -482,7 +579,10 @@ cdef class PcapFileSource(Source):
                     ts_units = ((<uint64_t>load_u32(block + 12, self.swapped) << 32)
                                 | load_u32(block + 16, self.swapped))
                     ts_ns = interface_ts_to_ns(interface, ts_units)
-                rec = ring.reserve(caplen)
+                elide = self.elide_test != NULL and self.elide_test(
+                    self.elide_ctx, block + data_start, caplen,
+                    caplen if caplen > wirelen else wirelen, interface.linktype)
+                rec = ring.reserve(0 if elide else caplen)
                 if rec == NULL:
                     if ring.policy == OVERFLOW_WAIT and caplen <= ring.arena_bytes:
                         break   # ring full: this block stays first in line
@@ -495,7 +595,11 @@ cdef class PcapFileSource(Source):
                     rec.wirelen = wirelen
                     rec.linktype = interface.linktype
                     rec.iface = interface_id
-                    memcpy(ring.data_of(rec), block + data_start, caplen)
+                    if elide:
+                        rec.elided = caplen
+                        self.records_elided += 1
+                    else:
+                        memcpy(ring.data_of(rec), block + data_start, caplen)
                     ring.commit()
                     written += 1
                 self.last_ts_ns = ts_ns

@@ -9,6 +9,8 @@ cdef struct PacketRecord:
     uint32_t linktype      # LINKTYPE_* value of the interface it came from
     uint32_t iface         # interface index within the source (pcapng), else 0
     uint64_t offset        # monotonic byte position of the data in the arena
+    uint32_t elided        # a record written without its bytes (caplen 0): the
+                           # captured length it had; 0 for every stored record
 
 # The largest packet any source keeps (libpcap's MAXIMUM_SNAPLEN): the
 # default snap length of live captures, the snap length filters are compiled

@@ -148,6 +148,7 @@ cdef class Ring:
         rec.ts_ns = 0
         rec.linktype = 0
         rec.iface = 0
+        rec.elided = 0
         return rec
 
     cdef PacketRecord* refuse(self) noexcept nogil:

@@ -424,6 +424,33 @@ def test_tiny_ring_forces_partial_fills_and_loses_nothing(tmp_path):
         assert source.records_read == len(expected)
 
 
+def test_a_mapped_file_and_a_pipe_give_the_same_records_across_map_windows(tmp_path):
+    """A regular file is read through memory-mapped windows, a pipe with
+    fread: the same records, whole where they straddle a window's edge (the
+    files hold about two windows), in both formats."""
+    packets = [bytes([i % 251]) * (1000 + i * 7 % 517) for i in range(14000)]
+    records = [(i, 0, data, len(data)) for i, data in enumerate(packets)]
+    for name, body, expected in [
+            ("big.pcap", pcap_bytes(records), packets),
+            ("big.pcapng", *two_interface_section("<", packets))]:
+        if name.endswith("pcapng"):
+            expected = [record[5] for record in expected]
+        assert len(body) > 2 * 8 * 1024 * 1024 - 1024 * 1024
+        path = write(tmp_path, name, body)
+        mapped = read_records(path)
+        fifo = tmp_path / (name + ".fifo")
+        os.mkfifo(fifo)
+        # (Another process writes: opening a FIFO blocks, holding the GIL.)
+        writer = subprocess.Popen(["sh", "-c", 'exec cat "$0" > "$1"', str(path), str(fifo)])
+        try:
+            piped = read_records(fifo)
+        finally:
+            writer.kill()
+            writer.wait()
+        assert [record[5] for record in mapped] == expected, name
+        assert mapped == piped, name
+
+
 def test_drop_policy_ring_drops_and_counts(tmp_path):
     packets = random_packets(11, 50, max_length=100)
     path = write(tmp_path, "drop.pcap", pcap_bytes([(0, 0, d, len(d)) for d in packets]))

@@ -104,6 +104,94 @@ def test_each_worker_owns_whole_host_pairs(tmp_path):
     assert moved == 16 * 3
 
 
+def odd_packets_trace(path, pairs=24):
+    """Between many host pairs, TCP packets a worker may leave uncopied
+    (plain IPv4, IPv4 with options, IPv6, a wrong IP checksum when checksums
+    are ignored) beside packets only decoding can place (fragments, UDP,
+    VLAN tags, offloaded lengths, cut or malformed headers)."""
+    import struct
+    from packets import ethernet, tcp_packet, udp_packet
+
+    def checksummed(header: bytearray) -> bytes:
+        hlen = (header[0] & 0x0f) * 4
+        struct.pack_into("!H", header, 10, 0)
+        total = sum(struct.unpack("!%dH" % (hlen // 2), bytes(header[:hlen])))
+        while total >> 16:
+            total = (total & 0xffff) + (total >> 16)
+        struct.pack_into("!H", header, 10, ~total & 0xffff)
+        return ethernet(bytes(header), 0x0800)
+    frames = []
+    for i in range(pairs):
+        a, b = "10.0.%d.1" % i, "10.0.%d.2" % i
+        plain = tcp_packet(a, b, 40000 + i, 80, 0x02, seq=i)
+        ip = bytearray(plain[14:])
+        frames.append(plain)
+        frames.append(tcp_packet("2001:db8::%x" % (i + 1), "2001:db8::ff", 40000, 80, 0x02,
+                                 v6=True))
+        bad_sum = bytearray(ip)
+        bad_sum[10] ^= 0xff
+        frames.append(ethernet(bytes(bad_sum), 0x0800))
+        options = bytearray(ip[:20]) + b"\x01\x01\x01\x00" + ip[20:]
+        options[0] = 0x46
+        struct.pack_into("!H", options, 2, len(options))
+        frames.append(checksummed(options))
+        short_tcp = bytearray(ip)
+        short_tcp[20 + 12] = 0x40                       # data offset 4: malformed
+        frames.append(ethernet(bytes(short_tcp), 0x0800))
+        frames.append((plain[:14 + 20 + 10], len(plain)))   # TCP header cut by the snap length
+        fragment = bytearray(ip)
+        fragment[6] |= 0x20                             # more fragments
+        frames.append(checksummed(fragment))
+        frames.append(udp_packet(a, b, 5000, 53, b"x" * 12))
+        frames.append(ethernet(struct.pack("!HH", i + 1, 0x0800) + bytes(ip), 0x8100))
+        offload = bytearray(ip)
+        struct.pack_into("!H", offload, 2, 0)
+        frames.append(checksummed(offload))
+        too_long = bytearray(ip)
+        struct.pack_into("!H", too_long, 2, len(ip) + 40)
+        frames.append(checksummed(too_long))
+    return write_pcap(path, [(1000.0 + 0.001 * n,) + (f if isinstance(f, tuple) else (f,))
+                             for n, f in enumerate(frames)])
+
+
+@pytest.mark.parametrize("trace_kind", ["ftp sessions", "odd packets"])
+@pytest.mark.parametrize("ignore_checksums", [True, False])
+def test_another_workers_packets_are_left_uncopied_and_counted_as_decoded(
+        tmp_path, trace_kind, ignore_checksums):
+    """A worker's source writes the packets of other workers' host pairs
+    that decoding would certainly take to TCP into the ring without their
+    bytes, and the worker counts them as decoding would have.  A filter
+    (which must see every packet's bytes) turns that off: both runs count
+    and write the same, for every worker."""
+    from analyser import registry
+    from analyser.replay import replay_files
+    trace = (ftp_sessions_trace(tmp_path / "t.pcap", sessions=16) if trace_kind == "ftp sessions"
+             else odd_packets_trace(tmp_path / "t.pcap"))
+    analysers = registry.select()[0]
+    for worker in ((0, 2), (1, 2)):
+        runs = {}
+        for name, bpf in (("elided", None), ("copied", "ip or ip6 or not ip")):
+            records = []
+            result = replay_files([str(trace)], on_connection=records.append,
+                                  analysers=analysers, worker=worker, bpf=bpf,
+                                  ignore_checksums=ignore_checksums)
+            runs[name] = (result.stats, sorted(json.dumps(r, sort_keys=True) for r in records))
+        elided, copied = runs["elided"][0], runs["copied"][0]
+        assert 0 < elided["ring"]["other_workers_elided"] <= elided["other_workers"]
+        assert copied["ring"]["other_workers_elided"] == 0
+        assert elided["ring"]["bytes_written"] < copied["ring"]["bytes_written"]
+        for key, value in copied.items():
+            if key != "ring" and "seconds" not in key and "time" not in key:
+                assert elided[key] == value, (worker, key)
+        assert runs["elided"][1] == runs["copied"][1] and runs["elided"][1]
+    if trace_kind == "odd packets":
+        # What only decoding can tell was decoded: anomalies counted as ever.
+        assert copied["fragments_seen"] == 24
+        assert {"bad_tcp_header_length", "truncated_tcp_header", "bad_ip_total_length"} <= \
+            set(copied["malformed"])
+        assert ("bad_ip_checksum" in copied["malformed"]) is not ignore_checksums
+
+
 def test_bad_input_and_options_with_workers(run_cli, tmp_path):
     p = run_cli("replay", tmp_path / "missing.pcap", "--workers", "2", "--logs", tmp_path)
     assert p.returncode == 1 and "missing.pcap" in p.stderr and "Traceback" not in p.stderr
