@@ -15,13 +15,14 @@ file that cannot be mapped) is read with C stdio ``fread`` in large chunks
 into a buffer this object owns.  Records are parsed in place, in the window
 or the buffer, and their bytes are ``memcpy``'d once, into the ring arena:
 mapped, the file's bytes go from the page cache to the ring with no copy in
-between (a file being written is read as far as it goes at each window;
-one cut shorter by another program while it is mapped ends the process
-with SIGBUS, as it would any program reading it mapped: replay a copy of
-a file that is being rotated).  No Python object is created per packet.  A consumer may set an
-elide test (``Source.elide_test``, replay on several workers): a record it
-accepts is written without its bytes, so a worker pays for another worker's
-packets only the reading of their headers.  A record is consumed from the buffer only after
+between.  A file still being written is read as far as it goes at each
+window; one that another program cuts shorter while it is mapped ends the
+process with SIGBUS, as it would any program reading it mapped (replay a
+copy of a file that is being rotated).  No Python object is created per
+packet.  A consumer may set an elide test (``Source.elide_test``: replay
+on several workers): a record it accepts is written without its bytes, so
+a worker pays for another worker's packets only the reading of their
+headers.  A record is consumed from the buffer only after
 the ring accepted it, so a full ring (the "wait" policy) simply stops the fill:
 the next call starts with that same record.  Nothing is lost.
 
