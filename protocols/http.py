@@ -1062,7 +1062,6 @@ class HttpCore(AnalyserCore):
             self.keep_alive = True
 
 
-
 class Http(HttpCore, Analyser):
     """HTTP/1.x: http.log as Zeek writes it, one transfers.log row per large
     body; bodies are counted in compiled code."""

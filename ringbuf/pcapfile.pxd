@@ -66,6 +66,7 @@ cdef class PcapFileSource(Source):
     cdef Py_ssize_t refill(self, size_t wanted) except -1
     cdef Py_ssize_t remap(self, size_t wanted) except -1
     cdef int unmap_to_buffer(self) except -1
+    cdef void unmap(self) noexcept
     cdef int fill_pcap(self, Ring ring, int max_records) except -1
     cdef int fill_pcapng(self, Ring ring, int max_records) except -1
     cdef int skip_large_block(self, uint64_t block_offset, uint32_t total_length) except -1

@@ -245,8 +245,7 @@ cdef class PcapFileSource(Source):
             fclose(self.fp)
             self.fp = NULL
         if self.map_base != NULL:
-            munmap(self.map_base, self.map_length)
-            self.map_base = NULL
+            self.unmap()
             self.buf = NULL
             self.buf_pos = self.buf_end = 0
 
@@ -255,8 +254,7 @@ cdef class PcapFileSource(Source):
             fclose(self.fp)
             self.fp = NULL
         if self.map_base != NULL:
-            munmap(self.map_base, self.map_length)
-            self.map_base = NULL
+            self.unmap()
         elif not self.mapped:
             free(self.buf)
         self.buf = NULL
@@ -334,14 +332,19 @@ cdef class PcapFileSource(Source):
             self.file_exhausted = False
             self.unmap_to_buffer()
             return self.refill(wanted)
-        if self.map_base != NULL:
-            munmap(self.map_base, self.map_length)
+        self.unmap()
         self.map_base = self.buf = <uint8_t*>window
         self.map_length = length
         self.buf_file_offset = start
         self.buf_pos = pos - start
         self.buf_end = length
         return self.buf_end - self.buf_pos
+
+    cdef void unmap(self) noexcept:
+        """Let the mapped window go (none: nothing to do)."""
+        if self.map_base != NULL:
+            munmap(self.map_base, self.map_length)
+            self.map_base = NULL
 
     cdef int unmap_to_buffer(self) except -1:
         """Leave the mapping for the fread buffer, keeping what is unconsumed."""
@@ -354,9 +357,7 @@ cdef class PcapFileSource(Source):
             raise MemoryError()
         if unconsumed:
             memcpy(buffer, self.buf + self.buf_pos, unconsumed)
-        if self.map_base != NULL:
-            munmap(self.map_base, self.map_length)
-            self.map_base = NULL
+        self.unmap()
         self.mapped = False
         self.buf = buffer
         self.buf_file_offset = pos
