@@ -22,8 +22,8 @@ __version__ = "0.2.0"
 from analyser.compiled import install as _install_fresh_source_finder  # noqa: E402
 _install_fresh_source_finder()
 
-from analyser.runtime import (ANY, ORIG, RESP, Analyser, AnalyserCore,  # noqa: E402
-                              Expectation, Gap, ProtocolViolation, StreamEnd)
+from analyser.runtime import (ANY, DETECTION_BUFFER, ORIG, RESP, Analyser,  # noqa: E402
+                              AnalyserCore, Expectation, Gap, ProtocolViolation, StreamEnd)
 from analyser.events import Monitor  # noqa: E402
 from analyser.schemas import TRANSFERS, Field, conn_id_fields  # noqa: E402
 from analyser.signatures import Signature  # noqa: E402
@@ -32,4 +32,5 @@ from analyser.flows import private_address  # noqa: E402
 
 __all__ = ["Analyser", "ORIG", "RESP", "ANY", "Gap", "StreamEnd", "Monitor", "Signature",
            "Field", "conn_id_fields", "TRANSFERS", "Expectation", "ProtocolViolation",
-           "InnerStreams", "private_address", "AnalyserCore", "__version__"]
+           "InnerStreams", "private_address", "AnalyserCore", "DETECTION_BUFFER",
+           "__version__"]

@@ -5,14 +5,15 @@ sinks (`ssl.log`, events `tls_message` / `tls_exchange` on request).
 
 Theory of operation:
 
-1. A read takes what one side has (`read_any`), a flight of records at a
-   time; the records are cut out of it in Python, a side's whole record at
-   a time (waiting on that side for the rest of one), the originator's
-   first when both have bytes: the order a 5-byte `read_any` per record
-   would take, so both directions are handled in arrival order, as Zeek's
-   SSL analyser sees them.  Until the bytes are confirmed TLS, a header,
-   then its body, is read at a time.  The rest of an encrypted record not
-   yet read is `skip`ped in compiled code.
+1. During the handshake the engine hands each chunk of either side, as it
+   comes, to `TlsCore.feed_side` (`read_any_into`: no greenlet switch per
+   chunk); the records are cut out of a side's pending bytes there, each
+   handled once it is whole, so both directions are handled in arrival
+   order, as Zeek's SSL analyser sees them.  Until the bytes are confirmed
+   TLS a chunk is at most what a candidate's recording keeps
+   (`DETECTION_BUFFER`).  The rest of an encrypted record not yet read is
+   `skip`ped in compiled code.  `TlsCore` (the record loop and the records
+   in the clear) is an extension type in the build (tls.pxd).
 2. Handshake messages are cut out of the handshake records of each side (a
    message may span records, a record may hold several).  ClientHello,
    ServerHello, Certificate and ServerKeyExchange are parsed by the plain
@@ -57,7 +58,11 @@ import sys
 from array import array
 from dataclasses import dataclass, field
 
-from analyser import ORIG, RESP, Analyser, Field, Gap, Signature, StreamEnd, conn_id_fields
+from analyser import (DETECTION_BUFFER, ORIG, RESP, Analyser, Field, Gap, Signature,
+                      StreamEnd, conn_id_fields)
+# The public AnalyserCore, named by the module that defines it: tls.pxd
+# cimports it from there to derive TlsCore's struct (as ftp.py does).
+from analyser.runtime import AnalyserCore
 from protocols.tls_names import (ALERT_DESCRIPTIONS, CIPHER_SUITES, NAMED_GROUPS, name_of)
 
 # -- wire formats --------------------------------------------------------------------
@@ -939,68 +944,13 @@ class LazyHello:
         setattr(obj, self.message, None)
 
 
-class Tls(Analyser):
-    """One TLS connection: handshake in the clear, ssl.log, fingerprints."""
-    name = "ssl"                     # as Zeek names it (conn.log service, analyzer.log)
-    ports = ZEEK_SSL_PORTS
-    # A handshake record holding a ClientHello (client) or ServerHello
-    # (server, when the client's start was missed), any record version, any
-    # length, then a hello version 3.x; `?` is any byte.
-    signatures = (Signature(ORIG, b"\x16\x03???\x01???\x03", wildcard=True),
-                  Signature(RESP, b"\x16\x03???\x02???\x03", wildcard=True))
-    logs = {"ssl": SSL_LOG}
-    payload_fields = frozenset({"server_name"})
-    options = {
-        "messages": (False, "after the handshake, a tls_message event per record "
-                            "(side, length, content_type, exchange)"),
-        "exchanges": (False, "after the handshake, a tls_exchange event per "
-                             "request/response (the client's records until the server "
-                             "answers, and the server's answer)"),
-    }
-
-    # -- main ----------------------------------------------------------------------------
-
-    def main(self):
-        self.run_tls()
-
-    def run_tls(self) -> None:
-        """The whole connection: handshake, ssl.log, then after_handshake()."""
-        self.setup()
-        try:
-            self.handshake()
-        except Gap:
-            pass                         # Zeek stops parsing at a gap; so do we
-        except StreamEnd:
-            return
-        finally:
-            self.write_row()
-        if self.established:
-            self.after_handshake()
-        else:
-            self.bulk()
-        # Nothing more is read: what a read took ahead (up to READ_CHUNK per
-        # side) is not kept while the connection lasts.
-        self.pending = [b"", b""]
-
-    # The connection's state: what starts as an immutable value is a class
-    # attribute until first set (setup() then makes only the lists).
-    row = None                           # ssl.log row, made at the first record
-    logged = False
-    established = False
-    client_side = ORIG
-    version: int | None = None           # the negotiated version (Zeek's chosen_version)
-    cipher: int | None = None
-    record_layer_known = False
-    sslv2 = False
-    client_session_id = ""
-    ticket_with_empty_session = False
-    client_key_exchange_seen = False
-    client_psk_seen = False
-    hello_retry_seen = False
-    _client_hello: ClientHello | None = None
-    _client_hello_message: bytes | None = None   # when the hello is parsed on demand
-    _server_hello: ServerHello | None = None
-    _server_hello_message: bytes | None = None
+class TlsCore(AnalyserCore):
+    """The TLS analyser's per-record half: each chunk of a side cut into
+    records, the records in the clear handled (handshake messages, change
+    cipher spec, alerts) until the connection is established.  It runs for
+    every record of every TLS connection, so the build makes it an extension
+    type (tls.pxd): its state is struct fields and its calls C calls.  `Tls`
+    below adds the declarations, the reads of main() and ssl.log."""
 
     def setup(self) -> None:
         self.encrypted = [False, False]
@@ -1009,133 +959,93 @@ class Tls(Analyser):
         self.certificates = [[], []]     # DER certificates per side
         self.stream_bytes = [0, 0]       # bytes taken from the stream per side
         self.pending = [b"", b""]        # of those, read but not handled yet
+        self.row = None                  # ssl.log row, made at the first record
+        self.logged = False
+        self.established = False
+        self.done = False                # the handshake is over: established or given up
+        self.limited = False             # reading at most DETECTION_BUFFER a chunk
+        self.records = 0                 # records taken in the clear
+        self.client_side = ORIG
+        self.version = None              # the negotiated version (Zeek's chosen_version)
+        self.cipher = None
+        self.record_layer_known = False
+        self.sslv2 = False
+        self.client_session_id = ""
+        self.ticket_with_empty_session = False
+        self.client_key_exchange_seen = False
+        self.client_psk_seen = False
+        self.hello_retry_seen = False
 
     # -- the record loop -------------------------------------------------------------------
-    #
-    # Bytes come from the stream in chunks (whatever a side has) and records
-    # are cut out of `self.pending` here, so a flight of records costs one
-    # read, not two per record.  The records are taken in the order one
-    # 5-byte `read_any` per record would take them: a side's record whole
-    # (waiting for the rest of it on that side), the originator's first when
-    # both sides have bytes.  `stream_bytes` counts what was taken from the
-    # stream: read (pending or handled) or skipped.
 
-    def take(self, side: int, n: int) -> bytes:
-        """The next n bytes of a side: pending ones first, then the stream's
-        (waits for them)."""
-        pending = self.pending
-        data = pending[side]
-        if len(data) >= n:
-            pending[side] = data[n:]
-            return data[:n]
-        pending[side] = b""
-        more = self.read(side, n - len(data))
-        self.stream_bytes[side] += len(more)
-        return data + more if data else more
-
-    def drop(self, side: int, n: int) -> None:
-        """Discard the next n bytes of a side: pending ones, and the rest
-        skipped in compiled code (never read)."""
-        pending = self.pending
-        data = pending[side]
-        if len(data) >= n:
-            pending[side] = data[n:]
-            return
-        pending[side] = b""
-        self.skip(side, n - len(data))
-        self.stream_bytes[side] += n - len(data)
-
-    def next_side(self, limit: int) -> int:
-        """The side whose record comes next: one with pending bytes, else
-        the first to have some (reading at most `limit` of them)."""
-        pending = self.pending
-        if pending[ORIG]:
-            return ORIG
-        if pending[RESP]:
-            return RESP
-        side, data = self.read_any(limit)
+    def feed_side(self, side: int, data: bytes) -> bool:
+        """read_any_into's handler: a chunk of a side, cut into records.  True
+        once the handshake is over, or when the bytes were just confirmed TLS
+        (the reads may then take more at a time)."""
+        if type(data) is not bytes:
+            data = bytes(data)
         self.stream_bytes[side] += len(data)
-        pending[side] = data
-        return side
+        pending = self.pending
+        held = pending[side]
+        pending[side] = held + data if held else data
+        self.take_records(side)
+        return self.done or (self.limited and self._confirmed)
 
-    def read_record_header(self) -> tuple[int, bytes]:
-        """The next record header of either side (its body stays unread)."""
-        side = self.next_side(RECORD_HEADER_SIZE)
-        return side, self.take(side, RECORD_HEADER_SIZE)
-
-    def handshake(self) -> None:
-        """Records until the connection is established (or ends).  Before the
-        bytes are confirmed TLS, reads go a header, then a body, at a time
-        (what is read is kept for another candidate analyser); after, a read
-        takes whatever a side has.  (The loop runs for every record of every
-        connection: what it uses is in local variables, next_side() and
-        drop() are inlined.)"""
+    def take_records(self, side: int) -> None:
+        """Every whole record of a side's pending bytes, in order, until one
+        is not whole yet (its rest comes in a later chunk) or the handshake is
+        over.  The header's checks run as soon as it is there; an encrypted
+        record (or one too long) needs only its header: the rest of it not
+        yet read is skipped in compiled code."""
         pending = self.pending
         encrypted = self.encrypted
-        stream_bytes = self.stream_bytes
-        unpack_header = RECORD_HEADER.unpack_from
-        records = 0
-        row_made = self.row is not None
-        record_layer_known = self.record_layer_known
-        while True:                      # until established (a return) or the end
-            if pending[ORIG]:                                  # next_side(), inlined
-                side = ORIG
-            elif pending[RESP]:
-                side = RESP
-            else:
-                side, data = self.read_any(READ_CHUNK if self.confirmed
-                                           else RECORD_HEADER_SIZE)
-                stream_bytes[side] += len(data)
-                pending[side] = data
+        while not self.done:
             data = pending[side]
-            if len(data) < RECORD_HEADER_SIZE:               # the header's rest: wait for it
-                data = pending[side] = self.take(side, RECORD_HEADER_SIZE)
-            records += 1
-            if records > MAX_HANDSHAKE_RECORDS:
-                self.weird("SSL_handshake_too_long", records=records)
+            n = len(data)
+            if n < RECORD_HEADER_SIZE:
+                return                                      # the header's rest: wait for it
+            if self.records >= MAX_HANDSHAKE_RECORDS:
+                self.weird("SSL_handshake_too_long", records=self.records + 1)
+                self.done = True
                 return
-            if not row_made:
+            if self.row is None:
                 self.start_row()
-                row_made = True
-            if not record_layer_known:
+            if not self.record_layer_known:
                 if data[0] & 0x80:
-                    self.sslv2_record(side)
-                    record_layer_known = self.record_layer_known
+                    if not self.sslv2_record(side, data):
+                        return                              # its rest: wait for it
+                    self.records += 1
                     continue
                 self.check_first_record(data[:RECORD_HEADER_SIZE])
-                record_layer_known = True
-            content, version, length = unpack_header(data)
+            content = data[0]
+            version = data[1] << 8 | data[2]
+            length = data[3] << 8 | data[4]
             if version not in RECORD_VERSIONS:
                 self.violation("Invalid version late in TLS connection. Packet reported "
                                "version: %d" % version, data[:RECORD_HEADER_SIZE])
             end = RECORD_HEADER_SIZE + length
             if length > MAX_RECORD:
+                self.records += 1
                 self.weird("SSL_record_too_large", length=length)
-                self.drop(side, end)
+                self.drop_record(side, data, end)
                 continue
             if encrypted[side] or (content == APPLICATION_DATA
                                    and self.version not in LEGACY_VERSIONS):
                 # An application-data record in the clear turns its side
                 # encrypted once the chosen version is not a legacy one
                 # (Zeek's determine_state).
+                self.records += 1
                 encrypted[side] = True
-                if len(data) >= end:                           # drop(), inlined
-                    pending[side] = data[end:]
-                else:
-                    pending[side] = b""
-                    n = end - len(data)
-                    self.skip(side, n)
-                    stream_bytes[side] += n
+                self.drop_record(side, data, end)
                 if encrypted[1 - side]:
                     self.established = True
-                    return
+                    self.done = True
                 continue
-            if len(data) >= end:
-                body = data[RECORD_HEADER_SIZE:end]
-                pending[side] = data[end:]
-            else:
-                pending[side] = data[RECORD_HEADER_SIZE:]
-                body = self.take(side, length)
+            if n < end:
+                return                                      # the body's rest: wait for it
+            self.records += 1
+            body = data[RECORD_HEADER_SIZE:end]
+            pending[side] = data[end:]
             if content == HANDSHAKE:
                 self.handshake_record(side, body)
             elif content == CHANGE_CIPHER_SPEC:
@@ -1152,6 +1062,17 @@ class Tls(Analyser):
                                % (content, "originator" if side == ORIG else "responder"),
                                data[:RECORD_HEADER_SIZE])
 
+    def drop_record(self, side: int, data: bytes, end: int) -> None:
+        """A record not handled: what is pending of it goes, its rest not
+        yet read is skipped in compiled code (never read)."""
+        if len(data) >= end:
+            self.pending[side] = data[end:]
+            return
+        self.pending[side] = b""
+        n = end - len(data)
+        self.skip(side, n)
+        self.stream_bytes[side] += n
+
     def check_first_record(self, head: bytes) -> None:
         """Zeek's record-layer check of a connection's first record."""
         content, version, _ = RECORD_HEADER.unpack(head)
@@ -1162,15 +1083,21 @@ class Tls(Analyser):
                            % (version, content), head)
         self.record_layer_known = True
 
-    def sslv2_record(self, side: int) -> None:
-        """An SSLv2-compatible ClientHello (2-byte header): logged with its
-        letter, no fingerprint.  Anything else in SSLv2 is not analysed."""
-        head = self.take(side, RECORD_HEADER_SIZE)
+    def sslv2_record(self, side: int, data: bytes) -> bool:
+        """An SSLv2-compatible ClientHello (2-byte header) at the start of
+        `data`, a side's pending bytes: logged with its letter, no
+        fingerprint.  Anything else in SSLv2 is not analysed.  False while
+        the record is not whole."""
+        head = data[:RECORD_HEADER_SIZE]
         length = ((head[0] & 0x7F) << 8 | head[1]) - 3
         if side != ORIG or head[2] != 1 or length < 6:
             self.violation("Invalid headers in SSL connection. Head1: %d, head2: %d, "
                            "head3: %d" % (head[1], head[2], head[3]), head)
-        body = self.take(side, length)
+        end = RECORD_HEADER_SIZE + length
+        if len(data) < end:
+            return False
+        body = data[RECORD_HEADER_SIZE:end]
+        self.pending[side] = data[end:]
         try:
             hello = parse_v2_client_hello(head[3:5] + body)
         except TlsError as exc:
@@ -1183,6 +1110,7 @@ class Tls(Analyser):
         self.history(side, "c")
         self.sslv2 = True
         self.record_layer_known = True
+        return True
 
     # -- records in the clear ---------------------------------------------------------------
 
@@ -1309,11 +1237,6 @@ class Tls(Analyser):
             self.ticket_with_empty_session = False
         row["ja3"], row["ja4"] = fingerprints
 
-    # The ClientHello and ServerHello: parsed when first read, if they were
-    # taken in one pass (their messages kept until then).
-    client_hello = LazyHello(lambda message: parse_client_hello(message))
-    server_hello = LazyHello(lambda message: parse_server_hello(message))
-
     def on_server_hello(self, hello: ServerHello) -> None:
         """A ServerHello parsed (one that the one-pass look did not take)."""
         self.server_hello_seen(b"", (
@@ -1397,7 +1320,7 @@ class Tls(Analyser):
             self.history(side, "l")
             self.row["last_alert"] = name_of(ALERT_DESCRIPTIONS, body[i + 1])
 
-    # -- ssl.log ---------------------------------------------------------------------------
+    # -- the ssl.log row ------------------------------------------------------------------
 
     def history(self, side: int, letter: str) -> None:
         """A letter of ssl_history: upper case for the client."""
@@ -1418,6 +1341,119 @@ class Tls(Analyser):
                         "id.orig_p": cid.orig_p, "id.resp_h": cid.resp_h,
                         "id.resp_p": cid.resp_p, "version": None, "resumed": False,
                         "established": False, "ssl_history": ""}
+
+
+class Tls(TlsCore, Analyser):
+    """One TLS connection: handshake in the clear, ssl.log, fingerprints."""
+    name = "ssl"                     # as Zeek names it (conn.log service, analyzer.log)
+    ports = ZEEK_SSL_PORTS
+    # A handshake record holding a ClientHello (client) or ServerHello
+    # (server, when the client's start was missed), any record version, any
+    # length, then a hello version 3.x; `?` is any byte.
+    signatures = (Signature(ORIG, b"\x16\x03???\x01???\x03", wildcard=True),
+                  Signature(RESP, b"\x16\x03???\x02???\x03", wildcard=True))
+    logs = {"ssl": SSL_LOG}
+    payload_fields = frozenset({"server_name"})
+    options = {
+        "messages": (False, "after the handshake, a tls_message event per record "
+                            "(side, length, content_type, exchange)"),
+        "exchanges": (False, "after the handshake, a tls_exchange event per "
+                             "request/response (the client's records until the server "
+                             "answers, and the server's answer)"),
+    }
+
+    # -- main ----------------------------------------------------------------------------
+
+    def main(self):
+        self.run_tls()
+
+    def run_tls(self) -> None:
+        """The whole connection: handshake, ssl.log, then after_handshake()."""
+        self.setup()
+        try:
+            self.handshake()
+        except Gap:
+            pass                         # Zeek stops parsing at a gap; so do we
+        except StreamEnd:
+            return
+        finally:
+            self.write_row()
+        if self.established:
+            self.after_handshake()
+        else:
+            self.bulk()
+        # Nothing more is read: what a read took ahead (up to READ_CHUNK per
+        # side) is not kept while the connection lasts.
+        self.pending = [b"", b""]
+
+    # -- reads in main() ----------------------------------------------------------------
+    #
+    # During the handshake the engine hands each chunk of either side to
+    # feed_side() (read_any_into: no greenlet switch per chunk).  After it,
+    # count_records() reads on: the bytes a chunk held past the end of the
+    # handshake are in `self.pending` and come first.  `stream_bytes`
+    # counts what was taken from the stream: read (pending or handled) or
+    # skipped.
+
+    def take(self, side: int, n: int) -> bytes:
+        """The next n bytes of a side: pending ones first, then the stream's
+        (waits for them)."""
+        pending = self.pending
+        data = pending[side]
+        if len(data) >= n:
+            pending[side] = data[n:]
+            return data[:n]
+        pending[side] = b""
+        more = self.read(side, n - len(data))
+        self.stream_bytes[side] += len(more)
+        return data + more if data else more
+
+    def drop(self, side: int, n: int) -> None:
+        """Discard the next n bytes of a side: pending ones, and the rest
+        skipped in compiled code (never read)."""
+        pending = self.pending
+        data = pending[side]
+        if len(data) >= n:
+            pending[side] = data[n:]
+            return
+        pending[side] = b""
+        self.skip(side, n - len(data))
+        self.stream_bytes[side] += n - len(data)
+
+    def next_side(self, limit: int) -> int:
+        """The side whose record comes next: one with pending bytes, else
+        the first to have some (reading at most `limit` of them)."""
+        pending = self.pending
+        if pending[ORIG]:
+            return ORIG
+        if pending[RESP]:
+            return RESP
+        side, data = self.read_any(limit)
+        self.stream_bytes[side] += len(data)
+        pending[side] = data
+        return side
+
+    def read_record_header(self) -> tuple[int, bytes]:
+        """The next record header of either side (its body stays unread)."""
+        side = self.next_side(RECORD_HEADER_SIZE)
+        return side, self.take(side, RECORD_HEADER_SIZE)
+
+    def handshake(self) -> None:
+        """Records until the connection is established (or ends, or the
+        handshake is given up).  Until the bytes are confirmed TLS a chunk is
+        at most what a candidate's recording keeps, so another candidate can
+        read them again."""
+        while not self.done:
+            self.limited = not self._confirmed
+            self.read_any_into(self.feed_side,
+                               DETECTION_BUFFER if self.limited else READ_CHUNK)
+
+    # The ClientHello and ServerHello: parsed when first read, if they were
+    # taken in one pass (their messages kept until then).
+    client_hello = LazyHello(lambda message: parse_client_hello(message))
+    server_hello = LazyHello(lambda message: parse_server_hello(message))
+
+    # -- ssl.log ---------------------------------------------------------------------------
 
     def write_row(self) -> None:
         """Once: at establishment, or when analysis ends without it (only if

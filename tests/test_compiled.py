@@ -82,19 +82,21 @@ def test_from_source_runs_the_built_in_modules_as_python(tmp_path):
 
 
 def test_typed_halves_are_extension_types_when_compiled():
-    """The classes a .pxd beside their source types (runtime.pxd, ftp.pxd, http.pxd) are
-    extension types in the build: fields in a struct, not in a __dict__ (a
-    pxd that no longer matches its source would fail the build, or leave
-    these plain classes)."""
+    """The classes a .pxd beside their source types (runtime.pxd, ftp.pxd, http.pxd,
+    tls.pxd) are extension types in the build: fields in a struct, not in a
+    __dict__ (a pxd that no longer matches its source would fail the build,
+    or leave these plain classes)."""
     from analyser.runtime import AnalyserCore, Runtime
     from protocols.ftp import Awaiting, CmdArg, Ftp, FtpCore, Reply, ZeekFtpLog
     from protocols.http import Http, HttpCore, Request, Side
+    from protocols.tls import Tls, TlsCore
     for cls in (AnalyserCore, Runtime, FtpCore, ZeekFtpLog, CmdArg, Awaiting, Reply,
-                HttpCore, Side, Request):
+                HttpCore, Side, Request, TlsCore):
         assert not cls.__flags__ & (1 << 9), "%s is not an extension type" % cls.__name__
     # Ftp itself stays a Python class over the typed half (GridFTP derives from it).
     assert Ftp.__flags__ & (1 << 9) and Ftp.__mro__[1] is FtpCore
     assert Http.__flags__ & (1 << 9) and Http.__mro__[1] is HttpCore
+    assert Tls.__flags__ & (1 << 9) and Tls.__mro__[1] is TlsCore
     # A typed field refuses what its declaration does not allow.
     ca = CmdArg(1.5, "RETR", "x", 3)
     try:
