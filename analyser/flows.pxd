@@ -140,7 +140,7 @@ cdef class FlowTable:
     cdef void connection_closed(self, Flow* f, Endpoint* e, Endpoint* p, bint gen_event) noexcept
     cdef void finish(self, Flow* f) noexcept
     cdef dict record(self, Flow* f)
-    cdef void write_conn_row(self, Flow* f) except *
+    cdef void write_conn_row(self, Flow* f, str service) except *
     cdef void pcap_packet(self, Flow* f, const Decoded* d, double t) noexcept
     cdef void pcap_decide(self, Flow* f, bint chosen) noexcept
     cdef uint32_t classify(self, Flow* f, bint is_orig, const Decoded* d) noexcept

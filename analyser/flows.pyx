@@ -1580,9 +1580,9 @@ cdef class FlowTable:
                     services = tuple(services) + (TUNNEL_SERVICES[f.tunnel_kind],)
                 if self.tunnel_log is not None:
                     self.tunnel_log.closed(self.now, uid_text(f.uid))
-            # Nobody needs the row as a dict (no service, no expectation, a TSV
-            # conn.log is all the sink wants): straight into conn.log.
-            direct = (self.conn_tsv is not None and not services and expectation is None
+            # Nobody needs the row as a dict (no expectation, a TSV conn.log is
+            # all the sink wants): straight into conn.log.
+            direct = (self.conn_tsv is not None and expectation is None
                       and (self.tunnel_of == NULL or self.tunnel_of[idx] == NULL))
             if not direct:
                 rec = self.record(f)
@@ -1596,7 +1596,7 @@ cdef class FlowTable:
                 self.pcap_decide(f, self.pcap.kind == "service" and
                                  self.pcap.value in services)
             if direct:
-                self.write_conn_row(f)
+                self.write_conn_row(f, ",".join(services) if services else None)
                 self.direct_rows += 1
             elif self.on_finish is not None:
                 self.on_finish(rec)
@@ -1656,10 +1656,11 @@ cdef class FlowTable:
             "ip_proto": f.proto,
         }
 
-    cdef void write_conn_row(self, Flow* f) except *:
-        """The same row as record(), written by the TSV writer's rules straight
-        into conn.log's buffer: no dict, no Python object per field.  Only
-        for rows without a service (finish() decides)."""
+    cdef void write_conn_row(self, Flow* f, str service) except *:
+        """The same row as record() (with `service`, the analysers' joined,
+        None: unset), written by the TSV writer's rules straight into
+        conn.log's buffer: no dict, no Python object per field.  Only for
+        rows no one needs as a dict (finish() decides)."""
         cdef TsvRows out = self.conn_tsv
         cdef Endpoint* o = &f.ep[0]
         cdef Endpoint* r = &f.ep[1]
@@ -1678,7 +1679,11 @@ cdef class FlowTable:
         n = count_tab(tmp, n, f.resp_port)
         n = tab(tmp, n + copy_cstr(tmp + n, c.proto))
         out.put(tmp, n)
-        out.put(b"-\t", 2)                      # service: only rows without one
+        if service is None:
+            out.put(b"-\t", 2)
+        else:
+            out.put_escaped(service)             # as write() puts a string field
+            out.put(b"\t", 1)
         if c.productive:
             n = tab(tmp, format_time(tmp, c.duration))
             n = count_tab(tmp, n, c.orig_size)
@@ -1757,7 +1762,7 @@ cdef class FlowTable:
             self.pcap_decide(&self.pool[index], True)
 
     def set_conn_writer(self, TsvRows rows):
-        """Write conn.log rows without services straight from the flow structs
+        """Write conn.log rows that meet no expectation straight from the flow structs
         into this TSV writer (None: every row goes to on_finish as a dict)."""
         self.conn_tsv = rows
 

@@ -66,7 +66,7 @@ class Sinks:
 
     def attach(self, engine) -> None:
         """When conn.log (TSV) is the only consumer of connection rows, the
-        flow table writes the rows without a service straight into it."""
+        flow table writes the rows that meet no expectation straight into it."""
         self.engine = engine
         if self.logs is not None or self.redis is not None or self.on_connection is not None:
             from analyser.tunnels import TunnelLog

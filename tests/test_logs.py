@@ -92,3 +92,36 @@ def test_times_are_formatted_as_printf_formats_them():
     wrong = [(v, format_time_text(v), printf(v)) for v in values
              if format_time_text(v) != printf(v)]
     assert not wrong, wrong[:5]
+
+
+# Cases whose connections name services (HTTP, TLS, DNS over UDP, SSH inside a
+# WebSocket, SMTP with STARTTLS, a Teredo tunnel): conn.log rows with one or
+# several services.
+SERVICE_CASES = ("protocols-http-http-pipelining", "protocols-ssl-ecdhe", "protocols-dns-flip",
+                 "protocols-websocket-wstunnel-ssh", "protocols-smtp-starttls", "teredo")
+
+
+def test_conn_rows_written_from_the_flow_table_are_those_written_from_dicts(run_cli, tmp_path):
+    """When conn.log (TSV) is the only consumer of connection rows, the rows of
+    analysed connections, services included, go from the flow structs straight
+    into it; with --rotate every row goes through a dict and the TSV writer.
+    The two conn.logs hold the same lines, byte for byte."""
+    import pytest
+    from conftest import SHARED
+    suite = SHARED / "conformance" / "zeek-protocols"
+    if not suite.is_dir():
+        pytest.skip("../shared/conformance/zeek-protocols is absent")
+    traces = [next(p for p in sorted((suite / case).iterdir())
+                   if p.suffix in (".pcap", ".pcapng", ".trace"))
+              for case in SERVICE_CASES]
+    lines = {}
+    for name, extra in (("direct", []), ("dicts", ["--rotate", "1GB"])):
+        out = tmp_path / name
+        p = run_cli("replay", *traces, "--logs", out, "-q", *extra)
+        assert p.returncode == 0, p.stderr
+        lines[name] = [line for line in (out / "conn.log").read_text().splitlines()
+                       if not line.startswith("#")]
+    services = [line.split("\t")[7] for line in lines["direct"]]
+    assert {"http", "ssl", "dns", "ssh", "smtp", "teredo"} <= {
+        s for field in services for s in field.split(",")}, services
+    assert lines["direct"] == lines["dicts"]
