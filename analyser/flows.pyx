@@ -1665,7 +1665,10 @@ cdef class FlowTable:
         cdef Endpoint* o = &f.ep[0]
         cdef Endpoint* r = &f.ep[1]
         cdef ConnFigures c
-        cdef char tmp[96]
+        # The longest piece put at once: time, uid, two IPv6 addresses (45
+        # characters at most, and addr_chars wants 64 bytes of room at each),
+        # ports, proto: under 160 bytes.
+        cdef char tmp[256]
         cdef int n
         conn_figures(f, &c)
         # Fields into tmp, each followed by a tab; numbers by logformat's

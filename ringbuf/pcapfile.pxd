@@ -1,7 +1,7 @@
 # Declarations of the trace-file source (see pcapfile.pyx).
 from libc.stdio cimport FILE
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
-from ringbuf.ring cimport Ring
+from ringbuf.ring cimport Ring, PacketRecord
 from ringbuf.source cimport Source
 
 # One pcapng interface (Interface Description Block) of the current section.
@@ -39,11 +39,16 @@ cdef class PcapFileSource(Source):
     cdef uint64_t buf_file_offset       # file offset of buf[0]
     cdef bint file_exhausted            # fread hit the end of the file
     # A regular file is mapped, a window at a time, instead: buf is then the
-    # window (never malloc'd) and records are copied once, from the page cache
-    # into the ring, or not at all when elided.
+    # window (never malloc'd) and records point into it (no copy), or carry
+    # no bytes when elided.
     cdef bint mapped
     cdef uint8_t* map_base
     cdef size_t map_length
+    # The ring whose records point into the window instead of holding a copy
+    # of its bytes: a window left behind is handed to it (Ring.take_loan), not
+    # unmapped.  None until the first such record.
+    cdef Ring borrower
+    cdef readonly uint64_t records_lent             # written without a copy
     cdef size_t page_bytes
     cdef bint is_pcapng
     cdef bint swapped                   # file (pcap) / section (pcapng) byte order is not ours
@@ -67,6 +72,8 @@ cdef class PcapFileSource(Source):
     cdef Py_ssize_t remap(self, size_t wanted) except -1
     cdef int unmap_to_buffer(self) except -1
     cdef void unmap(self) noexcept
+    cdef PacketRecord* reserve_for(self, Ring ring, uint32_t caplen, const uint8_t* data,
+                                   bint elide) noexcept
     cdef int fill_pcap(self, Ring ring, int max_records) except -1
     cdef int fill_pcapng(self, Ring ring, int max_records) except -1
     cdef int skip_large_block(self, uint64_t block_offset, uint32_t total_length) except -1

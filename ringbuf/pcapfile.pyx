@@ -13,9 +13,11 @@ How it reads: a regular file is mapped into memory a window at a time
 (``MAP_WINDOW_BYTES``, populated at once); anything else (a pipe, a FIFO, a
 file that cannot be mapped) is read with C stdio ``fread`` in large chunks
 into a buffer this object owns.  Records are parsed in place, in the window
-or the buffer, and their bytes are ``memcpy``'d once, into the ring arena:
-mapped, the file's bytes go from the page cache to the ring with no copy in
-between.  A file still being written is read as far as it goes at each
+or the buffer.  Mapped, a packet's bytes are not copied at all: its record
+points into the window (``Ring.reserve_external``), and a window left behind
+is handed to the ring (``Ring.take_loan``), which unmaps it once no record
+needs it.  Read into the buffer, they are ``memcpy``'d once, into the ring
+arena.  A file still being written is read as far as it goes at each
 window; one that another program cuts shorter while it is mapped ends the
 process with SIGBUS, as it would any program reading it mapped (replay a
 copy of a file that is being rotated).  No Python object is created per
@@ -46,6 +48,8 @@ file's LINKTYPE_* values (per interface for pcapng).
 """
 import os
 from errno import EISDIR
+
+cimport cython
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.errno cimport errno
@@ -100,8 +104,11 @@ cdef enum:
     # than a packet of the largest snaplen we accept, plus its options.
     MAX_BUFFERED_BLOCK = 16 * 1024 * 1024
     READ_CHUNK_BYTES = 4 * 1024 * 1024
-    # A mapped file's window: small enough to keep the resident pages of the
-    # file few, large enough that remapping costs nothing (128 maps a GB).
+    # A mapped file's window: large enough that remapping costs little (128
+    # maps a GB; 2 MiB windows took 5% more time), small enough that the
+    # resident pages stay few: the current window, and those that records not
+    # yet acknowledged point into, lent to the ring (their span is bounded by
+    # the ring's arena size: ringbuf/ring.pyx).
     MAP_WINDOW_BYTES = 8 * 1024 * 1024
     STDIO_BUFFER_BYTES = 1024 * 1024
     NANOSECONDS = 1000000000
@@ -147,6 +154,7 @@ cdef int64_t interface_ts_to_ns(const PcapngInterface* interface, uint64_t units
     return <int64_t>(units // <uint64_t>interface.ts_divisor) + interface.ts_offset_ns
 
 
+@cython.no_gc_clear      # the borrower must be there to take the last window
 cdef class PcapFileSource(Source):
     """A pcap or pcapng trace file, read record by record into a Ring."""
 
@@ -341,10 +349,35 @@ cdef class PcapFileSource(Source):
         return self.buf_end - self.buf_pos
 
     cdef void unmap(self) noexcept:
-        """Let the mapped window go (none: nothing to do)."""
+        """Let the mapped window go (none: nothing to do): to the ring whose
+        records may point into it, else unmapped."""
         if self.map_base != NULL:
-            munmap(self.map_base, self.map_length)
+            if self.borrower is not None:
+                self.borrower.take_loan(self.map_base, self.map_length)
+            else:
+                munmap(self.map_base, self.map_length)
             self.map_base = NULL
+
+    cdef PacketRecord* reserve_for(self, Ring ring, uint32_t caplen, const uint8_t* data,
+                                   bint elide) noexcept:
+        """A ring record for a packet whose `caplen` bytes are at `data`: none
+        of them kept when elided; left where they are when `data` is in the
+        mapped window (one ring takes the windows); else copied into the arena.
+        NULL when the ring refused it."""
+        cdef PacketRecord* rec
+        if elide:
+            return ring.reserve(0)
+        if self.map_base != NULL and (self.borrower is ring or self.borrower is None):
+            rec = ring.reserve_external(caplen, data)
+            if rec != NULL:
+                if self.borrower is None:
+                    self.borrower = ring
+                self.records_lent += 1
+            return rec
+        rec = ring.reserve(caplen)
+        if rec != NULL:
+            memcpy(ring.data_of(rec), data, caplen)
+        return rec
 
     cdef int unmap_to_buffer(self) except -1:
         """Leave the mapping for the fread buffer, keeping what is unconsumed."""
@@ -431,7 +464,7 @@ cdef class PcapFileSource(Source):
             elide = self.elide_test != NULL and self.elide_test(
                 self.elide_ctx, header + PCAP_RECORD_HEADER_BYTES, caplen,
                 caplen if caplen > wirelen else wirelen, self.linktype)
-            rec = ring.reserve(0 if elide else caplen)
+            rec = self.reserve_for(ring, caplen, header + PCAP_RECORD_HEADER_BYTES, elide)
             if rec == NULL:
                 if ring.policy == OVERFLOW_WAIT and caplen <= ring.arena_bytes:
                     break       # ring full: this record stays first in line
@@ -450,8 +483,6 @@ cdef class PcapFileSource(Source):
                 if elide:
                     rec.elided = caplen
                     self.records_elided += 1
-                else:
-                    memcpy(ring.data_of(rec), header + PCAP_RECORD_HEADER_BYTES, caplen)
                 ring.commit()
                 written += 1
             self.buf_pos += record_bytes
@@ -587,7 +618,7 @@ cdef class PcapFileSource(Source):
                 elide = self.elide_test != NULL and self.elide_test(
                     self.elide_ctx, block + data_start, caplen,
                     caplen if caplen > wirelen else wirelen, interface.linktype)
-                rec = ring.reserve(0 if elide else caplen)
+                rec = self.reserve_for(ring, caplen, block + data_start, elide)
                 if rec == NULL:
                     if ring.policy == OVERFLOW_WAIT and caplen <= ring.arena_bytes:
                         break   # ring full: this block stays first in line
@@ -603,8 +634,6 @@ cdef class PcapFileSource(Source):
                     if elide:
                         rec.elided = caplen
                         self.records_elided += 1
-                    else:
-                        memcpy(ring.data_of(rec), block + data_start, caplen)
                     ring.commit()
                     written += 1
                 self.last_ts_ns = ts_ns

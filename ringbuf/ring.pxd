@@ -11,6 +11,16 @@ cdef struct PacketRecord:
     uint64_t offset        # monotonic byte position of the data in the arena
     uint32_t elided        # a record written without its bytes (caplen 0): the
                            # captured length it had; 0 for every stored record
+    const uint8_t* external  # its bytes outside the arena, in memory a source
+                             # lent the ring (a mapped trace file); NULL: in the arena
+
+# Memory a source lent the ring (a window of a mapped file that records point
+# into): unmapped once every record written before it was handed over is
+# acknowledged.
+cdef struct Loan:
+    void* addr
+    size_t length
+    uint64_t until         # write_index when it was handed over
 
 # The largest packet any source keeps (libpcap's MAXIMUM_SNAPLEN): the
 # default snap length of live captures, the snap length filters are compiled
@@ -51,13 +61,35 @@ cdef class Ring:
     cdef readonly uint64_t oversize_drops       # packets larger than the arena allows
     cdef readonly uint64_t max_occupancy        # high-water mark, records
     cdef readonly uint64_t pinned_records       # records held by streams right now
+    # Lent memory (reserve_external, take_loan): consumer thread only, so for
+    # a source that fills the ring from the engine's thread (a trace file).
+    cdef Loan* loans
+    cdef size_t loans_head                      # the oldest outstanding
+    cdef size_t loans_count                     # outstanding from loans_head on
+    cdef size_t loans_capacity
+    cdef readonly uint64_t external_bytes       # caplen of external records not acknowledged
+    cdef readonly uint64_t lent_bytes           # of the outstanding loans
+    cdef readonly uint64_t max_lent_bytes       # high-water mark
+    cdef readonly uint64_t loan_waits           # external records refused: external_bytes full
+    cdef readonly uint64_t loans_leaked         # no memory to track a loan: left mapped
 
     # Writer side: reserve room for one record of `caplen` bytes.  Returns the
     # record (its data at data_of()) or NULL when there is no room (the policy
     # decides whether that counted as a drop).  The record becomes visible to
     # the reader only after commit().
     cdef PacketRecord* reserve(self, uint32_t caplen) noexcept nogil
+    # The same for a record whose `caplen` bytes stay where they are, at
+    # `data`, in memory its writer will hand over with take_loan() (no copy;
+    # no arena room).  NULL also when arena_bytes would not hold the external
+    # records not yet acknowledged (as if they were in the arena).
+    cdef PacketRecord* reserve_external(self, uint32_t caplen,
+                                        const uint8_t* data) noexcept nogil
     cdef void commit(self) noexcept nogil
+    # The writer is done with mapped memory that records written so far may
+    # point into: the ring unmaps it once they are all acknowledged (at once
+    # if they are).
+    cdef void take_loan(self, void* addr, size_t length) noexcept nogil
+    cdef void release_loans(self) noexcept nogil
     # Reader side.
     cdef PacketRecord* next_unprocessed(self) noexcept nogil   # NULL when none
     cdef void mark_processed(self) noexcept nogil               # processed_index += 1
@@ -77,5 +109,8 @@ cdef class Ring:
     # Retention by streams: a pinned record is not acknowledged until unpinned.
     cdef void pin(self, uint64_t index) noexcept nogil
     cdef void unpin(self, uint64_t index) noexcept nogil
-    # Acknowledge every processed record up to the first pinned one.
+    # Acknowledge every processed record up to the first pinned one (and let
+    # go the loans none of the others points into); advance_unpinned() moves
+    # the pointer only.
     cdef void acknowledge_unpinned(self) noexcept nogil
+    cdef void advance_unpinned(self) noexcept nogil

@@ -53,12 +53,30 @@ acquire by the writer before it reuses their room.  A record slot below
 is never written by the producer, so nothing else needs a lock.  Replay uses
 the same code from a single thread.
 
-Every ``cdef`` method here is O(1), allocation-free and ``nogil``; the Python
-methods at the bottom exist for tests and status displays only.
+Lent memory
+-----------
+A trace file read through memory maps need not copy its packets into the
+arena: ``reserve_external`` writes a record whose bytes stay in the mapped
+window (``PacketRecord.external``; ``data_of`` returns it).  When the source
+moves on to the next window it hands the old one over (``take_loan``), and
+the ring unmaps it once every record written before that is acknowledged:
+a record a stream still holds keeps its window mapped.  Lent records count
+as if they were in the arena (``external_bytes``: those not acknowledged):
+past ``arena_bytes`` the writer is refused, as when the arena is full, and
+the engine copies retained bytes out.  So retention in place stays bounded
+by the ring's size, lent or not, and so do the windows kept for it (they
+cover the file span of the unacknowledged records).  Loans are the
+consumer's business: only a source that fills the ring from the engine's
+thread lends (a trace file; never a capture thread).
+
+Every ``cdef`` method here is O(1), allocation-free and ``nogil`` (but
+take_loan, which may grow its list); the Python methods at the bottom exist
+for tests and status displays only.
 """
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
-from libc.stdlib cimport malloc, calloc, free
-from libc.string cimport memcpy
+from libc.stdlib cimport malloc, calloc, realloc, free
+from libc.string cimport memcpy, memmove
+from posix.mman cimport munmap
 
 from ringbuf.includes.atomics cimport (
     rb_load_acquire, rb_store_release, rb_load_relaxed, rb_store_relaxed, rb_count,
@@ -77,6 +95,7 @@ cdef class Ring:
                   policy="wait"):
         self.records = NULL
         self.arena = NULL
+        self.loans = NULL
         if record_capacity < 1:
             raise ValueError(f"record_capacity must be at least 1, not {record_capacity}")
         if arena_bytes < 1:
@@ -100,9 +119,14 @@ cdef class Ring:
                 f"and {self.arena_bytes} bytes")
 
     def __dealloc__(self):
+        cdef size_t i
+        for i in range(self.loans_head, self.loans_head + self.loans_count):
+            munmap(self.loans[i].addr, self.loans[i].length)
+        free(self.loans)
         free(self.records)
         free(self.pins)
         free(self.arena)
+        self.loans = NULL
         self.records = NULL
         self.arena = NULL
 
@@ -149,7 +173,65 @@ cdef class Ring:
         rec.linktype = 0
         rec.iface = 0
         rec.elided = 0
+        rec.external = NULL
         return rec
+
+    cdef PacketRecord* reserve_external(self, uint32_t caplen,
+                                        const uint8_t* data) noexcept nogil:
+        cdef PacketRecord* rec
+        if caplen > self.arena_bytes:
+            rb_count(&self.oversize_drops, 1)
+            return NULL
+        if self.external_bytes + caplen > self.arena_bytes:
+            # As if they were in the arena: it would be full.
+            self.loan_waits += 1
+            return self.refuse()
+        rec = self.reserve(0)
+        if rec != NULL:
+            rec.caplen = caplen
+            rec.wirelen = caplen
+            rec.external = data
+        return rec
+
+    cdef void take_loan(self, void* addr, size_t length) noexcept nogil:
+        cdef Loan* grown
+        cdef size_t capacity
+        if self.loans_count == 0:
+            self.loans_head = 0
+        if self.loans_head + self.loans_count == self.loans_capacity:
+            if self.loans_head:
+                # Released ones at the front: slide the outstanding down.
+                memmove(self.loans, self.loans + self.loans_head,
+                        self.loans_count * sizeof(Loan))
+                self.loans_head = 0
+            else:
+                capacity = self.loans_capacity * 2 if self.loans_capacity else 16
+                grown = <Loan*>realloc(self.loans, capacity * sizeof(Loan))
+                if grown == NULL:
+                    # Records may point into it: never unmapped, rather than
+                    # unmapped under them.
+                    self.loans_leaked += 1
+                    return
+                self.loans = grown
+                self.loans_capacity = capacity
+        self.loans[self.loans_head + self.loans_count] = Loan(addr, length, self.write_index)
+        self.loans_count += 1
+        self.lent_bytes += length
+        if self.lent_bytes > self.max_lent_bytes:
+            self.max_lent_bytes = self.lent_bytes
+        self.release_loans()
+
+    cdef void release_loans(self) noexcept nogil:
+        """Unmap the loans no unacknowledged record can point into."""
+        cdef Loan* loan
+        while self.loans_count:
+            loan = &self.loans[self.loans_head]
+            if loan.until > self.acknowledged_index:
+                return
+            munmap(loan.addr, loan.length)
+            self.lent_bytes -= loan.length
+            self.loans_head += 1
+            self.loans_count -= 1
 
     cdef PacketRecord* refuse(self) noexcept nogil:
         # Live capture drops the newest packet (this one): what is already in
@@ -164,7 +246,10 @@ cdef class Ring:
         cdef uint64_t write = self.write_index
         cdef PacketRecord* rec = &self.records[write & self.record_mask]
         cdef uint64_t occupancy
-        rb_store_relaxed(&self.arena_write, rec.offset + rec.caplen)
+        if rec.external == NULL:
+            rb_store_relaxed(&self.arena_write, rec.offset + rec.caplen)
+        else:
+            self.external_bytes += rec.caplen
         rb_count(&self.records_written, 1)
         rb_count(&self.bytes_written, rec.caplen)
         # Publish: the record's header and bytes are complete before the
@@ -199,6 +284,8 @@ cdef class Ring:
         return end - start if end > start else 0
 
     cdef uint8_t* data_of(self, const PacketRecord* rec) noexcept nogil:
+        if rec.external != NULL:
+            return <uint8_t*>rec.external
         return self.arena + (rec.offset & self.arena_mask)
 
     cdef PacketRecord* record_at(self, uint64_t index) noexcept nogil:
@@ -210,9 +297,16 @@ cdef class Ring:
     cdef void acknowledge(self, uint64_t index) noexcept nogil:
         if index > self.processed_index:
             index = self.processed_index
+        cdef uint64_t i
         if index > self.acknowledged_index:
+            if self.external_bytes:
+                for i in range(self.acknowledged_index, index):
+                    if self.records[i & self.record_mask].external != NULL:
+                        self.external_bytes -= self.records[i & self.record_mask].caplen
             # Release: our reads of these records come before their reuse.
             rb_store_release(&self.acknowledged_index, index)
+            if self.loans_count:
+                self.release_loans()
 
     # ------------------------------------------------------------- retention
 
@@ -231,16 +325,28 @@ cdef class Ring:
         if p[0] == 0:
             self.pinned_records -= 1
             if index == self.acknowledged_index:
-                self.acknowledge_unpinned()
+                # Not acknowledge_unpinned(): a stream may still read the bytes
+                # it just let go (a copy-out unpins first), so no loan is let
+                # go here; the engine's next acknowledge_unpinned() does that.
+                self.advance_unpinned()
 
-    cdef void acknowledge_unpinned(self) noexcept nogil:
+    cdef void advance_unpinned(self) noexcept nogil:
         # The acknowledged pointer stops at the oldest record a stream holds:
         # everything after it stays retained (DAG semantics), even if unpinned.
         cdef uint64_t ack = self.acknowledged_index
+        cdef PacketRecord* rec
         while ack < self.processed_index and self.pins[ack & self.record_mask] == 0:
+            rec = &self.records[ack & self.record_mask]
+            if rec.external != NULL:
+                self.external_bytes -= rec.caplen
             ack += 1
         if ack != self.acknowledged_index:
             rb_store_release(&self.acknowledged_index, ack)
+
+    cdef void acknowledge_unpinned(self) noexcept nogil:
+        self.advance_unpinned()
+        if self.loans_count:
+            self.release_loans()
 
     cdef uint64_t retained_bytes_c(self) noexcept nogil:
         # Arena bytes pinned by retained records: from the oldest one's first
@@ -249,7 +355,7 @@ cdef class Ring:
         if self.processed_index == self.acknowledged_index:
             return 0
         newest = &self.records[(self.processed_index - 1) & self.record_mask]
-        return (newest.offset + newest.caplen
+        return (newest.offset + (newest.caplen if newest.external == NULL else 0)
                 - self.records[self.acknowledged_index & self.record_mask].offset)
 
     # ------------------------------------------- Python view (tests, status)
@@ -346,6 +452,11 @@ cdef class Ring:
             "oversize_drops": self.oversize_drops,
             "max_occupancy": self.max_occupancy,
             "pinned_records": self.pinned_records,
+            "external_bytes": self.external_bytes,
+            "lent_bytes": self.lent_bytes,
+            "max_lent_bytes": self.max_lent_bytes,
+            "loan_waits": self.loan_waits,
+            "loans_leaked": self.loans_leaked,
         }
 
     def __repr__(self):

@@ -95,10 +95,11 @@ def test_times_are_formatted_as_printf_formats_them():
 
 
 # Cases whose connections name services (HTTP, TLS, DNS over UDP, SSH inside a
-# WebSocket, SMTP with STARTTLS, a Teredo tunnel): conn.log rows with one or
-# several services.
+# WebSocket, SMTP with STARTTLS, a Teredo tunnel, QUIC between long IPv6
+# addresses): conn.log rows with one or several services.
 SERVICE_CASES = ("protocols-http-http-pipelining", "protocols-ssl-ecdhe", "protocols-dns-flip",
-                 "protocols-websocket-wstunnel-ssh", "protocols-smtp-starttls", "teredo")
+                 "protocols-websocket-wstunnel-ssh", "protocols-smtp-starttls", "teredo",
+                 "protocols-quic-39264-rand")
 
 
 def test_conn_rows_written_from_the_flow_table_are_those_written_from_dicts(run_cli, tmp_path):
@@ -122,6 +123,6 @@ def test_conn_rows_written_from_the_flow_table_are_those_written_from_dicts(run_
         lines[name] = [line for line in (out / "conn.log").read_text().splitlines()
                        if not line.startswith("#")]
     services = [line.split("\t")[7] for line in lines["direct"]]
-    assert {"http", "ssl", "dns", "ssh", "smtp", "teredo"} <= {
+    assert {"http", "ssl", "dns", "ssh", "smtp", "teredo", "quic"} <= {
         s for field in services for s in field.split(",")}, services
     assert lines["direct"] == lines["dicts"]

@@ -427,7 +427,7 @@ def test_tiny_ring_forces_partial_fills_and_loses_nothing(tmp_path):
 def test_a_mapped_file_and_a_pipe_give_the_same_records_across_map_windows(tmp_path):
     """A regular file is read through memory-mapped windows, a pipe with
     fread: the same records, whole where they straddle a window's edge (the
-    files hold about two windows), in both formats."""
+    files hold several windows), in both formats."""
     packets = [bytes([i % 251]) * (1000 + i * 7 % 517) for i in range(14000)]
     records = [(i, 0, data, len(data)) for i, data in enumerate(packets)]
     for name, body, expected in [
@@ -449,6 +449,50 @@ def test_a_mapped_file_and_a_pipe_give_the_same_records_across_map_windows(tmp_p
             writer.wait()
         assert [record[5] for record in mapped] == expected, name
         assert mapped == piped, name
+
+
+def test_mapped_records_keep_their_window_until_acknowledged(tmp_path):
+    """A mapped file's packets are not copied: records point into the map
+    windows, a window left behind is lent to the ring, and it stays mapped as
+    long as a record in it is retained (its bytes read back intact after the
+    reader has moved several windows on).  The records lent count as if they
+    were in the arena: past its size the source is refused (it waits) until
+    the retained records are acknowledged, which lets the windows go."""
+    packets = [bytes([i % 251, i // 251 % 256]) * (700 + i % 300) for i in range(60000)]
+    path = write(tmp_path, "lent.pcap", pcap_bytes([(i, 0, d, len(d))
+                                                    for i, d in enumerate(packets)]))
+    assert os.path.getsize(path) > 12 * 8 * 1024 * 1024      # many windows, many refusals
+    source = PcapFileSource(path)
+    ring = Ring(record_capacity=65536, arena_bytes=16 << 20, policy="wait")
+    got = []
+    refused = 0
+    while True:
+        n = source.fill_ring(ring, 4096)
+        while (record := ring.read()) is not None:
+            got.append(record[6])
+        if n == 0 and source.eof:
+            break
+        if n == 0:
+            # Refused with everything read: the lent windows are at their limit.
+            refused += 1
+            stats = ring.stats()
+            assert stats["loan_waits"] > 0
+            assert ring.arena_bytes - 2000 < stats["external_bytes"] <= ring.arena_bytes
+            assert stats["lent_bytes"] >= 8 << 20        # a window behind, or more
+            # The oldest retained record still reads from its window, left
+            # behind by the reader.
+            oldest = ring.acknowledged_index
+            assert ring.peek(oldest) == packets[oldest]
+            assert ring.peek(ring.processed_index - 1) == packets[len(got) - 1]
+            ring.ack(ring.processed_index)
+            assert ring.stats()["lent_bytes"] == 0
+    assert refused >= 4
+    assert got == packets
+    assert source.records_lent == len(packets)
+    assert ring.stats()["bytes_written"] == sum(map(len, packets))
+    ring.ack(ring.processed_index)
+    source.close()                       # the last window, lent and let go at once
+    assert ring.stats()["lent_bytes"] == 0
 
 
 def test_drop_policy_ring_drops_and_counts(tmp_path):
