@@ -71,9 +71,11 @@ cdef extern from *:
     """
     static inline uint32_t ringbuf_bswap32(uint32_t v) { return __builtin_bswap32(v); }
     static inline uint16_t ringbuf_bswap16(uint16_t v) { return __builtin_bswap16(v); }
+    static inline void ringbuf_prefetch(const void* p) { __builtin_prefetch(p, 0, 3); }
     """
     uint32_t ringbuf_bswap32(uint32_t v) nogil
     uint16_t ringbuf_bswap16(uint16_t v) nogil
+    void ringbuf_prefetch(const void* p) nogil
 
 
 # Classic pcap magic numbers, as read in our own byte order.
@@ -460,6 +462,12 @@ cdef class PcapFileSource(Source):
                     self._mark_truncated("record", available, record_bytes, self.position())
                     break
                 header = self.buf + self.buf_pos
+            if self.buf_end - self.buf_pos >= record_bytes + 128:
+                # The next record's header and the packet headers after it: in
+                # a file read for the first time they are a cache miss each,
+                # asked for while this record is handled.
+                ringbuf_prefetch(header + record_bytes)
+                ringbuf_prefetch(header + record_bytes + 64)
             wirelen = load_u32(header + 12, swapped)
             elide = self.elide_test != NULL and self.elide_test(
                 self.elide_ctx, header + PCAP_RECORD_HEADER_BYTES, caplen,
