@@ -93,8 +93,12 @@ class Gap(Exception):
     may catch it and resynchronise."""
 
     def __init__(self, side: int, size: int, data: bytes = b""):
-        super().__init__("%d bytes missing on the %s side" % (size, SIDE_NAMES[side]))
+        # (args are set by BaseException; the message is made only when read:
+        # a Gap or StreamEnd is raised at the end of every connection read.)
         self.side, self.size, self.data = side, size, data
+
+    def __str__(self) -> str:
+        return "%d bytes missing on the %s side" % (self.size, SIDE_NAMES[self.side])
 
 
 class ProtocolViolation(Exception):
@@ -114,8 +118,10 @@ class StreamEnd(EOFError):
     could be met; `data` holds the bytes that were there."""
 
     def __init__(self, side: int, data: bytes = b""):
-        super().__init__("end of the %s stream" % SIDE_NAMES[side])
         self.side, self.data = side, data
+
+    def __str__(self) -> str:
+        return "end of the %s stream" % SIDE_NAMES[self.side]
 
 
 class ConnId(NamedTuple):
