@@ -363,6 +363,13 @@ class AnalyserCore:
         the trace time."""
         self._rt.emit(self, kind, fields)
 
+    @property
+    def events_wanted(self) -> bool:
+        """True when events go somewhere (--events, Redis, the metrics).  When
+        False an analyser may leave out fields that cost to make and call
+        emit(kind) alone: the event is still counted."""
+        return self._rt._emit is not None
+
     def log(self, path: str, row: dict) -> None:
         """Write a row to one of the logs this analyser declares in `logs`
         (path "rpc" is rpc.log); keys are its field names, missing = unset."""
@@ -982,7 +989,8 @@ class Runtime:
         if service and service not in a.conn.services:
             a.add_service(service)
             a._named_service = True       # so a violation takes back only its own
-        self.emit(a, "analyzer_confirmation", {"analyzer_name": a.name.upper()})
+        self.emit(a, "analyzer_confirmation",
+                  {"analyzer_name": a.name.upper()} if self._emit is not None else {})
 
     def _violation(self, a: Analyser, reason: str, data) -> None:
         """analyzer.log and an event; the service it named is taken back."""
@@ -1224,12 +1232,16 @@ class Runtime:
         parent = self.by_uid.get(e.parent_uid)
         if parent is not None:
             conn.session = parent.conn.session
-        self._emit_plain({"ts": self.now(), "event": "expected_connection",
-                          "uid": conn.uid, "parent_uid": e.parent_uid,
-                          "id.orig_h": conn.id.orig_h, "id.orig_p": conn.id.orig_p,
-                          "id.resp_h": conn.id.resp_h, "id.resp_p": conn.id.resp_p,
-                          "proto": conn.id.proto,
-                          "analyser": e.analyser.name if e.analyser else "bulk", **e.meta})
+        if self._emit is None:
+            self._count_event("expected_connection")     # no one reads its fields
+        else:
+            self._emit_plain({"ts": self.now(), "event": "expected_connection",
+                              "uid": conn.uid, "parent_uid": e.parent_uid,
+                              "id.orig_h": conn.id.orig_h, "id.orig_p": conn.id.orig_p,
+                              "id.resp_h": conn.id.resp_h, "id.resp_p": conn.id.resp_p,
+                              "proto": conn.id.proto,
+                              "analyser": e.analyser.name if e.analyser else "bulk",
+                              **e.meta})
         if parent is not None:
             parent._children = getattr(parent, "_children", 0) + 1
             self._hook(parent, parent.expected_started, conn, e.meta)
@@ -1249,11 +1261,13 @@ class Runtime:
             self._error(a, exc)
 
     def _emit_plain(self, record: dict) -> None:
-        self.counters["events_emitted"] += 1
-        kind = record["event"]
-        self.events_by_kind[kind] = self.events_by_kind.get(kind, 0) + 1
+        self._count_event(record["event"])
         if self._emit is not None:
             self._emit(record)
+
+    def _count_event(self, kind: str) -> None:
+        self.counters["events_emitted"] += 1
+        self.events_by_kind[kind] = self.events_by_kind.get(kind, 0) + 1
 
     @property
     def pending_expectations(self) -> int:

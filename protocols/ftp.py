@@ -1153,11 +1153,14 @@ class Ftp(FtpCore, Analyser):
         self.transfers.append(t)
         if ch is not None:
             self.attach_transfer(t, ch)
-        self.emit("transfer_start", transfer=t.number, command=cmd, file=t.file,
-                  protocol=t.protocol, data_uids=list(t.streams),
-                  channel=ch.number if ch else None,
-                  passive=ch.passive if ch else None, mode=ch.mode if ch else self.mode,
-                  size_announced=t.size_announced)
+        if self.events_wanted:
+            self.emit("transfer_start", transfer=t.number, command=cmd, file=t.file,
+                      protocol=t.protocol, data_uids=list(t.streams),
+                      channel=ch.number if ch else None,
+                      passive=ch.passive if ch else None, mode=ch.mode if ch else self.mode,
+                      size_announced=t.size_announced)
+        else:
+            self.emit("transfer_start")          # counted: no one reads its fields
         return t
 
     def attach_transfer(self, t: Transfer, ch: Channel) -> None:
@@ -1209,25 +1212,32 @@ class Ftp(FtpCore, Analyser):
         missed = sum(s.missed_bytes for s in t.streams.values())
         end_ts = t.reply_ts if t.reply_ts is not None else self.ts
         duration = max(0.0, end_ts - t.ts)
-        data_time = max((s.duration or 0.0) for s in t.streams.values()) if t.streams else 0.0
-        throughput_time = data_time or duration
-        throughput = (total / throughput_time) if (total is not None and throughput_time) else None
         size_matches = None
         if t.size_announced is not None and total is not None:
             size_matches = t.size_announced == total
             if not size_matches and t.reply_code is not None and 200 <= t.reply_code < 300:
                 self.weird("FTP_transfer_size_mismatch", command=t.command, file=t.file,
                            size_announced=t.size_announced, bytes=total)
-        fields = dict(transfer=t.number, command=t.command, file=t.file, protocol=t.protocol,
-                      data_uids=list(t.streams), size_announced=t.size_announced,
-                      bytes=total, bytes_per_stream={s.uid: s.bytes for s in t.streams.values()},
-                      streams=len(t.streams), duration=round(duration, 6),
-                      throughput=round(throughput, 3) if throughput is not None else None,
-                      reply_code=t.reply_code, missed_bytes=missed, size_matches=size_matches,
-                      mode=t.channel.mode if t.channel else self.mode,
-                      passive=t.channel.passive if t.channel else None)
-        fields.update(self.extra_transfer_fields(t))
-        self.emit("transfer_end", **fields)
+        if self.events_wanted:
+            data_time = max((s.duration or 0.0) for s in t.streams.values()) \
+                if t.streams else 0.0
+            throughput_time = data_time or duration
+            throughput = (total / throughput_time) if (total is not None and throughput_time) \
+                else None
+            fields = dict(transfer=t.number, command=t.command, file=t.file,
+                          protocol=t.protocol, data_uids=list(t.streams),
+                          size_announced=t.size_announced, bytes=total,
+                          bytes_per_stream={s.uid: s.bytes for s in t.streams.values()},
+                          streams=len(t.streams), duration=round(duration, 6),
+                          throughput=round(throughput, 3) if throughput is not None else None,
+                          reply_code=t.reply_code, missed_bytes=missed,
+                          size_matches=size_matches,
+                          mode=t.channel.mode if t.channel else self.mode,
+                          passive=t.channel.passive if t.channel else None)
+            fields.update(self.extra_transfer_fields(t))
+            self.emit("transfer_end", **fields)
+        else:
+            self.emit("transfer_end")            # counted: no one reads its fields
         self.log("transfers", {
             "ts": t.ts, "uid": self.uid, "id.orig_h": self.id.orig_h,
             "id.orig_p": self.id.orig_p, "id.resp_h": self.id.resp_h,

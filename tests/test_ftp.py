@@ -280,6 +280,36 @@ def test_zero_byte_and_multi_megabyte_transfers_both_ways(run):
     assert (port_row["data_channel.orig_h"], port_row["data_channel.resp_p"]) == (SERVER, "6012")
 
 
+def test_without_an_event_sink_events_are_counted_and_the_logs_are_the_same(replay, tmp_path):
+    """With nothing listening for events (no --events, Redis or metrics) the
+    analysers skip making the fields of their costly events
+    (`events_wanted`), but still count every event, and the logs do not
+    change."""
+    ses = Session()
+    login(ses)
+    passive_retr(ses, 6010, "a.bin", 1000, announce=1000)
+    passive_retr(ses, 6011, "b.bin", 70000, announce=5, chunk=30000)
+    ses.close()
+    cfg = {k: d for k, (d, _) in Ftp.options.items()}
+    seen = {}
+    for name, sink in (("listened", []), ("unheard", None)):
+        logs = tmp_path / name
+        replay(ses.frames, analysers=[(Ftp, cfg)], logs_dir=str(logs),
+               on_event=sink.append if sink is not None else None)
+        seen[name] = (replay.result.stats["events_by_kind"],
+                      replay.result.stats["events_emitted"],
+                      {f: [r for r in read_zeek_log(logs / f)]
+                       for f in ("conn.log", "ftp.log", "transfers.log")})
+        if sink is not None:
+            ends = by_kind(sink, "transfer_end")
+            assert [(e["file"], e["bytes"], e["size_matches"]) for e in ends] == [
+                ("a.bin", 1000, True), ("b.bin", 70000, False)]
+            assert len(by_kind(sink, "expected_connection")) == 2
+    assert seen["listened"] == seen["unheard"]
+    assert seen["unheard"][0]["transfer_end"] == 2 == seen["unheard"][0]["transfer_start"]
+    assert seen["unheard"][0]["expected_connection"] == 2
+
+
 def test_size_announced_differs_from_bytes_seen(run):
     ses = Session()
     login(ses)
