@@ -62,9 +62,12 @@ cdef object conn_info(Flow* f):
         from analyser.runtime import Connection, ConnId
         _Connection, _ConnId = Connection, ConnId
     proto = "tcp" if f.proto == PROTO_TCP else ("udp" if f.proto == PROTO_UDP else "icmp")
+    # The named tuple made as tuple.__new__ makes it, without its Python __new__.
     return _Connection(uid_text(f.uid),
-                       _ConnId(addr_text(f.orig_addr, f.ip_version), f.orig_port,
-                               addr_text(f.resp_addr, f.ip_version), f.resp_port, proto),
+                       tuple.__new__(_ConnId, (addr_text(f.orig_addr, f.ip_version),
+                                               f.orig_port,
+                                               addr_text(f.resp_addr, f.ip_version),
+                                               f.resp_port, proto)),
                        f.start_time)
 
 

@@ -43,6 +43,10 @@ class Sinks:
         self.anonymizer = anonymizer        # analyser.anonymize.Anonymizer, or None
         self.metrics = metrics              # analyser.metrics.Metrics, or None
         self.logs: LogSet | None = None
+        # path -> its writer, once a row of it was written, when rows go to
+        # their log file only (no anonymising, Redis or rotation): log() then
+        # hands them to it at once.
+        self.plain_writers: dict = {}
         self.count = 0
         self.engine = None
 
@@ -95,10 +99,17 @@ class Sinks:
             self.on_connection(row)
 
     def log(self, path: str, row: dict) -> None:
+        w = self.plain_writers.get(path)
+        if w is not None:
+            w.write(row)                    # the row goes to its file and nowhere else
+            return
         if self.anonymizer is not None:
             row = self.anonymizer.record(row)
         if self.logs is not None:
             self.logs.write(path, row)
+            if (self.anonymizer is None and self.redis is None
+                    and not (self.logs.rotate_interval or self.logs.rotate_bytes)):
+                self.plain_writers[path] = self.logs.open(path)
         if self.redis is not None:
             self.redis.log(path, row)
 
@@ -120,6 +131,7 @@ class Sinks:
         return self.metrics.events(sink) if self.metrics is not None else sink
 
     def close(self) -> None:
+        self.plain_writers.clear()
         if self.logs is not None:
             self.logs.close()
 

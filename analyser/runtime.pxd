@@ -10,6 +10,17 @@
 cimport cython
 
 
+cdef class Connection:
+    cdef dict __dict__
+    cdef public str uid
+    cdef public object id
+    cdef public double start_time
+    cdef public object parent_uid
+    cdef public object expectation
+    cdef public list services
+    cdef public dict session
+
+
 cdef class AnalyserCore:
     cdef dict __dict__
     cdef public Runtime _rt

@@ -48,7 +48,7 @@ from __future__ import annotations
 import traceback
 from collections import deque
 from time import perf_counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, NamedTuple, Sequence
 
 import greenlet
@@ -132,19 +132,27 @@ class ConnId(NamedTuple):
     proto: str
 
 
-@dataclass
 class Connection:
-    """What an analyser knows about its connection."""
-    uid: str
-    id: ConnId
-    start_time: float
-    # Set when the connection was announced by another one (expect()).
-    parent_uid: str | None = None
-    expectation: dict | None = None
-    services: list[str] = field(default_factory=list)
-    # State shared by a session: this connection and those it announced
-    # (expected connections get their parent's dict).
-    session: dict = field(default_factory=dict)
+    """What an analyser knows about its connection.  (An extension type in
+    the build, runtime.pxd: one is made for every analysed connection.)"""
+
+    def __init__(self, uid: str, id: ConnId, start_time: float,
+                 parent_uid: str | None = None, expectation: dict | None = None,
+                 services: list[str] | None = None, session: dict | None = None):
+        self.uid = uid
+        self.id = id
+        self.start_time = start_time
+        # Set when the connection was announced by another one (expect()).
+        self.parent_uid = parent_uid
+        self.expectation = expectation
+        self.services = [] if services is None else services
+        # State shared by a session: this connection and those it announced
+        # (expected connections get their parent's dict).
+        self.session = {} if session is None else session
+
+    def __repr__(self) -> str:
+        return "Connection(uid=%r, id=%r, start_time=%r, services=%r)" % (
+            self.uid, self.id, self.start_time, self.services)
 
 
 class AnalyserCore:

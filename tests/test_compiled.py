@@ -86,12 +86,12 @@ def test_typed_halves_are_extension_types_when_compiled():
     tls.pxd) are extension types in the build: fields in a struct, not in a
     __dict__ (a pxd that no longer matches its source would fail the build,
     or leave these plain classes)."""
-    from analyser.runtime import AnalyserCore, Runtime
+    from analyser.runtime import AnalyserCore, Connection, Runtime
     from protocols.ftp import Awaiting, CmdArg, Ftp, FtpCore, Reply, ZeekFtpLog
     from protocols.http import Http, HttpCore, Request, Side
     from protocols.tls import Tls, TlsCore
-    for cls in (AnalyserCore, Runtime, FtpCore, ZeekFtpLog, CmdArg, Awaiting, Reply,
-                HttpCore, Side, Request, TlsCore):
+    for cls in (AnalyserCore, Runtime, Connection, FtpCore, ZeekFtpLog, CmdArg, Awaiting,
+                Reply, HttpCore, Side, Request, TlsCore):
         assert not cls.__flags__ & (1 << 9), "%s is not an extension type" % cls.__name__
     # Ftp itself stays a Python class over the typed half (GridFTP derives from it).
     assert Ftp.__flags__ & (1 << 9) and Ftp.__mro__[1] is FtpCore
