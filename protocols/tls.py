@@ -1449,9 +1449,13 @@ class Tls(TlsCore, Analyser):
                                DETECTION_BUFFER if self.limited else READ_CHUNK)
 
     # The ClientHello and ServerHello: parsed when first read, if they were
-    # taken in one pass (their messages kept until then).
+    # taken in one pass (their messages kept until then); None until seen.
     client_hello = LazyHello(lambda message: parse_client_hello(message))
     server_hello = LazyHello(lambda message: parse_server_hello(message))
+    _client_hello: ClientHello | None = None
+    _client_hello_message: bytes | None = None
+    _server_hello: ServerHello | None = None
+    _server_hello_message: bytes | None = None
 
     # -- ssl.log ---------------------------------------------------------------------------
 

@@ -90,6 +90,7 @@ cdef class Ring:
     # if they are).
     cdef void take_loan(self, void* addr, size_t length) noexcept nogil
     cdef void release_loans(self) noexcept nogil
+    cdef void move_acknowledged(self, uint64_t index) noexcept nogil
     # Reader side.
     cdef PacketRecord* next_unprocessed(self) noexcept nogil   # NULL when none
     cdef void mark_processed(self) noexcept nogil               # processed_index += 1

@@ -297,16 +297,23 @@ cdef class Ring:
     cdef void acknowledge(self, uint64_t index) noexcept nogil:
         if index > self.processed_index:
             index = self.processed_index
-        cdef uint64_t i
         if index > self.acknowledged_index:
-            if self.external_bytes:
-                for i in range(self.acknowledged_index, index):
-                    if self.records[i & self.record_mask].external != NULL:
-                        self.external_bytes -= self.records[i & self.record_mask].caplen
-            # Release: our reads of these records come before their reuse.
-            rb_store_release(&self.acknowledged_index, index)
+            self.move_acknowledged(index)
             if self.loans_count:
                 self.release_loans()
+
+    cdef void move_acknowledged(self, uint64_t index) noexcept nogil:
+        """acknowledged_index := index (above it): the lent records below it
+        leave external_bytes."""
+        cdef uint64_t i
+        cdef PacketRecord* rec
+        if self.external_bytes:
+            for i in range(self.acknowledged_index, index):
+                rec = &self.records[i & self.record_mask]
+                if rec.external != NULL:
+                    self.external_bytes -= rec.caplen
+        # Release: our reads of these records come before their reuse.
+        rb_store_release(&self.acknowledged_index, index)
 
     # ------------------------------------------------------------- retention
 
@@ -334,14 +341,10 @@ cdef class Ring:
         # The acknowledged pointer stops at the oldest record a stream holds:
         # everything after it stays retained (DAG semantics), even if unpinned.
         cdef uint64_t ack = self.acknowledged_index
-        cdef PacketRecord* rec
         while ack < self.processed_index and self.pins[ack & self.record_mask] == 0:
-            rec = &self.records[ack & self.record_mask]
-            if rec.external != NULL:
-                self.external_bytes -= rec.caplen
             ack += 1
         if ack != self.acknowledged_index:
-            rb_store_release(&self.acknowledged_index, ack)
+            self.move_acknowledged(ack)
 
     cdef void acknowledge_unpinned(self) noexcept nogil:
         self.advance_unpinned()

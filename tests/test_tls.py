@@ -345,3 +345,11 @@ def test_openssl_between_namespaces_matches_the_client_and_tshark(tmp_path, cert
     assert row["ja4"] == ja4_from_tshark(hellos[0])
     conn = read_zeek_log(logs / "conn.log")
     assert [r["service"] for r in conn] == ["ssl"]
+
+
+def test_the_hellos_read_none_until_seen():
+    """client_hello and server_hello (parsed when first read) are None on a
+    connection whose hellos never came: a subclass may read them anywhere."""
+    result = run(Tls, [(ORIG, b"\x16\x03\x01\x00\x05\x0b\x00\x00\x01")])
+    a = result.analyser
+    assert a.client_hello is None and a.server_hello is None
