@@ -173,12 +173,29 @@ cdef inline str uid_text(uint64_t num):
 
 cdef inline int addr_chars(const uint8_t* a, uint8_t ip_version, char* out) noexcept nogil:
     """An address (IPv4 mapped into the last 4 of 16 bytes) as inet_ntop
-    writes it, to `out` (at least 64 bytes); returns the length."""
+    writes it, to `out` (at least 64 bytes); returns the length.  IPv4's
+    dotted quad is written here (glibc's inet_ntop formats it with sprintf,
+    the dearer part of a conn.log row)."""
     cdef int n = 0
+    cdef int i
+    cdef uint8_t b
     if ip_version == 4:
-        inet_ntop(AF_INET, a + 12, out, 64)
-    else:
-        inet_ntop(AF_INET6, a, out, 64)
+        for i in range(4):
+            b = a[12 + i]
+            if b >= 100:
+                out[n] = 48 + b // 100
+                out[n + 1] = 48 + b // 10 % 10
+                n += 2
+            elif b >= 10:
+                out[n] = 48 + b // 10
+                n += 1
+            out[n] = 48 + b % 10
+            out[n + 1] = 46                  # "."
+            n += 2
+        n -= 1
+        out[n] = 0
+        return n
+    inet_ntop(AF_INET6, a, out, 64)
     while out[n] != 0:
         n += 1
     return n

@@ -213,3 +213,23 @@ def test_more_conn_states_from_their_end_states(replay):
     c, s = peers()
     r = one(replay(timed([c.send(ACK, b"a"), s.send(ACK, b"b")])))
     assert r["conn_state"] == "OTH"
+
+
+def test_ipv4_addresses_are_written_as_inet_ntop_writes_them(replay, run_cli, tmp_path):
+    """Every octet value, one to three digits, in both the rows made as dicts
+    and the rows the flow table writes straight into conn.log."""
+    import ipaddress
+    from packets import write_pcap
+    from conftest import read_zeek_log
+    pairs = [("%d.%d.%d.%d" % (o, (o * 7) % 256, 255 - o, (o * 13) % 256),
+              "%d.%d.%d.%d" % ((o * 3) % 256, o, (o * 11) % 256, 0)) for o in range(256)]
+    frames = [udp_packet(src, dst, 40000, 9999, b"x") for src, dst in pairs]
+    rows = replay(timed(frames))
+    expected = {(str(ipaddress.ip_address(s)), str(ipaddress.ip_address(d))) for s, d in pairs}
+    assert {(r["id.orig_h"], r["id.resp_h"]) for r in rows} == expected
+    path = tmp_path / "octets.pcap"
+    write_pcap(path, timed(frames))
+    p = run_cli("replay", path, "--logs", tmp_path / "logs", "-q")
+    assert p.returncode == 0, p.stderr
+    written = read_zeek_log(tmp_path / "logs" / "conn.log")
+    assert {(r["id.orig_h"], r["id.resp_h"]) for r in written} == expected
