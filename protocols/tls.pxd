@@ -53,7 +53,8 @@ cdef class TlsCore(AnalyserCore):
     @cython.locals(data=bytes, n=Py_ssize_t, content=int, version=int, length=Py_ssize_t,
                    end=Py_ssize_t, body=bytes, pending=list, encrypted=list)
     cdef take_records(self, int side)
-    cdef drop_record(self, int side, bytes data, Py_ssize_t end)
+    @cython.locals(data=bytes, pending=list)
+    cpdef drop(self, int side, Py_ssize_t n)
     cdef check_first_record(self, bytes head)
     @cython.locals(pos=Py_ssize_t, end=Py_ssize_t, size=Py_ssize_t, start=Py_ssize_t,
                    kind=int, client_side=int, buf=bytearray, row=dict, history=str,

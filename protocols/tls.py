@@ -1027,7 +1027,7 @@ class TlsCore(AnalyserCore):
             if length > MAX_RECORD:
                 self.records += 1
                 self.weird("SSL_record_too_large", length=length)
-                self.drop_record(side, data, end)
+                self.drop(side, end)
                 continue
             if encrypted[side] or (content == APPLICATION_DATA
                                    and self.version not in LEGACY_VERSIONS):
@@ -1036,7 +1036,7 @@ class TlsCore(AnalyserCore):
                 # (Zeek's determine_state).
                 self.records += 1
                 encrypted[side] = True
-                self.drop_record(side, data, end)
+                self.drop(side, end)
                 if encrypted[1 - side]:
                     self.established = True
                     self.done = True
@@ -1062,16 +1062,17 @@ class TlsCore(AnalyserCore):
                                % (content, "originator" if side == ORIG else "responder"),
                                data[:RECORD_HEADER_SIZE])
 
-    def drop_record(self, side: int, data: bytes, end: int) -> None:
-        """A record not handled: what is pending of it goes, its rest not
-        yet read is skipped in compiled code (never read)."""
-        if len(data) >= end:
-            self.pending[side] = data[end:]
+    def drop(self, side: int, n: int) -> None:
+        """Discard the next n bytes of a side: pending ones, and the rest
+        skipped in compiled code (never read)."""
+        pending = self.pending
+        data = pending[side]
+        if len(data) >= n:
+            pending[side] = data[n:]
             return
-        self.pending[side] = b""
-        n = end - len(data)
-        self.skip(side, n)
-        self.stream_bytes[side] += n
+        pending[side] = b""
+        self.skip(side, n - len(data))
+        self.stream_bytes[side] += n - len(data)
 
     def check_first_record(self, head: bytes) -> None:
         """Zeek's record-layer check of a connection's first record."""
@@ -1407,18 +1408,6 @@ class Tls(TlsCore, Analyser):
         more = self.read(side, n - len(data))
         self.stream_bytes[side] += len(more)
         return data + more if data else more
-
-    def drop(self, side: int, n: int) -> None:
-        """Discard the next n bytes of a side: pending ones, and the rest
-        skipped in compiled code (never read)."""
-        pending = self.pending
-        data = pending[side]
-        if len(data) >= n:
-            pending[side] = data[n:]
-            return
-        pending[side] = b""
-        self.skip(side, n - len(data))
-        self.stream_bytes[side] += n - len(data)
 
     def next_side(self, limit: int) -> int:
         """The side whose record comes next: one with pending bytes, else
