@@ -211,6 +211,16 @@ cdef class PcapFileSource(Source):
                 f"'{self.path}' is a 'modified' (Kuznetzov) pcap file, which is not supported")
         else:
             self._raise_not_a_capture(available)
+        if self.map_base != NULL:
+            # Only the header was needed now; the first fill maps the window
+            # again.  (A replay opens all its files up front, to check them:
+            # a window each would make the first 8 MiB of every file resident
+            # at once.)
+            self.buf_file_offset += self.buf_pos
+            self.buf_pos = self.buf_end = 0
+            self.unmap()
+            self.buf = NULL
+            self.file_exhausted = False
 
     def _raise_not_a_capture(self, Py_ssize_t available):
         first_bytes = (<char*>self.buf)[:min(available, 4)].hex()

@@ -549,3 +549,23 @@ def test_real_traces_agree_with_tshark(trace):
     got = [(wirelen, caplen, ts_ns, iface)
            for ts_ns, caplen, wirelen, _, iface, _ in read_records(trace)]
     assert got == expected
+
+
+def test_opening_many_mapped_files_keeps_none_of_them_resident(tmp_path):
+    """A replay opens all its files up front (to check them): opening maps
+    no window, so forty files of three windows each do not become resident
+    (they did, 8 MiB each); each is read whole afterwards, from its start."""
+    packets = [bytes([i % 251]) * 1000 for i in range(24000)]
+    path = write(tmp_path, "many.pcap", pcap_bytes([(i, 0, d, len(d))
+                                                    for i, d in enumerate(packets)]))
+
+    def resident_mib():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    before = resident_mib()
+    sources = [PcapFileSource(path) for _ in range(40)]
+    assert resident_mib() - before < 40        # 320 MiB when each kept a window
+    assert [record[5] for record in read_records(path)] == packets
+    ring = Ring(record_capacity=65536, arena_bytes=64 << 20, policy="wait")
+    assert sources[-1].fill_ring(ring, 100000) == len(packets)
+    assert ring.peek(0) == packets[0] and ring.peek(len(packets) - 1) == packets[-1]
