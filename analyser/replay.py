@@ -75,11 +75,15 @@ class Sinks:
         if self.logs is not None or self.redis is not None or self.on_connection is not None:
             from analyser.tunnels import TunnelLog
             engine.flows.set_tunnel_log(TunnelLog(self.log))
-        if self.logs is not None and self.logs.log_format == "tsv" \
-                and self.on_connection is None and self.redis is None \
-                and self.anonymizer is None \
-                and not (self.logs.rotate_interval or self.logs.rotate_bytes):
+        if self.rows_only_to_files() and self.logs.log_format == "tsv" \
+                and self.on_connection is None:
             engine.flows.set_conn_writer(self.logs.open("conn")._tsv)
+
+    def rows_only_to_files(self) -> bool:
+        """Log rows go to their log files as they are, and nowhere else (no
+        anonymising, Redis or rotation)."""
+        return (self.logs is not None and self.anonymizer is None and self.redis is None
+                and not (self.logs.rotate_interval or self.logs.rotate_bytes))
 
     @property
     def connections(self) -> int:
@@ -107,8 +111,7 @@ class Sinks:
             row = self.anonymizer.record(row)
         if self.logs is not None:
             self.logs.write(path, row)
-            if (self.anonymizer is None and self.redis is None
-                    and not (self.logs.rotate_interval or self.logs.rotate_bytes)):
+            if self.rows_only_to_files():
                 self.plain_writers[path] = self.logs.open(path)
         if self.redis is not None:
             self.redis.log(path, row)

@@ -1161,8 +1161,7 @@ class Runtime:
     # -- events ----------------------------------------------------------------------------
 
     def emit(self, a: Analyser, kind: str, fields: dict) -> None:
-        self.counters["events_emitted"] += 1
-        self.events_by_kind[kind] = self.events_by_kind.get(kind, 0) + 1
+        self._count_event(kind)
         if self.pcap_rule is not None:
             self.pcap_note(a._slot, "event", kind)
         if self._emit is None:
