@@ -18,9 +18,7 @@ code only (analyser/watchdog.py).
 """
 from __future__ import annotations
 
-import glob
 import importlib.machinery
-import importlib.util
 import os
 import sys
 
@@ -34,12 +32,20 @@ FROM_SOURCE_VARIABLE = "ANALYSER_FROM_SOURCE"
 def compiled_sources(root: str) -> list[str]:
     """Dotted names of the Python modules the build compiles, under the
     project root `root` (used by setup.py)."""
+    import glob
     names = ["analyser." + name for name in COMPILED_FROM_PYTHON]
     for path in sorted(glob.glob(os.path.join(root, "protocols", "*.py"))):
         base = os.path.splitext(os.path.basename(path))[0]
         if not base.startswith("_"):
             names.append("protocols." + base)
     return names
+
+
+def _source_spec(fullname: str, source: str):
+    # importlib.util is imported here: it costs start-up 3 ms, and a build
+    # that is up to date never needs it.
+    import importlib.util
+    return importlib.util.spec_from_file_location(fullname, source)
 
 
 class FreshSourceFinder:
@@ -66,7 +72,7 @@ class FreshSourceFinder:
         except OSError:
             return spec                 # a compiled module without a source
         if os.environ.get(FROM_SOURCE_VARIABLE) == "1":
-            return importlib.util.spec_from_file_location(fullname, source)
+            return _source_spec(fullname, source)
         if not stale:
             return spec
         if fullname not in self.warned:
@@ -74,7 +80,7 @@ class FreshSourceFinder:
             print("analyser: %s changed since it was compiled: running the source "
                   "(slower); `make build` compiles it again" % os.path.relpath(source),
                   file=sys.stderr)
-        return importlib.util.spec_from_file_location(fullname, source)
+        return _source_spec(fullname, source)
 
 
 def install() -> None:

@@ -45,7 +45,6 @@ StreamEnd, so main() can report what is still open.
 """
 from __future__ import annotations
 
-import traceback
 from collections import deque
 from time import perf_counter
 from dataclasses import dataclass
@@ -1030,6 +1029,7 @@ class Runtime:
 
     def _error(self, a: Analyser, exc: Exception) -> None:
         self.counters["analyser_errors"] += 1
+        import traceback               # (only on an error: it costs start-up 4 ms)
         tb = traceback.extract_tb(exc.__traceback__)
         last = tb[-1] if tb else None
         where = "%s:%d in %s" % (last.filename, last.lineno, last.name) if last else "?"

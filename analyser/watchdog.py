@@ -19,7 +19,6 @@ wake-up returns.
 """
 from __future__ import annotations
 
-import ctypes
 import threading
 import time
 
@@ -35,8 +34,20 @@ class AnalyserTimeout(BaseException):
         super().__init__(*(args or ("ran longer than its time limit in one wake-up",)))
 
 
-_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
-_set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
+_SET_ASYNC_EXC = None
+
+
+def _set_async_exc(thread_id: int, exc_type) -> None:
+    """PyThreadState_SetAsyncExc (exc_type None: NULL, which clears).
+    ctypes is imported on the first call: it costs every start-up some 3 ms,
+    and most runs never time out."""
+    global _SET_ASYNC_EXC
+    import ctypes
+    if _SET_ASYNC_EXC is None:
+        call = ctypes.pythonapi.PyThreadState_SetAsyncExc
+        call.argtypes = (ctypes.c_ulong, ctypes.py_object)
+        _SET_ASYNC_EXC = call
+    _SET_ASYNC_EXC(thread_id, ctypes.py_object() if exc_type is None else exc_type)
 
 
 def raise_in(thread_id: int, exc_type) -> None:
@@ -45,7 +56,7 @@ def raise_in(thread_id: int, exc_type) -> None:
 
 def clear_in(thread_id: int) -> None:
     """Forget an exception raised for the thread but not yet delivered."""
-    _set_async_exc(thread_id, ctypes.py_object())        # NULL clears
+    _set_async_exc(thread_id, None)
 
 
 class Watchdog:

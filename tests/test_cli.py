@@ -211,3 +211,37 @@ def test_a_failing_callback_is_counted_and_reported_not_only_printed(run_cli, sm
               if json.loads(l)["event"] == "engine_error"]
     assert [(e["where"], e["error"]) for e in errors] == [
         ("in conn_start callback boom", "KeyError: 'no such thing'")] * 2
+
+
+def test_no_analyser_all_imports_no_protocol_and_still_checks_names(tmp_path):
+    """`--no-analyser all` alone is connection records: no built-in protocol
+    module is imported (they were most of a start-up); a name given besides
+    it, or an --analyser, still goes through the modules and is checked."""
+    import subprocess
+    import sys
+    probe = (
+        "import sys; from analyser import registry\n"
+        "chosen, hooks = registry.select(disable=['all'])\n"
+        "assert chosen == [] and hooks == [], chosen\n"
+        "print(sorted(m for m in sys.modules if m.startswith('protocols.')))\n"
+        "chosen, _ = registry.select(enable=['ftp'], disable=['all'])\n"
+        "print([cls.name for cls, _ in chosen])\n"
+        "try:\n"
+        "    registry.select(disable=['all', 'nosuch'])\n"
+        "except registry.AnalyserConfigError as exc:\n"
+        "    print(exc)\n")
+    p = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    imported, enabled, error = p.stdout.splitlines()
+    assert imported == "[]"
+    assert enabled == "['ftp']"
+    assert error.startswith("unknown analyser 'nosuch'")
+    # And the run gives connection records, no service found.
+    out = tmp_path / "logs"
+    p = subprocess.run([sys.executable, "-m", "analyser", "replay", str(SAMPLE), "--no-analyser",
+                        "all", "--logs", str(out), "-q"], cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    rows = read_zeek_log(out / "conn.log")
+    assert rows and all(row["service"] == "-" for row in rows)
