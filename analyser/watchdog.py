@@ -37,17 +37,24 @@ class AnalyserTimeout(BaseException):
 _SET_ASYNC_EXC = None
 
 
-def _set_async_exc(thread_id: int, exc_type) -> None:
-    """PyThreadState_SetAsyncExc (exc_type None: NULL, which clears).
-    ctypes is imported on the first call: it costs every start-up some 3 ms,
-    and most runs never time out."""
+def _load_api() -> None:
+    """PyThreadState_SetAsyncExc through ctypes, set up once, by the first
+    Watchdog on the engine's thread (not by its own thread in the middle of
+    a timeout).  Imported then, not with this module: ctypes costs every
+    start-up some 3 ms, and a run without a watchdog never needs it."""
     global _SET_ASYNC_EXC
-    import ctypes
     if _SET_ASYNC_EXC is None:
+        import ctypes
         call = ctypes.pythonapi.PyThreadState_SetAsyncExc
         call.argtypes = (ctypes.c_ulong, ctypes.py_object)
-        _SET_ASYNC_EXC = call
-    _SET_ASYNC_EXC(thread_id, ctypes.py_object() if exc_type is None else exc_type)
+        _SET_ASYNC_EXC = (call, ctypes.py_object())          # (the NULL object: it clears)
+
+
+def _set_async_exc(thread_id: int, exc_type) -> None:
+    """exc_type None: forget the pending one."""
+    _load_api()
+    call, null = _SET_ASYNC_EXC
+    call(thread_id, null if exc_type is None else exc_type)
 
 
 def raise_in(thread_id: int, exc_type) -> None:
@@ -65,6 +72,7 @@ class Watchdog:
     def __init__(self, runtime, limit: float = DEFAULT_LIMIT):
         if limit <= 0:
             raise ValueError("the analyser time limit must be positive, not %r" % limit)
+        _load_api()
         self.runtime = runtime
         self.limit = limit
         self.thread_id = threading.get_ident()       # the engine's thread
