@@ -202,7 +202,7 @@ def parse_config(cls: type[Analyser], text: str) -> dict:
 def select(load: list[str] = (), enable: list[str] = (), disable: list[str] = (),
            builtins: bool = True):
     """Returns ([(cls, config)], [monitor hooks]) as the options ask."""
-    if builtins and not enable and disable and set(disable) == {"all"}:
+    if builtins and not enable and set(disable) == {"all"}:
         # `--no-analyser all` alone (connection records): no built-in module
         # can be chosen, and importing them all is most of a start-up.
         builtins = False
