@@ -27,7 +27,8 @@ scheduling delays.
 `live_capture()` opens the source (this needs root or CAP_NET_RAW), then,
 if asked, drops privileges to another user (as tcpdump -Z: setgroups,
 setgid, setuid) *before* any log file is created, so the logs belong to that
-user.  It runs the engine until the capture ends (`count` packets), its
+user.  Every deferred import (analyser.deferred) is done just before the
+drop: a Python only root can read would refuse them afterwards.  It runs the engine until the capture ends (`count` packets), its
 `duration` passes, or SIGINT/SIGTERM arrives; every one of those is a clean
 end: open connections are flushed to the logs and the result carries the
 kernel's and the ring's drop counters.
@@ -47,6 +48,7 @@ import sys
 import time
 from typing import Callable
 
+from analyser.deferred import load_deferred
 from analyser.engine import Engine
 from analyser.replay import DEFAULT_FLOW_MEMORY_MB, ReplayResult, Sinks, flow_capacity_for
 from ringbuf.livepcap import LiveCaptureError, PcapLiveSource
@@ -105,6 +107,13 @@ def lookup_user(name: str):
             return int(name), int(name)
         raise ValueError(f"no such user '{name}' (for --drop-privileges)") from None
     return entry.pw_uid, entry.pw_gid
+
+
+def before_dropping_privileges() -> None:
+    """Every deferred import done (analyser.deferred), the watchdog's
+    included although the engine imports it later."""
+    import analyser.watchdog  # noqa: F401
+    load_deferred()
 
 
 def drop_privileges(name: str, uid: int, gid: int) -> None:
@@ -170,6 +179,7 @@ def live_capture(interface: str, *, source: str = "pcap", bpf: str | None = None
                       block_kb=block_kb, fanout_group=fanout_group, fanout_by=fanout_by)
     try:
         if user is not None:
+            before_dropping_privileges()
             drop_privileges(drop_user, *user)
         return _run(src, interface, logs_dir=logs_dir, log_format=log_format,
                     ignore_checksums=ignore_checksums, timeouts=timeouts,

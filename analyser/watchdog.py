@@ -22,6 +22,8 @@ from __future__ import annotations
 import threading
 import time
 
+from analyser.deferred import deferred_import
+
 CHECK_SECONDS = 0.05
 DEFAULT_LIMIT = 5.0          # seconds one wake-up may run (a normal one takes microseconds)
 
@@ -37,6 +39,7 @@ class AnalyserTimeout(BaseException):
 _SET_ASYNC_EXC = None
 
 
+@deferred_import
 def _load_api() -> None:
     """PyThreadState_SetAsyncExc through ctypes, set up once, by the first
     Watchdog on the engine's thread (not by its own thread in the middle of

@@ -57,7 +57,8 @@ import struct
 from typing import NamedTuple
 
 
-from analyser import ORIG, RESP, Analyser, Field, Signature, StreamEnd, conn_id_fields
+from analyser import (ORIG, RESP, Analyser, Field, Signature, StreamEnd, conn_id_fields,
+                      deferred_import)
 from protocols.tls import (CLIENT_HELLO, EXT_PRE_SHARED_KEY, SERVER_HELLO, SSL_LOG, TlsError,
                            ja3, ja3s, ja4, parse_client_hello, parse_server_hello,
                            version_name)
@@ -197,6 +198,13 @@ class Crypto:
             cls.Cipher, cls.algorithms, cls.modes = Cipher, algorithms, modes
             cls.loaded = True
         return cls
+
+
+@deferred_import
+def _load_crypto() -> None:
+    """Before a live capture gives up root's rights (-Z): afterwards the
+    library may no longer be readable."""
+    Crypto.load()
 
 
 class PacketKeys:

@@ -161,3 +161,80 @@ def test_no_log_carries_the_content_that_moved_nor_a_password(run_cli, tmp_path,
     users = {r["user"] for r in ftp}
     assert users == ({"-"} if private else {"alice"}), users
     assert bool(re.search(rb"\tRETR\tftp://", text)) is not private
+
+
+FAILING_ANALYSER = '''
+from analyser import Analyser
+
+class Failing(Analyser):
+    """Raises on its first line: the runtime reports it with its traceback."""
+    name = "failing"
+    ports = [80]
+
+    def main(self):
+        self.read_line(self.ORIG)
+        raise RuntimeError("failing on purpose")
+'''
+
+AFTER_THE_DROP = '''
+import sys, sysconfig
+from analyser import cli
+from analyser.live import before_dropping_privileges
+from analyser.replay import replay_files
+
+STANDARD = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib")})
+refused = []
+
+class StandardLibraryGone:
+    """As for a process that dropped root's rights with its Python under
+    /root: no standard module can be imported any more."""
+    def find_spec(self, name, path=None, target=None):
+        for finder in sys.meta_path[1:]:
+            spec = getattr(finder, "find_spec", lambda *a: None)(name, path, target)
+            if spec is not None:
+                if (spec.origin or "").startswith(STANDARD) and "site-packages" not in spec.origin:
+                    refused.append(name)
+                    raise ImportError("imported after the drop: " + name)
+                return None
+        return None
+
+def analyse(**kwargs):
+    """What live_capture does once its options are checked."""
+    before_dropping_privileges()
+    sys.meta_path.insert(0, StandardLibraryGone())
+    return replay_files(args.traces, **kwargs)
+
+args = cli.build_parser().parse_args(
+    ["replay", *sys.argv[3:], "--load", sys.argv[1], "--logs", sys.argv[2],
+     "--no-analyser", "http", "--analyser-time-limit", "5", "-q"])
+result, status = cli.run_analysis(args, analyse, OSError)
+print("refused", refused)
+print("analyser_errors", result.stats["analyser_errors"] if result else None)
+raise SystemExit(status or 0)
+'''
+
+
+def test_after_the_deferred_imports_an_analysis_needs_no_standard_module(tmp_path):
+    """-Z drops root's rights before the engine starts: every import the
+    analysis may do later (ctypes for the watchdog, traceback for an
+    analyser's error, ipaddress for ssh.log, cryptography for QUIC) must be
+    done by load_deferred() before that, or a Python only root can read
+    stops the capture in the middle (as it did when the watchdog's ctypes
+    became lazy)."""
+    protocols = REPO.parent / "shared" / "conformance" / "zeek-protocols"
+    ssh = protocols / "protocols-ssh-dh_group18_kex" / "ssh_kex_dh_group18.pcap"
+    quic = protocols / "protocols-quic-chromium" / "chromium-115.0.5790.110-api-cirrus-com.pcap"
+    http = REPO.parent / "shared" / "conformance" / "zeek" / "tcp-miss-end-data" / "miss_end_data.pcap"
+    if not (ssh.exists() and quic.exists() and http.exists()):
+        pytest.skip("../shared/conformance is not present")
+    module = tmp_path / "failing.py"
+    module.write_text(FAILING_ANALYSER)
+    logs = tmp_path / "logs"
+    p = subprocess.run([sys.executable, "-c", AFTER_THE_DROP, str(module), str(logs),
+                        str(ssh), str(quic), str(http)], cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+    assert "refused []" in p.stdout, p.stdout + p.stderr
+    assert p.returncode == 0, p.stderr
+    assert "analyser_errors 1" in p.stdout, p.stdout         # traceback's import ran
+    assert read_zeek_log(logs / "ssh.log")                  # private_address: ipaddress
+    assert [r for r in read_zeek_log(logs / "ssl.log") if r["server_name"] != "-"]  # QUIC
