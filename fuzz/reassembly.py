@@ -237,7 +237,13 @@ def first_copies(sc: Scenario, side: int) -> dict[int, int]:
 def expected_pieces(sc: Scenario, side: int) -> list:
     """What the side must read: first copies, and a gap for every run of
     bytes no segment carried, up to the FIN (or the last byte sent; the
-    whole stream when the peer acknowledges it all)."""
+    whole stream when the peer acknowledges it all).  Nothing when no
+    segment of either side carried a byte: the analyser starts with the first
+    payload (analyser/binding.pyx, rule 1), so a connection whose data was
+    all lost runs none, even if its acknowledgements say bytes were sent
+    (conn.log's missed_bytes counts them)."""
+    if not any(g.length for g in sc.segments):
+        return []
     got = first_copies(sc, side)
     end = stream_end(sc, side)
     out: list = []
