@@ -167,9 +167,40 @@ _positive_float = _positive(float, "number")
 _speed = _positive(float, "number", " (1 = the trace's own speed)")
 
 
+def _terminal_width() -> int:
+    """shutil.get_terminal_size()'s columns (COLUMNS, else the terminal, else
+    80) without shutil: argparse imports it, and with it zlib, bz2 and lzma,
+    for every parser it builds, to size a help text most runs never print
+    (2 ms of every start-up)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+        if columns > 0:
+            return columns
+    except ValueError:
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+class _TerminalWidth:
+    def __init__(self, prog, indent_increment=2, max_help_position=24, width=None):
+        super().__init__(prog, indent_increment, max_help_position,
+                         _terminal_width() - 2 if width is None else width)   # (as argparse)
+
+
+class _HelpFormatter(_TerminalWidth, argparse.HelpFormatter):
+    pass
+
+
+class _RawDescriptionHelpFormatter(_TerminalWidth, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="analyser", description=DESCRIPTION,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=_RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version="analyser " + __version__)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -178,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Analyse trace files (pcap or pcapng, any byte order and time "
                     "resolution) in the order given, as one stream of packets, and "
                     "write Zeek-compatible logs.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_RawDescriptionHelpFormatter,
         epilog="timeout classes (seconds, defaults as Zeek): opening=5 (SYN "
                "unanswered), established=300 (inactivity), closing=6, closed=5 "
                "(linger after close), udp=60, icmp=60")
@@ -199,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "packets, --duration seconds, or Ctrl-C / SIGTERM: then open\n"
                     "connections are flushed to the logs and a summary (with kernel\n"
                     "and ring drops) is printed.  Needs root or CAP_NET_RAW.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  analyser live -i eth0 --logs out/ --duration 60\n"
                "  analyser live -i eth0 --source afpacket --bpf 'tcp port 21' -Z nobody")
@@ -252,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
     la = sub.add_parser("list-analysers", help="list the analysers and how they are chosen",
+                        formatter_class=_HelpFormatter,
                         description="List every analyser: where it comes from (built-in "
                                     "module, --load file, installed package), how it is "
                                     "chosen (transport, port hints, signatures), its logs "
@@ -260,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also load analysers from this module or file")
 
     nw = sub.add_parser("new", help="write a new analyser and its test from a template",
+                        formatter_class=_HelpFormatter,
                         description="Write NAME.py, a small working line-protocol analyser "
                                     "(signature, port hint, confirm/violation, a log, "
                                     "weirds), and test_NAME.py, its tests on "

@@ -17,7 +17,6 @@ that connection, or `event.release(side)` to stop its reassembly.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 from analyser.decode import TH_ACK, TH_FIN, TH_PUSH, TH_RST, TH_SYN  # noqa: F401  (public)
@@ -42,12 +41,15 @@ BY_NAME = {v: k for k, v in NAMES.items()}
 BEFORE_ALLOWED = PACKET | NEW_DATA | RETRANSMISSION | OUT_OF_ORDER | CONN_START
 
 
-@dataclass
 class UserEvent:
     """A built-in event plus a filter: fires when `base` does and `filter(event)`."""
-    name: str
-    base: int
-    filter: Callable[["Event"], bool]
+    __slots__ = ("name", "base", "filter")
+
+    def __init__(self, name: str, base: int, filter: Callable[["Event"], bool]):
+        self.name, self.base, self.filter = name, base, filter
+
+    def __repr__(self) -> str:
+        return "UserEvent(name=%r, base=%r, filter=%r)" % (self.name, self.base, self.filter)
 
 
 class Event:

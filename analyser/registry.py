@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import inspect
 import os
 import pkgutil
 import sys
@@ -25,8 +24,9 @@ class AnalyserConfigError(ValueError):
 
 def analysers_in(module) -> list[type[Analyser]]:
     found = []
-    for _, obj in inspect.getmembers(module, inspect.isclass):
-        if (issubclass(obj, Analyser) and obj is not Analyser and obj.name
+    # (sorted by name, as inspect.getmembers did: inspect costs start-up 5 ms)
+    for _, obj in sorted(vars(module).items()):
+        if (isinstance(obj, type) and issubclass(obj, Analyser) and obj is not Analyser and obj.name
                 and obj.__module__ == module.__name__):
             found.append(obj)
     return found
@@ -112,7 +112,7 @@ def entry_point_sources() -> list[tuple]:
         dist = getattr(ep, "dist", None)
         package = "%s %s" % (dist.name, dist.version) if dist is not None else "?"
         origin = "package %s (entry point %s = %s)" % (package, ep.name, ep.value)
-        mods.append((inspect.getmodule(obj) if inspect.isclass(obj) else obj, origin))
+        mods.append((sys.modules.get(obj.__module__) if isinstance(obj, type) else obj, origin))
     return mods
 
 
@@ -256,6 +256,7 @@ def readable_signature(sig) -> str:
 
 def summary_line(cls: type[Analyser]) -> str:
     """The first paragraph of the class's own docstring (not a base's), as one line."""
+    import inspect
     doc = inspect.cleandoc(cls.__dict__.get("__doc__") or "").split("\n\n")[0]
     return " ".join(doc.split())
 

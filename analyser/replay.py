@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from analyser.engine import Engine
@@ -22,14 +21,28 @@ DEFAULT_FLOW_MEMORY_MB = 512
 DEFAULT_STREAM_MEMORY_MB = 128          # analyser/streams.pyx's DEFAULT_MAX_OWNED_TOTAL
 
 
-@dataclass
 class ReplayResult:
-    """What a replay did: the engine's counters and what went wrong."""
-    stats: dict
-    wall_seconds: float
-    files: list[str]
-    warnings: list[str] = field(default_factory=list)
-    connections: int = 0
+    """What a replay did: the engine's counters and what went wrong.  (Not
+    a dataclass: that import costs every start-up some 8 ms.)"""
+
+    def __init__(self, stats: dict, wall_seconds: float, files: list[str],
+                 warnings: list[str] | None = None, connections: int = 0):
+        self.stats = stats
+        self.wall_seconds = wall_seconds
+        self.files = files
+        self.warnings = [] if warnings is None else warnings
+        self.connections = connections
+
+    def __eq__(self, other) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return vars(self) == vars(other)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return "%s(%s)" % (type(self).__name__,
+                           ", ".join("%s=%r" % item for item in vars(self).items()))
 
 
 class Sinks:

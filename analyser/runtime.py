@@ -47,7 +47,6 @@ from __future__ import annotations
 
 from collections import deque
 from time import perf_counter
-from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, NamedTuple, Sequence
 
 import greenlet
@@ -726,17 +725,35 @@ class DatagramRecording(Recording):
         return True
 
 
-@dataclass
 class Expectation:
-    resp_h: str
-    resp_p: int | None
-    orig_h: str | None
-    proto: str
-    deadline: float
-    analyser: type | None
-    parent_uid: str
-    meta: dict
-    runtime: "Runtime | None" = None
+    """A connection an analyser announced (FTP's PASV/PORT reply, ...): the
+    next one to resp_h:resp_p (from orig_h, if given) before `deadline`
+    belongs to parent_uid's session.  Equal when every field is (what
+    cancel_expectation's membership test relies on).  A plain class, not a
+    dataclass: importing dataclasses (and with it inspect) costs every
+    start-up some 8 ms."""
+    __slots__ = ("resp_h", "resp_p", "orig_h", "proto", "deadline", "analyser", "parent_uid",
+                 "meta", "runtime")
+    __hash__ = None                     # mutable and compared by value
+
+    def __init__(self, resp_h: str, resp_p: int | None, orig_h: str | None, proto: str,
+                 deadline: float, analyser: type | None, parent_uid: str, meta: dict,
+                 runtime: "Runtime | None" = None):
+        self.resp_h, self.resp_p, self.orig_h, self.proto = resp_h, resp_p, orig_h, proto
+        self.deadline, self.analyser, self.parent_uid = deadline, analyser, parent_uid
+        self.meta, self.runtime = meta, runtime
+
+    def _fields(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __repr__(self) -> str:
+        return "Expectation(%s)" % ", ".join("%s=%r" % (name, getattr(self, name))
+                                             for name in self.__slots__)
 
     def cancel(self) -> bool:
         """Withdraw it (if it has not been met yet); True if it was pending."""
