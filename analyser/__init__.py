@@ -34,5 +34,5 @@ from analyser.deferred import deferred_import  # noqa: E402
 
 __all__ = ["Analyser", "ORIG", "RESP", "ANY", "Gap", "StreamEnd", "Monitor", "Signature",
            "Field", "conn_id_fields", "TRANSFERS", "Expectation", "ProtocolViolation",
-           "InnerStreams", "private_address", "AnalyserCore", "DETECTION_BUFFER", "deferred_import",
-           "__version__"]
+           "InnerStreams", "private_address", "AnalyserCore", "DETECTION_BUFFER",
+           "deferred_import", "__version__"]

@@ -45,8 +45,10 @@ def load_deferred() -> None:
 
 @deferred_import
 def _load_standard_library() -> None:
-    """Standard modules the core imports lazily: traceback (an analyser's
-    error), ipaddress (private_address), threading (a live duration timer)."""
+    """Standard modules the core imports lazily: ctypes (the watchdog),
+    traceback (an analyser's error), ipaddress (private_address), threading
+    (a live duration timer)."""
+    import ctypes  # noqa: F401
     import ipaddress  # noqa: F401
     import threading  # noqa: F401
     import traceback  # noqa: F401

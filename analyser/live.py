@@ -28,10 +28,11 @@ scheduling delays.
 if asked, drops privileges to another user (as tcpdump -Z: setgroups,
 setgid, setuid) *before* any log file is created, so the logs belong to that
 user.  Every deferred import (analyser.deferred) is done just before the
-drop: a Python only root can read would refuse them afterwards.  It runs the engine until the capture ends (`count` packets), its
-`duration` passes, or SIGINT/SIGTERM arrives; every one of those is a clean
-end: open connections are flushed to the logs and the result carries the
-kernel's and the ring's drop counters.
+drop: a Python only root can read would refuse them afterwards.  It runs
+the engine until the capture ends (`count` packets), its `duration`
+passes, or SIGINT/SIGTERM arrives; every one of those is a clean end: open
+connections are flushed to the logs and the result carries the kernel's
+and the ring's drop counters.
 
 Differences from replay: the ring drops (and counts) what it cannot take
 instead of making the source wait; when the interface is idle, flow timers
@@ -109,13 +110,6 @@ def lookup_user(name: str):
     return entry.pw_uid, entry.pw_gid
 
 
-def before_dropping_privileges() -> None:
-    """Every deferred import done (analyser.deferred), the watchdog's
-    included although the engine imports it later."""
-    import analyser.watchdog  # noqa: F401
-    load_deferred()
-
-
 def drop_privileges(name: str, uid: int, gid: int) -> None:
     """Become `uid`/`gid` for good (as tcpdump -Z).  The open capture socket
     stays usable; nothing new can be opened with root's rights."""
@@ -179,7 +173,7 @@ def live_capture(interface: str, *, source: str = "pcap", bpf: str | None = None
                       block_kb=block_kb, fanout_group=fanout_group, fanout_by=fanout_by)
     try:
         if user is not None:
-            before_dropping_privileges()
+            load_deferred()
             drop_privileges(drop_user, *user)
         return _run(src, interface, logs_dir=logs_dir, log_format=log_format,
                     ignore_checksums=ignore_checksums, timeouts=timeouts,

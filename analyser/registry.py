@@ -26,8 +26,8 @@ def analysers_in(module) -> list[type[Analyser]]:
     found = []
     # (sorted by name, as inspect.getmembers did: inspect costs start-up 5 ms)
     for _, obj in sorted(vars(module).items()):
-        if (isinstance(obj, type) and issubclass(obj, Analyser) and obj is not Analyser and obj.name
-                and obj.__module__ == module.__name__):
+        if (isinstance(obj, type) and issubclass(obj, Analyser) and obj is not Analyser
+                and obj.name and obj.__module__ == module.__name__):
             found.append(obj)
     return found
 

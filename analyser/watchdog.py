@@ -22,8 +22,6 @@ from __future__ import annotations
 import threading
 import time
 
-from analyser.deferred import deferred_import
-
 CHECK_SECONDS = 0.05
 DEFAULT_LIMIT = 5.0          # seconds one wake-up may run (a normal one takes microseconds)
 
@@ -39,11 +37,11 @@ class AnalyserTimeout(BaseException):
 _SET_ASYNC_EXC = None
 
 
-@deferred_import
 def _load_api() -> None:
     """PyThreadState_SetAsyncExc through ctypes, set up once, by the first
     Watchdog on the engine's thread (not by its own thread in the middle of
-    a timeout).  Imported then, not with this module: ctypes costs every
+    a timeout).  Imported then, not with this module (analyser/deferred.py
+    imports it before a privilege drop): ctypes costs every
     start-up some 3 ms, and a run without a watchdog never needs it."""
     global _SET_ASYNC_EXC
     if _SET_ASYNC_EXC is None:

@@ -179,7 +179,7 @@ class Failing(Analyser):
 AFTER_THE_DROP = '''
 import sys, sysconfig
 from analyser import cli
-from analyser.live import before_dropping_privileges
+from analyser.deferred import load_deferred
 from analyser.replay import replay_files
 
 STANDARD = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib")})
@@ -199,8 +199,9 @@ class StandardLibraryGone:
         return None
 
 def analyse(**kwargs):
-    """What live_capture does once its options are checked."""
-    before_dropping_privileges()
+    """What live_capture does once its options are checked (-Z: the
+    deferred imports, then the drop)."""
+    load_deferred()
     sys.meta_path.insert(0, StandardLibraryGone())
     return replay_files(args.traces, **kwargs)
 
