@@ -9,8 +9,7 @@ gaps, ends, lines, read_any, peeks; the runtime is woken through `ready`.
 """
 from __future__ import annotations
 
-from collections import deque
-from typing import NamedTuple
+from collections import deque, namedtuple
 
 from analyser.streams import R_DATA, R_END, R_GAP, SIDE_ANY, WANT_BYTES, WANT_LINE, WANT_PEEK, \
     WANT_SOME
@@ -18,15 +17,14 @@ from analyser.streams import R_DATA, R_END, R_GAP, SIDE_ANY, WANT_BYTES, WANT_LI
 ANY = int(SIDE_ANY)
 
 
-class Hole(NamedTuple):
+class Hole(namedtuple("Hole", ("side", "size"))):
     """`size` bytes of `side` that never went past the monitor."""
-    side: int
-    size: int
+    __slots__ = ()
 
 
-class End(NamedTuple):
+class End(namedtuple("End", ("side",))):
     """`side` closed (FIN): nothing more comes."""
-    side: int
+    __slots__ = ()
 
 
 

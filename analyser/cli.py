@@ -440,14 +440,16 @@ def setup_analysers(args):
     registry.AnalyserConfigError or ValueError with a one-line message."""
     from analyser import registry
     from analyser.events import BY_NAME, Monitor
-    from analyser.eventlog import EventWriter
     analysers, hooks = registry.select(args.load, args.analyser, args.no_analyser)
     for kind in args.event:
         if kind not in BY_NAME:
             raise ValueError("unknown event kind %r (known: %s)" % (kind, ", ".join(BY_NAME)))
     if args.event and not args.events:
         raise ValueError("--event needs --events FILE")
-    writer = EventWriter(args.events) if args.events else None
+    writer = None
+    if args.events:
+        from analyser.eventlog import EventWriter     # json: only with --events
+        writer = EventWriter(args.events)
     monitor = None
     if hooks or args.event:
         monitor = Monitor()

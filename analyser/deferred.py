@@ -20,7 +20,7 @@ Protocol modules use it through the public package::
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 _LOADERS: list[Callable[[], object]] = []
 

@@ -17,7 +17,7 @@ that connection, or `event.release(side)` to stop its reassembly.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from analyser.decode import TH_ACK, TH_FIN, TH_PUSH, TH_RST, TH_SYN  # noqa: F401  (public)
 from analyser.flows import (END_REASONS, EV_CONN_END, EV_CONN_START,  # noqa: F401

@@ -21,7 +21,7 @@ MAX_ONE_SIDED bytes or the other has ended.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+TYPE_CHECKING = False    # typing is not imported at start-up
 
 import greenlet
 

@@ -47,7 +47,7 @@ import pwd
 import signal
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from analyser.deferred import load_deferred
 from analyser.engine import Engine

@@ -18,7 +18,7 @@ dashboard's test read it.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import (CollectorRegistry, Histogram, disable_created_metrics,
                                start_http_server)

@@ -45,9 +45,12 @@ StreamEnd, so main() can report what is still open.
 """
 from __future__ import annotations
 
-from collections import deque
+from collections import deque, namedtuple
+from collections.abc import Callable, Sequence
 from time import perf_counter
-from typing import Any, Callable, ClassVar, NamedTuple, Sequence
+TYPE_CHECKING = False    # typing is not imported at start-up (2 ms)
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 import greenlet
 
@@ -122,12 +125,9 @@ class StreamEnd(EOFError):
         return "end of the %s stream" % SIDE_NAMES[self.side]
 
 
-class ConnId(NamedTuple):
-    orig_h: str
-    orig_p: int
-    resp_h: str
-    resp_p: int
-    proto: str
+class ConnId(namedtuple("ConnId", ("orig_h", "orig_p", "resp_h", "resp_p", "proto"))):
+    """Zeek's conn_id: both ends and the transport ("tcp", "udp" or "icmp")."""
+    __slots__ = ()
 
 
 class Connection:

@@ -9,13 +9,15 @@ A protocol's logs are declared by its analyser class (`Analyser.logs`, see
 analyser/runtime.py), in its own module: `schemas_of()` collects them for a
 run, and checks that two analysers do not declare one log two ways.
 """
-from typing import Iterable, NamedTuple, Sequence
+from collections import namedtuple
+from collections.abc import Iterable, Sequence
 
 
-class Field(NamedTuple):
-    name: str
-    zeek_type: str
-    doc: str
+# collections.namedtuple, not typing.NamedTuple: the same class without
+# importing typing at start-up (2 ms of every run).
+class Field(namedtuple("Field", ("name", "zeek_type", "doc"))):
+    """One column of a log: its name, Zeek type and meaning."""
+    __slots__ = ()
 
 
 def conn_id_fields(orig: str = "originator", resp: str = "responder",

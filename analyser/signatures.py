@@ -18,20 +18,21 @@ pattern matches when every byte it has matches: the analyser then decides
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections import namedtuple
 
 MAX_PATTERN = 16      # bytes compared per signature (a prefix, not a regex)
 MAX_SIGNATURES = 128  # per engine, over all analysers
 WHITESPACE = b" \t\r\n"
 
 
-class Signature(NamedTuple):
+# Fields: side (ORIG or RESP), pattern (bytes); nocase: ASCII letters match
+# either case; skip_space: leading CR, LF, tab, space are skipped; wildcard:
+# b"?" in the pattern matches any byte.  (collections.namedtuple rather than
+# typing.NamedTuple: start-up does not import typing.)
+class Signature(namedtuple("Signature", ("side", "pattern", "nocase", "skip_space", "wildcard"),
+                           defaults=(False, False, False))):
     """The first payload of `side` (ORIG or RESP) starts with `pattern`."""
-    side: int
-    pattern: bytes
-    nocase: bool = False       # ASCII letters match either case
-    skip_space: bool = False   # leading CR, LF, tab, space are skipped
-    wildcard: bool = False     # b"?" in the pattern matches any byte
+    __slots__ = ()
 
     def compiled(self) -> tuple[int, bytes, bytes, bool]:
         """(side, value, mask, skip_space) as the compiled matcher takes them."""

@@ -16,7 +16,7 @@ pair); this module is called once per connection, never per packet:
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
 from analyser.decode import TUNNEL_NAMES
 

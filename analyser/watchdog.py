@@ -19,7 +19,6 @@ wake-up returns.
 """
 from __future__ import annotations
 
-import threading
 import time
 
 CHECK_SECONDS = 0.05
@@ -74,6 +73,9 @@ class Watchdog:
         if limit <= 0:
             raise ValueError("the analyser time limit must be positive, not %r" % limit)
         _load_api()
+        # Imported here: a run without analysers starts no watchdog, and
+        # threading costs start-up 2 ms (deferred.py loads it before -Z).
+        import threading
         self.runtime = runtime
         self.limit = limit
         self.thread_id = threading.get_ident()       # the engine's thread

@@ -19,7 +19,6 @@ Two ways to drive a source:
   engine); see ring.pyx.  A burst costs ring memory, not kernel drops; when
   the ring is full the newest packet is dropped and counted there.
 """
-import threading
 
 from ringbuf.ring cimport Ring
 from ringbuf.includes.atomics cimport rb_flag_get, rb_flag_set
@@ -62,6 +61,7 @@ cdef class Source:
         rb_flag_set(&self.stop_flag, 0)
         rb_flag_set(&self.thread_done, 0)
         self.error = None
+        import threading      # live capture only: replay's start-up goes without it
         self.thread = threading.Thread(target=self._capture_thread, args=(ring,),
                                        name="capture", daemon=True)
         self.thread.start()
