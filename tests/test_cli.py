@@ -245,3 +245,32 @@ def test_no_analyser_all_imports_no_protocol_and_still_checks_names(tmp_path):
     assert p.returncode == 0, p.stderr
     rows = read_zeek_log(out / "conn.log")
     assert rows and all(row["service"] == "-" for row in rows)
+
+
+# Standard modules a connection-records run has no use for, each of which cost
+# every start-up a millisecond or more when something imported it.
+STARTUP_LEFT_OUT = ("typing", "json", "threading", "pkgutil", "dataclasses", "inspect",
+                    "shutil")
+
+
+def test_a_records_run_imports_none_of_the_modules_start_up_leaves_out(tmp_path):
+    """Start-up is most of a short run: a replay with no analyser imports none
+    of STARTUP_LEFT_OUT, and the run still writes its conn.log.  (JSON logs and
+    --events import json when asked; the other tests cover them.)"""
+    import subprocess
+    import sys
+    out = tmp_path / "logs"
+    probe = (
+        "import sys\n"
+        "from analyser.cli import main\n"
+        "status = main(['replay', %r, '--no-analyser', 'all', '--logs', %r, '-q'])\n"
+        "print(status)\n"
+        "print(sorted(m for m in %r if m in sys.modules))\n" % (str(SAMPLE), str(out),
+                                                              STARTUP_LEFT_OUT))
+    p = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    status, imported = p.stdout.splitlines()
+    assert status == "0"
+    assert imported == "[]"
+    assert read_zeek_log(out / "conn.log")
