@@ -17,9 +17,14 @@ Protocol modules use it through the public package::
     @deferred_import
     def _load_crypto() -> None:
         ...
+
+or, for a module imported whole, `deferred_module`::
+
+    _hashlib = deferred_module("hashlib")     # _hashlib().md5(...)
 """
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 _LOADERS: list[Callable[[], object]] = []
@@ -30,6 +35,20 @@ def deferred_import(loader: Callable[[], object]) -> Callable[[], object]:
     Returns it unchanged, so it serves as a decorator."""
     _LOADERS.append(loader)
     return loader
+
+
+def deferred_module(name: str) -> Callable[[], object]:
+    """A function that returns module `name`, imported at its first call
+    (or by load_deferred()), declared with deferred_import."""
+    module = None
+
+    def load():
+        nonlocal module
+        if module is None:
+            module = importlib.import_module(name)
+        return module
+    load.__name__ = load.__qualname__ = "load_" + name.replace(".", "_")
+    return deferred_import(load)
 
 
 def load_deferred() -> None:

@@ -45,7 +45,6 @@ import functools
 import ipaddress
 import re
 from collections import deque
-from dataclasses import dataclass, field
 
 from analyser import (ORIG, RESP, TRANSFERS, Analyser, Expectation, Field, Gap, Signature,
                       StreamEnd, conn_id_fields)
@@ -341,13 +340,16 @@ class CmdArg:
         self.cwd_consumed = False
 
 
-@dataclass
+# The per-session records below are plain classes with slots, not
+# dataclasses: each is made by compiled code, and the dataclasses module
+# (with inspect and ast) cost every start-up 8 ms.  They compare by identity.
+
 class DataChannelAnnouncement:
     """Zeek's ExpectedDataChannel."""
-    passive: bool
-    orig_h: str
-    resp_h: str
-    resp_p: int
+    __slots__ = ("passive", "orig_h", "resp_h", "resp_p")
+
+    def __init__(self, passive: bool, orig_h: str, resp_h: str, resp_p: int):
+        self.passive, self.orig_h, self.resp_h, self.resp_p = passive, orig_h, resp_h, resp_p
 
 
 class ZeekFtpLog:
@@ -544,50 +546,62 @@ class ZeekFtpLog:
 
 # -- transfers ----------------------------------------------------------------------------
 
-@dataclass
 class StreamCount:
     """One data connection's share of a transfer."""
-    uid: str
-    bytes: int | None = None       # file bytes it carried (None: not known yet)
-    missed_bytes: int = 0
-    ended: bool = False
-    end_of_data: bool = False      # MODE E: an EOD block was seen
-    duration: float | None = None
+    __slots__ = ("uid", "bytes", "missed_bytes", "ended", "end_of_data", "duration")
+
+    def __init__(self, uid: str):
+        self.uid = uid
+        self.bytes: int | None = None     # file bytes it carried (None: not known yet)
+        self.missed_bytes = 0
+        self.ended = False
+        self.end_of_data = False          # MODE E: an EOD block was seen
+        self.duration: float | None = None
 
 
-@dataclass
 class Channel:
     """A data channel announced on the control connection: where the data
     connection(s) will go and how they are read."""
-    number: int
-    passive: bool                  # the server listens (PASV, EPSV, LPSV, SPAS)
-    orig_h: str | None
-    endpoints: list[tuple[str, int]]
-    mode: str = "S"                # transfer mode when announced (S stream, E extended block)
-    parsed: bool = False           # bound to a data analyser (MODE E) rather than counted
-    started: dict[str, bool] = field(default_factory=dict)   # uid -> ended
-    transfer: "Transfer | None" = None
-    used: bool = False             # a stream-mode channel carries one transfer
-    early: object = None           # MODE E blocks seen before their transfer (gridftp)
-    expected: dict = field(default_factory=dict)   # (host, port) -> expectations not yet met
-    pending: list = field(default_factory=list)    # those Expectation objects (to withdraw)
+    __slots__ = ("number", "passive", "orig_h", "endpoints", "mode", "parsed", "started",
+                 "transfer", "used", "early", "expected", "pending")
+
+    def __init__(self, number: int, passive: bool, orig_h: str | None,
+                 endpoints: list[tuple[str, int]], mode: str = "S"):
+        self.number = number
+        self.passive = passive       # the server listens (PASV, EPSV, LPSV, SPAS)
+        self.orig_h = orig_h
+        self.endpoints = endpoints
+        self.mode = mode             # transfer mode when announced (S stream, E extended block)
+        self.parsed = False          # bound to a data analyser (MODE E) rather than counted
+        self.started: dict[str, bool] = {}      # uid -> ended
+        self.transfer: Transfer | None = None
+        self.used = False            # a stream-mode channel carries one transfer
+        self.early = None            # MODE E blocks seen before their transfer (gridftp)
+        self.expected: dict = {}     # (host, port) -> expectations not yet met
+        self.pending: list = []      # those Expectation objects (to withdraw)
 
 
-@dataclass
 class Transfer:
-    ts: float
-    command: str
-    file: str | None
-    protocol: str
-    channel: Channel | None
-    number: int
-    size_announced: int | None = None
-    reply_code: int | None = None
-    reply_ts: float | None = None
-    streams: dict[str, StreamCount] = field(default_factory=dict)
-    blocks: object = None          # MODE E block tally (gridftp.BlockTally)
-    control_ended: bool = False
-    done: bool = False
+    """One file transfer: its command, its channel and the data connections
+    that carried it."""
+    __slots__ = ("ts", "command", "file", "protocol", "channel", "number", "size_announced",
+                 "reply_code", "reply_ts", "streams", "blocks", "control_ended", "done")
+
+    def __init__(self, ts: float, command: str, file: str | None, protocol: str,
+                 channel: Channel | None, number: int):
+        self.ts = ts
+        self.command = command
+        self.file = file
+        self.protocol = protocol
+        self.channel = channel
+        self.number = number
+        self.size_announced: int | None = None
+        self.reply_code: int | None = None
+        self.reply_ts: float | None = None
+        self.streams: dict[str, StreamCount] = {}
+        self.blocks = None           # MODE E block tally (gridftp.BlockTally)
+        self.control_ended = False
+        self.done = False
 
     @property
     def upload(self) -> bool:

@@ -51,14 +51,12 @@ bytes that are not QUIC are a violation.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import struct
-from typing import NamedTuple
+from collections import namedtuple
 
 
 from analyser import (ORIG, RESP, Analyser, Field, Signature, StreamEnd, conn_id_fields,
-                      deferred_import)
+                      deferred_import, deferred_module)
 from protocols.tls import (CLIENT_HELLO, EXT_PRE_SHARED_KEY, SERVER_HELLO, SSL_LOG, TlsError,
                            ja3, ja3s, ja4, parse_client_hello, parse_server_hello,
                            version_name)
@@ -87,12 +85,12 @@ RETRY_V2 = (bytes.fromhex("8fb4b01b56ac48e260fbcbcead7ccc92"),
             bytes.fromhex("d86969bc2d7c6d9990efb04a"))
 
 
-class Version(NamedTuple):
-    """What a QUIC version changes in Initial protection."""
-    salt: bytes
-    label: bytes                       # prefix of "key", "iv", "hp"
-    types: tuple[str, str, str, str]
-    retry: tuple[bytes, bytes] | None  # integrity key, nonce (None: not checked)
+# (collections.namedtuple, not typing.NamedTuple: start-up does not import typing.)
+class Version(namedtuple("Version", ("salt", "label", "types", "retry"))):
+    """What a QUIC version changes in Initial protection: the salt, the label
+    prefix of "key", "iv", "hp", the four packet type names, and Retry's
+    integrity (key, nonce), None when not checked."""
+    __slots__ = ()
 
 
 V1 = Version(SALT_V1, b"quic ", TYPES_V1, RETRY_V1)
@@ -166,8 +164,14 @@ def read_varint(data: bytes, pos: int) -> tuple[int, int]:
 
 # -- Initial keys (RFC 9001 §5) ---------------------------------------------------------------
 
+# hmac and hashlib load OpenSSL (3 ms of every start-up): imported with the
+# first Initial's keys.
+_hmac = deferred_module("hmac")
+_hashlib = deferred_module("hashlib")
+
+
 def hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
-    return hmac.new(salt, ikm, hashlib.sha256).digest()
+    return _hmac().new(salt, ikm, _hashlib().sha256).digest()
 
 
 def hkdf_expand_label(secret: bytes, label: bytes, length: int) -> bytes:
@@ -175,8 +179,9 @@ def hkdf_expand_label(secret: bytes, label: bytes, length: int) -> bytes:
     full = b"tls13 " + label
     info = struct.pack("!HB", length, len(full)) + full + b"\x00"
     out, block, counter = b"", b"", 1
+    new, sha256 = _hmac().new, _hashlib().sha256
     while len(out) < length:
-        block = hmac.new(secret, block + info + bytes([counter]), hashlib.sha256).digest()
+        block = new(secret, block + info + bytes([counter]), sha256).digest()
         out += block
         counter += 1
     return out[:length]
@@ -252,16 +257,14 @@ def decode_packet_number(truncated: int, bits: int, largest: int) -> int:
 
 # -- packets ----------------------------------------------------------------------------------
 
-class LongHeader(NamedTuple):
-    """A long-header packet (RFC 9000 §17.2) located in its datagram."""
-    kind: str                 # initial, 0rtt, handshake, retry; "" for an unknown version
-    version: int
-    dcid: bytes
-    scid: bytes
-    start: int                # offset of the first byte in the datagram
-    pn_offset: int            # offset of the packet number (Initial, 0-RTT, Handshake)
-    end: int                  # offset after the packet
-    token: bytes              # Initial and Retry
+class LongHeader(namedtuple("LongHeader", ("kind", "version", "dcid", "scid", "start",
+                                           "pn_offset", "end", "token"))):
+    """A long-header packet (RFC 9000 §17.2) located in its datagram: `kind`
+    initial, 0rtt, handshake, retry ("" for an unknown version); `start` the
+    offset of its first byte in the datagram, `pn_offset` that of the packet
+    number (Initial, 0-RTT, Handshake), `end` the offset after it; `token`
+    of Initial and Retry."""
+    __slots__ = ()
 
 
 def parse_long_header(data: bytes, pos: int) -> LongHeader:

@@ -47,11 +47,15 @@ confirmation, a violation; never an exception.
 from __future__ import annotations
 
 import base64
-import hashlib
 import struct
 
 from analyser import (ORIG, RESP, Analyser, Field, Gap, Signature, StreamEnd, conn_id_fields,
-                      private_address)
+                      deferred_module, private_address)
+
+
+# hashlib loads OpenSSL (3 ms of every start-up): imported at the first
+# host key fingerprint.
+_hashes = deferred_module("hashlib")
 
 # -- limits -----------------------------------------------------------------------
 
@@ -167,8 +171,8 @@ def host_key_message(kex_alg: str) -> int:
 
 def fingerprints(blob: bytes) -> tuple[str, str]:
     """(SHA256 as `ssh-keygen -l` prints it, MD5 as colon-separated hex)."""
-    sha = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
-    md5 = hashlib.md5(blob).hexdigest()
+    sha = base64.b64encode(_hashes().sha256(blob).digest()).decode().rstrip("=")
+    md5 = _hashes().md5(blob).hexdigest()
     return "SHA256:" + sha, ":".join(md5[i:i + 2] for i in range(0, 32, 2))
 
 

@@ -52,18 +52,21 @@ chain fingerprints are SHA-256 of the DER bytes, as Zeek's).
 """
 from __future__ import annotations
 
-import hashlib
 import struct
 import sys
 from array import array
-from dataclasses import dataclass, field
 
 from analyser import (DETECTION_BUFFER, ORIG, RESP, Analyser, Field, Gap, Signature,
-                      StreamEnd, conn_id_fields)
+                      StreamEnd, conn_id_fields, deferred_module)
 # The public AnalyserCore, named by the module that defines it: tls.pxd
 # cimports it from there to derive TlsCore's struct (as ftp.py does).
 from analyser.runtime import AnalyserCore
 from protocols.tls_names import (ALERT_DESCRIPTIONS, CIPHER_SUITES, NAMED_GROUPS, name_of)
+
+
+# hashlib loads OpenSSL (3 ms of every start-up): imported at the first
+# fingerprint.
+_hashes = deferred_module("hashlib")
 
 # -- wire formats --------------------------------------------------------------------
 
@@ -251,43 +254,84 @@ def parse_extensions(body: bytes, pos: int) -> list[tuple[int, bytes]]:
     return out
 
 
-@dataclass
-class ClientHello:
-    """What a ClientHello says (RFC 8446 §4.1.2); values as numbers, in order."""
-    version: int
-    random: bytes
-    session_id: bytes
-    ciphers: list[int]
-    compression: list[int]
-    extensions: list[tuple[int, bytes]]
-    server_names: list[str] = field(default_factory=list)
-    alpn: list[bytes] = field(default_factory=list)
-    supported_versions: list[int] = field(default_factory=list)
-    groups: list[int] = field(default_factory=list)
-    point_formats: list[int] = field(default_factory=list)
-    signature_algorithms: list[int] = field(default_factory=list)
-    key_share_groups: list[int] = field(default_factory=list)
-    session_ticket: bytes | None = None
-    # Extensions whose contents did not parse (the hello itself still counts).
-    malformed_extensions: list[int] = field(default_factory=list)
+class _Hello:
+    """Equality and repr by the fields named in __slots__ (what a dataclass
+    would give; the dataclasses module cost every start-up 8 ms)."""
+    __slots__ = ()
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._values() == other._values()
+
+    __hash__ = None     # mutable, as a dataclass with eq
+
+    def __repr__(self) -> str:
+        return "%s(%s)" % (type(self).__name__, ", ".join(
+            "%s=%r" % (name, getattr(self, name)) for name in self.__slots__))
+
+
+class ClientHello(_Hello):
+    """What a ClientHello says (RFC 8446 §4.1.2); values as numbers, in order.
+    `malformed_extensions`: extensions whose contents did not parse (the hello
+    itself still counts)."""
+    __slots__ = ("version", "random", "session_id", "ciphers", "compression", "extensions",
+                 "server_names", "alpn", "supported_versions", "groups", "point_formats",
+                 "signature_algorithms", "key_share_groups", "session_ticket",
+                 "malformed_extensions")
+
+    def __init__(self, version: int, random: bytes, session_id: bytes, ciphers: list[int],
+                 compression: list[int], extensions: list[tuple[int, bytes]],
+                 server_names: list[str] | None = None, alpn: list[bytes] | None = None,
+                 supported_versions: list[int] | None = None, groups: list[int] | None = None,
+                 point_formats: list[int] | None = None,
+                 signature_algorithms: list[int] | None = None,
+                 key_share_groups: list[int] | None = None, session_ticket: bytes | None = None,
+                 malformed_extensions: list[int] | None = None):
+        self.version = version
+        self.random = random
+        self.session_id = session_id
+        self.ciphers = ciphers
+        self.compression = compression
+        self.extensions = extensions
+        self.server_names = [] if server_names is None else server_names
+        self.alpn = [] if alpn is None else alpn
+        self.supported_versions = [] if supported_versions is None else supported_versions
+        self.groups = [] if groups is None else groups
+        self.point_formats = [] if point_formats is None else point_formats
+        self.signature_algorithms = [] if signature_algorithms is None else signature_algorithms
+        self.key_share_groups = [] if key_share_groups is None else key_share_groups
+        self.session_ticket = session_ticket
+        self.malformed_extensions = [] if malformed_extensions is None else malformed_extensions
 
     @property
     def extension_types(self) -> list[int]:
         return [kind for kind, _ in self.extensions]
 
 
-@dataclass
-class ServerHello:
-    """What a ServerHello (or HelloRetryRequest) says (RFC 8446 §4.1.3)."""
-    version: int                      # the legacy version field
-    random: bytes
-    session_id: bytes
-    cipher: int
-    compression: int
-    extensions: list[tuple[int, bytes]]
-    selected_version: int | None = None     # supported_versions
-    key_share_group: int | None = None
-    alpn: bytes | None = None
+class ServerHello(_Hello):
+    """What a ServerHello (or HelloRetryRequest) says (RFC 8446 §4.1.3):
+    `version` is the legacy version field, `selected_version` that of
+    supported_versions."""
+    __slots__ = ("version", "random", "session_id", "cipher", "compression", "extensions",
+                 "selected_version", "key_share_group", "alpn")
+
+    def __init__(self, version: int, random: bytes, session_id: bytes, cipher: int,
+                 compression: int, extensions: list[tuple[int, bytes]],
+                 selected_version: int | None = None, key_share_group: int | None = None,
+                 alpn: bytes | None = None):
+        self.version = version
+        self.random = random
+        self.session_id = session_id
+        self.cipher = cipher
+        self.compression = compression
+        self.extensions = extensions
+        self.selected_version = selected_version
+        self.key_share_group = key_share_group
+        self.alpn = alpn
 
     @property
     def hello_retry(self) -> bool:
@@ -798,7 +842,7 @@ def client_fingerprints(hello: ClientHello, transport: str = "t") -> tuple[str, 
     key = (hello.version, ciphers, extensions, groups, formats)
     ja3_value = _ja3_memo.get(key)
     if ja3_value is None:
-        ja3_value = _remember(_ja3_memo, key, hashlib.md5(_ja3_text(*key).encode()).hexdigest())
+        ja3_value = _remember(_ja3_memo, key, _hashes().md5(_ja3_text(*key).encode()).hexdigest())
     values = hello.supported_versions
     if values:
         versions = values if grease.isdisjoint(values) else [
@@ -843,7 +887,7 @@ def ja3s(hello: ServerHello) -> str:
     value = _ja3s_memo.get(key)
     if value is None:
         text = "%d,%d,%s" % (hello.version, hello.cipher, "-".join(map(str, key[2])))
-        value = _remember(_ja3s_memo, key, hashlib.md5(text.encode()).hexdigest())
+        value = _remember(_ja3s_memo, key, _hashes().md5(text.encode()).hexdigest())
     return value
 
 
@@ -862,7 +906,7 @@ def _ja4_alpn(value: bytes) -> str:
 
 
 def _sha12(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    return _hashes().sha256(text.encode()).hexdigest()[:12]
 
 
 _hex4 = "%04x".__mod__                 # 0x1301 -> "1301", as JA4 spells numbers
@@ -1460,8 +1504,8 @@ class Tls(TlsCore, Analyser):
         if certificates[0] or certificates[1]:
             server = certificates[1 - self.client_side]
             client = certificates[self.client_side]
-            row["cert_chain_fps"] = [hashlib.sha256(c).hexdigest() for c in server]
-            row["client_cert_chain_fps"] = [hashlib.sha256(c).hexdigest() for c in client]
+            row["cert_chain_fps"] = [_hashes().sha256(c).hexdigest() for c in server]
+            row["client_cert_chain_fps"] = [_hashes().sha256(c).hexdigest() for c in client]
         self.log("ssl", row)
 
     # -- after the handshake ----------------------------------------------------------------

@@ -253,9 +253,18 @@ STARTUP_LEFT_OUT = ("typing", "json", "threading", "pkgutil", "dataclasses", "in
                     "shutil")
 
 
-def test_a_records_run_imports_none_of_the_modules_start_up_leaves_out(tmp_path):
-    """Start-up is most of a short run: a replay with no analyser imports none
-    of STARTUP_LEFT_OUT, and the run still writes its conn.log.  (JSON logs and
+# ... and those the built-in analysers import only when a connection needs
+# them (hashlib and hmac load OpenSSL: TLS fingerprints, SSH host keys, QUIC keys).
+ANALYSERS_LEFT_OUT = ("typing", "dataclasses", "inspect", "hashlib", "hmac", "json")
+
+
+@pytest.mark.parametrize("options, left_out", [
+    (["--no-analyser", "all"], STARTUP_LEFT_OUT),
+    ([], ANALYSERS_LEFT_OUT),
+], ids=["records", "defaults"])
+def test_a_run_imports_none_of_the_modules_start_up_leaves_out(tmp_path, options, left_out):
+    """Start-up is most of a short run: a replay of an HTTP trace imports none
+    of the modules left out, and still writes its logs.  (JSON logs and
     --events import json when asked; the other tests cover them.)"""
     import subprocess
     import sys
@@ -263,10 +272,10 @@ def test_a_records_run_imports_none_of_the_modules_start_up_leaves_out(tmp_path)
     probe = (
         "import sys\n"
         "from analyser.cli import main\n"
-        "status = main(['replay', %r, '--no-analyser', 'all', '--logs', %r, '-q'])\n"
+        "status = main(['replay', %r, '--logs', %r, '-q'] + %r)\n"
         "print(status)\n"
         "print(sorted(m for m in %r if m in sys.modules))\n" % (str(SAMPLE), str(out),
-                                                              STARTUP_LEFT_OUT))
+                                                              options, left_out))
     p = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 0, p.stderr
@@ -274,3 +283,5 @@ def test_a_records_run_imports_none_of_the_modules_start_up_leaves_out(tmp_path)
     assert status == "0"
     assert imported == "[]"
     assert read_zeek_log(out / "conn.log")
+    if not options:
+        assert read_zeek_log(out / "http.log")

@@ -218,10 +218,10 @@ raise SystemExit(status or 0)
 def test_after_the_deferred_imports_an_analysis_needs_no_standard_module(tmp_path):
     """-Z drops root's rights before the engine starts: every import the
     analysis may do later (ctypes for the watchdog, traceback for an
-    analyser's error, ipaddress for ssh.log, cryptography for QUIC) must be
-    done by load_deferred() before that, or a Python only root can read
-    stops the capture in the middle (as it did when the watchdog's ctypes
-    became lazy)."""
+    analyser's error, ipaddress for ssh.log, hashlib for fingerprints and
+    QUIC's keys, cryptography for QUIC) must be done by load_deferred()
+    before that, or a Python only root can read stops the capture in the
+    middle (as it did when the watchdog's ctypes became lazy)."""
     protocols = REPO.parent / "shared" / "conformance" / "zeek-protocols"
     ssh = protocols / "protocols-ssh-dh_group18_kex" / "ssh_kex_dh_group18.pcap"
     quic = protocols / "protocols-quic-chromium" / "chromium-115.0.5790.110-api-cirrus-com.pcap"
