@@ -12,6 +12,10 @@ cimport cython
 from analyser.runtime cimport AnalyserCore
 
 
+@cython.locals(start=Py_ssize_t, end=Py_ssize_t)
+cpdef extract_last_count(str text)
+
+
 cdef class CmdArg:
     cdef public double ts
     cdef public str cmd
@@ -91,7 +95,8 @@ cdef class FtpCore(AnalyserCore):
     cpdef bint feed(self, int side, object data) except -1
     @cython.locals(n=Py_ssize_t, text=str)
     cdef handle_line(self, int side, bytes raw)
-    @cython.locals(stripped=str, word=str, arg=str, cmd=str, ts=double, waiting=Awaiting)
+    @cython.locals(stripped=str, word=str, arg=str, cmd=str, ts=double, waiting=Awaiting,
+                   end=Py_ssize_t, n=Py_ssize_t)
     cpdef handle_command_line(self, str line)
     @cython.locals(n=Py_ssize_t, code=long, c0=Py_UCS4, c1=Py_UCS4, c2=Py_UCS4, ts=double,
                    text=str)

@@ -163,7 +163,6 @@ ANNOUNCED_SIZE = re.compile(rb"\((\d{1,20}) bytes?\)", re.I)
 NUMBER = re.compile(r"[0-9]+")
 ABSOLUTE_PATH = re.compile(r"(/|[A-Za-z]:[\\/]).*", re.S)
 PATH_IN_TEXT = re.compile(r'(/|[A-Za-z]:[\\/])([^" ]|(\\ ))*')
-COMMAND_WORD = re.compile(r"[^ \t\n\v\f\r]*")
 LONG_ADDRESS = re.compile(r"\s*(\d+(?:\s*,\s*\d+)*)")
 
 # Transfer commands and which side sends the file.
@@ -215,9 +214,17 @@ def extract_path(text: str) -> str:
 
 
 def extract_last_count(text: str) -> int:
-    """Zeek's extract_count(s, F): the last number in the text, 0 if none."""
-    numbers = NUMBER.findall(text)
-    return min(int(numbers[-1]), COUNT_MAX) if numbers else 0
+    """Zeek's extract_count(s, F): the last number (ASCII digits) in the
+    text, 0 if none.  Scanned from the end: it runs for every 150 reply."""
+    end = len(text)
+    while end > 0 and not "0" <= text[end - 1] <= "9":
+        end -= 1
+    if end == 0:
+        return 0
+    start = end - 1
+    while start > 0 and "0" <= text[start - 1] <= "9":
+        start -= 1
+    return min(int(text[start:end]), COUNT_MAX)
 
 
 def addr_to_uri(addr: str) -> str:
@@ -241,8 +248,9 @@ def parse_port_numbers(text: str) -> tuple[str, int] | None:
     if not m:
         return None
     n = [int(x) for x in m.groups()]
-    if any(not 0 <= b <= 255 for b in n):
-        return None
+    for b in n:                     # (a loop, not any(): no generator per reply)
+        if not 0 <= b <= 255:
+            return None
     return "%d.%d.%d.%d" % tuple(n[:4]), n[4] * 256 + n[5]
 
 
@@ -719,9 +727,14 @@ class FtpCore(AnalyserCore):
         if not line:
             return
         stripped = line.lstrip(WHITESPACE)
-        word = COMMAND_WORD.match(stripped).group(0)
-        arg = stripped[len(word):].lstrip(WHITESPACE)
-        # Printable ASCII, no space (COMMAND_WORD excludes the other blanks).
+        # The command word runs to the first blank (space, \t \n \v \f \r).
+        end = 0
+        n = len(stripped)
+        while end < n and stripped[end] not in " \t\n\v\f\r":
+            end += 1
+        word = stripped[:end]
+        arg = stripped[end:].lstrip(WHITESPACE)
+        # Printable ASCII, no space (the loop above stops at the other blanks).
         if len(word) < 3 or not (word.isascii() and word.isprintable()):
             self.weird("FTP_invalid_command", line=line[:80])
             return
@@ -1203,8 +1216,10 @@ class Ftp(FtpCore, Analyser):
             return
         if t.reply_code is None and not t.control_ended:
             return
-        if all(self.stream_finished(t, s) for s in t.streams.values()):
-            self.report_transfer(t)
+        for s in t.streams.values():    # (a loop, not all(): no generator per call)
+            if not self.stream_finished(t, s):
+                return
+        self.report_transfer(t)
 
     def stream_finished(self, t: Transfer, s: StreamCount) -> bool:
         return s.ended
@@ -1221,9 +1236,12 @@ class Ftp(FtpCore, Analyser):
             # on this channel expects its connections again (bind_transfer).
             self.withdraw(t.channel)
         self.finish_blocks(t)
-        known = [s for s in t.streams.values() if s.bytes is not None]
-        total = sum(s.bytes for s in known) if known else None
-        missed = sum(s.missed_bytes for s in t.streams.values())
+        total = None
+        missed = 0
+        for s in t.streams.values():
+            if s.bytes is not None:
+                total = s.bytes if total is None else total + s.bytes
+            missed += s.missed_bytes
         end_ts = t.reply_ts if t.reply_ts is not None else self.ts
         duration = max(0.0, end_ts - t.ts)
         size_matches = None

@@ -17,6 +17,10 @@ cdef int HTTP09, NOTHING
 cdef int BODY_NOT_EXPECTED, BODY_MAYBE, BODY_EXPECTED
 
 
+@cython.locals(line=bytes)
+cpdef bint folded(list lines)
+
+
 cdef class Request:
     cdef public double ts
     cdef public str method
