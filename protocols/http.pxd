@@ -56,8 +56,34 @@ cdef class Side:
     cpdef new_message(self, double ts)
 
 
+cdef class ZeekHttpLog:
+    cdef public object id
+    cdef public str uid
+    cdef public object write
+    cdef public object weird
+    cdef public bint capture_password
+    cdef public dict pending
+    cdef public Py_ssize_t current_request
+    cdef public Py_ssize_t current_response
+    cdef public Py_ssize_t trans_depth
+    cdef public dict new_row
+
+    cpdef dict _new(self, double ts)
+    @cython.locals(index=Py_ssize_t, row=dict)
+    cpdef dict _state(self, double ts, bint is_orig)
+    @cython.locals(index=Py_ssize_t, row=dict)
+    cpdef request(self, double ts, str method, str uri)
+    @cython.locals(row=dict, current=dict)
+    cpdef reply(self, double ts, str version, long code, str reason)
+    cpdef dict header_row(self, double ts, bint is_orig)
+    cpdef client_header(self, dict row, name, value)
+    @cython.locals(pending=dict, index=Py_ssize_t, row=dict)
+    cpdef message_done(self, double ts, bint is_orig, Py_ssize_t body_length)
+    cpdef finalize(self)
+
+
 cdef class HttpCore(AnalyserCore):
-    cdef public object zeek
+    cdef public ZeekHttpLog zeek
     cdef public tuple sides
     cdef public object unanswered
     cdef public bint stopped
@@ -75,7 +101,8 @@ cdef class HttpCore(AnalyserCore):
     @cython.locals(num_requests=Py_ssize_t, request=Request)
     cpdef request_line(self, Side s, bytes line, ts=*)
     cpdef status_line(self, Side s, bytes line, ts=*)
-    @cython.locals(is_orig=bint, headers=list, known_lines=dict, names=dict, h=bytes)
+    @cython.locals(is_orig=bint, headers=list, known_lines=dict, names=dict, h=bytes,
+                   zeek=ZeekHttpLog)
     cpdef headers_done(self, Side s, ts=*)
     cpdef framing_header(self, Side s, bytes upper, bytes value)
     @cython.locals(is_orig=bint, body_length=Py_ssize_t, request=Request)

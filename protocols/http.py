@@ -438,7 +438,8 @@ class ZeekHttpLog:
     `message_done` and `finalize` are the script's http_request, http_reply,
     http_header, http_message_done handlers and its removal hook, in their
     effect on the rows.  Rows go to `write(row)`, anomalies to
-    `weird(name, detail)`."""
+    `weird(name, detail)`.  (An extension type in the build, http.pxd: its
+    calls from HttpCore are C calls, its state struct fields.)"""
 
     def __init__(self, conn_id, uid: str, write, weird, capture_password: bool = False):
         self.id, self.uid = conn_id, uid
