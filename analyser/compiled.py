@@ -12,6 +12,11 @@ Python loads an extension module in preference to the source of the same
 name, so a source edited since the build would silently not run.  The
 finder installed here notices that (the source is newer than its compiled
 module), runs the source instead, and says so once on stderr.  With
+A compiled module whose typed layout (its .pxd) cimports a module that now
+runs as source runs as source too: it was built against the compiled
+layout, which no longer holds (an edited analyser/runtime.py, whose
+AnalyserCore ftp.pxd, http.pxd and tls.pxd extend; Cython would stop the
+run with "size changed").  With
 ANALYSER_FROM_SOURCE=1 in the environment every one of them runs as source:
 for a debugger, and for the analyser time limit, which interrupts Python
 code only (analyser/watchdog.py).
@@ -57,6 +62,22 @@ class FreshSourceFinder:
     def __init__(self, packages: tuple[str, ...] = PACKAGES) -> None:
         self.packages = packages
         self.warned: set[str] = set()
+        self.from_source: set[str] = set()     # modules found as source, though compiled
+
+    def _extends_source(self, source: str) -> str | None:
+        """The module running as source that the .pxd beside `source`
+        cimports, if any."""
+        if not self.from_source:
+            return None
+        try:
+            with open(source[:-3] + ".pxd", encoding="utf-8") as f:
+                layout = f.read()
+        except OSError:
+            return None
+        for name in sorted(self.from_source):
+            if "from %s cimport" % name in layout or "cimport %s" % name in layout:
+                return name
+        return None
 
     def find_spec(self, fullname, path, target=None):
         if fullname.partition(".")[0] not in self.packages or "." not in fullname:
@@ -72,14 +93,22 @@ class FreshSourceFinder:
         except OSError:
             return spec                 # a compiled module without a source
         if os.environ.get(FROM_SOURCE_VARIABLE) == "1":
+            self.from_source.add(fullname)
             return _source_spec(fullname, source)
-        if not stale:
+        extended = None if stale else self._extends_source(source)
+        if not stale and extended is None:
             return spec
         if fullname not in self.warned:
             self.warned.add(fullname)
-            print("analyser: %s changed since it was compiled: running the source "
-                  "(slower); `make build` compiles it again" % os.path.relpath(source),
-                  file=sys.stderr)
+            if stale:
+                print("analyser: %s changed since it was compiled: running the source "
+                      "(slower); `make build` compiles it again" % os.path.relpath(source),
+                      file=sys.stderr)
+            else:
+                print("analyser: %s runs as source too: its types extend %s, which runs "
+                      "as source; `make build` compiles both again"
+                      % (os.path.relpath(source), extended), file=sys.stderr)
+        self.from_source.add(fullname)
         return _source_spec(fullname, source)
 
 

@@ -105,3 +105,62 @@ def test_typed_halves_are_extension_types_when_compiled():
         pass
     else:
         raise AssertionError("CmdArg.seq is not a typed field")
+
+
+def test_a_module_whose_types_extend_one_run_as_source_runs_as_source_too(tmp_path, capsys):
+    """A compiled module whose .pxd cimports a module now running as source
+    (analyser/runtime.py edited after the build: ftp.pxd, http.pxd and tls.pxd
+    extend its AnalyserCore) was built against a layout that no longer holds,
+    and Cython would refuse it ("size changed"): it runs as source too, said
+    once; a compiled module with no such .pxd stays compiled."""
+    package = tmp_path / "pkgx"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    older, newer = 1_000_000, 2_000_000
+    for name, source_time, compiled_time in (("base", newer, older), ("user", older, newer),
+                                             ("other", older, newer)):
+        (package / (name + ".py")).write_text("VALUE = 1\n")
+        (package / (name + SUFFIX)).write_bytes(b"not loaded by find_spec")
+        os.utime(package / (name + ".py"), (source_time, source_time))
+        os.utime(package / (name + SUFFIX), (compiled_time, compiled_time))
+    (package / "user.pxd").write_text("cimport cython\nfrom pkgx.base cimport Thing\n")
+    finder = FreshSourceFinder(packages=("pkgx",))
+    # Before base runs as source, user's compiled form is fine.
+    assert finder.find_spec("pkgx.user", [str(package)]).origin.endswith(SUFFIX)
+    assert finder.find_spec("pkgx.base", [str(package)]).origin == str(package / "base.py")
+    capsys.readouterr()
+    assert finder.find_spec("pkgx.user", [str(package)]).origin == str(package / "user.py")
+    err = capsys.readouterr().err
+    assert "user.py" in err and "base" in err and "make build" in err
+    finder.find_spec("pkgx.user", [str(package)])
+    assert capsys.readouterr().err == ""                    # said once
+    assert finder.find_spec("pkgx.other", [str(package)]).origin.endswith(SUFFIX)
+
+
+def test_an_edited_runtime_runs_with_the_compiled_protocols_beside_it(tmp_path):
+    """End to end, on a copy of the built tree: analyser/runtime.py newer than
+    its compiled module, an FTP trace is analysed as it is with a fresh build
+    (the protocols that extend the runtime's types run as source with it)."""
+    import shutil
+    import subprocess
+    tree = tmp_path / "tree"
+    for part in ("analyser", "protocols", "ringbuf"):
+        shutil.copytree(os.path.join(ROOT, part), tree / part,
+                        ignore=shutil.ignore_patterns("*.c", "*.html", "__pycache__"))
+    runtime = tree / "analyser" / "runtime.py"
+    later = os.stat(tree / "analyser" / ("runtime" + SUFFIX)).st_mtime + 10
+    os.utime(runtime, (later, later))
+    trace = os.path.join(ROOT, "traces", "ftp-loopback.pcap")
+    outs = {}
+    for name, cwd in (("edited", tree), ("built", ROOT)):
+        out = tmp_path / name
+        p = subprocess.run([sys.executable, "-m", "analyser", "replay", trace, "--logs", str(out),
+                            "-q"], cwd=cwd, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr
+        outs[name] = (out, p.stderr)
+    assert "runtime.py changed since it was compiled" in outs["edited"][1]
+    for log in ("conn.log", "ftp.log", "transfers.log"):
+        rows = [line for line in (outs["edited"][0] / log).read_text().splitlines()
+                if not line.startswith("#")]
+        assert rows and rows == [line for line in (outs["built"][0] / log).read_text().splitlines()
+                                 if not line.startswith("#")]
