@@ -11,15 +11,14 @@ measured against the same modules run as source.
 Python loads an extension module in preference to the source of the same
 name, so a source edited since the build would silently not run.  The
 finder installed here notices that (the source is newer than its compiled
-module), runs the source instead, and says so once on stderr.  With
-A compiled module whose typed layout (its .pxd) cimports a module that now
-runs as source runs as source too: it was built against the compiled
-layout, which no longer holds (an edited analyser/runtime.py, whose
-AnalyserCore ftp.pxd, http.pxd and tls.pxd extend; Cython would stop the
-run with "size changed").  With
-ANALYSER_FROM_SOURCE=1 in the environment every one of them runs as source:
-for a debugger, and for the analyser time limit, which interrupts Python
-code only (analyser/watchdog.py).
+module), runs the source instead, and says so once on stderr.  A compiled
+module whose typed layout (its .pxd) cimports a module that now runs as
+source runs as source too: it was built against the compiled layout, which
+no longer holds (an edited analyser/runtime.py, whose AnalyserCore ftp.pxd,
+http.pxd and tls.pxd extend; Cython would stop the run with "size
+changed").  With ANALYSER_FROM_SOURCE=1 in the environment every one of
+them runs as source: for a debugger, and for the analyser time limit,
+which interrupts Python code only (analyser/watchdog.py).
 """
 from __future__ import annotations
 

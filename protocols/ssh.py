@@ -55,7 +55,7 @@ from analyser import (ORIG, RESP, Analyser, Field, Gap, Signature, StreamEnd, co
 
 # hashlib loads OpenSSL (3 ms of every start-up): imported at the first
 # host key fingerprint.
-_hashes = deferred_module("hashlib")
+_hashlib = deferred_module("hashlib")
 
 # -- limits -----------------------------------------------------------------------
 
@@ -171,8 +171,8 @@ def host_key_message(kex_alg: str) -> int:
 
 def fingerprints(blob: bytes) -> tuple[str, str]:
     """(SHA256 as `ssh-keygen -l` prints it, MD5 as colon-separated hex)."""
-    sha = base64.b64encode(_hashes().sha256(blob).digest()).decode().rstrip("=")
-    md5 = _hashes().md5(blob).hexdigest()
+    sha = base64.b64encode(_hashlib().sha256(blob).digest()).decode().rstrip("=")
+    md5 = _hashlib().md5(blob).hexdigest()
     return "SHA256:" + sha, ":".join(md5[i:i + 2] for i in range(0, 32, 2))
 
 

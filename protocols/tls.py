@@ -66,7 +66,7 @@ from protocols.tls_names import (ALERT_DESCRIPTIONS, CIPHER_SUITES, NAMED_GROUPS
 
 # hashlib loads OpenSSL (3 ms of every start-up): imported at the first
 # fingerprint.
-_hashes = deferred_module("hashlib")
+_hashlib = deferred_module("hashlib")
 
 # -- wire formats --------------------------------------------------------------------
 
@@ -842,7 +842,7 @@ def client_fingerprints(hello: ClientHello, transport: str = "t") -> tuple[str, 
     key = (hello.version, ciphers, extensions, groups, formats)
     ja3_value = _ja3_memo.get(key)
     if ja3_value is None:
-        ja3_value = _remember(_ja3_memo, key, _hashes().md5(_ja3_text(*key).encode()).hexdigest())
+        ja3_value = _remember(_ja3_memo, key, _hashlib().md5(_ja3_text(*key).encode()).hexdigest())
     values = hello.supported_versions
     if values:
         versions = values if grease.isdisjoint(values) else [
@@ -887,7 +887,7 @@ def ja3s(hello: ServerHello) -> str:
     value = _ja3s_memo.get(key)
     if value is None:
         text = "%d,%d,%s" % (hello.version, hello.cipher, "-".join(map(str, key[2])))
-        value = _remember(_ja3s_memo, key, _hashes().md5(text.encode()).hexdigest())
+        value = _remember(_ja3s_memo, key, _hashlib().md5(text.encode()).hexdigest())
     return value
 
 
@@ -906,7 +906,7 @@ def _ja4_alpn(value: bytes) -> str:
 
 
 def _sha12(text: str) -> str:
-    return _hashes().sha256(text.encode()).hexdigest()[:12]
+    return _hashlib().sha256(text.encode()).hexdigest()[:12]
 
 
 _hex4 = "%04x".__mod__                 # 0x1301 -> "1301", as JA4 spells numbers
@@ -1504,8 +1504,8 @@ class Tls(TlsCore, Analyser):
         if certificates[0] or certificates[1]:
             server = certificates[1 - self.client_side]
             client = certificates[self.client_side]
-            row["cert_chain_fps"] = [_hashes().sha256(c).hexdigest() for c in server]
-            row["client_cert_chain_fps"] = [_hashes().sha256(c).hexdigest() for c in client]
+            row["cert_chain_fps"] = [_hashlib().sha256(c).hexdigest() for c in server]
+            row["client_cert_chain_fps"] = [_hashlib().sha256(c).hexdigest() for c in client]
         self.log("ssl", row)
 
     # -- after the handshake ----------------------------------------------------------------
