@@ -9,7 +9,7 @@ Public API::
     from analyser import (Analyser, ORIG, RESP, ANY, Gap, StreamEnd, Monitor,
                           Signature, Field, conn_id_fields, TRANSFERS, Expectation, InnerStreams,
                           ProtocolViolation, private_address, AnalyserCore,
-                          deferred_import, deferred_module)
+                          deferred_import, deferred_module, SlotRecord)
 
 `AnalyserCore` is Analyser's per-connection half (state and reads, no
 declarations): a protocol whose hot path is worth an extension type derives
@@ -31,8 +31,9 @@ from analyser.signatures import Signature  # noqa: E402
 from analyser.inner import InnerStreams  # noqa: E402
 from analyser.flows import private_address  # noqa: E402
 from analyser.deferred import deferred_import, deferred_module  # noqa: E402
+from analyser.records import SlotRecord  # noqa: E402
 
 __all__ = ["Analyser", "ORIG", "RESP", "ANY", "Gap", "StreamEnd", "Monitor", "Signature",
            "Field", "conn_id_fields", "TRANSFERS", "Expectation", "ProtocolViolation",
            "InnerStreams", "private_address", "AnalyserCore", "DETECTION_BUFFER",
-           "deferred_import", "deferred_module", "__version__"]
+           "deferred_import", "deferred_module", "SlotRecord", "__version__"]

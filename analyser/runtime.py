@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
 import greenlet
 
+from analyser.records import SlotRecord
 from analyser.schemas import Field, schema_of
 from analyser.signatures import Signature
 from analyser.watchdog import AnalyserTimeout, clear_in
@@ -725,7 +726,7 @@ class DatagramRecording(Recording):
         return True
 
 
-class Expectation:
+class Expectation(SlotRecord):
     """A connection an analyser announced (FTP's PASV/PORT reply, ...): the
     next one to resp_h:resp_p (from orig_h, if given) before `deadline`
     belongs to parent_uid's session.  Equal when every field is (what
@@ -734,7 +735,6 @@ class Expectation:
     start-up some 8 ms."""
     __slots__ = ("resp_h", "resp_p", "orig_h", "proto", "deadline", "analyser", "parent_uid",
                  "meta", "runtime")
-    __hash__ = None                     # mutable and compared by value
 
     def __init__(self, resp_h: str, resp_p: int | None, orig_h: str | None, proto: str,
                  deadline: float, analyser: type | None, parent_uid: str, meta: dict,
@@ -742,18 +742,6 @@ class Expectation:
         self.resp_h, self.resp_p, self.orig_h, self.proto = resp_h, resp_p, orig_h, proto
         self.deadline, self.analyser, self.parent_uid = deadline, analyser, parent_uid
         self.meta, self.runtime = meta, runtime
-
-    def _fields(self) -> tuple:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __eq__(self, other) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._fields() == other._fields()
-
-    def __repr__(self) -> str:
-        return "Expectation(%s)" % ", ".join("%s=%r" % (name, getattr(self, name))
-                                             for name in self.__slots__)
 
     def cancel(self) -> bool:
         """Withdraw it (if it has not been met yet); True if it was pending."""

@@ -57,7 +57,7 @@ import sys
 from array import array
 
 from analyser import (DETECTION_BUFFER, ORIG, RESP, Analyser, Field, Gap, Signature,
-                      StreamEnd, conn_id_fields, deferred_module)
+                      SlotRecord, StreamEnd, conn_id_fields, deferred_module)
 # The public AnalyserCore, named by the module that defines it: tls.pxd
 # cimports it from there to derive TlsCore's struct (as ftp.py does).
 from analyser.runtime import AnalyserCore
@@ -254,29 +254,10 @@ def parse_extensions(body: bytes, pos: int) -> list[tuple[int, bytes]]:
     return out
 
 
-class _Hello:
-    """Equality and repr by the fields named in __slots__ (what a dataclass
-    would give; the dataclasses module cost every start-up 8 ms)."""
-    __slots__ = ()
-
-    def _values(self) -> tuple:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __eq__(self, other) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return self._values() == other._values()
-
-    __hash__ = None     # mutable, as a dataclass with eq
-
-    def __repr__(self) -> str:
-        return "%s(%s)" % (type(self).__name__, ", ".join(
-            "%s=%r" % (name, getattr(self, name)) for name in self.__slots__))
-
-
-class ClientHello(_Hello):
-    """What a ClientHello says (RFC 8446 §4.1.2); values as numbers, in order.
-    `malformed_extensions`: extensions whose contents did not parse (the hello
+class ClientHello(SlotRecord):
+    """What a ClientHello says (RFC 8446 §4.1.2); values as numbers, in order;
+    equal when every field is (a SlotRecord, not a dataclass: start-up does
+    not import dataclasses).  `malformed_extensions`: extensions whose contents did not parse (the hello
     itself still counts)."""
     __slots__ = ("version", "random", "session_id", "ciphers", "compression", "extensions",
                  "server_names", "alpn", "supported_versions", "groups", "point_formats",
@@ -312,7 +293,7 @@ class ClientHello(_Hello):
         return [kind for kind, _ in self.extensions]
 
 
-class ServerHello(_Hello):
+class ServerHello(SlotRecord):
     """What a ServerHello (or HelloRetryRequest) says (RFC 8446 §4.1.3):
     `version` is the legacy version field, `selected_version` that of
     supported_versions."""
