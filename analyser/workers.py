@@ -11,7 +11,7 @@ Theory of operation:
    not the 5-tuple, keeps every connection between two hosts on one worker,
    so an FTP or GridFTP session meets its data connections there, whatever
    ports they use.  Reading is repeated, analysis (the dear part) is split.
-   A file is mapped into memory, so reading costs no copy, and a packet
+   A file is read into windows that stay in cache, and a packet
    that is plainly TCP (engine.pyx `another_workers`) between another
    worker's hosts is not even copied into the ring: its header is read
    and it is counted as decoded.

@@ -37,19 +37,19 @@ cdef class PcapFileSource(Source):
     cdef size_t buf_pos
     cdef size_t buf_end
     cdef uint64_t buf_file_offset       # file offset of buf[0]
-    cdef bint file_exhausted            # fread hit the end of the file
-    # A regular file is mapped, a window at a time, instead: buf is then the
-    # window (never malloc'd) and records point into it (no copy), or carry
-    # no bytes when elided.
-    cdef bint mapped
-    cdef uint8_t* map_base
-    cdef size_t map_length
+    cdef bint file_exhausted            # a read hit the end of the file
+    # A regular file is read with pread, a window at a time, instead: buf is
+    # then the window (WINDOW_BYTES, or one record when larger) and records
+    # point into it (no copy), or carry no bytes when elided.
+    cdef bint windowed
+    cdef bint window_lent               # a record of the ring points into buf
     # The ring whose records point into the window instead of holding a copy
     # of its bytes: a window left behind is handed to it (Ring.take_loan), not
-    # unmapped.  None until the first such record.
+    # freed, and the next one read into a spare it gives back.  None until
+    # the first such record.
     cdef Ring borrower
     cdef readonly uint64_t records_lent             # written without a copy
-    cdef size_t page_bytes
+    cdef readonly uint64_t windows_allocated        # malloc'd, not a spare reused
     cdef bint is_pcapng
     cdef bint swapped                   # file (pcap) / section (pcapng) byte order is not ours
     # classic pcap
@@ -69,9 +69,8 @@ cdef class PcapFileSource(Source):
     cdef readonly uint64_t blocks_skipped           # pcapng blocks of other types
 
     cdef Py_ssize_t refill(self, size_t wanted) except -1
-    cdef Py_ssize_t remap(self, size_t wanted) except -1
-    cdef int unmap_to_buffer(self) except -1
-    cdef void unmap(self) noexcept
+    cdef Py_ssize_t next_window(self, size_t wanted) except -1
+    cdef void let_window_go(self) noexcept
     cdef PacketRecord* reserve_for(self, Ring ring, uint32_t caplen, const uint8_t* data,
                                    bint elide) noexcept
     cdef int fill_pcap(self, Ring ring, int max_records) except -1

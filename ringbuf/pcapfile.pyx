@@ -9,19 +9,21 @@ first bytes (classic pcap in either byte order with microsecond or nanosecond
 timestamps; pcapng, each section in its own byte order) and, on every
 ``fill(ring, n)``, parses up to ``n`` packet records straight into the ring.
 
-How it reads: a regular file is mapped into memory a window at a time
-(``MAP_WINDOW_BYTES``, populated at once); anything else (a pipe, a FIFO, a
-file that cannot be mapped) is read with C stdio ``fread`` in large chunks
-into a buffer this object owns.  Records are parsed in place, in the window
-or the buffer.  Mapped, a packet's bytes are not copied at all: its record
-points into the window (``Ring.reserve_external``), and a window left behind
-is handed to the ring (``Ring.take_loan``), which unmaps it once no record
-needs it.  Read into the buffer, they are ``memcpy``'d once, into the ring
-arena.  A file still being written is read as far as it goes at each
-window; one that another program cuts shorter while it is mapped ends the
-process with SIGBUS, as it would any program reading it mapped (replay a
-copy of a file that is being rotated).  No Python object is created per
-packet.  A consumer may set an elide test (``Source.elide_test``: replay
+How it reads: a regular file is read with ``pread`` a window at a time
+(``WINDOW_BYTES``) into memory the ring recycles; anything else (a pipe, a
+FIFO) is read with C stdio ``fread`` in large chunks into a buffer this
+object owns.  Records are parsed in place, in the window or the buffer.  In
+a window, a packet's bytes are not copied again: its record points into the
+window (``Ring.reserve_external``), and a window left behind is handed to
+the ring (``Ring.take_loan``), which keeps it until no record needs it and
+then gives it back as a spare for a later window (``Ring.spare_window``).
+Read into the buffer, they are ``memcpy``'d once more, into the ring arena.
+Why not map the file: mapping a GB costs more (populating and tearing down
+page tables for every 4 KiB, then a cache miss on every record header) than
+the kernel's copy into a window that stays in cache: 0.21 s against 0.13 s
+to walk mix-1g's record headers (bench/, this machine).  A file still being
+written is read as far as it goes at each window.  No Python object is
+created per packet.  A consumer may set an elide test (``Source.elide_test``: replay
 on several workers): a record it accepts is written without its bytes, so
 a worker pays for another worker's packets only the reading of their
 headers.  A record is consumed from the buffer only after
@@ -52,15 +54,14 @@ from errno import EISDIR
 cimport cython
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.errno cimport errno
+from libc.errno cimport errno, EINTR
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.stdio cimport FILE, fopen, fclose, fread, ferror, setvbuf, _IOFBF, SEEK_SET
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memmove
-from posix.mman cimport mmap, munmap, PROT_READ, MAP_PRIVATE, MAP_POPULATE, MAP_FAILED
 from posix.stat cimport struct_stat, fstat, S_ISDIR, S_ISREG
-from posix.stdio cimport fileno, fseeko
-from posix.unistd cimport sysconf, _SC_PAGESIZE
+from posix.stdio cimport fileno
+from posix.unistd cimport pread
 
 from ringbuf.source cimport Source
 from ringbuf.ring cimport Ring, PacketRecord, OVERFLOW_WAIT, MAXIMUM_SNAPLEN
@@ -106,15 +107,13 @@ cdef enum:
     # than a packet of the largest snaplen we accept, plus its options.
     MAX_BUFFERED_BLOCK = 16 * 1024 * 1024
     READ_CHUNK_BYTES = 4 * 1024 * 1024
-    # A mapped file's window: large enough that remapping costs little (128
-    # maps a GB; 2 MiB windows took 5% more time), small enough that the
-    # resident pages stay few: the current window, and those that records not
-    # yet acknowledged point into, lent to the ring (their span is bounded by
+    # A regular file's window: small enough that it is still in the CPU's
+    # cache when its records are parsed and decoded just after the read,
+    # large enough that reads are few.  The windows records not yet
+    # acknowledged point into are lent to the ring (their span is bounded by
     # the ring's arena size: ringbuf/ring.pyx).
-    MAP_WINDOW_BYTES = 8 * 1024 * 1024
-    # How far ahead of the record being read a mapped file is prefetched:
-    # 0.95x the time of reading records on mix-1g and mice-200m (32 KiB did
-    # no better).
+    WINDOW_BYTES = 1024 * 1024
+    # How far ahead of the record being read a window is prefetched.
     PREFETCH_AHEAD_BYTES = 8192
     STDIO_BUFFER_BYTES = 1024 * 1024
     NANOSECONDS = 1000000000
@@ -185,9 +184,8 @@ cdef class PcapFileSource(Source):
             self.close()
             raise CaptureFileError(f"cannot open '{self.path}': {os.strerror(EISDIR)}")
         setvbuf(self.fp, NULL, _IOFBF, STDIO_BUFFER_BYTES)
-        self.page_bytes = sysconf(_SC_PAGESIZE)
-        if S_ISREG(status.st_mode) and status.st_size > 0 and self.page_bytes > 0:
-            self.mapped = True           # refill() maps the first window
+        if S_ISREG(status.st_mode):
+            self.windowed = True         # refill() reads the first window
         else:
             self.buf_capacity = READ_CHUNK_BYTES
             self.buf = <uint8_t*>malloc(self.buf_capacity)
@@ -211,15 +209,13 @@ cdef class PcapFileSource(Source):
                 f"'{self.path}' is a 'modified' (Kuznetzov) pcap file, which is not supported")
         else:
             self._raise_not_a_capture(available)
-        if self.map_base != NULL:
-            # Only the header was needed now; the first fill maps the window
+        if self.windowed:
+            # Only the header was needed now; the first fill reads the window
             # again.  (A replay opens all its files up front, to check them:
-            # a window each would make the first 8 MiB of every file resident
-            # at once.)
+            # a window each would keep a MiB of every file in memory at once.)
             self.buf_file_offset += self.buf_pos
             self.buf_pos = self.buf_end = 0
-            self.unmap()
-            self.buf = NULL
+            self.let_window_go()
             self.file_exhausted = False
 
     def _raise_not_a_capture(self, Py_ssize_t available):
@@ -268,18 +264,17 @@ cdef class PcapFileSource(Source):
         if self.fp != NULL:
             fclose(self.fp)
             self.fp = NULL
-        if self.map_base != NULL:
-            self.unmap()
-            self.buf = NULL
+        if self.windowed:
+            self.let_window_go()
             self.buf_pos = self.buf_end = 0
 
     def __dealloc__(self):
         if self.fp != NULL:
             fclose(self.fp)
             self.fp = NULL
-        if self.map_base != NULL:
-            self.unmap()
-        elif not self.mapped:
+        if self.windowed:
+            self.let_window_go()
+        else:
             free(self.buf)
         self.buf = NULL
         free(self.interfaces)
@@ -301,8 +296,8 @@ cdef class PcapFileSource(Source):
         cdef uint8_t* grown
         if unconsumed >= wanted:
             return unconsumed
-        if self.mapped:
-            return self.remap(wanted)
+        if self.windowed:
+            return self.next_window(wanted)
         # Slide the unconsumed tail to the front, then grow if still too small.
         if self.buf_pos:
             memmove(self.buf, self.buf + self.buf_pos, unconsumed)
@@ -328,93 +323,89 @@ cdef class PcapFileSource(Source):
             self.buf_end += got
         return self.buf_end - self.buf_pos
 
-    cdef Py_ssize_t remap(self, size_t wanted) except -1:
-        """refill() of a mapped file: map the window that starts at the page
-        of the next unconsumed byte and holds at least `wanted` bytes, unless
-        the file ends first.  A file that cannot be mapped is read on with
-        fread from there."""
+    cdef Py_ssize_t next_window(self, size_t wanted) except -1:
+        """refill() of a regular file: a window that starts with the next
+        unconsumed byte, holds at least `wanted` bytes (unless the file ends
+        first) and is read up to its size.  The current window is read into
+        again when no record points into it; else it is lent to the ring and
+        the bytes not yet consumed are copied to the next (a record at most)."""
+        cdef size_t unconsumed = self.buf_end - self.buf_pos
         cdef uint64_t pos = self.buf_file_offset + self.buf_pos
-        cdef uint64_t start = pos - pos % self.page_bytes
-        cdef uint64_t size, length
-        cdef struct_stat status
-        cdef void* window
+        cdef size_t length = WINDOW_BYTES if wanted < WINDOW_BYTES else wanted
+        cdef size_t capacity = 0
+        cdef uint8_t* window = NULL
+        cdef Py_ssize_t got
         if self.file_exhausted or self.fp == NULL:
-            return self.buf_end - self.buf_pos
-        # The size now: a file still being written is read as far as it goes.
-        if fstat(fileno(self.fp), &status) != 0:
-            raise CaptureFileError(f"cannot read '{self.path}': {os.strerror(errno)}")
-        size = status.st_size
-        length = max(<uint64_t>MAP_WINDOW_BYTES, wanted + (pos - start))
-        if start + length >= size:
-            length = size - start if size > start else 0
-            self.file_exhausted = True
-        if length == 0:
-            return self.buf_end - self.buf_pos
-        window = mmap(NULL, length, PROT_READ, MAP_PRIVATE | MAP_POPULATE,
-                      fileno(self.fp), start)
-        if window == MAP_FAILED:
-            self.file_exhausted = False
-            self.unmap_to_buffer()
-            return self.refill(wanted)
-        self.unmap()
-        self.map_base = self.buf = <uint8_t*>window
-        self.map_length = length
-        self.buf_file_offset = start
-        self.buf_pos = pos - start
-        self.buf_end = length
+            return unconsumed
+        if self.buf != NULL and not self.window_lent and self.buf_capacity >= length:
+            memmove(self.buf, self.buf + self.buf_pos, unconsumed)
+        else:
+            if self.borrower is not None:
+                window = self.borrower.spare_window(length, &capacity)
+            if window == NULL:
+                window = <uint8_t*>malloc(length)
+                capacity = length
+                if window == NULL:
+                    raise MemoryError()
+                self.windows_allocated += 1
+            if unconsumed:
+                memcpy(window, self.buf + self.buf_pos, unconsumed)
+            self.let_window_go()
+            self.buf = window
+            self.buf_capacity = capacity
+        self.buf_file_offset = pos
+        self.buf_pos = 0
+        self.buf_end = unconsumed
+        # A file still being written is read as far as it goes now.
+        while self.buf_end < self.buf_capacity:
+            got = pread(fileno(self.fp), self.buf + self.buf_end,
+                        self.buf_capacity - self.buf_end, pos + self.buf_end)
+            if got < 0:
+                if errno == EINTR:
+                    continue
+                raise CaptureFileError(f"cannot read '{self.path}': {os.strerror(errno)}")
+            if got == 0:
+                self.file_exhausted = True
+                break
+            self.buf_end += got
         return self.buf_end - self.buf_pos
 
-    cdef void unmap(self) noexcept:
-        """Let the mapped window go (none: nothing to do): to the ring whose
-        records may point into it, else unmapped."""
-        if self.map_base != NULL:
-            if self.borrower is not None:
-                self.borrower.take_loan(self.map_base, self.map_length)
-            else:
-                munmap(self.map_base, self.map_length)
-            self.map_base = NULL
+    cdef void let_window_go(self) noexcept:
+        """Let the window go (none: nothing to do): to the ring whose records
+        point into it, else freed, or kept by the ring as a spare."""
+        if self.buf == NULL:
+            return
+        if self.window_lent:
+            self.borrower.take_loan(self.buf, self.buf_capacity)
+        elif self.borrower is not None:
+            self.borrower.keep_spare(self.buf, self.buf_capacity)
+        else:
+            free(self.buf)
+        self.buf = NULL
+        self.buf_capacity = 0
+        self.window_lent = False
 
     cdef PacketRecord* reserve_for(self, Ring ring, uint32_t caplen, const uint8_t* data,
                                    bint elide) noexcept:
         """A ring record for a packet whose `caplen` bytes are at `data`: none
-        of them kept when elided; left where they are when `data` is in the
-        mapped window (one ring takes the windows); else copied into the arena.
+        of them kept when elided; left where they are when `data` is in a
+        window (one ring takes the windows); else copied into the arena.
         NULL when the ring refused it."""
         cdef PacketRecord* rec
         if elide:
             return ring.reserve(0)
-        if self.map_base != NULL and (self.borrower is ring or self.borrower is None):
+        if self.windowed and (self.borrower is ring or self.borrower is None):
             rec = ring.reserve_external(caplen, data)
             if rec != NULL:
                 if self.borrower is None:
                     self.borrower = ring
+                self.window_lent = True
                 self.records_lent += 1
             return rec
         rec = ring.reserve(caplen)
         if rec != NULL:
             memcpy(ring.data_of(rec), data, caplen)
         return rec
-
-    cdef int unmap_to_buffer(self) except -1:
-        """Leave the mapping for the fread buffer, keeping what is unconsumed."""
-        cdef size_t unconsumed = self.buf_end - self.buf_pos
-        cdef uint64_t pos = self.buf_file_offset + self.buf_pos
-        cdef uint8_t* buffer
-        self.buf_capacity = max(<size_t>READ_CHUNK_BYTES, unconsumed)
-        buffer = <uint8_t*>malloc(self.buf_capacity)
-        if buffer == NULL:
-            raise MemoryError()
-        if unconsumed:
-            memcpy(buffer, self.buf + self.buf_pos, unconsumed)
-        self.unmap()
-        self.mapped = False
-        self.buf = buffer
-        self.buf_file_offset = pos
-        self.buf_pos = 0
-        self.buf_end = unconsumed
-        if fseeko(self.fp, pos + unconsumed, SEEK_SET) != 0:
-            raise CaptureFileError(f"cannot read '{self.path}': {os.strerror(errno)}")
-        return 0
 
     cdef uint64_t position(self) noexcept:
         return self.buf_file_offset + self.buf_pos

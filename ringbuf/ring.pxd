@@ -12,15 +12,22 @@ cdef struct PacketRecord:
     uint32_t elided        # a record written without its bytes (caplen 0): the
                            # captured length it had; 0 for every stored record
     const uint8_t* external  # its bytes outside the arena, in memory a source
-                             # lent the ring (a mapped trace file); NULL: in the arena
+                             # lent the ring (a trace file's window); NULL: in the arena
 
-# Memory a source lent the ring (a window of a mapped file that records point
-# into): unmapped once every record written before it was handed over is
-# acknowledged.
+# Memory a source lent the ring (a window a trace file was read into, from
+# malloc, that records point into): once every record written before it was
+# handed over is acknowledged, it is kept as a spare window or freed.
 cdef struct Loan:
     void* addr
     size_t length
     uint64_t until         # write_index when it was handed over
+
+cdef enum:
+    # Windows kept for the source's next reads (spare_window), so that a
+    # replay reuses a few buffers instead of asking for fresh pages (each a
+    # page fault) for every window: the window being read, one lent while
+    # its records are analysed, and slack for retention let go at once.
+    MAX_SPARE_WINDOWS = 4
 
 # The largest packet any source keeps (libpcap's MAXIMUM_SNAPLEN): the
 # default snap length of live captures, the snap length filters are compiled
@@ -71,7 +78,9 @@ cdef class Ring:
     cdef readonly uint64_t lent_bytes           # of the outstanding loans
     cdef readonly uint64_t max_lent_bytes       # high-water mark
     cdef readonly uint64_t loan_waits           # external records refused: external_bytes full
-    cdef readonly uint64_t loans_leaked         # no memory to track a loan: left mapped
+    cdef readonly uint64_t loans_leaked         # no memory to track a loan: never freed
+    cdef Loan spares[MAX_SPARE_WINDOWS]         # windows no record points into (until unused)
+    cdef size_t spare_count
 
     # Writer side: reserve room for one record of `caplen` bytes.  Returns the
     # record (its data at data_of()) or NULL when there is no room (the policy
@@ -85,11 +94,16 @@ cdef class Ring:
     cdef PacketRecord* reserve_external(self, uint32_t caplen,
                                         const uint8_t* data) noexcept nogil
     cdef void commit(self) noexcept nogil
-    # The writer is done with mapped memory that records written so far may
-    # point into: the ring unmaps it once they are all acknowledged (at once
-    # if they are).
+    # The writer is done with a window (malloc'd memory) that records written
+    # so far may point into: the ring keeps it until they are all
+    # acknowledged (at once if they are), then as a spare or frees it.
     cdef void take_loan(self, void* addr, size_t length) noexcept nogil
     cdef void release_loans(self) noexcept nogil
+    # A window given back (no record points into it): kept as a spare or freed.
+    cdef void keep_spare(self, void* addr, size_t length) noexcept nogil
+    # A spare window of at least `wanted` bytes (its size in length[0]), or
+    # NULL when none is that large: the caller mallocs one.
+    cdef uint8_t* spare_window(self, size_t wanted, size_t* length) noexcept nogil
     cdef void move_acknowledged(self, uint64_t index) noexcept nogil
     # Reader side.
     cdef PacketRecord* next_unprocessed(self) noexcept nogil   # NULL when none

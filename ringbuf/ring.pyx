@@ -55,12 +55,15 @@ the same code from a single thread.
 
 Lent memory
 -----------
-A trace file read through memory maps need not copy its packets into the
-arena: ``reserve_external`` writes a record whose bytes stay in the mapped
+A trace file read a window at a time need not copy its packets into the
+arena: ``reserve_external`` writes a record whose bytes stay in the source's
 window (``PacketRecord.external``; ``data_of`` returns it).  When the source
 moves on to the next window it hands the old one over (``take_loan``), and
-the ring unmaps it once every record written before that is acknowledged:
-a record a stream still holds keeps its window mapped.  Lent records count
+the ring lets it go once every record written before that is acknowledged:
+a record a stream still holds keeps its window.  A window let go is kept as
+a spare (up to ``MAX_SPARE_WINDOWS``) that the source reads its next window
+into (``spare_window``), so a replay cycles through a few buffers whose pages
+stay in place and in cache; the rest are freed.  Lent records count
 as if they were in the arena (``external_bytes``: those not acknowledged):
 past ``arena_bytes`` the writer is refused, as when the arena is full, and
 the engine copies retained bytes out.  So retention in place stays bounded
@@ -76,7 +79,6 @@ for tests and status displays only.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memcpy, memmove
-from posix.mman cimport munmap
 
 from ringbuf.includes.atomics cimport (
     rb_load_acquire, rb_store_release, rb_load_relaxed, rb_store_relaxed, rb_count,
@@ -121,7 +123,10 @@ cdef class Ring:
     def __dealloc__(self):
         cdef size_t i
         for i in range(self.loans_head, self.loans_head + self.loans_count):
-            munmap(self.loans[i].addr, self.loans[i].length)
+            free(self.loans[i].addr)
+        for i in range(self.spare_count):
+            free(self.spares[i].addr)
+        self.spare_count = 0
         free(self.loans)
         free(self.records)
         free(self.pins)
@@ -208,8 +213,8 @@ cdef class Ring:
                 capacity = self.loans_capacity * 2 if self.loans_capacity else 16
                 grown = <Loan*>realloc(self.loans, capacity * sizeof(Loan))
                 if grown == NULL:
-                    # Records may point into it: never unmapped, rather than
-                    # unmapped under them.
+                    # Records may point into it: never freed, rather than
+                    # freed under them.
                     self.loans_leaked += 1
                     return
                 self.loans = grown
@@ -222,16 +227,35 @@ cdef class Ring:
         self.release_loans()
 
     cdef void release_loans(self) noexcept nogil:
-        """Unmap the loans no unacknowledged record can point into."""
+        """Let go the loans no unacknowledged record can point into."""
         cdef Loan* loan
         while self.loans_count:
             loan = &self.loans[self.loans_head]
             if loan.until > self.acknowledged_index:
                 return
-            munmap(loan.addr, loan.length)
+            self.keep_spare(loan.addr, loan.length)
             self.lent_bytes -= loan.length
             self.loans_head += 1
             self.loans_count -= 1
+
+    cdef void keep_spare(self, void* addr, size_t length) noexcept nogil:
+        if self.spare_count < MAX_SPARE_WINDOWS:
+            self.spares[self.spare_count] = Loan(addr, length, 0)
+            self.spare_count += 1
+        else:
+            free(addr)
+
+    cdef uint8_t* spare_window(self, size_t wanted, size_t* length) noexcept nogil:
+        cdef size_t i
+        cdef void* addr
+        for i in range(self.spare_count):
+            if self.spares[i].length >= wanted:
+                addr = self.spares[i].addr
+                length[0] = self.spares[i].length
+                self.spare_count -= 1
+                self.spares[i] = self.spares[self.spare_count]
+                return <uint8_t*>addr
+        return NULL
 
     cdef PacketRecord* refuse(self) noexcept nogil:
         # Live capture drops the newest packet (this one): what is already in
@@ -460,6 +484,7 @@ cdef class Ring:
             "max_lent_bytes": self.max_lent_bytes,
             "loan_waits": self.loan_waits,
             "loans_leaked": self.loans_leaked,
+            "spare_windows": self.spare_count,
         }
 
     def __repr__(self):

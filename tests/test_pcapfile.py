@@ -424,10 +424,10 @@ def test_tiny_ring_forces_partial_fills_and_loses_nothing(tmp_path):
         assert source.records_read == len(expected)
 
 
-def test_a_mapped_file_and_a_pipe_give_the_same_records_across_map_windows(tmp_path):
-    """A regular file is read through memory-mapped windows, a pipe with
-    fread: the same records, whole where they straddle a window's edge (the
-    files hold several windows), in both formats."""
+def test_a_regular_file_and_a_pipe_give_the_same_records_across_windows(tmp_path):
+    """A regular file is read a window at a time (pread), a pipe with fread:
+    the same records, whole where they straddle a window's edge (the files
+    hold many windows), in both formats."""
     packets = [bytes([i % 251]) * (1000 + i * 7 % 517) for i in range(14000)]
     records = [(i, 0, data, len(data)) for i, data in enumerate(packets)]
     for name, body, expected in [
@@ -437,7 +437,7 @@ def test_a_mapped_file_and_a_pipe_give_the_same_records_across_map_windows(tmp_p
             expected = [record[5] for record in expected]
         assert len(body) > 2 * 8 * 1024 * 1024 - 1024 * 1024
         path = write(tmp_path, name, body)
-        mapped = read_records(path)
+        windowed = read_records(path)
         fifo = tmp_path / (name + ".fifo")
         os.mkfifo(fifo)
         # (Another process writes: opening a FIFO blocks, holding the GIL.)
@@ -447,17 +447,18 @@ def test_a_mapped_file_and_a_pipe_give_the_same_records_across_map_windows(tmp_p
         finally:
             writer.kill()
             writer.wait()
-        assert [record[5] for record in mapped] == expected, name
-        assert mapped == piped, name
+        assert [record[5] for record in windowed] == expected, name
+        assert windowed == piped, name
 
 
-def test_mapped_records_keep_their_window_until_acknowledged(tmp_path):
-    """A mapped file's packets are not copied: records point into the map
-    windows, a window left behind is lent to the ring, and it stays mapped as
-    long as a record in it is retained (its bytes read back intact after the
-    reader has moved several windows on).  The records lent count as if they
-    were in the arena: past its size the source is refused (it waits) until
-    the retained records are acknowledged, which lets the windows go."""
+def test_windowed_records_keep_their_window_until_acknowledged(tmp_path):
+    """A regular file's packets are not copied again: records point into the
+    windows it is read into, a window left behind is lent to the ring, and it
+    stays as long as a record in it is retained (its bytes read back intact
+    after the reader has moved many windows on, not overwritten by a later
+    read).  The records lent count as if they were in the arena: past its
+    size the source is refused (it waits) until the retained records are
+    acknowledged, which lets the windows go, to be read into again."""
     packets = [bytes([i % 251, i // 251 % 256]) * (700 + i % 300) for i in range(60000)]
     path = write(tmp_path, "lent.pcap", pcap_bytes([(i, 0, d, len(d))
                                                     for i, d in enumerate(packets)]))
@@ -478,7 +479,7 @@ def test_mapped_records_keep_their_window_until_acknowledged(tmp_path):
             stats = ring.stats()
             assert stats["loan_waits"] > 0
             assert ring.arena_bytes - 2000 < stats["external_bytes"] <= ring.arena_bytes
-            assert stats["lent_bytes"] >= 8 << 20        # a window behind, or more
+            assert stats["lent_bytes"] >= 8 << 20        # the windows behind
             # The oldest retained record still reads from its window, left
             # behind by the reader.
             oldest = ring.acknowledged_index
@@ -486,12 +487,36 @@ def test_mapped_records_keep_their_window_until_acknowledged(tmp_path):
             assert ring.peek(ring.processed_index - 1) == packets[len(got) - 1]
             ring.ack(ring.processed_index)
             assert ring.stats()["lent_bytes"] == 0
+            assert ring.stats()["spare_windows"] > 0
     assert refused >= 4
     assert got == packets
     assert source.records_lent == len(packets)
     assert ring.stats()["bytes_written"] == sum(map(len, packets))
     ring.ack(ring.processed_index)
     source.close()                       # the last window, lent and let go at once
+    assert ring.stats()["lent_bytes"] == 0
+
+
+def test_a_replay_reads_its_windows_into_a_few_recycled_buffers(tmp_path):
+    """Read in batches that are acknowledged as they go (as the engine does),
+    a file of many windows cycles through a few buffers: a window let go
+    comes back as a spare and the next read goes into it, so fresh memory
+    (a page fault per page) is asked for only at the start."""
+    packets = [bytes([i % 251, i // 251 % 256]) * (400 + i % 200) for i in range(40000)]
+    path = write(tmp_path, "cycle.pcap", pcap_bytes([(i, 0, d, len(d))
+                                                     for i, d in enumerate(packets)]))
+    assert os.path.getsize(path) > 30 << 20                  # thirty windows and more
+    source = PcapFileSource(path)
+    ring = Ring(record_capacity=65536, arena_bytes=16 << 20, policy="wait")
+    got = []
+    while source.fill_ring(ring, 256) or not source.eof:
+        while (record := ring.read()) is not None:
+            got.append(record[6])
+        ring.ack(ring.processed_index)
+    assert got == packets
+    assert source.records_lent == len(packets)
+    assert source.windows_allocated <= 3
+    source.close()
     assert ring.stats()["lent_bytes"] == 0
 
 
@@ -551,10 +576,11 @@ def test_real_traces_agree_with_tshark(trace):
     assert got == expected
 
 
-def test_opening_many_mapped_files_keeps_none_of_them_resident(tmp_path):
-    """A replay opens all its files up front (to check them): opening maps
-    no window, so forty files of three windows each do not become resident
-    (they did, 8 MiB each); each is read whole afterwards, from its start."""
+def test_opening_many_files_keeps_none_of_them_resident(tmp_path):
+    """A replay opens all its files up front (to check them): opening keeps
+    no window, so forty files of many windows each do not become resident
+    (they did, 8 MiB each, when files were mapped); each is read whole
+    afterwards, from its start."""
     packets = [bytes([i % 251]) * 1000 for i in range(24000)]
     path = write(tmp_path, "many.pcap", pcap_bytes([(i, 0, d, len(d))
                                                     for i, d in enumerate(packets)]))
