@@ -37,7 +37,7 @@ acknowledges bytes that never went past us, they are missed bytes (and a `g`
 in the history) -- the same rule Zeek applies, without holding any payload.
 """
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
-from libc.string cimport memcpy, memset, memcmp
+from libc.string cimport memcpy, memset
 from libc.stdlib cimport malloc, calloc, free
 
 from analyser.decode cimport (Decoded, transport_checksum_ok, PROTO_TCP, PROTO_UDP,
@@ -237,6 +237,32 @@ cdef inline uint64_t load64(const uint8_t* p) noexcept nogil:
     cdef uint64_t v
     memcpy(&v, p, 8)
     return v
+
+cdef extern from *:
+    """
+    static inline uint64_t flows_bswap64(uint64_t v) { return __builtin_bswap64(v); }
+    """
+    uint64_t flows_bswap64(uint64_t v) noexcept nogil
+
+# Addresses are compared on every packet: two 64-bit words each, inline,
+# rather than a call to the C library's memcmp.
+cdef inline bint same16(const uint8_t* x, const uint8_t* y) noexcept nogil:
+    return load64(x) == load64(y) and load64(x + 8) == load64(y + 8)
+
+cdef inline bint above16(const uint8_t* x, const uint8_t* y) noexcept nogil:
+    """memcmp(x, y, 16) > 0, inline: as two big-endian 64-bit numbers."""
+    cdef uint64_t u = flows_bswap64(load64(x))
+    cdef uint64_t v = flows_bswap64(load64(y))
+    if u != v:
+        return u > v
+    return flows_bswap64(load64(x + 8)) > flows_bswap64(load64(y + 8))
+
+cdef inline uint64_t flow_key_hash(const uint8_t* a, const uint8_t* b, uint16_t pa,
+                                   uint16_t pb, uint8_t proto, uint16_t vlan) noexcept nogil:
+    """The hash of a canonical key (lo side first: see FlowTable.lookup_or_create)."""
+    return mix64(load64(a) ^ mix64(load64(a + 8) ^ mix64(load64(b) ^ mix64(load64(b + 8)
+                 ^ ((<uint64_t>pa << 32) | (<uint64_t>pb << 16) | proto
+                    | (<uint64_t>vlan << 48))))))
 
 cdef inline bint is_handshake(uint8_t s) noexcept nogil:
     return s == TCP_INACTIVE or s == TCP_SYN_SENT or s == TCP_SYN_ACK_SENT
@@ -481,7 +507,6 @@ cdef class FlowTable:
         cdef const uint8_t* b = d.dst
         cdef uint16_t pa = d.sport
         cdef uint16_t pb = d.dport
-        cdef int cmp
         cdef bint one_way = False
         cdef uint64_t h
         cdef int32_t idx
@@ -495,22 +520,19 @@ cdef class FlowTable:
             else:
                 pb = <uint16_t>icmp6_counterpart(d.icmp_type, d.icmp_code, &one_way)
             pa = d.icmp_type
-        cmp = memcmp(a, b, 16)
-        if cmp > 0 or (cmp == 0 and pa > pb):
+        if above16(a, b) or (pa > pb and same16(a, b)):
             a, b = b, a
             pa, pb = pb, pa
-        h = mix64(load64(a) ^ mix64(load64(a + 8) ^ mix64(load64(b) ^ mix64(load64(b + 8)
-                  ^ ((<uint64_t>pa << 32) | (<uint64_t>pb << 16) | d.proto | (<uint64_t>vlan << 48))))))
+        h = flow_key_hash(a, b, pa, pb, d.proto, vlan)
         idx = self.buckets[h & self.bucket_mask]
         while idx >= 0:
             f = &self.pool[idx]
             if (f.key_hash == h and f.port_lo == pa and f.port_hi == pb and f.proto == d.proto
-                    and f.vlan == vlan and memcmp(f.key_lo, a, 16) == 0
-                    and memcmp(f.key_hi, b, 16) == 0):
+                    and f.vlan == vlan and same16(f.key_lo, a) and same16(f.key_hi, b)):
                 if d.proto == PROTO_ICMP or d.proto == PROTO_ICMP6:
-                    is_orig[0] = memcmp(d.src, f.orig_addr, 16) == 0 and d.icmp_type == f.orig_port
+                    is_orig[0] = same16(d.src, f.orig_addr) and d.icmp_type == f.orig_port
                 else:
-                    is_orig[0] = memcmp(d.src, f.orig_addr, 16) == 0 and d.sport == f.orig_port
+                    is_orig[0] = same16(d.src, f.orig_addr) and d.sport == f.orig_port
                 return f
             idx = f.hash_next
         # A new flow: take a free slot, or make one by evicting.
@@ -582,7 +604,7 @@ cdef class FlowTable:
         created[0] = True
         self.want_connection(f, d)
         if f.orig_port != (d.icmp_type if (d.proto == PROTO_ICMP or d.proto == PROTO_ICMP6)
-                           else d.sport) or memcmp(f.orig_addr, d.src, 16) != 0:
+                           else d.sport) or not same16(f.orig_addr, d.src):
             is_orig[0] = False
         if self.binder is not None:
             self.binder.new_flow(f)
@@ -757,9 +779,9 @@ cdef class FlowTable:
         if self.ev_after and f.quiet != 3:
             # The packet's sender may have changed role during the update.
             if d.proto == PROTO_ICMP or d.proto == PROTO_ICMP6:
-                is_orig = memcmp(d.src, f.orig_addr, 16) == 0 and d.icmp_type == f.orig_port
+                is_orig = same16(d.src, f.orig_addr) and d.icmp_type == f.orig_port
             else:
-                is_orig = memcmp(d.src, f.orig_addr, 16) == 0 and d.sport == f.orig_port
+                is_orig = same16(d.src, f.orig_addr) and d.sport == f.orig_port
             self.fire_packet_events(f, is_orig, d, self.ev_after, self.pkt_events | EV_PACKET)
         self.reclassify(f)
 
@@ -802,7 +824,7 @@ cdef class FlowTable:
             else:
                 # As Zeek: one uid per address pair, whichever direction.
                 a, b = layer.src, layer.dst
-                if memcmp(a, b, 16) > 0:
+                if above16(a, b):
                     a, b = b, a
                 uid = mix64(self.uid_seed ^ 0x49505455ULL ^ mix64(load64(a) ^ mix64(
                     load64(a + 8) ^ mix64(load64(b) ^ mix64(load64(b + 8) ^ layer.tunnel_kind)))))
