@@ -520,6 +520,48 @@ def test_a_replay_reads_its_windows_into_a_few_recycled_buffers(tmp_path):
     assert ring.stats()["lent_bytes"] == 0
 
 
+def test_records_larger_than_a_window_are_read_whole(tmp_path):
+    """A record larger than the reader's window (1 MiB) gets a window of its
+    own size, wherever it falls, between small ones and at the end, in both
+    formats; the small ones after it are read as before."""
+    sizes = [100, 3 << 20, 60, (1 << 20) + 7, 1500, 90, 5 << 20]
+    packets = [bytes([i * 37 % 251]) * n for i, n in enumerate(sizes)]
+    for name, body, expected in [
+            ("huge.pcap", pcap_bytes([(i, 0, d, len(d)) for i, d in enumerate(packets)],
+                                     snaplen=8 << 20), packets),
+            ("huge.pcapng", section_header("<")
+             + interface_description("<", LINKTYPE_ETHERNET, snaplen=8 << 20)
+             + b"".join(enhanced_packet("<", 0, i, d) for i, d in enumerate(packets)),
+             packets)]:
+        path = write(tmp_path, name, body)
+        assert [record[5] for record in read_records(path)] == expected, name
+
+
+def test_a_file_cut_shorter_while_it_is_read_ends_as_truncated(tmp_path):
+    """Another program truncating the file mid-replay (a rotation): the
+    records already read are delivered, the one cut is reported as the
+    truncated last record, and the process is not killed (as it was, by
+    SIGBUS, when files were memory-mapped)."""
+    packets = [bytes([i % 251]) * 1000 for i in range(10000)]
+    path = write(tmp_path, "rotated.pcap", pcap_bytes([(i, 0, d, len(d))
+                                                       for i, d in enumerate(packets)]))
+    source = PcapFileSource(path)
+    ring = Ring(record_capacity=65536, arena_bytes=64 << 20, policy="wait")
+    got = []
+    assert source.fill_ring(ring, 100) == 100
+    cut = 24 + 4000 * 1016 + 500                        # inside record 4001
+    os.truncate(path, cut)
+    while source.fill_ring(ring, 1000) or not source.eof:
+        pass
+    while (record := ring.read()) is not None:
+        got.append(record[6])
+    # What the first window held (1 MiB) was read before the cut; after it,
+    # the file ends inside record 4001.
+    assert len(got) == 4000 and got == packets[:4000]
+    assert source.truncated
+    assert f"at byte offset {24 + 4000 * 1016}" in source.truncation_message
+
+
 def test_drop_policy_ring_drops_and_counts(tmp_path):
     packets = random_packets(11, 50, max_length=100)
     path = write(tmp_path, "drop.pcap", pcap_bytes([(0, 0, d, len(d)) for d in packets]))
