@@ -618,6 +618,19 @@ def replay_with_workers(args, progress) -> int:
     from analyser.replay import ReplayResult, replay_files
     from ringbuf.errors import CaptureFileError
     from ringbuf.pcapfile import PcapFileSource
+    import stat
+    for path in args.traces:
+        # Each worker opens every file: a pipe or FIFO would be cut between
+        # them (and this check would take its first bytes).  Not opened here.
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue                            # said below, as without --workers
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            print("analyser: --workers reads trace files only: '%s' is a pipe, FIFO or "
+                  "device, which one process must read (replay it without --workers)"
+                  % path, file=sys.stderr)
+            return EXIT_USAGE
     try:
         for path in args.traces:
             PcapFileSource(path)

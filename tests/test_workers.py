@@ -200,3 +200,16 @@ def test_bad_input_and_options_with_workers(run_cli, tmp_path):
     p = run_cli("replay", REPO / "traces" / "ftp-loopback.pcap", "--workers", "2",
                 "--analyser", "nosuch", "--logs", tmp_path)
     assert p.returncode == 2 and p.stderr.count("unknown analyser") == 1
+
+
+def test_workers_refuse_a_fifo_at_once(run_cli, tmp_path):
+    """Each worker reads every file: a FIFO would be cut between them (the
+    run hung, the up-front check having opened it).  Refused before anything
+    opens it: no writer is needed for the answer."""
+    import os
+    fifo = tmp_path / "trace.fifo"
+    os.mkfifo(fifo)
+    p = run_cli("replay", fifo, "--workers", "2", "--logs", tmp_path / "out", timeout=60)
+    assert p.returncode == 2
+    assert str(fifo) in p.stderr and "--workers" in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "out" / "conn.log").exists()
