@@ -218,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="timeout classes (seconds, defaults as Zeek): opening=5 (SYN "
                "unanswered), established=300 (inactivity), closing=6, closed=5 "
                "(linger after close), udp=60, icmp=60")
-    r.add_argument("traces", nargs="+", metavar="TRACE", help="pcap or pcapng file")
+    r.add_argument("traces", nargs="+", metavar="TRACE",
+                   help="pcap or pcapng file; - for the standard input")
     r.add_argument("--speed", metavar="X", type=_speed, default=0.0,
                    help="pace the replay to the trace's clock, X times real time "
                         "(1 = as captured, 2 = twice as fast); default: as fast as possible")
@@ -689,6 +690,11 @@ def cmd_replay(args) -> int:
     from analyser.replay import replay_files
     from ringbuf.errors import CaptureFileError
 
+    # "-" is the standard input, as for tcpdump -r (a pipe: read with fread).
+    if args.traces.count("-") > 1:
+        print("analyser: the standard input ('-') can be read once only", file=sys.stderr)
+        return EXIT_USAGE
+    args.traces = ["/dev/stdin" if t == "-" else t for t in args.traces]
     if args.workers > 1:
         if args.metrics_port or args.redis or args.rotate or args.pcap_out:
             print("analyser: --metrics-port, --redis, --rotate and --pcap-out do not work "

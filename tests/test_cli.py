@@ -165,6 +165,30 @@ def test_several_traces_are_one_stream(run_cli, tmp_path):
     assert len(rows) == 1 and rows[0]["conn_state"] == "SF" and rows[0]["orig_bytes"] == "10"
 
 
+def test_a_trace_from_the_standard_input(tmp_path):
+    """`-` reads the standard input (a pipe here), as tcpdump -r - does: the
+    same rows as the file.  Once only; not with --workers, whose processes
+    would each need the whole input."""
+    import subprocess
+    import sys
+    trace = REPO / "traces" / "ftp-loopback.pcap"
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "analyser", "replay", *map(str, args)],
+                              cwd=REPO, input=trace.read_bytes(), capture_output=True,
+                              timeout=120)
+    p = run("-", "--logs", tmp_path / "piped", "-q")
+    assert p.returncode == 0, p.stderr
+    assert run(trace, "--logs", tmp_path / "file", "-q").returncode == 0
+    for name in ("conn.log", "ftp.log", "transfers.log"):
+        assert read_zeek_log(tmp_path / "piped" / name) == read_zeek_log(tmp_path / "file" / name)
+    assert read_zeek_log(tmp_path / "piped" / "conn.log")
+    p = run("-", "-", "--logs", tmp_path / "twice")
+    assert p.returncode == 2 and b"once" in p.stderr
+    p = run("-", "--workers", "2", "--logs", tmp_path / "workers")
+    assert p.returncode == 2 and b"--workers" in p.stderr and b"Traceback" not in p.stderr
+
+
 def test_logs_directory_that_cannot_be_created(run_cli, small_trace, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
