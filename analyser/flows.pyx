@@ -38,7 +38,7 @@ in the history) -- the same rule Zeek applies, without holding any payload.
 """
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 from libc.string cimport memcpy, memset
-from libc.stdlib cimport malloc, calloc, free
+from libc.stdlib cimport malloc, calloc, free, qsort
 
 from analyser.decode cimport (Decoded, transport_checksum_ok, PROTO_TCP, PROTO_UDP,
                               PROTO_ICMP, PROTO_ICMP6, TH_FIN, TH_SYN, TH_RST, TH_ACK,
@@ -263,6 +263,20 @@ cdef inline uint64_t flow_key_hash(const uint8_t* a, const uint8_t* b, uint16_t 
     return mix64(load64(a) ^ mix64(load64(a + 8) ^ mix64(load64(b) ^ mix64(load64(b + 8)
                  ^ ((<uint64_t>pa << 32) | (<uint64_t>pb << 16) | proto
                     | (<uint64_t>vlan << 48))))))
+
+cdef struct OpenFlow:          # FlowTable.flush: a flow still open at the end
+    uint64_t child_last        # 0: bound to an expectation (reported first), 1: not
+    uint64_t number
+    int32_t index
+
+cdef int open_flow_order(const void* x, const void* y) noexcept nogil:
+    cdef const OpenFlow* a = <const OpenFlow*>x
+    cdef const OpenFlow* b = <const OpenFlow*>y
+    if a.child_last != b.child_last:
+        return -1 if a.child_last < b.child_last else 1
+    if a.number != b.number:
+        return -1 if a.number < b.number else 1
+    return 0
 
 cdef inline bint is_handshake(uint8_t s) noexcept nogil:
     return s == TCP_INACTIVE or s == TCP_SYN_SENT or s == TCP_SYN_ACK_SENT
@@ -1792,17 +1806,32 @@ cdef class FlowTable:
         self.conn_tsv = rows
 
     def flush(self):
-        """End of input: report every connection still open, oldest first."""
+        """End of input: report every connection still open, oldest first.
+        (Sorted in C: tens of thousands of them may be open at the end, and
+        a list of tuples sorted in Python took 2% of a connection-records run.)"""
         cdef int32_t i
-        cdef list open_flows = []
+        cdef size_t n = 0
+        cdef OpenFlow* open_flows
         for i in range(<int32_t>self.next_unused):
-            if self.pool[i].in_use:
-                # Expected (child) connections first, so that the connection
-                # that announced them is still there to hear how they ended.
-                open_flows.append((0 if self.pool[i].bound else 1, self.pool[i].number, i))
-        open_flows.sort()
-        for _, _, i in open_flows:
-            self.finish(&self.pool[i])
+            n += self.pool[i].in_use != 0
+        open_flows = <OpenFlow*>malloc((n + 1) * sizeof(OpenFlow))
+        if open_flows == NULL:
+            raise MemoryError()
+        n = 0
+        try:
+            for i in range(<int32_t>self.next_unused):
+                if self.pool[i].in_use:
+                    # Expected (child) connections first, so that the connection
+                    # that announced them is still there to hear how they ended.
+                    open_flows[n].child_last = 0 if self.pool[i].bound else 1
+                    open_flows[n].number = self.pool[i].number
+                    open_flows[n].index = i
+                    n += 1
+            qsort(open_flows, n, sizeof(OpenFlow), open_flow_order)
+            for i in range(<int32_t>n):
+                self.finish(&self.pool[open_flows[i].index])
+        finally:
+            free(open_flows)
 
     def stats(self):
         return {

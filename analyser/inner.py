@@ -23,10 +23,8 @@ from __future__ import annotations
 
 TYPE_CHECKING = False    # typing is not imported at start-up
 
-import greenlet
-
 from analyser.bytestreams import End, Hole, ScriptedStreams
-from analyser.runtime import Runtime
+from analyser.runtime import Runtime, load_greenlet
 
 if TYPE_CHECKING:
     from analyser.runtime import Analyser
@@ -43,7 +41,7 @@ class InnerStreams:
     """One carried stream pair, analysed by the run's analysers."""
 
     def __init__(self, carrier: "Analyser"):
-        if greenlet.getcurrent() is not carrier._greenlet:
+        if load_greenlet().getcurrent() is not carrier._greenlet:
             raise RuntimeError("InnerStreams must be created inside the carrier's main()")
         outer = carrier._rt
         self.carrier = carrier

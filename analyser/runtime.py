@@ -52,12 +52,25 @@ TYPE_CHECKING = False    # typing is not imported at start-up (2 ms)
 if TYPE_CHECKING:
     from typing import Any, ClassVar
 
-import greenlet
-
+from analyser.deferred import deferred_import
 from analyser.records import SlotRecord
 from analyser.schemas import Field, schema_of
 from analyser.signatures import Signature
 from analyser.watchdog import AnalyserTimeout, clear_in
+
+# The greenlet module, imported with the first Runtime: a run of connection
+# records (no analyser, no runtime) need not load it (1.5 ms of its start).
+# Every use below runs inside a Runtime's analysers, so after that import.
+greenlet = None
+
+
+@deferred_import
+def load_greenlet():
+    global greenlet
+    if greenlet is None:
+        import greenlet as module
+        greenlet = module
+    return greenlet
 from analyser.streams import (R_DATA, R_END, R_GAP, SIDE_ANY, SIDE_ORIG, SIDE_RESP,
                               WANT_BYTES, WANT_LINE, WANT_PEEK, WANT_SOME)
 
@@ -757,7 +770,7 @@ class Runtime:
         failure_data) are left unset in every log and event."""
         self.no_payload = no_payload
         self.streams = None                # set by the engine (analyser.streams.Streams)
-        self.main_greenlet = greenlet.getcurrent()
+        self.main_greenlet = load_greenlet().getcurrent()
         self.instances: dict[int, Analyser] = {}
         self._free_slots: list[int] = []
         self._next_slot = 0

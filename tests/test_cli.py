@@ -271,10 +271,11 @@ def test_no_analyser_all_imports_no_protocol_and_still_checks_names(tmp_path):
     assert rows and all(row["service"] == "-" for row in rows)
 
 
-# Standard modules a connection-records run has no use for, each of which cost
-# every start-up a millisecond or more when something imported it.
+# Modules a connection-records run has no use for, each of which cost every
+# start-up a millisecond or more when something imported it (greenlet: the
+# analysers' runtime, made only when analysers run).
 STARTUP_LEFT_OUT = ("typing", "json", "threading", "pkgutil", "dataclasses", "inspect",
-                    "shutil")
+                    "shutil", "greenlet")
 
 
 # ... and those the built-in analysers import only when a connection needs
