@@ -28,6 +28,8 @@ cdef enum:
     # page fault) for every window: the window being read, one lent while
     # its records are analysed, and slack for retention let go at once.
     MAX_SPARE_WINDOWS = 4
+    # A larger window (one record of a huge snap length) is freed, not kept.
+    MAX_SPARE_WINDOW_BYTES = 4 * 1024 * 1024
 
 # The largest packet any source keeps (libpcap's MAXIMUM_SNAPLEN): the
 # default snap length of live captures, the snap length filters are compiled

@@ -239,7 +239,7 @@ cdef class Ring:
             self.loans_count -= 1
 
     cdef void keep_spare(self, void* addr, size_t length) noexcept nogil:
-        if self.spare_count < MAX_SPARE_WINDOWS:
+        if self.spare_count < MAX_SPARE_WINDOWS and length <= MAX_SPARE_WINDOW_BYTES:
             self.spares[self.spare_count] = Loan(addr, length, 0)
             self.spare_count += 1
         else:
@@ -485,6 +485,8 @@ cdef class Ring:
             "loan_waits": self.loan_waits,
             "loans_leaked": self.loans_leaked,
             "spare_windows": self.spare_count,
+            "largest_spare_window": max([self.spares[i].length
+                                         for i in range(self.spare_count)] or [0]),
         }
 
     def __repr__(self):
