@@ -497,6 +497,17 @@ def test_windowed_records_keep_their_window_until_acknowledged(tmp_path):
     assert ring.stats()["lent_bytes"] == 0
 
 
+def read_acknowledging(source, ring, batch):
+    """The payloads of every record, read `batch` at a time into `ring` and
+    acknowledged as they are read (as the engine does)."""
+    got = []
+    while source.fill_ring(ring, batch) or not source.eof:
+        while (record := ring.read()) is not None:
+            got.append(record[6])
+        ring.ack(ring.processed_index)
+    return got
+
+
 def test_a_replay_reads_its_windows_into_a_few_recycled_buffers(tmp_path):
     """Read in batches that are acknowledged as they go (as the engine does),
     a file of many windows cycles through a few buffers: a window let go
@@ -508,12 +519,7 @@ def test_a_replay_reads_its_windows_into_a_few_recycled_buffers(tmp_path):
     assert os.path.getsize(path) > 30 << 20                  # thirty windows and more
     source = PcapFileSource(path)
     ring = Ring(record_capacity=65536, arena_bytes=16 << 20, policy="wait")
-    got = []
-    while source.fill_ring(ring, 256) or not source.eof:
-        while (record := ring.read()) is not None:
-            got.append(record[6])
-        ring.ack(ring.processed_index)
-    assert got == packets
+    assert read_acknowledging(source, ring, 256) == packets
     assert source.records_lent == len(packets)
     assert source.windows_allocated <= 3
     source.close()
@@ -526,26 +532,20 @@ def test_records_larger_than_a_window_are_read_whole(tmp_path):
     formats; the small ones after it are read as before."""
     sizes = [100, 3 << 20, 60, (1 << 20) + 7, 1500, 90, 5 << 20]
     packets = [bytes([i * 37 % 251]) * n for i, n in enumerate(sizes)]
-    for name, body, expected in [
+    for name, body in [
             ("huge.pcap", pcap_bytes([(i, 0, d, len(d)) for i, d in enumerate(packets)],
-                                     snaplen=8 << 20), packets),
+                                     snaplen=8 << 20)),
             ("huge.pcapng", section_header("<")
              + interface_description("<", LINKTYPE_ETHERNET, snaplen=8 << 20)
-             + b"".join(enhanced_packet("<", 0, i, d) for i, d in enumerate(packets)),
-             packets)]:
+             + b"".join(enhanced_packet("<", 0, i, d) for i, d in enumerate(packets)))]:
         path = write(tmp_path, name, body)
-        assert [record[5] for record in read_records(path)] == expected, name
+        assert [record[5] for record in read_records(path)] == packets, name
         # Read into a ring that acknowledges as it goes: the windows a huge
         # record needed are freed, not kept as spares (4 MiB at most).
         source = PcapFileSource(path)
         ring = Ring(record_capacity=1024, arena_bytes=64 << 20, policy="wait")
-        got = []
-        while source.fill_ring(ring, 2) or not source.eof:
-            while (record := ring.read()) is not None:
-                got.append(record[6])
-            ring.ack(ring.processed_index)
+        assert read_acknowledging(source, ring, 2) == packets, name
         source.close()
-        assert got == expected, name
         assert 0 < ring.stats()["largest_spare_window"] <= 4 << 20, name
 
 
