@@ -292,7 +292,7 @@ cdef class Engine:
             if analyser_time_limit > 0:
                 from analyser.watchdog import Watchdog
                 self.runtime.watchdog = Watchdog(self.runtime, analyser_time_limit)
-            self.streams = Streams(self.ring, self.runtime.ready,
+            self.streams = Streams(self.ring, self.runtime,
                                    max_side_bytes=max_stream_bytes,
                                    max_owned_bytes=max_owned_bytes,
                                    max_owned_total=max_owned_total,

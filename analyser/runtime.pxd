@@ -8,6 +8,8 @@
 # _feed_into) are C calls.  Every other attribute (and a subclass's own) lives
 # in the instance __dict__ as before.
 cimport cython
+from libc.stdint cimport int32_t, uint64_t
+from analyser.streams cimport Streams, StreamReader
 
 
 cdef class Connection:
@@ -42,8 +44,7 @@ cdef class AnalyserCore:
     cdef _request(self, int side, int want, object n)
 
 
-@cython.final
-cdef class Runtime:
+cdef class Runtime(StreamReader):
     cdef dict __dict__
     # analyser.streams.Streams, or the Python stream layer of the test
     # harness (analyser/bytestreams.py): not typed.
@@ -59,7 +60,8 @@ cdef class Runtime:
     cdef public object watchdog
     cdef public dict _replacements
 
-    @cython.final
-    cpdef _wake(self, AnalyserCore a, object value, bint throw=*)
-    @cython.final
-    cpdef _feed_into(self, AnalyserCore a, tuple into, int side, object payload)
+    @cython.locals(a=AnalyserCore, into=object)
+    cpdef ready(self, int32_t slot, int code, int side, object payload, uint64_t extra)
+    cdef _wake(self, AnalyserCore a, object value, bint throw=*)
+    @cython.locals(compiled=Streams)
+    cdef _feed_into(self, AnalyserCore a, tuple into, int side, object payload)

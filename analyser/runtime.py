@@ -72,7 +72,8 @@ def load_greenlet():
         greenlet = module
     return greenlet
 from analyser.streams import (R_DATA, R_END, R_GAP, SIDE_ANY, SIDE_ORIG, SIDE_RESP,
-                              WANT_BYTES, WANT_LINE, WANT_PEEK, WANT_SOME)
+                              WANT_BYTES, WANT_LINE, WANT_PEEK, WANT_SOME, StreamReader,
+                              Streams)
 
 # Sides, as the stream layer numbers them.
 ORIG, RESP, ANY = int(SIDE_ORIG), int(SIDE_RESP), int(SIDE_ANY)
@@ -761,8 +762,9 @@ class Expectation(SlotRecord):
         return self.runtime.cancel_expectation(self) if self.runtime else False
 
 
-class Runtime:
-    """Runs analysers in greenlets for one engine."""
+class Runtime(StreamReader):
+    """Runs analysers in greenlets for one engine.  The stream layer hands it
+    met requests through ready() (a StreamReader's: a C call in the build)."""
 
     def __init__(self, *, emit: Callable[[dict], None] | None = None, clock=lambda: 0.0,
                  log: Callable[[str, dict], None] | None = None, no_payload: bool = False):
@@ -1066,7 +1068,7 @@ class Runtime:
                                    "where": where, "line": None})
         self._emit_plain(record)
 
-    def ready(self, slot: int, code: int, side: int, payload: bytes, extra: int) -> None:
+    def ready(self, slot, code, side, payload, extra):
         """Called by the stream layer when a pending request can be met."""
         a = self.instances.get(slot)
         if a is None or a._finished:
@@ -1087,6 +1089,8 @@ class Runtime:
         a wake-up is."""
         handler, limit = into
         streams = self.streams
+        # The compiled stream layer's request() is a C call in the build.
+        compiled = streams if type(streams) is Streams else None
         slot = a._slot
         self.wakeup_seq += 1
         seq = self.wakeup_seq
@@ -1101,7 +1105,10 @@ class Runtime:
                 if handler(side, payload):
                     wake = True                 # value None: read_any_into returns
                     break
-                result = streams.request(slot, ANY, WANT_SOME, limit)
+                if compiled is not None:
+                    result = compiled.request(slot, ANY, WANT_SOME, limit)
+                else:
+                    result = streams.request(slot, ANY, WANT_SOME, limit)
                 if result is None:
                     break                       # waiting again, still in read_any_into
                 if result[0] != R_DATA:

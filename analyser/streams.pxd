@@ -78,6 +78,10 @@ cdef struct StreamPair:
     StreamPair* prev      # all live pairs, for copy-out under ring pressure
     StreamPair* next
 
+cdef class StreamReader:
+    cpdef ready(self, int32_t slot, int code, int side, object payload, uint64_t extra)
+
+
 cdef class Streams:
     cdef Ring ring
     cdef StreamPair* live
@@ -90,6 +94,7 @@ cdef class Streams:
     cdef readonly uint64_t owned_peak
     cdef readonly uint32_t max_ooo_segments
     cdef object ready                         # Python callable(slot, code, side, payload, extra)
+    cdef StreamReader reader                  # or the StreamReader whose ready() it is: a C call
     cdef object on_event                      # Python callable(kind, slot, side, a, b) or None
     cdef object on_error                      # Python callable(where, exception) or None
     cdef readonly uint64_t errors             # exceptions caught delivering data
@@ -124,6 +129,7 @@ cdef class Streams:
                                const uint8_t* data, uint32_t length, bint in_ring,
                                uint64_t record) noexcept
     cdef StreamPair* pair(self, int32_t slot) except NULL
+    cpdef object request(self, int32_t slot, int side, int want, uint32_t n)
     cdef void append(self, SideStream* s, uint64_t seq, const uint8_t* data, uint64_t length,
                      uint32_t kind, uint64_t record) noexcept
     cdef void insert_ooo(self, StreamPair* p, int side, uint64_t seq, const uint8_t* data,

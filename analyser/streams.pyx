@@ -50,6 +50,16 @@ EVENT_OVERLAP_DIFFERS = "overlap_differs"
 DEFAULT_MAX_OWNED_TOTAL = 128 << 20   # heap bytes all streams together may hold
 
 
+cdef class StreamReader:
+    """What the stream layer hands a met request to: the analyser runtime
+    (analyser/runtime.py's Runtime extends it).  Given one instead of a
+    plain callable, Streams calls its ready() in C, not through Python's
+    call protocol: once per delivery, the most frequent call of a run."""
+
+    cpdef ready(self, int32_t slot, int code, int side, object payload, uint64_t extra):
+        raise NotImplementedError
+
+
 cdef class Streams:
     """All stream pairs of one engine."""
 
@@ -58,7 +68,11 @@ cdef class Streams:
                   on_event=None, on_error=None,
                   uint64_t max_owned_total=DEFAULT_MAX_OWNED_TOTAL):
         self.ring = ring
-        self.ready = ready
+        if isinstance(ready, StreamReader):
+            self.reader = ready
+            self.ready = ready.ready
+        else:
+            self.ready = ready
         self.on_event = on_event
         self.on_error = on_error
         self.max_side_bytes = max_side_bytes
@@ -748,7 +762,10 @@ cdef class Streams:
             p.want = WANT_NONE
             p.wakeups += 1
             self.total_wakeups += 1
-            self.ready(p.slot, *result)
+            if self.reader is not None:
+                self.reader.ready(p.slot, result[0], result[1], result[2], result[3])
+            else:
+                self.ready(p.slot, *result)
         except BaseException as exc:      # the runtime isolates analyser errors itself
             self.errors += 1
             if self.on_error is not None:
@@ -761,7 +778,7 @@ cdef class Streams:
             raise KeyError("no stream for analyser slot %d" % slot)
         return self.by_slot[slot]
 
-    def request(self, int32_t slot, int side, int want, uint32_t n):
+    cpdef object request(self, int32_t slot, int side, int want, uint32_t n):
         """Ask for data: returns (code, side, payload, extra) at once when it is
         there, else registers the request and returns None (the result comes
         later through `ready`)."""
