@@ -73,6 +73,7 @@ bench: install
 	$(PY) bench/bench_ftp.py
 	$(PY) bench/bench_peers.py
 	$(PY) bench/bench_hostile.py
+	$(PY) bench/bench_runtime_floor.py
 
 # Coverage-guided fuzzing (atheris): every target SECONDS each; corpus, crashes
 # and logs under $FUZZ_WORKDIR (default /tmp/analyser-fuzz; fuzz/README.md).
