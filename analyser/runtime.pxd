@@ -12,6 +12,10 @@ from libc.stdint cimport int32_t, uint64_t
 from analyser.streams cimport Streams, StreamReader
 
 
+@cython.locals(compiled=Streams)
+cdef object stream_request(object streams, Py_ssize_t slot, int side, int want, object n)
+
+
 cdef class Connection:
     cdef dict __dict__
     cdef public str uid
@@ -63,5 +67,4 @@ cdef class Runtime(StreamReader):
     @cython.locals(a=AnalyserCore, into=object)
     cpdef ready(self, int32_t slot, int code, int side, object payload, uint64_t extra)
     cdef _wake(self, AnalyserCore a, object value, bint throw=*)
-    @cython.locals(compiled=Streams)
     cdef _feed_into(self, AnalyserCore a, tuple into, int side, object payload)

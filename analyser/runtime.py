@@ -75,6 +75,15 @@ from analyser.streams import (R_DATA, R_END, R_GAP, SIDE_ANY, SIDE_ORIG, SIDE_RE
                               WANT_BYTES, WANT_LINE, WANT_PEEK, WANT_SOME, StreamReader,
                               Streams)
 
+def stream_request(streams, slot: int, side: int, want: int, n: int):
+    """streams.request(): in the build a C call when `streams` is the compiled
+    stream layer (not the test harness's), as every read and delivery asks."""
+    compiled = streams if type(streams) is Streams else None
+    if compiled is not None:
+        return compiled.request(slot, side, want, n)
+    return streams.request(slot, side, want, n)
+
+
 # Sides, as the stream layer numbers them.
 ORIG, RESP, ANY = int(SIDE_ORIG), int(SIDE_RESP), int(SIDE_ANY)
 
@@ -251,7 +260,7 @@ class AnalyserCore:
             return lines
         streams = self._rt.streams
         while len(lines) < max_lines:
-            result = streams.request(self._slot, side, WANT_LINE, limit)
+            result = stream_request(streams, self._slot, side, WANT_LINE, limit)
             if result is None:
                 streams.cancel(self._slot)      # nothing more now: do not wait
                 break
@@ -293,7 +302,7 @@ class AnalyserCore:
                 if handler(side, data):
                     return
                 continue
-            result = rt.streams.request(self._slot, ANY, WANT_SOME, limit)
+            result = stream_request(rt.streams, self._slot, ANY, WANT_SOME, limit)
             if result is None:
                 # Nothing there: the engine hands the chunks to the handler as
                 # they come, and wakes this greenlet at a gap, the end, or
@@ -517,7 +526,7 @@ class AnalyserCore:
             exc, self._deferred = self._deferred, None
             raise exc
         rt = self._rt
-        result = rt.streams.request(self._slot, side, want, n)
+        result = stream_request(rt.streams, self._slot, side, want, n)
         if result is None:
             if greenlet.getcurrent() is not self._greenlet:
                 raise RuntimeError("analyser reads must happen inside main()")
@@ -1068,7 +1077,7 @@ class Runtime(StreamReader):
                                    "where": where, "line": None})
         self._emit_plain(record)
 
-    def ready(self, slot, code, side, payload, extra):
+    def ready(self, slot: int, code: int, side: int, payload: bytes, extra: int) -> None:
         """Called by the stream layer when a pending request can be met."""
         a = self.instances.get(slot)
         if a is None or a._finished:
@@ -1089,8 +1098,6 @@ class Runtime(StreamReader):
         a wake-up is."""
         handler, limit = into
         streams = self.streams
-        # The compiled stream layer's request() is a C call in the build.
-        compiled = streams if type(streams) is Streams else None
         slot = a._slot
         self.wakeup_seq += 1
         seq = self.wakeup_seq
@@ -1105,10 +1112,7 @@ class Runtime(StreamReader):
                 if handler(side, payload):
                     wake = True                 # value None: read_any_into returns
                     break
-                if compiled is not None:
-                    result = compiled.request(slot, ANY, WANT_SOME, limit)
-                else:
-                    result = streams.request(slot, ANY, WANT_SOME, limit)
+                result = stream_request(streams, slot, ANY, WANT_SOME, limit)
                 if result is None:
                     break                       # waiting again, still in read_any_into
                 if result[0] != R_DATA:
