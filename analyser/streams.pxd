@@ -93,8 +93,8 @@ cdef class Streams:
     cdef readonly uint64_t owned_now          # heap bytes held now (all streams)
     cdef readonly uint64_t owned_peak
     cdef readonly uint32_t max_ooo_segments
-    cdef object ready                         # Python callable(slot, code, side, payload, extra)
-    cdef StreamReader reader                  # or the StreamReader whose ready() it is: a C call
+    cdef object ready                         # Python callable(slot, code, side, payload, extra),
+    cdef StreamReader reader                  # or a StreamReader (its ready(): a C call)
     cdef object on_event                      # Python callable(kind, slot, side, a, b) or None
     cdef object on_error                      # Python callable(where, exception) or None
     cdef readonly uint64_t errors             # exceptions caught delivering data

@@ -70,7 +70,6 @@ cdef class Streams:
         self.ring = ring
         if isinstance(ready, StreamReader):
             self.reader = ready
-            self.ready = ready.ready
         else:
             self.ready = ready
         self.on_event = on_event
