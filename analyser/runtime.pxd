@@ -31,7 +31,7 @@ cdef class AnalyserCore:
     cdef dict __dict__
     cdef public Runtime _rt
     cdef public Py_ssize_t _slot
-    cdef public object conn
+    cdef public Connection conn
     cdef public object config
     cdef public object _confirmed
     cdef public object _candidates
@@ -44,6 +44,10 @@ cdef class AnalyserCore:
     cdef public object _finished
     cdef public object _into
     cdef public object _greenlet
+    # confirm() named the service (so a violation takes back only its own).
+    cdef public bint _named_service
+    # Connections it expect()ed that are still open (it is kept for them).
+    cdef public Py_ssize_t _children
 
     cdef _request(self, int side, int want, object n)
 
@@ -63,6 +67,34 @@ cdef class Runtime(StreamReader):
     cdef public Py_ssize_t timed_out_seq
     cdef public object watchdog
     cdef public dict _replacements
+    # What every analysed connection's start, confirmation and end read.
+    cdef public bint no_payload
+    cdef public dict by_uid
+    cdef public list _free_slots
+    cdef public Py_ssize_t _next_slot
+    cdef public object _emit
+    cdef public object _log
+    cdef public dict events_by_kind
+    cdef public object pcap_rule
+    cdef public bint detecting
+    cdef public list _idle_workers
+    cdef public bint _keeps_workers
+    cdef public dict _host_pairs
+
+    cpdef new_slot(self)
+    @cython.locals(a=AnalyserCore)
+    cpdef start(self, object cls, object slot, Connection conn, object config,
+                object candidates=*, object replay=*, bint detect=*)
+    cpdef confirmed(self, AnalyserCore a)
+    cpdef _run(self, AnalyserCore a)
+    @cython.locals(a=AnalyserCore)
+    cpdef finish(self, object slot)
+    @cython.locals(a=AnalyserCore)
+    cpdef services(self, object slot)
+    cpdef _leave_host_pair(self, Connection conn)
+    cpdef emit(self, AnalyserCore a, str kind, dict fields)
+    cpdef log(self, str path, dict row)
+    cpdef _count_event(self, str kind)
 
     @cython.locals(a=AnalyserCore, into=object)
     cpdef ready(self, int32_t slot, int code, int side, object payload, uint64_t extra)

@@ -198,6 +198,8 @@ class AnalyserCore:
         self._waiting_datagram = False                   # blocked in read_datagram()
         self._finished = False                           # main() has returned (or failed)
         self._into: tuple | None = None                  # (handler, limit) of read_any_into()
+        self._named_service = False                      # confirm() named the service
+        self._children = 0                               # expected connections still open
 
     # -- what subclasses write ---------------------------------------------------
 
@@ -1048,7 +1050,7 @@ class Runtime(StreamReader):
         self.emit(a, "analyzer_violation", {"analyzer_name": name, "reason": reason,
                                             "data": data, "confirmed": a._confirmed})
         service = a.name if a.service is None else a.service
-        if a._confirmed and getattr(a, "_named_service", False) and service in a.conn.services:
+        if a._confirmed and a._named_service and service in a.conn.services:
             # Only if this analyser named it: the same protocol carried inside
             # a connection that already is it (HTTP in a WebSocket over HTTP)
             # does not take the carrier's name away.
@@ -1150,7 +1152,7 @@ class Runtime(StreamReader):
         a = self.instances.pop(slot, None)
         if a is None:
             return
-        if not getattr(a, "_children", 0):
+        if not a._children:
             self.by_uid.pop(a.conn.uid, None)
         # else: kept until its expected connections end, so they can report.
         self._leave_host_pair(a.conn)
@@ -1279,7 +1281,7 @@ class Runtime(StreamReader):
                               "analyser": e.analyser.name if e.analyser else "bulk",
                               **e.meta})
         if parent is not None:
-            parent._children = getattr(parent, "_children", 0) + 1
+            parent._children += 1
             self._hook(parent, parent.expected_started, conn, e.meta)
 
     def expected_finished(self, e: Expectation, row: dict) -> None:
