@@ -4,6 +4,7 @@ The hot path is a handful of Cython modules; each has a .pxd so that the others
 call it at C speed.  `CYTHON_ANNOTATE=1 pip install -e .` writes the annotated
 HTML next to each module for profiling; `ANALYSER_DEBUG=1` builds with -O0 -g.
 """
+import glob
 import os
 
 from Cython.Build import cythonize
@@ -27,6 +28,11 @@ MODULES = [
     ("ringbuf.livepcap", ["pcap"]),
     ("ringbuf.afpacket", ["pcap"]),
 ]
+
+# A protocol module's own compiled helpers (protocols/_*.pyx: not analysers).
+MODULES += [("protocols." + os.path.basename(path)[:-4], [])
+            for path in sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                      "protocols", "_*.pyx")))]
 
 extensions = [
     Extension(name, [name.replace(".", "/") + ".pyx"], libraries=libs,

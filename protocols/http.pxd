@@ -94,16 +94,23 @@ cdef class HttpCore(AnalyserCore):
     cpdef bint feed_side(self, int side, object data) except -1
     @cython.locals(pos=Py_ssize_t, n=Py_ssize_t, ts=double, whole_blocks=bint, state=int,
                    take=Py_ssize_t, remaining=Py_ssize_t, end=Py_ssize_t, nl=Py_ssize_t,
-                   block=bytes, lines=list, first=bytes, line=bytes, rest=bytes)
+                   block=bytes, lines=list, first=bytes, line=bytes, rest=bytes,
+                   parts=tuple)
     cpdef feed(self, Side s, bytes data)
     @cython.locals(state=int)
     cpdef line(self, Side s, bytes line)
-    @cython.locals(num_requests=Py_ssize_t, request=Request)
     cpdef request_line(self, Side s, bytes line, ts=*)
+    @cython.locals(num_requests=Py_ssize_t, request=Request)
+    cpdef start_request(self, Side s, method, uri, version, ts)
     cpdef status_line(self, Side s, bytes line, ts=*)
+    cpdef start_response(self, Side s, version, long code, reason, ts)
     @cython.locals(is_orig=bint, headers=list, known_lines=dict, names=dict, h=bytes,
                    zeek=ZeekHttpLog)
     cpdef headers_done(self, Side s, ts=*)
+    @cython.locals(is_orig=bint)
+    cpdef head_done(self, Side s, ts)
+    @cython.locals(is_orig=bint, zeek=ZeekHttpLog, row=dict, upgrade=dict, k=Py_ssize_t)
+    cpdef plain_head(self, Side s, list values, list lines, Py_ssize_t count, double ts)
     cpdef framing_header(self, Side s, bytes upper, bytes value)
     @cython.locals(is_orig=bint, body_length=Py_ssize_t, request=Request)
     cpdef message_done(self, Side s, ts=*)

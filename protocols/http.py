@@ -12,7 +12,10 @@ Theory of operation:
    the wire, as Zeek sees them, and every row gets the time of its packet.
 2. Each side is a small state machine (`Side`): first line, header lines,
    then the body: by Content-Length, by chunks, until the close, or none.
-   Header blocks are cut into lines here (one `split` per packet).  A body is
+   A plain head (a plain first line, CRLF header lines, no framing header
+   but a plain Content-Length and Connection) is read whole in C by
+   protocols/_httphead.pyx, which creates objects only for the headers that
+   matter; any other head is cut into lines here (one `split` per packet).  A body is
    counted, never copied: what the current packet holds of it is counted,
    the rest is `skip()`ped in compiled code except its last byte, whose
    arrival wakes the analyser at the exact end of the body (one wake-up per
@@ -55,6 +58,7 @@ from analyser import (ORIG, RESP, TRANSFERS, Analyser, Field, Gap, Signature, St
 # The public AnalyserCore, named by the module that defines it: http.pxd
 # cimports it from there to derive HttpCore's struct (as ftp.py does).
 from analyser.runtime import AnalyserCore
+from protocols._httphead import NUMBER, TEXT, TOKEN, HeadScanner
 
 # -- limits ---------------------------------------------------------------------
 
@@ -97,6 +101,21 @@ HEADER_USES = {
     **{name.encode(): LOGGED for name in PROXY_HEADERS}}
 # Every Sec-WebSocket-* header is kept for an upgrade too.
 WEBSOCKET_HEADER = b"SEC-WEBSOCKET-"
+# http.log fields that are a request header's value as it is.
+CLIENT_HEADER_FIELDS = {b"HOST": "host", b"REFERER": "referrer", b"ORIGIN": "origin",
+                        b"USER-AGENT": "user_agent"}
+CONNECTION_TOKENS = frozenset({b"keep-alive", b"close", b"upgrade"})
+# The plain head (HEADS, protocols/_httphead.pyx): what it reads of which
+# header.  Any other header of HEADER_USES (a framing one whose rules are not
+# these two, a logged one that is not a field) makes a head not plain: the
+# general path reads it.
+PLAIN_READ = ((b"CONTENT-LENGTH", NUMBER), (b"CONNECTION", TOKEN),
+              *((name, TEXT) for name in CLIENT_HEADER_FIELDS))
+PLAIN_LENGTH, PLAIN_CONNECTION = 0, 1
+PLAIN_FIELDS = tuple((k, CLIENT_HEADER_FIELDS[name]) for k, (name, kind) in enumerate(PLAIN_READ)
+                     if kind == TEXT)
+PLAIN_KEPT = tuple((k, name) for k, (name, _) in enumerate(PLAIN_READ)
+                   if HEADER_USES[name] & UPGRADE)
 # A header name as it comes (before strip and upper-casing) -> (the upper-cased
 # name, its HEADER_USES bits or 0): the few names a trace uses are cut once.
 # Bounded: past MAX_HEADER_NAMES distinct names they are cut every time.
@@ -110,9 +129,6 @@ HEADER_NAMES: dict[bytes, tuple[bytes, int]] = {}
 MAX_HEADER_LINES_KNOWN = 8192
 MAX_KNOWN_LINE = 200
 HEADER_LINES: dict[bytes, tuple] = {}
-# http.log fields that are a request header's value as it is.
-CLIENT_HEADER_FIELDS = {b"HOST": "host", b"REFERER": "referrer", b"ORIGIN": "origin",
-                        b"USER-AGENT": "user_agent"}
 # Methods whose request line starts a client's first payload (Zeek's dpd.sig
 # lists these and more; the port hints and the server's `HTTP/` find the rest).
 SIGNATURE_METHODS = (b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"CONNECT",
@@ -176,8 +192,12 @@ DIGITS = re.compile(rb"-?[0-9]+")
 HEX_NUMBER = re.compile(rb"-?[0-9a-fA-F]+")
 # A MIME token (what Zeek's get_value_token returns): up to a space or tspecial.
 VALUE_TOKEN = re.compile(rb"[^\x00-\x20()<>@,;:\\\"/\[\]?=\x7f]*")
-# Connection header values that change something (each a whole token).
-CONNECTION_TOKENS = frozenset({b"keep-alive", b"close", b"upgrade"})
+
+# Reads plain heads in C (protocols/_httphead.pyx); None: the general path
+# reads every head (the tests compare the two).
+HEADS = HeadScanner([(name, kind, HEADER_USES[name] & UPGRADE) for name, kind in PLAIN_READ],
+                    [name for name in HEADER_USES if name not in dict(PLAIN_READ)],
+                    WEBSOCKET_HEADER, CONNECTION_TOKENS, MAX_LINE, MAX_HEADER_LINES)
 
 # Side states.
 FIRST, HEADERS, BODY, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILER, UNTIL_CLOSE, \
@@ -656,6 +676,7 @@ class HttpCore(AnalyserCore):
         n = len(data)
         ts = self._rt.now()                    # (the packet's: the same for all of it)
         whole_blocks = True             # header_block() may find the next block's end
+        heads = HEADS                   # (None: every head takes the general path)
         while pos < n and not self.stopped:
             state = s.state
             if state == BODY or state == CHUNK_DATA:
@@ -694,6 +715,26 @@ class HttpCore(AnalyserCore):
                 break
             if state == NOTHING:
                 break
+            if state == FIRST and not s.cutting and (not s.is_orig or not self.request_failed) \
+                    and heads is not None:
+                # The usual case, a plain head whole in this packet, read in C
+                # (protocols/_httphead.pyx: anything else is None).
+                parts = heads.request(data, pos) if s.is_orig else heads.response(data, pos)
+                if parts is not None:
+                    if s.is_orig:
+                        self.start_request(s, parts[2], parts[3], parts[4], ts)
+                    else:
+                        self.start_response(s, parts[2], parts[3], parts[4], ts)
+                    whole_blocks = True
+                    if s.state != HEADERS:
+                        pos = parts[1]          # (the headers, line by line)
+                        continue
+                    pos = parts[0]
+                    self.plain_head(s, parts[5], parts[6], parts[7], ts)
+                    if self.tunnel and not s.is_orig:
+                        self.unread = {RESP: data[pos:]}
+                        break
+                    continue
             if state == FIRST and not s.cutting:
                 # The usual case: a message's first line and its whole header
                 # block in this packet, every line ending in CRLF: one search,
@@ -824,6 +865,11 @@ class HttpCore(AnalyserCore):
                 self.bad_request_line(s, line, req.error)
                 return
             method, uri, version = req.method, req.uri, req.version
+        self.start_request(s, method, uri, version, ts)
+
+    def start_request(self, s: Side, method: bytes, uri: bytes, version, ts) -> None:
+        """A request line read (`version` None: none was given): the request
+        and its row begin, the side reads its headers."""
         if version is not None:
             self.set_version(s, version)
         num_requests = self.num_requests = self.num_requests + 1
@@ -877,6 +923,11 @@ class HttpCore(AnalyserCore):
                 self.end()
                 self.violation("not a http reply line", line)
             version, code, reason = status
+        self.start_response(s, version, code, reason, ts)
+
+    def start_response(self, s: Side, version, code: int, reason: bytes | None, ts) -> None:
+        """A status line read (`reason` None: it had none): the row gets the
+        status, the side reads its headers."""
         self.set_version(s, version)
         unanswered = self.unanswered
         if unanswered and not self._confirmed:
@@ -945,6 +996,12 @@ class HttpCore(AnalyserCore):
                     upgrade[upper] = h
             s.headers = []
             s.folded = False
+        self.head_done(s, ts)
+
+    def head_done(self, s: Side, ts) -> None:
+        """A message's head is read: where its body ends (HTTP_Entity's
+        framing), and whether a tunnel follows a response."""
+        is_orig = s.is_orig
         if s.expect_body == BODY_NOT_EXPECTED:
             self.message_done(s, ts)
         elif s.chunked:
@@ -963,6 +1020,44 @@ class HttpCore(AnalyserCore):
         if not is_orig and (self.connect_request or self.upgrade or self.upgrade_protocol
                             or s.code == 101) and self.tunnel_follows(s):
             self.stop()
+
+    def plain_head(self, s: Side, values: list | None, lines: list | None, count: int,
+                   ts: float) -> None:
+        """headers_done() for a head HEADS read whole: its only framing
+        headers are a plain Content-Length and Connection (framing_header()'s
+        cases for them, which can report no weird here), a request's logged
+        headers go to its row, the upgrade's lines are kept."""
+        is_orig = s.is_orig
+        if values is not None:
+            n = values[PLAIN_LENGTH]
+            if n is not None:
+                s.content_length = n
+                if is_orig and s.request is not None:
+                    s.request.content_length = n
+            token = values[PLAIN_CONNECTION]
+            if token is not None:
+                if is_orig:
+                    if token == b"keep-alive":
+                        self.keep_alive = True
+                elif token == b"close":
+                    self.connection_close = True
+                elif token == b"upgrade":
+                    self.upgrade = True
+        if count:
+            zeek = self.zeek
+            row = zeek.pending.get(zeek.current_request if is_orig else zeek.current_response)
+            if row is None:
+                row = zeek.header_row(ts, is_orig)
+            if values is not None:
+                if is_orig:
+                    for k, field in PLAIN_FIELDS:
+                        if values[k] is not None:
+                            row[field] = values[k]
+                upgrade = self.upgrade_headers[is_orig]
+                for k, name in PLAIN_KEPT:
+                    if lines[k] is not None:
+                        upgrade[name] = lines[k]
+        self.head_done(s, ts)
 
     def framing_header(self, s: Side, upper: bytes, value: bytes) -> None:
         """What a header changes in the message's framing and the connection."""
