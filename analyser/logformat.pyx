@@ -21,7 +21,9 @@ from libc.stdio cimport snprintf
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from cpython.dict cimport PyDict_GetItem
+from cpython.dict cimport PyDict_GetItemWithError, PyDict_Next
+from cpython.ref cimport Py_INCREF, Py_XDECREF
+from libc.stdint cimport uintptr_t
 from cpython.float cimport PyFloat_AsDouble
 from cpython.long cimport PyLong_CheckExact
 from cpython.object cimport PyObject, PyObject_IsTrue
@@ -33,6 +35,11 @@ cdef extern from "Python.h":
 
 cdef enum:
     FLUSH_BYTES = 65536
+    # Row keys remembered by address per log (write()): far more than any
+    # schema has fields; a key past them is looked up by name each time.
+    KEY_CACHE = 256
+    KEY_PROBES = 8
+    SMALL_FIELD = 40     # room for a separator and a time, count, bool or "-"
 
 cdef enum FieldKind:
     K_STRING = 0
@@ -145,10 +152,51 @@ cdef class TsvRows:
         self.len = 0
         self.rows = 0
         self.out = out
+        self.index = {name: i for i, name in enumerate(self.names)}
+        self.values = <PyObject**>malloc(sizeof(PyObject*) * max(1, self.n))
+        self.cache_keys = <PyObject**>malloc(sizeof(PyObject*) * KEY_CACHE)
+        self.cache_index = <int*>malloc(sizeof(int) * KEY_CACHE)
+        if self.values == NULL or self.cache_keys == NULL or self.cache_index == NULL:
+            raise MemoryError()
+        for i in range(KEY_CACHE):
+            self.cache_keys[i] = NULL
 
     def __dealloc__(self):
+        cdef int i
+        if self.cache_keys != NULL:
+            for i in range(KEY_CACHE):
+                Py_XDECREF(self.cache_keys[i])
         free(self.kinds)
         free(self.buf)
+        free(self.values)
+        free(self.cache_keys)
+        free(self.cache_index)
+
+    cdef int slot_of(self, PyObject* key) except -2:
+        """The field index of a row key (-1: not a field of this log).  A key
+        met before is found by its address: rows are made with the same key
+        objects (the analysers' constants) again and again.  A remembered key
+        is kept referenced, so its address is never another object's."""
+        cdef uintptr_t h = (<uintptr_t>key >> 4) * <uintptr_t>0x9E3779B1
+        cdef int k, j, free_slot = -1
+        cdef PyObject* found
+        for k in range(KEY_PROBES):
+            j = <int>((h + k) & (KEY_CACHE - 1))
+            if self.cache_keys[j] == key:
+                return self.cache_index[j]
+            if self.cache_keys[j] == NULL:
+                free_slot = j
+                break
+        found = PyDict_GetItemWithError(self.index, <object>key)
+        if found == NULL:
+            k = -1
+        else:
+            k = <int><object>found
+        if free_slot >= 0:
+            Py_INCREF(<object>key)
+            self.cache_keys[free_slot] = key
+            self.cache_index[free_slot] = k
+        return k
 
     cdef void reserve(self, size_t extra) except *:
         cdef size_t cap = self.cap
@@ -233,20 +281,32 @@ cdef class TsvRows:
         """Append one row (a line) to the buffer; written out past FLUSH_BYTES."""
         cdef int i
         cdef PyObject* item
+        cdef PyObject* key
+        cdef Py_ssize_t pos = 0
         cdef object value
-        cdef char tmp[64]
         cdef int n
+        # The row's values by field, in one pass over the row (keys that are no
+        # field of the log are left out, as before).
         for i in range(self.n):
+            self.values[i] = NULL
+        while PyDict_Next(row, &pos, &key, &item):
+            i = self.slot_of(key)
+            if i >= 0:
+                self.values[i] = item
+        for i in range(self.n):
+            if self.len + SMALL_FIELD > self.cap:
+                self.reserve(SMALL_FIELD)
             if i:
-                self.put(b"\t", 1)
-            item = PyDict_GetItem(row, self.names[i])
+                self.buf[self.len] = 9            # tab
+                self.len += 1
+            item = self.values[i]
             if item == NULL or <object>item is None:
-                self.put(b"-", 1)
+                self.buf[self.len] = 45           # "-"
+                self.len += 1
                 continue
             value = <object>item
             if self.kinds[i] == K_TIME:
-                n = format_time(tmp, PyFloat_AsDouble(value))
-                self.put(tmp, n)
+                self.len += format_time(self.buf + self.len, PyFloat_AsDouble(value))
             elif self.kinds[i] == K_COUNT:
                 self.put_count(value)
             elif self.kinds[i] == K_BOOL:

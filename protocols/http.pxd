@@ -90,6 +90,15 @@ cdef class HttpCore(AnalyserCore):
     cdef public Py_ssize_t num_requests
     cdef public object transfer_min
     cdef public tuple upgrade_headers
+    cdef public bint keep_alive
+    cdef public bint connection_close
+    cdef public bint connect_request
+    cdef public bint upgrade
+    cdef public str upgrade_protocol
+    cdef public bint request_failed
+    cdef public str tunnel
+    cdef public object upgrade_uri
+    cdef public dict unread
 
     cpdef bint feed_side(self, int side, object data) except -1
     @cython.locals(pos=Py_ssize_t, n=Py_ssize_t, ts=double, whole_blocks=bint, state=int,
@@ -114,4 +123,5 @@ cdef class HttpCore(AnalyserCore):
     cpdef framing_header(self, Side s, bytes upper, bytes value)
     @cython.locals(is_orig=bint, body_length=Py_ssize_t, request=Request)
     cpdef message_done(self, Side s, ts=*)
-    cpdef set_version(self, Side s, version)
+    @cython.locals(current=tuple)
+    cpdef set_version(self, Side s, tuple version)

@@ -205,6 +205,7 @@ FIRST, HEADERS, BODY, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILER, UNTIL_CLOSE, \
 # Whether a message may have a body (HTTP.cc's HTTP_BODY_*).
 BODY_NOT_EXPECTED, BODY_MAYBE, BODY_EXPECTED = range(3)
 NO_VERSION = (0, 0)
+HTTP_1_0 = (1, 0)               # a version above it means keep-alive
 
 
 def atoi(data: bytes, pattern=DIGITS, base: int = 10) -> int | None:
@@ -1152,12 +1153,14 @@ class HttpCore(AnalyserCore):
     def set_version(self, s: Side, version: tuple[int, int]) -> None:
         """HTTP.cc's SetVersion: a change within a connection is a weird; a
         version above 1.0 means keep-alive."""
-        if s.version == NO_VERSION:
-            s.version = version
-        elif s.version != version:
-            self.weird("HTTP_version_mismatch")
-            s.version = version
-        if s.version[0] > 1 or (s.version[0] == 1 and s.version[1] > 0):
+        current = s.version
+        if current is not version:          # (the scanner's versions are shared)
+            if current == NO_VERSION:
+                s.version = version
+            elif current != version:
+                self.weird("HTTP_version_mismatch")
+                s.version = version
+        if not self.keep_alive and s.version > HTTP_1_0:
             self.keep_alive = True
 
 
@@ -1181,24 +1184,22 @@ class Http(HttpCore, Analyser):
                                                    "reported in transfers.log"),
     }
 
-    # The connection's state that keeps its default here until a message
-    # changes it (set on the instance then): a connection costs less to start.
-    keep_alive = False
-    connection_close = False
-    connect_request = False
-    upgrade = False                 # the response said Connection: upgrade
-    upgrade_protocol = ""           # ... and Upgrade: this
-    request_failed = False          # a bad first request line (not confirmed yet)
-    # After a CONNECT or an upgrade: "websocket" or "detect" (content
-    # detection), the request's URI, and the bytes the response side sent
-    # past the HTTP part ({RESP: bytes}: replaced, never changed in place).
-    tunnel = ""
-    upgrade_uri: str | None = None
-    unread: dict[int, bytes] = {}
-
     # -- main ----------------------------------------------------------------------
 
     def main(self):
+        # The connection's state (struct fields of HttpCore in the build).
+        self.keep_alive = False
+        self.connection_close = False
+        self.connect_request = False
+        self.upgrade = False            # the response said Connection: upgrade
+        self.upgrade_protocol = ""      # ... and Upgrade: this
+        self.request_failed = False     # a bad first request line (not confirmed yet)
+        # After a CONNECT or an upgrade: "websocket" or "detect" (content
+        # detection), the request's URI, and the bytes the response side sent
+        # past the HTTP part ({RESP: bytes}: replaced, never changed in place).
+        self.tunnel = ""
+        self.upgrade_uri: str | None = None
+        self.unread: dict[int, bytes] = {}
         self.zeek = ZeekHttpLog(self.id, self.uid, partial(self.log, "http"), self._zeek_weird,
                                 bool(self.config.get("capture_password")))
         self.transfer_min = int(self.config.get("transfer_min_bytes", TRANSFER_MIN_BYTES))

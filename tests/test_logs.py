@@ -59,6 +59,21 @@ def test_many_rows_go_out_in_order_across_buffer_flushes(tmp_path):
     assert lines == ["%d\trow %d %s" % (i, i, "x" * (i % 50)) for i in range(20000)]
 
 
+def test_a_rows_keys_are_its_fields_whatever_objects_name_them(tmp_path):
+    """The writer remembers the key objects it met (rows are made with the
+    same constants): keys made afresh, keys that are no field, and more
+    distinct keys than it remembers still land in their columns."""
+    fields = (Field("a", "string", ""), Field("b.c", "count", ""))
+    rows = []
+    for i in range(2000):
+        row = {"".join(["b", ".", "c"]): i, "x%d" % i: "not a field"}
+        row["".join("a")] = "v%d" % i
+        rows.append(row)
+    rows.append({"b.c": 7, "a": "constant keys"})
+    lines, _ = tsv_lines(tmp_path, rows, fields)
+    assert lines == ["v%d\t%d" % (i, i) for i in range(2000)] + ["constant keys\t7"]
+
+
 def test_json_lines_leave_unset_fields_out(tmp_path):
     w = ZeekLogWriter(str(tmp_path), "x", "json", FIELDS)
     w.write({"t": 1.23456789, "n": 3, "s": "a\tb", "set": ("p", "q"), "b": False})
