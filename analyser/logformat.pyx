@@ -237,6 +237,13 @@ cdef class TsvRows:
         if size == 1 and s[0] == b'-':
             self.put(b"\\x2d", 4)
             return
+        for i in range(size):
+            c = <uint8_t>s[i]
+            if c < 0x20 or c == 0x7f or c == 0x5c:
+                break
+        else:
+            self.put(s, size)            # the usual string: nothing to escape
+            return
         self.reserve(<size_t>size * 4)
         for i in range(size):
             c = <uint8_t>s[i]

@@ -16,6 +16,11 @@ from analyser.runtime cimport AnalyserCore
 cpdef extract_last_count(str text)
 
 
+@cython.locals(n=Py_ssize_t, i=Py_ssize_t, k=Py_ssize_t, start=Py_ssize_t, v=long,
+               negative=bint, values=list)
+cpdef parse_port_numbers(str text)
+
+
 cdef class CmdArg:
     cdef public double ts
     cdef public str cmd

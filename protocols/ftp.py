@@ -240,10 +240,47 @@ def canonical_address(text: str) -> str | None:
 
 # -- data channel announcements --------------------------------------------------------
 
+# The decimal text of each byte value (a dotted address is four of them).
+OCTETS = tuple(str(b) for b in range(256))
+
+
 def parse_port_numbers(text: str) -> tuple[str, int] | None:
     """h1,h2,h3,h4,p1,p2 (PORT argument) -> (address, port), None if invalid."""
-    if len(text) < 11:
+    n = len(text)
+    if n < 11:
         return None
+    if not text.isascii():
+        return _parse_port_numbers(text)    # Unicode digits and spaces: the regex's
+    # HOST_PORT_NUMBERS.match() and the range checks below, read in one pass
+    # (what the regex takes, this takes; what it refuses, or a number past
+    # 255, is None here too).
+    values = [0, 0, 0, 0, 0, 0]
+    i = 0
+    for k in range(6):
+        while i < n and text[i].isspace():
+            i += 1
+        negative = False
+        if i < n and (text[i] == "+" or text[i] == "-"):
+            negative = text[i] == "-"
+            i += 1
+        start = i
+        v = 0
+        while i < n and "0" <= text[i] <= "9":
+            if v <= 255:
+                v = v * 10 + (ord(text[i]) - 48)
+            i += 1
+        if i == start or v > 255 or (negative and v != 0):
+            return None
+        if k < 5:
+            if i >= n or text[i] != ",":
+                return None
+            i += 1
+        values[k] = v
+    return (".".join((OCTETS[values[0]], OCTETS[values[1]], OCTETS[values[2]],
+                      OCTETS[values[3]])), values[4] * 256 + values[5])
+
+
+def _parse_port_numbers(text: str) -> tuple[str, int] | None:
     m = HOST_PORT_NUMBERS.match(text)
     if not m:
         return None

@@ -68,6 +68,7 @@ cdef class ZeekHttpLog:
     cdef public Py_ssize_t trans_depth
     cdef public dict new_row
 
+    @cython.locals(row=dict)
     cpdef dict _new(self, double ts)
     @cython.locals(index=Py_ssize_t, row=dict)
     cpdef dict _state(self, double ts, bint is_orig)

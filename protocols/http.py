@@ -478,7 +478,11 @@ class ZeekHttpLog:
 
     def _new(self, ts: float) -> dict:
         self.trans_depth += 1
-        return dict(self.new_row, ts=ts, trans_depth=self.trans_depth, tags=[])
+        row = self.new_row.copy()         # (a copy and three stores: no keyword dict)
+        row["ts"] = ts
+        row["trans_depth"] = self.trans_depth
+        row["tags"] = []
+        return row
 
     def _state(self, ts: float, is_orig: bool) -> dict:
         index = self.current_request if is_orig else self.current_response

@@ -756,3 +756,29 @@ def test_smtp_like_greeting_elsewhere_is_not_confirmed_as_ftp(replay, tmp_path):
     assert {(v["analyzer_name"], v["failure_reason"]) for v in logs["analyzer"]} == \
         {("FTP", "SMTP command EHLO in place of an FTP command"),
          ("GRIDFTP", "SMTP command EHLO in place of an FTP command")}
+
+
+def test_port_numbers_are_read_as_the_regex_reads_them():
+    """parse_port_numbers reads ASCII arguments in one pass: on every text,
+    what the regex and its range checks give (any other text goes there)."""
+    from hypothesis import given, settings, strategies as st
+    from protocols.ftp import _parse_port_numbers, parse_port_numbers
+
+    number = st.one_of(st.integers(-3, 300).map(str), st.sampled_from(["+7", "-0", "007", "",
+                                                                       "99999999999999999999"]))
+    blank = st.sampled_from(["", " ", "\t", "\x1c", "  ", "\n"])
+    sep = st.sampled_from([",", ",", ",", ", ", ";", ",,"])
+
+    @settings(max_examples=2000, deadline=None)
+    @given(st.lists(st.tuples(blank, number, sep), min_size=5, max_size=7),
+           st.sampled_from(["", ")", ".", " rest", "\u0663"]))
+    def check(parts, tail):
+        text = "".join(b + n + s for b, n, s in parts)[:-1] + tail
+        assert parse_port_numbers(text) == _parse_port_numbers(text) \
+            if len(text) >= 11 else parse_port_numbers(text) is None
+
+    check()
+    assert parse_port_numbers("10,0,0,1,4,1") == ("10.0.0.1", 1025)
+    assert parse_port_numbers(" 10, 0,0,1,+4,-0)") == ("10.0.0.1", 1024)
+    assert parse_port_numbers("10,0,0,256,4,1") is None
+    assert parse_port_numbers("\u0661\u0660,0,0,1,4,1") == ("10.0.0.1", 1025)   # the regex's
