@@ -53,6 +53,7 @@ cdef class ZeekFtpLog:
     cdef public Py_ssize_t command_seq
     cdef public bint logged_command_seen
     cdef public double ts
+    cdef public dict new_row
 
     cdef _session(self, double ts)
     cdef bint _hide_password(self)
@@ -60,6 +61,7 @@ cdef class ZeekFtpLog:
     cdef CmdArg _best_pending(self, long code, str msg, double ts)
     @cython.locals(command=str, arg=str, hide=bint)
     cdef _message(self, CmdArg ca)
+    @cython.locals(row=dict)
     cpdef dict row(self, double ts)
     @cython.locals(pending=dict, cmdarg=CmdArg, seq=Py_ssize_t)
     cpdef request(self, double ts, str cmd, str arg)

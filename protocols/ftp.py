@@ -426,6 +426,10 @@ class ZeekFtpLog:
         self.command_seq = 0
         self.logged_command_seen = False
         self.ts = 0.0
+        # What every row of the connection starts with (copied per row).
+        self.new_row = {"ts": 0.0, "uid": uid, "id.orig_h": conn_id.orig_h,
+                        "id.orig_p": conn_id.orig_p, "id.resp_h": conn_id.resp_h,
+                        "id.resp_p": conn_id.resp_p}
 
     # Zeek's set_ftp_session: the first event adds the "<init>" shim command,
     # to which the server's greeting is the reply.
@@ -489,17 +493,21 @@ class ZeekFtpLog:
 
     def row(self, ts: float) -> dict:
         ch = self.data_channel
-        cid = self.id
-        return {"ts": ts, "uid": self.uid, "id.orig_h": cid.orig_h,
-                "id.orig_p": cid.orig_p, "id.resp_h": cid.resp_h,
-                "id.resp_p": cid.resp_p, "user": self.user, "password": self.password,
-                "command": self.command, "arg": self.arg, "mime_type": None,
-                "file_size": self.file_size, "reply_code": self.reply_code,
-                "reply_msg": self.reply_msg,
-                "data_channel.passive": ch.passive if ch else None,
-                "data_channel.orig_h": ch.orig_h if ch else None,
-                "data_channel.resp_h": ch.resp_h if ch else None,
-                "data_channel.resp_p": ch.resp_p if ch else None, "fuid": None}
+        row = self.new_row.copy()         # (the connection's fields, then the row's)
+        row["ts"] = ts
+        row["user"] = self.user
+        row["password"] = self.password
+        row["command"] = self.command
+        row["arg"] = self.arg
+        row["file_size"] = self.file_size
+        row["reply_code"] = self.reply_code
+        row["reply_msg"] = self.reply_msg
+        if ch is not None:
+            row["data_channel.passive"] = ch.passive
+            row["data_channel.orig_h"] = ch.orig_h
+            row["data_channel.resp_h"] = ch.resp_h
+            row["data_channel.resp_p"] = ch.resp_p
+        return row
 
     def request(self, ts: float, cmd: str, arg: str) -> DataChannelAnnouncement | None:
         # The previous command is written when the next one is seen.
@@ -1056,8 +1064,11 @@ class Ftp(FtpCore, Analyser):
             if t.channel is None and t.reply_code is None:
                 self.attach_transfer(t, ch)
                 break
-        self.emit("data_channel", channel=ch.number, passive=passive, orig_h=orig_h,
-                  endpoints=[list(e) for e in ch.endpoints], mode=ch.mode)
+        if self.events_wanted:
+            self.emit("data_channel", channel=ch.number, passive=passive, orig_h=orig_h,
+                      endpoints=[list(e) for e in ch.endpoints], mode=ch.mode)
+        else:
+            self.emit("data_channel")            # counted: no one reads its fields
         return ch
 
     def expect_endpoint(self, ch: Channel, resp_h: str, resp_p: int, analyser) -> None:
