@@ -78,6 +78,28 @@ cdef inline unsigned char lower(unsigned char c) noexcept:
     return c + 32 if 65 <= c <= 90 else c
 
 
+cdef Py_ssize_t first_line(cbytes d, Py_ssize_t pos, Py_ssize_t n) noexcept:
+    """Where the line at `pos` ends (its CR), -1 when it has no CR LF in
+    `d[pos:n]`, is empty, or ends in a bare LF."""
+    cdef const unsigned char* found
+    cdef Py_ssize_t le
+    if pos >= n:
+        return -1
+    found = <const unsigned char*>memchr(d + pos, 10, n - pos)
+    if found == NULL:
+        return -1
+    le = found - d
+    if le == pos or d[le - 1] != 13:
+        return -1
+    return le - 1
+
+
+cdef inline bint is_version(cbytes p) noexcept:
+    """The 8 bytes at `p` are "HTTP/d.d"."""
+    return (p[0] == 72 and p[1] == 84 and p[2] == 84 and p[3] == 80 and p[4] == 47
+            and p[6] == 46 and 48 <= p[5] <= 57 and 48 <= p[7] <= 57)
+
+
 cdef class HeadScanner:
     """Reads plain heads.  `read`: (upper-case name, NUMBER | TOKEN | TEXT
     or 0, keep the line) per header whose value or line the caller wants, in
@@ -265,18 +287,11 @@ cdef class HeadScanner:
         values are read (a request's are logged)."""
         cdef cbytes d = <cbytes>PyBytes_AS_STRING(data)
         cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
-        cdef Py_ssize_t i = pos, ms, me, us, ue, le, end = 0
-        cdef const unsigned char* found
+        cdef Py_ssize_t i = pos, ms, me, us, ue, end = 0
+        cdef Py_ssize_t le = first_line(d, pos, n)
         cdef int major, minor
-        if pos >= n:
+        if le < 0:
             return None
-        found = <const unsigned char*>memchr(d + pos, 10, n - pos)
-        if found == NULL:
-            return None
-        le = found - d
-        if le == pos or d[le - 1] != 13:
-            return None
-        le -= 1
         ms = i
         while i < le and TOKEN_CHARS[d[i]]:
             i += 1
@@ -295,9 +310,7 @@ cdef class HeadScanner:
             return None
         while i < le and (d[i] == 32 or d[i] == 9):
             i += 1
-        if le - i != 8 or d[i] != 72 or d[i + 1] != 84 or d[i + 2] != 84 or d[i + 3] != 80 \
-                or d[i + 4] != 47 or d[i + 6] != 46 or not 48 <= d[i + 5] <= 57 \
-                or not 48 <= d[i + 7] <= 57:
+        if le - i != 8 or not is_version(d + i):
             return None                       # not "HTTP/d.d" at the end
         major = d[i + 5] - 48
         minor = d[i + 7] - 48
@@ -319,22 +332,12 @@ cdef class HeadScanner:
         TEXT values are not read (a response's are not logged)."""
         cdef cbytes d = <cbytes>PyBytes_AS_STRING(data)
         cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
-        cdef Py_ssize_t i, le, end = 0
-        cdef const unsigned char* found
+        cdef Py_ssize_t i = pos, end = 0
+        cdef Py_ssize_t le = first_line(d, pos, n)
         cdef int code
-        if pos >= n:
+        if le < 0:
             return None
-        found = <const unsigned char*>memchr(d + pos, 10, n - pos)
-        if found == NULL:
-            return None
-        le = found - d
-        if le == pos or d[le - 1] != 13:
-            return None
-        le -= 1
-        i = pos
-        if le - i < 13 or d[i] != 72 or d[i + 1] != 84 or d[i + 2] != 84 or d[i + 3] != 80 \
-                or d[i + 4] != 47 or d[i + 6] != 46 or not 48 <= d[i + 5] <= 57 \
-                or not 48 <= d[i + 7] <= 57 or not (d[i + 8] == 32 or d[i + 8] == 9):
+        if le - i < 13 or not is_version(d + i) or not (d[i + 8] == 32 or d[i + 8] == 9):
             return None                       # "HTTP/d.d" and a blank
         i += 8
         while i < le and (d[i] == 32 or d[i] == 9):

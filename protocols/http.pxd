@@ -122,6 +122,7 @@ cdef class HttpCore(AnalyserCore):
     @cython.locals(is_orig=bint, zeek=ZeekHttpLog, row=dict, upgrade=dict, k=Py_ssize_t)
     cpdef plain_head(self, Side s, list values, list lines, Py_ssize_t count, double ts)
     cpdef framing_header(self, Side s, bytes upper, bytes value)
+    cpdef connection_token(self, Side s, bytes token)
     @cython.locals(is_orig=bint, body_length=Py_ssize_t, request=Request)
     cpdef message_done(self, Side s, ts=*)
     @cython.locals(current=tuple)

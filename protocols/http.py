@@ -1041,13 +1041,7 @@ class HttpCore(AnalyserCore):
                     s.request.content_length = n
             token = values[PLAIN_CONNECTION]
             if token is not None:
-                if is_orig:
-                    if token == b"keep-alive":
-                        self.keep_alive = True
-                elif token == b"close":
-                    self.connection_close = True
-                elif token == b"upgrade":
-                    self.upgrade = True
+                self.connection_token(s, token)
         if count:
             zeek = self.zeek
             row = zeek.pending.get(zeek.current_request if is_orig else zeek.current_response)
@@ -1109,13 +1103,7 @@ class HttpCore(AnalyserCore):
             token = value.lower()
             if token not in CONNECTION_TOKENS:      # else the whole value is the token
                 token = VALUE_TOKEN.match(value).group().lower()
-            if s.is_orig:
-                if token == b"keep-alive":
-                    self.keep_alive = True
-            elif token == b"close":
-                self.connection_close = True
-            elif token == b"upgrade":
-                self.upgrade = True
+            self.connection_token(s, token)
         elif upper == b"EXPECT" and s.is_orig:
             token = VALUE_TOKEN.match(value).group()
             if token.lower() != b"100-continue":
@@ -1125,6 +1113,17 @@ class HttpCore(AnalyserCore):
                 self.weird("HTTP_content_length_0_and_expect_100_cont")
         elif upper == b"UPGRADE" and not s.is_orig:
             self.upgrade_protocol = text(VALUE_TOKEN.match(value).group())
+
+    def connection_token(self, s: Side, token: bytes) -> None:
+        """What a Connection header's (lower-cased) token changes: a client's
+        keep-alive; a server's close or upgrade."""
+        if s.is_orig:
+            if token == b"keep-alive":
+                self.keep_alive = True
+        elif token == b"close":
+            self.connection_close = True
+        elif token == b"upgrade":
+            self.upgrade = True
 
     def message_done(self, s: Side, ts: float | None = None) -> None:
         if not s.ongoing:
