@@ -1,13 +1,15 @@
-# Typed layout of ftp.py's per-line classes, for the build only.
+# Typed layout of ftp.py's per-line and per-transfer classes, for the build only.
 #
 # ftp.py stays plain Python (it runs as source with ANALYSER_FROM_SOURCE=1);
 # when the build compiles it, Cython reads this file beside it and makes the
-# classes every control line goes through extension types: FtpCore (line
-# cutting, command and reply parsing, reply pairing), ZeekFtpLog (Zeek's
-# ftp.log bookkeeping) and the small records they keep per command and reply.
-# Their state becomes struct fields and the calls between them C calls.  The
-# rest of the analyser (Ftp: channels, expectations, transfers; GridFTP's
-# extension points) stays Python, called as methods.
+# classes every control line and every transfer goes through extension
+# types: FtpCore (line cutting, command and reply parsing, reply pairing,
+# data channels, expectations, transfers), ZeekFtpLog (Zeek's ftp.log
+# bookkeeping) and the small records they keep per command, reply, channel
+# and transfer.  Their state becomes struct fields and the calls between them
+# C calls.  The extension points are cpdef: GridFTP (a Python subclass)
+# overrides them as plain methods.  Ftp itself (declarations, the session's
+# start and end) stays Python.
 cimport cython
 from analyser.runtime cimport AnalyserCore
 
@@ -27,6 +29,56 @@ cdef class CmdArg:
     cdef public str arg
     cdef public Py_ssize_t seq
     cdef public bint cwd_consumed
+
+
+cdef class DataChannelAnnouncement:
+    cdef public bint passive
+    cdef public object orig_h
+    cdef public object resp_h
+    cdef public object resp_p
+
+
+cdef class Transfer
+
+
+cdef class StreamCount:
+    cdef public str uid
+    cdef public object bytes
+    cdef public object missed_bytes
+    cdef public bint ended
+    cdef public bint end_of_data
+    cdef public object duration
+
+
+cdef class Channel:
+    cdef public Py_ssize_t number
+    cdef public bint passive
+    cdef public object orig_h
+    cdef public list endpoints
+    cdef public str mode
+    cdef public bint parsed
+    cdef public dict started
+    cdef public Transfer transfer
+    cdef public bint used
+    cdef public object early
+    cdef public dict expected
+    cdef public list pending
+
+
+cdef class Transfer:
+    cdef public double ts
+    cdef public str command
+    cdef public object file
+    cdef public str protocol
+    cdef public Channel channel
+    cdef public Py_ssize_t number
+    cdef public object size_announced
+    cdef public object reply_code
+    cdef public object reply_ts
+    cdef public dict streams
+    cdef public object blocks
+    cdef public bint control_ended
+    cdef public bint done
 
 
 cdef class ZeekFtpLog:
@@ -97,18 +149,29 @@ cdef class FtpCore(AnalyserCore):
     cdef public str auth_requested
     cdef public str mode
     cdef public dict sizes
+    cdef public bint encrypted
+    cdef public bint tls_record_unread
+    cdef public dict channels          # number -> Channel
+    cdef public Py_ssize_t channel_count
+    cdef public Channel current_channel
+    cdef public list transfers         # open ones
+    cdef public Py_ssize_t transfer_count
+    cdef public list live_expectations
+    cdef public bint closed
+    cdef public bint ended
 
     @cython.locals(buf=bytearray, chunk=bytes, line=bytes, start=Py_ssize_t, nl=Py_ssize_t)
     cpdef bint feed(self, int side, object data) except -1
     @cython.locals(n=Py_ssize_t, text=str)
     cdef handle_line(self, int side, bytes raw)
     @cython.locals(stripped=str, word=str, arg=str, cmd=str, ts=double, waiting=Awaiting,
-                   end=Py_ssize_t, n=Py_ssize_t)
+                   end=Py_ssize_t, n=Py_ssize_t, announced=DataChannelAnnouncement)
     cpdef handle_command_line(self, str line)
     @cython.locals(n=Py_ssize_t, code=long, c0=Py_UCS4, c1=Py_UCS4, c2=Py_UCS4, ts=double,
                    text=str)
     cpdef handle_reply_line(self, str line)
     cdef collect_reply_line(self, str text)
+    @cython.locals(announced=DataChannelAnnouncement)
     cdef zeek_reply(self, double ts, long code, str text, bint continued)
     cdef invalid_reply(self, str reason, str line)
     @cython.locals(head=Awaiting)
@@ -116,3 +179,44 @@ cdef class FtpCore(AnalyserCore):
     cdef preliminary_reply(self, Awaiting head, Reply reply)
     @cython.locals(cmd=str, code=long)
     cdef final_reply(self, Awaiting head, Reply reply)
+
+    # Data channels, expectations and transfers: once per channel or data
+    # connection, C calls between them; GridFTP's overrides still win.
+    @cython.locals(ch=Channel, t=Transfer, i=Py_ssize_t, per_endpoint=Py_ssize_t)
+    cpdef Channel open_channel(self, bint passive, object orig_h, object endpoints,
+                               object mode=*)
+    @cython.locals(endpoint=tuple)
+    cpdef expect_endpoint(self, Channel ch, object resp_h, object resp_p, object analyser)
+    @cython.locals(live=list, now=double)
+    cpdef expect_bounded(self, object resp_h, object resp_p, object orig_h, object analyser,
+                         dict meta)
+    @cython.locals(i=Py_ssize_t)
+    cpdef expectation_met(self, dict meta, object pending=*)
+    @cython.locals(withdrawn=Py_ssize_t)
+    cpdef cancel_all(self, list expectations)
+    cpdef withdraw(self, Channel ch)
+    cpdef bint superseded(self, Channel ch)
+    @cython.locals(ch=Channel)
+    cpdef forget_old_channels(self)
+    cpdef data_analyser(self, Channel ch)
+    cpdef data_service(self, Channel ch)
+    cpdef initial_expectations(self, Channel ch)
+    @cython.locals(ch=Channel, t=Transfer, endpoint=tuple)
+    cpdef stream_started(self, object conn, dict meta)
+    cpdef extension_stream_started(self, Channel ch, object conn, object meta)
+    cpdef extension_unknown_stream(self, object conn, object meta)
+    @cython.locals(ch=Channel, t=Transfer, stream=StreamCount, sender_is_orig=bint)
+    cpdef stream_ended(self, dict row, dict meta)
+    @cython.locals(ch=Channel, t=Transfer)
+    cpdef start_transfer(self, double ts, str cmd, str arg)
+    @cython.locals(previous=Transfer)
+    cpdef attach_transfer(self, Transfer t, Channel ch)
+    cpdef bind_transfer(self, Transfer t)
+    cpdef transfer_protocol(self)
+    @cython.locals(s=StreamCount)
+    cpdef check_transfer(self, Transfer t)
+    cpdef bint stream_finished(self, Transfer t, StreamCount s)
+    @cython.locals(s=StreamCount, end_ts=double, duration=double)
+    cpdef report_transfer(self, Transfer t)
+    cpdef finish_blocks(self, Transfer t)
+    cpdef extra_transfer_fields(self, Transfer t)

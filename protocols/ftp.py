@@ -386,8 +386,9 @@ class CmdArg:
 
 
 # The per-session records below are plain classes with slots, not
-# dataclasses: each is made by compiled code, and the dataclasses module
-# (with inspect and ast) cost every start-up 8 ms.  They compare by identity.
+# dataclasses: the build makes them extension types (ftp.pxd), and the
+# dataclasses module (with inspect and ast) cost every start-up 8 ms.  They
+# compare by identity.
 
 class DataChannelAnnouncement:
     """Zeek's ExpectedDataChannel."""
@@ -692,13 +693,14 @@ def logged_commands(option: str) -> frozenset[str]:
 
 
 class FtpCore(AnalyserCore):
-    """The FTP analyser's per-line half: both sides cut into lines, each
+    """The FTP analyser's compiled half: both sides cut into lines, each
     command and reply parsed, replies paired with their commands (Zeek's
-    scoring in ZeekFtpLog, strict order for the transfer tracker).  It runs
-    once per control line, so the build makes it an extension type (ftp.pxd):
-    its state is struct fields and its calls C calls.  `Ftp` below adds the
-    declarations and everything done per data channel and per transfer, which
-    these methods call as plain methods (GridFTP overrides some)."""
+    scoring in ZeekFtpLog, strict order for the transfer tracker), and what
+    is done per data channel, data connection and transfer (expectations,
+    byte counts, transfers.log).  It runs once per control line, so the build
+    makes it an extension type (ftp.pxd): its state is struct fields and its
+    calls C calls; GridFTP's overrides of the extension points still win.
+    `Ftp` below adds the declarations, the session's start and its end."""
 
     def feed(self, side: int, data: bytes) -> bool:
         """Cut a side's bytes into lines and handle each, in order.  True
@@ -928,6 +930,320 @@ class FtpCore(AnalyserCore):
 
 
 
+    # -- data channels -------------------------------------------------------------------
+
+    def open_channel(self, passive: bool, orig_h: str | None, endpoints, mode=None) -> Channel:
+        """A data channel was announced: expect its connection(s)."""
+        self.channel_count += 1
+        ch = Channel(self.channel_count, passive, orig_h, list(endpoints), mode or self.mode)
+        previous = self.current_channel
+        if previous is not None and self.superseded(previous):
+            self.withdraw(previous)              # nobody will connect to it any more
+        self.forget_old_channels()
+        self.channels[ch.number] = ch
+        self.current_channel = ch
+        analyser = self.data_analyser(ch)
+        ch.parsed = analyser is not None
+        per_endpoint = self.initial_expectations(ch)
+        for endpoint in ch.endpoints:
+            resp_h, resp_p = endpoint
+            for _ in range(per_endpoint):
+                self.expect_endpoint(ch, resp_h, resp_p, analyser)
+        # A transfer command pipelined before this channel's reply waits for it.
+        for i in range(len(self.transfers) - 1, -1, -1):
+            t = self.transfers[i]
+            if t.channel is None and t.reply_code is None:
+                self.attach_transfer(t, ch)
+                break
+        if self._rt._emit is not None:           # events_wanted, without the property
+            self.emit("data_channel", channel=ch.number, passive=passive, orig_h=orig_h,
+                      endpoints=[list(e) for e in ch.endpoints], mode=ch.mode)
+        else:
+            self._rt.emit(self, "data_channel", {})   # counted: no one reads its fields
+        return ch
+
+    def expect_endpoint(self, ch: Channel, resp_h: str, resp_p: int, analyser) -> None:
+        if not 0 < resp_p < 65536:
+            self.weird("FTP_bad_data_port", port=resp_p)
+            return
+        e = self.expect_bounded(resp_h, resp_p, ch.orig_h, analyser,
+                                {"service": self.data_service(ch), "channel": ch.number,
+                                 "control_uid": self.conn.uid})
+        if e is not None:
+            ch.pending.append(e)
+            endpoint = (resp_h, resp_p)
+            ch.expected[endpoint] = ch.expected.get(endpoint, 0) + 1
+
+    # -- expectations: added, met, withdrawn -------------------------------------------
+
+    def add_expectation(self, resp_h: str, resp_p: int | None, *, orig_h: str | None,
+                        analyser, **meta) -> Expectation | None:
+        """expect() within this connection's bound of pending expectations."""
+        return self.expect_bounded(resp_h, resp_p, orig_h, analyser, meta)
+
+    def expect_bounded(self, resp_h: str, resp_p: int | None, orig_h: str | None, analyser,
+                       meta: dict) -> Expectation | None:
+        """add_expectation() with its meta as a dict (the per-channel call)."""
+        now = self._rt.now()
+        live = self.live_expectations
+        if live and live[0].deadline < now:
+            live[:] = [e for e in live if e.deadline >= now]   # expired in the runtime too
+        if len(live) >= MAX_PENDING_EXPECTATIONS:
+            self.weird("FTP_too_many_expected_data_channels", count=len(live))
+            return None
+        if resp_p is None and orig_h is None:
+            raise ValueError("an expectation for any port needs orig_h")
+        # AnalyserCore.expect() without its keyword arguments.
+        e = self._rt.expect(self, resp_h, resp_p, orig_h, "tcp", EXPECT_TIMEOUT, analyser, meta)
+        live.append(e)
+        return e
+
+    def expectation_met(self, meta: dict, pending: list | None = None) -> None:
+        """The expectation carrying `meta` was met: it is no longer ours to withdraw."""
+        for lst in (self.live_expectations, pending):
+            if lst:
+                for i, e in enumerate(lst):
+                    if e.meta is meta:
+                        del lst[i]
+                        break
+
+    def cancel_all(self, expectations: list) -> int:
+        """Withdraw expectations that can no longer be met; how many were pending."""
+        withdrawn = 0
+        for e in expectations:
+            if e.cancel():
+                withdrawn += 1
+            try:
+                self.live_expectations.remove(e)
+            except ValueError:
+                pass
+        expectations.clear()
+        return withdrawn
+
+    def withdraw(self, ch: Channel) -> None:
+        """Nobody will connect to this channel any more (superseded, its transfer
+        over, forgotten, or the session ended)."""
+        if ch.pending:
+            self.cancel_all(ch.pending)
+            ch.expected.clear()
+
+    def superseded(self, ch: Channel) -> bool:
+        """A new PORT/PASV replaces `ch`: can a connection still come to it?
+        Not when none has come and no transfer waits for one (a MODE E channel
+        whose connections are open keeps serving transfers)."""
+        if ch.mode == "E":
+            for ended in ch.started.values():
+                if not ended:
+                    return False             # an open connection serves the next transfer
+        return ch.transfer is None or ch.transfer.done
+
+    def forget_old_channels(self) -> None:
+        if len(self.channels) < MAX_CHANNELS:
+            return
+        for number, ch in list(self.channels.items()):
+            busy = (ch.transfer is not None and not ch.transfer.done) or \
+                   not all(ch.started.values())
+            if not busy and ch is not self.current_channel:
+                self.withdraw(ch)
+                del self.channels[number]
+            if len(self.channels) < MAX_CHANNELS:
+                return
+        self.weird("FTP_too_many_expected_data_channels", count=len(self.channels))
+        oldest = next(iter(self.channels))
+        self.withdraw(self.channels.pop(oldest))
+
+    def data_analyser(self, ch: Channel):
+        """Extension point: the analyser class that reads this channel's data
+        connections; None counts them in compiled code."""
+        return None
+
+    def data_service(self, ch: Channel) -> str:
+        return "ftp-data"
+
+    def initial_expectations(self, ch: Channel) -> int:
+        """Extension point: connections expected per endpoint (parallel streams)."""
+        return 1
+
+    def expected_started(self, conn, meta) -> None:
+        self.stream_started(conn, meta)
+
+    def stream_started(self, conn, meta: dict) -> None:
+        """expected_started(), typed: a data connection began."""
+        ch = self.channels.get(meta.get("channel"))
+        self.expectation_met(meta, ch.pending if ch is not None else None)
+        if ch is None:
+            self.extension_unknown_stream(conn, meta)
+            return
+        if len(ch.started) >= MAX_STREAMS:
+            self.weird("FTP_too_many_data_connections", channel=ch.number)
+            return
+        ch.started[conn.uid] = False
+        endpoint = (conn.id.resp_h, conn.id.resp_p)
+        ch.expected[endpoint] = max(0, ch.expected.get(endpoint, 0) - 1)
+        t = ch.transfer
+        if t is not None and not t.done and len(t.streams) < MAX_STREAMS:
+            t.streams.setdefault(conn.uid, StreamCount(conn.uid))
+        self.extension_stream_started(ch, conn, meta)
+
+    def extension_stream_started(self, ch: Channel, conn, meta) -> None:
+        """Extension point: a data connection of `ch` began."""
+
+    def extension_unknown_stream(self, conn, meta) -> None:
+        """Extension point: an expected connection not of a known channel began."""
+
+    def expected_ended(self, row, meta) -> None:
+        self.stream_ended(row, meta)
+
+    def stream_ended(self, row: dict, meta: dict) -> None:
+        """expected_ended(), typed: a data connection ended (its conn.log row)."""
+        ch = self.channels.get(meta.get("channel"))
+        uid = row.get("uid")
+        if ch is None or uid not in ch.started:
+            return
+        ch.started[uid] = True
+        t = ch.transfer
+        if t is None or t.done:
+            return
+        stream = t.streams.get(uid)
+        if stream is None:
+            return
+        stream.ended = True
+        stream.missed_bytes = row.get("missed_bytes") or 0
+        stream.duration = row.get("duration")
+        if not ch.parsed:
+            # Counted in compiled code: the sender's payload bytes are the file.
+            # The data connection's originator is the client when the server
+            # listens (passive), the server otherwise.
+            sender_is_orig = ch.passive == t.upload
+            stream.bytes = row.get("orig_bytes" if sender_is_orig else "resp_bytes") or 0
+        elif stream.bytes is None:
+            stream.bytes = 0             # parsed, but it carried no block of this transfer
+        self.check_transfer(t)
+
+    # -- transfers -----------------------------------------------------------------------
+
+    def start_transfer(self, ts: float, cmd: str, arg: str) -> Transfer | None:
+        if len(self.transfers) >= MAX_OPEN_TRANSFERS:
+            self.weird("FTP_too_many_open_transfers", count=len(self.transfers))
+            self.report_transfer(self.transfers[0])
+        ch = self.current_channel
+        if ch is not None and ch.used and ch.mode != "E":
+            # Stream mode: one data connection per transfer.  No new PORT/PASV
+            # yet: a pipelined one may still be answered (open_channel binds it).
+            ch = None
+        self.transfer_count += 1
+        t = Transfer(ts, cmd, arg or None, self.transfer_protocol(), ch, self.transfer_count)
+        t.size_announced = self.sizes.get(arg)
+        self.transfers.append(t)
+        if ch is not None:
+            self.attach_transfer(t, ch)
+        if self._rt._emit is not None:
+            self.emit("transfer_start", transfer=t.number, command=cmd, file=t.file,
+                      protocol=t.protocol, data_uids=list(t.streams),
+                      channel=ch.number if ch else None,
+                      passive=ch.passive if ch else None, mode=ch.mode if ch else self.mode,
+                      size_announced=t.size_announced)
+        else:
+            self._rt.emit(self, "transfer_start", {})   # counted: no one reads its fields
+        return t
+
+    def attach_transfer(self, t: Transfer, ch: Channel) -> None:
+        """Bind a transfer to the channel whose connections carry it."""
+        t.channel = ch
+        previous = ch.transfer
+        if previous is not None and not previous.done:
+            previous.control_ended = True        # superseded: report when its streams end
+            self.check_transfer(previous)
+        ch.used = True
+        ch.transfer = t
+        for uid, ended in ch.started.items():
+            if not ended:                        # open connections carry it (MODE E caches them)
+                t.streams[uid] = StreamCount(uid)
+        self.bind_transfer(t)
+
+    def bind_transfer(self, t: Transfer) -> None:
+        """Extension point: a transfer was bound to its channel."""
+
+    def transfer_protocol(self) -> str:
+        return self.protocol_label
+
+    def check_transfer(self, t: Transfer) -> None:
+        """Report the transfer if everything it waits for is known."""
+        if t.done:
+            return
+        if t.reply_code is None and not t.control_ended:
+            return
+        for s in t.streams.values():    # (a loop, not all(): no generator per call)
+            if not self.stream_finished(t, s):
+                return
+        self.report_transfer(t)
+
+    def stream_finished(self, t: Transfer, s: StreamCount) -> bool:
+        return s.ended
+
+    def report_transfer(self, t: Transfer) -> None:
+        if t.done:
+            return
+        t.done = True
+        if t in self.transfers:
+            self.transfers.remove(t)
+        if t.channel is not None and t.channel.transfer is t:
+            t.channel.transfer = None
+            # Stream mode: one transfer per channel.  MODE E: the next transfer
+            # on this channel expects its connections again (bind_transfer).
+            self.withdraw(t.channel)
+        self.finish_blocks(t)
+        total = None
+        missed = 0
+        for s in t.streams.values():
+            if s.bytes is not None:
+                total = s.bytes if total is None else total + s.bytes
+            missed += s.missed_bytes
+        end_ts = t.reply_ts if t.reply_ts is not None else self._rt.now()
+        duration = max(0.0, end_ts - t.ts)
+        size_matches = None
+        if t.size_announced is not None and total is not None:
+            size_matches = t.size_announced == total
+            if not size_matches and t.reply_code is not None and 200 <= t.reply_code < 300:
+                self.weird("FTP_transfer_size_mismatch", command=t.command, file=t.file,
+                           size_announced=t.size_announced, bytes=total)
+        if self._rt._emit is not None:
+            data_time = 0.0
+            for s in t.streams.values():
+                data_time = max(data_time, s.duration or 0.0)
+            throughput_time = data_time or duration
+            throughput = (total / throughput_time) if (total is not None and throughput_time) \
+                else None
+            fields = dict(transfer=t.number, command=t.command, file=t.file,
+                          protocol=t.protocol, data_uids=list(t.streams),
+                          size_announced=t.size_announced, bytes=total,
+                          bytes_per_stream={s.uid: s.bytes for s in t.streams.values()},
+                          streams=len(t.streams), duration=round(duration, 6),
+                          throughput=round(throughput, 3) if throughput is not None else None,
+                          reply_code=t.reply_code, missed_bytes=missed,
+                          size_matches=size_matches,
+                          mode=t.channel.mode if t.channel else self.mode,
+                          passive=t.channel.passive if t.channel else None)
+            fields.update(self.extra_transfer_fields(t))
+            self.emit("transfer_end", **fields)
+        else:
+            self._rt.emit(self, "transfer_end", {})     # counted: no one reads its fields
+        cid = self.conn.id
+        self.log("transfers", {
+            "ts": t.ts, "uid": self.conn.uid, "id.orig_h": cid.orig_h,
+            "id.orig_p": cid.orig_p, "id.resp_h": cid.resp_h,
+            "id.resp_p": cid.resp_p, "protocol": t.protocol, "command": t.command,
+            "file": t.file, "size_announced": t.size_announced, "bytes": total,
+            "streams": len(t.streams), "data_uids": sorted(t.streams), "duration": duration,
+            "reply_code": t.reply_code, "missed_bytes": missed})
+
+    def finish_blocks(self, t: Transfer) -> None:
+        """Extension point: settle MODE E block counts before the report."""
+
+    def extra_transfer_fields(self, t: Transfer) -> dict:
+        return {}
+
+
 class Ftp(FtpCore, Analyser):
     """FTP control channel: ftp.log as Zeek writes it, data channels linked to it,
     one transfers.log row per transfer."""
@@ -1040,297 +1356,6 @@ class Ftp(FtpCore, Analyser):
             # read_both_sides once feeding stops (feed() runs outside main(),
             # where nothing can be read).
             self.tls_record_unread = True
-
-    # -- data channels -------------------------------------------------------------------
-
-    def open_channel(self, passive: bool, orig_h: str | None, endpoints, mode=None) -> Channel:
-        """A data channel was announced: expect its connection(s)."""
-        self.channel_count += 1
-        ch = Channel(self.channel_count, passive, orig_h, list(endpoints),
-                     mode=mode or self.mode)
-        previous = self.current_channel
-        if previous is not None and self.superseded(previous):
-            self.withdraw(previous)              # nobody will connect to it any more
-        self.forget_old_channels()
-        self.channels[ch.number] = ch
-        self.current_channel = ch
-        analyser = self.data_analyser(ch)
-        ch.parsed = analyser is not None
-        for resp_h, resp_p in ch.endpoints:
-            for _ in range(self.initial_expectations(ch)):
-                self.expect_endpoint(ch, resp_h, resp_p, analyser)
-        # A transfer command pipelined before this channel's reply waits for it.
-        for t in reversed(self.transfers):
-            if t.channel is None and t.reply_code is None:
-                self.attach_transfer(t, ch)
-                break
-        if self.events_wanted:
-            self.emit("data_channel", channel=ch.number, passive=passive, orig_h=orig_h,
-                      endpoints=[list(e) for e in ch.endpoints], mode=ch.mode)
-        else:
-            self.emit("data_channel")            # counted: no one reads its fields
-        return ch
-
-    def expect_endpoint(self, ch: Channel, resp_h: str, resp_p: int, analyser) -> None:
-        if not 0 < resp_p < 65536:
-            self.weird("FTP_bad_data_port", port=resp_p)
-            return
-        e = self.add_expectation(resp_h, resp_p, orig_h=ch.orig_h, analyser=analyser,
-                                 service=self.data_service(ch), channel=ch.number,
-                                 control_uid=self.uid)
-        if e is not None:
-            ch.pending.append(e)
-            ch.expected[(resp_h, resp_p)] = ch.expected.get((resp_h, resp_p), 0) + 1
-
-    # -- expectations: added, met, withdrawn -------------------------------------------
-
-    def add_expectation(self, resp_h: str, resp_p: int | None, *, orig_h: str | None,
-                        analyser, **meta) -> Expectation | None:
-        """expect() within this connection's bound of pending expectations."""
-        now = self.ts
-        live = self.live_expectations
-        if live and live[0].deadline < now:
-            live[:] = [e for e in live if e.deadline >= now]   # expired in the runtime too
-        if len(live) >= MAX_PENDING_EXPECTATIONS:
-            self.weird("FTP_too_many_expected_data_channels", count=len(live))
-            return None
-        e = self.expect(resp_h, resp_p, orig_h=orig_h, timeout=EXPECT_TIMEOUT,
-                        analyser=analyser, **meta)
-        live.append(e)
-        return e
-
-    def expectation_met(self, meta: dict, pending: list | None = None) -> None:
-        """The expectation carrying `meta` was met: it is no longer ours to withdraw."""
-        for lst in (self.live_expectations, pending):
-            if lst:
-                for i, e in enumerate(lst):
-                    if e.meta is meta:
-                        del lst[i]
-                        break
-
-    def cancel_all(self, expectations: list) -> int:
-        """Withdraw expectations that can no longer be met; how many were pending."""
-        withdrawn = 0
-        for e in expectations:
-            if e.cancel():
-                withdrawn += 1
-            try:
-                self.live_expectations.remove(e)
-            except ValueError:
-                pass
-        expectations.clear()
-        return withdrawn
-
-    def withdraw(self, ch: Channel) -> None:
-        """Nobody will connect to this channel any more (superseded, its transfer
-        over, forgotten, or the session ended)."""
-        if ch.pending:
-            self.cancel_all(ch.pending)
-            ch.expected.clear()
-
-    def superseded(self, ch: Channel) -> bool:
-        """A new PORT/PASV replaces `ch`: can a connection still come to it?
-        Not when none has come and no transfer waits for one (a MODE E channel
-        whose connections are open keeps serving transfers)."""
-        if ch.mode == "E" and any(not ended for ended in ch.started.values()):
-            return False
-        return ch.transfer is None or ch.transfer.done
-
-    def forget_old_channels(self) -> None:
-        if len(self.channels) < MAX_CHANNELS:
-            return
-        for number, ch in list(self.channels.items()):
-            busy = (ch.transfer is not None and not ch.transfer.done) or \
-                   not all(ch.started.values())
-            if not busy and ch is not self.current_channel:
-                self.withdraw(ch)
-                del self.channels[number]
-            if len(self.channels) < MAX_CHANNELS:
-                return
-        self.weird("FTP_too_many_expected_data_channels", count=len(self.channels))
-        oldest = next(iter(self.channels))
-        self.withdraw(self.channels.pop(oldest))
-
-    def data_analyser(self, ch: Channel):
-        """Extension point: the analyser class that reads this channel's data
-        connections; None counts them in compiled code."""
-        return None
-
-    def data_service(self, ch: Channel) -> str:
-        return "ftp-data"
-
-    def initial_expectations(self, ch: Channel) -> int:
-        """Extension point: connections expected per endpoint (parallel streams)."""
-        return 1
-
-    def expected_started(self, conn, meta) -> None:
-        ch = self.channels.get(meta.get("channel"))
-        self.expectation_met(meta, ch.pending if ch is not None else None)
-        if ch is None:
-            self.extension_unknown_stream(conn, meta)
-            return
-        if len(ch.started) >= MAX_STREAMS:
-            self.weird("FTP_too_many_data_connections", channel=ch.number)
-            return
-        ch.started[conn.uid] = False
-        endpoint = (conn.id.resp_h, conn.id.resp_p)
-        ch.expected[endpoint] = max(0, ch.expected.get(endpoint, 0) - 1)
-        t = ch.transfer
-        if t is not None and not t.done and len(t.streams) < MAX_STREAMS:
-            t.streams.setdefault(conn.uid, StreamCount(conn.uid))
-        self.extension_stream_started(ch, conn, meta)
-
-    def extension_stream_started(self, ch: Channel, conn, meta) -> None:
-        """Extension point: a data connection of `ch` began."""
-
-    def extension_unknown_stream(self, conn, meta) -> None:
-        """Extension point: an expected connection not of a known channel began."""
-
-    def expected_ended(self, row, meta) -> None:
-        ch = self.channels.get(meta.get("channel"))
-        uid = row.get("uid")
-        if ch is None or uid not in ch.started:
-            return
-        ch.started[uid] = True
-        t = ch.transfer
-        if t is None or t.done:
-            return
-        stream = t.streams.get(uid)
-        if stream is None:
-            return
-        stream.ended = True
-        stream.missed_bytes = row.get("missed_bytes") or 0
-        stream.duration = row.get("duration")
-        if not ch.parsed:
-            # Counted in compiled code: the sender's payload bytes are the file.
-            # The data connection's originator is the client when the server
-            # listens (passive), the server otherwise.
-            sender_is_orig = ch.passive == t.upload
-            stream.bytes = row.get("orig_bytes" if sender_is_orig else "resp_bytes") or 0
-        elif stream.bytes is None:
-            stream.bytes = 0             # parsed, but it carried no block of this transfer
-        self.check_transfer(t)
-
-    # -- transfers -----------------------------------------------------------------------
-
-    def start_transfer(self, ts: float, cmd: str, arg: str) -> Transfer | None:
-        if len(self.transfers) >= MAX_OPEN_TRANSFERS:
-            self.weird("FTP_too_many_open_transfers", count=len(self.transfers))
-            self.report_transfer(self.transfers[0])
-        ch = self.current_channel
-        if ch is not None and ch.used and ch.mode != "E":
-            # Stream mode: one data connection per transfer.  No new PORT/PASV
-            # yet: a pipelined one may still be answered (open_channel binds it).
-            ch = None
-        self.transfer_count += 1
-        t = Transfer(ts, cmd, arg or None, self.transfer_protocol(), ch, self.transfer_count)
-        t.size_announced = self.sizes.get(arg)
-        self.transfers.append(t)
-        if ch is not None:
-            self.attach_transfer(t, ch)
-        if self.events_wanted:
-            self.emit("transfer_start", transfer=t.number, command=cmd, file=t.file,
-                      protocol=t.protocol, data_uids=list(t.streams),
-                      channel=ch.number if ch else None,
-                      passive=ch.passive if ch else None, mode=ch.mode if ch else self.mode,
-                      size_announced=t.size_announced)
-        else:
-            self.emit("transfer_start")          # counted: no one reads its fields
-        return t
-
-    def attach_transfer(self, t: Transfer, ch: Channel) -> None:
-        """Bind a transfer to the channel whose connections carry it."""
-        t.channel = ch
-        previous = ch.transfer
-        if previous is not None and not previous.done:
-            previous.control_ended = True        # superseded: report when its streams end
-            self.check_transfer(previous)
-        ch.used = True
-        ch.transfer = t
-        for uid, ended in ch.started.items():
-            if not ended:                        # open connections carry it (MODE E caches them)
-                t.streams[uid] = StreamCount(uid)
-        self.bind_transfer(t)
-
-    def bind_transfer(self, t: Transfer) -> None:
-        """Extension point: a transfer was bound to its channel."""
-
-    def transfer_protocol(self) -> str:
-        return self.protocol_label
-
-    def check_transfer(self, t: Transfer) -> None:
-        """Report the transfer if everything it waits for is known."""
-        if t.done:
-            return
-        if t.reply_code is None and not t.control_ended:
-            return
-        for s in t.streams.values():    # (a loop, not all(): no generator per call)
-            if not self.stream_finished(t, s):
-                return
-        self.report_transfer(t)
-
-    def stream_finished(self, t: Transfer, s: StreamCount) -> bool:
-        return s.ended
-
-    def report_transfer(self, t: Transfer) -> None:
-        if t.done:
-            return
-        t.done = True
-        if t in self.transfers:
-            self.transfers.remove(t)
-        if t.channel is not None and t.channel.transfer is t:
-            t.channel.transfer = None
-            # Stream mode: one transfer per channel.  MODE E: the next transfer
-            # on this channel expects its connections again (bind_transfer).
-            self.withdraw(t.channel)
-        self.finish_blocks(t)
-        total = None
-        missed = 0
-        for s in t.streams.values():
-            if s.bytes is not None:
-                total = s.bytes if total is None else total + s.bytes
-            missed += s.missed_bytes
-        end_ts = t.reply_ts if t.reply_ts is not None else self.ts
-        duration = max(0.0, end_ts - t.ts)
-        size_matches = None
-        if t.size_announced is not None and total is not None:
-            size_matches = t.size_announced == total
-            if not size_matches and t.reply_code is not None and 200 <= t.reply_code < 300:
-                self.weird("FTP_transfer_size_mismatch", command=t.command, file=t.file,
-                           size_announced=t.size_announced, bytes=total)
-        if self.events_wanted:
-            data_time = max((s.duration or 0.0) for s in t.streams.values()) \
-                if t.streams else 0.0
-            throughput_time = data_time or duration
-            throughput = (total / throughput_time) if (total is not None and throughput_time) \
-                else None
-            fields = dict(transfer=t.number, command=t.command, file=t.file,
-                          protocol=t.protocol, data_uids=list(t.streams),
-                          size_announced=t.size_announced, bytes=total,
-                          bytes_per_stream={s.uid: s.bytes for s in t.streams.values()},
-                          streams=len(t.streams), duration=round(duration, 6),
-                          throughput=round(throughput, 3) if throughput is not None else None,
-                          reply_code=t.reply_code, missed_bytes=missed,
-                          size_matches=size_matches,
-                          mode=t.channel.mode if t.channel else self.mode,
-                          passive=t.channel.passive if t.channel else None)
-            fields.update(self.extra_transfer_fields(t))
-            self.emit("transfer_end", **fields)
-        else:
-            self.emit("transfer_end")            # counted: no one reads its fields
-        self.log("transfers", {
-            "ts": t.ts, "uid": self.uid, "id.orig_h": self.id.orig_h,
-            "id.orig_p": self.id.orig_p, "id.resp_h": self.id.resp_h,
-            "id.resp_p": self.id.resp_p, "protocol": t.protocol, "command": t.command,
-            "file": t.file, "size_announced": t.size_announced, "bytes": total,
-            "streams": len(t.streams), "data_uids": sorted(t.streams), "duration": duration,
-            "reply_code": t.reply_code, "missed_bytes": missed})
-
-    def finish_blocks(self, t: Transfer) -> None:
-        """Extension point: settle MODE E block counts before the report."""
-
-    def extra_transfer_fields(self, t: Transfer) -> dict:
-        return {}
 
     # -- end -------------------------------------------------------------------------------
 
