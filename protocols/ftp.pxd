@@ -18,6 +18,15 @@ from analyser.runtime cimport AnalyserCore
 cpdef extract_last_count(str text)
 
 
+@cython.locals(n=Py_ssize_t)
+cpdef str text_from(str line, Py_ssize_t i)
+
+
+@cython.locals(n=Py_ssize_t, i=Py_ssize_t, start=Py_ssize_t, c=Py_UCS4, lower=bint,
+               printable=bint)
+cpdef tuple split_command(str line)
+
+
 @cython.locals(n=Py_ssize_t, i=Py_ssize_t, k=Py_ssize_t, start=Py_ssize_t, v=long,
                negative=bint, values=list)
 cpdef parse_port_numbers(str text)
@@ -160,12 +169,14 @@ cdef class FtpCore(AnalyserCore):
     cdef public bint closed
     cdef public bint ended
 
-    @cython.locals(buf=bytearray, chunk=bytes, line=bytes, start=Py_ssize_t, nl=Py_ssize_t)
+    @cython.locals(buf=bytearray, chunk=bytes, line=bytes, start=Py_ssize_t, nl=Py_ssize_t,
+                   text=str, found=tuple)
     cpdef bint feed(self, int side, object data) except -1
-    @cython.locals(n=Py_ssize_t, text=str)
+    @cython.locals(n=Py_ssize_t)
     cdef handle_line(self, int side, bytes raw)
-    @cython.locals(stripped=str, word=str, arg=str, cmd=str, ts=double, waiting=Awaiting,
-                   end=Py_ssize_t, n=Py_ssize_t, announced=DataChannelAnnouncement)
+    cdef handle_text(self, int side, str text)
+    @cython.locals(word=str, arg=str, cmd=str, ts=double, waiting=Awaiting, lower=bint,
+                   printable=bint, announced=DataChannelAnnouncement)
     cpdef handle_command_line(self, str line)
     @cython.locals(n=Py_ssize_t, code=long, c0=Py_UCS4, c1=Py_UCS4, c2=Py_UCS4, ts=double,
                    text=str)

@@ -51,6 +51,7 @@ from analyser import (ORIG, RESP, TRANSFERS, Analyser, Expectation, Field, Gap, 
 # The public AnalyserCore, named by the module that defines it: ftp.pxd cimports
 # it from there to derive FtpCore's struct, and Cython wants the same name here.
 from analyser.runtime import AnalyserCore
+from protocols._ftplines import next_line
 
 # -- limits ---------------------------------------------------------------------
 
@@ -206,6 +207,40 @@ def build_path_compressed(directory: str, name: str) -> str:
     else:
         path = directory + ("" if directory.endswith("/") else "/") + name
     return compress_path(path)
+
+
+def split_command(line: str) -> tuple[str, str, bool, bool]:
+    """A command line's word and argument: the word runs from the first
+    non-blank (WHITESPACE, C isspace()) to the next blank, the argument from
+    the non-blank after that.  Also whether the word is printable ASCII (it
+    has no space: a blank ends it) and whether it has a lower-case letter.
+    Loops over the characters: no strip() copies, no upper() when not needed."""
+    n = len(line)
+    i = 0
+    while i < n and line[i] in " \t\n\v\f\r":
+        i += 1
+    start = i
+    lower = False
+    printable = True
+    while i < n:
+        c = line[i]
+        if c in " \t\n\v\f\r":
+            break
+        if not "!" <= c <= "~":
+            printable = False
+        elif "a" <= c <= "z":
+            lower = True
+        i += 1
+    return line[start:i], text_from(line, i), printable, lower
+
+
+def text_from(line: str, i: int) -> str:
+    """line[i:] without its leading blanks (line[i:].lstrip(WHITESPACE), with
+    one copy)."""
+    n = len(line)
+    while i < n and line[i] in " \t\n\v\f\r":
+        i += 1
+    return line[i:]
 
 
 def extract_path(text: str) -> str:
@@ -715,16 +750,17 @@ class FtpCore(AnalyserCore):
             chunk = data if type(data) is bytes else bytes(data)
             start = 0
             while True:
-                nl = chunk.find(b"\n", start)
-                if nl < 0:
+                found = next_line(chunk, start, MAX_LINE)   # (protocols/_ftplines.pyx)
+                if found is None:
                     break
-                line = chunk[start:nl]
-                start = nl + 1
-                if len(line) > MAX_LINE:
+                text, nl = found
+                if text is None:
                     self.weird("FTP_line_too_long", side="orig" if side == ORIG else "resp",
                                limit=MAX_LINE)
-                    line = line[:MAX_LINE]
-                self.handle_line(side, line)
+                    self.handle_line(side, chunk[start:start + MAX_LINE])
+                elif text:                   # (Zeek ignores empty lines on both sides)
+                    self.handle_text(side, text)
+                start = nl + 1
                 if self.stopped:
                     break
             if start == len(chunk):
@@ -762,7 +798,10 @@ class FtpCore(AnalyserCore):
             n -= 1
         if not n:
             return                       # Zeek ignores empty lines on both sides
-        text = raw.decode("utf-8", "backslashreplace")
+        self.handle_text(side, raw.decode("utf-8", "backslashreplace"))
+
+    def handle_text(self, side: int, text: str) -> None:
+        """A line without its CR LF, decoded, not empty."""
         if side == ORIG:
             self.handle_command_line(text)
         else:
@@ -773,22 +812,14 @@ class FtpCore(AnalyserCore):
     def handle_command_line(self, line: str) -> None:
         if not line:
             return
-        stripped = line.lstrip(WHITESPACE)
-        # The command word runs to the first blank (space, \t \n \v \f \r).
-        end = 0
-        n = len(stripped)
-        while end < n and stripped[end] not in " \t\n\v\f\r":
-            end += 1
-        word = stripped[:end]
-        arg = stripped[end:].lstrip(WHITESPACE)
-        # Printable ASCII, no space (the loop above stops at the other blanks).
-        if len(word) < 3 or not (word.isascii() and word.isprintable()):
+        word, arg, printable, lower = split_command(line)
+        if len(word) < 3 or not printable:
             self.weird("FTP_invalid_command", line=line[:80])
             return
         if len(word) > MAX_COMMAND_LENGTH:
             self.weird("FTP_max_command_length_exceeded", length=len(word))
             return
-        cmd = word.upper()
+        cmd = word.upper() if lower else word
         if cmd in SMTP_OPENERS and not self._confirmed:
             # Both greet with 220; Zeek's FTP signature also needs the client's
             # USER, ours does not, so an SMTP client's EHLO is where FTP gives up.
@@ -829,7 +860,7 @@ class FtpCore(AnalyserCore):
         ts = self._rt.now()               # self.ts, without the property
         if self.reply_code_pending:
             if code == self.reply_code_pending and n > 3 and line[3] == " ":
-                text = line[4:].lstrip(WHITESPACE)
+                text = text_from(line, 4)
                 self.reply_code_pending = 0
                 self.zeek_reply(ts, code, text, False)
                 self.collect_reply_line(text)
@@ -844,7 +875,7 @@ class FtpCore(AnalyserCore):
         if code < 100:
             self.invalid_reply("invalid reply code", line)
         if n > 3 and line[3] == "-":
-            text = line[4:].lstrip(WHITESPACE)
+            text = text_from(line, 4)
             self.reply_code_pending = code
             self.reply_first = (code, text, ts)
             self.reply_lines = [text]
@@ -852,7 +883,7 @@ class FtpCore(AnalyserCore):
             return
         if n > 3 and line[3] != " ":
             self.invalid_reply("invalid reply line", line)
-        text = line[3:].lstrip(WHITESPACE)
+        text = text_from(line, 3)
         self.zeek_reply(ts, code, text, False)
         self.complete_reply(Reply(code, text, [text], ts))
 

@@ -782,3 +782,58 @@ def test_port_numbers_are_read_as_the_regex_reads_them():
     assert parse_port_numbers(" 10, 0,0,1,+4,-0)") == ("10.0.0.1", 1024)
     assert parse_port_numbers("10,0,0,256,4,1") is None
     assert parse_port_numbers("\u0661\u0660,0,0,1,4,1") == ("10.0.0.1", 1025)   # the regex's
+
+
+def test_lines_are_cut_and_split_as_strip_and_decode_would():
+    """The compiled line cutter (protocols/_ftplines.pyx) and the command
+    splitter give, on any bytes, what find(), a slice, a CR dropped,
+    decode("utf-8", "backslashreplace"), lstrip(WHITESPACE), isascii(),
+    isprintable() and upper() gave."""
+    from hypothesis import given, settings, strategies as st
+    from protocols._ftplines import next_line
+    from protocols.ftp import MAX_LINE, WHITESPACE, split_command, text_from
+
+    def reference_line(chunk, start, max_line):
+        nl = chunk.find(b"\n", start)
+        if nl < 0:
+            return None
+        line = chunk[start:nl]
+        if len(line) > max_line:
+            return None, nl
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        return line.decode("utf-8", "backslashreplace"), nl
+
+    def reference_split(line):
+        stripped = line.lstrip(WHITESPACE)
+        end = 0
+        while end < len(stripped) and stripped[end] not in WHITESPACE:
+            end += 1
+        word = stripped[:end]
+        return (word, stripped[end:].lstrip(WHITESPACE), word.isascii() and word.isprintable(),
+                word.upper() != word)
+
+    piece = st.one_of(st.binary(max_size=12),
+                      st.sampled_from([b"\r\n", b"\n", b"\r", b"\r\r\n", b" ", b"\t\x0b\x0c",
+                                       b"RETR", b"retr", "\u00e9\u0663".encode(), b"\xff\xfe",
+                                       b"\xe2\x82", b"\x00", b"\x1c"]))
+
+    @settings(max_examples=1500, deadline=None)
+    @given(st.lists(piece, max_size=12), st.integers(0, 40), st.integers(0, 30))
+    def check(pieces, start, max_line):
+        chunk = b"".join(pieces)
+        assert next_line(chunk, start, max_line) == \
+            (reference_line(chunk, start, max_line) if start < len(chunk) else None)
+        text = chunk.decode("utf-8", "backslashreplace")
+        word, arg, printable, lower = split_command(text)
+        ref_word, ref_arg, ref_printable, ref_upper_differs = reference_split(text)
+        assert (word, arg, printable) == (ref_word, ref_arg, ref_printable)
+        if printable:                        # (the only words upper-cased)
+            assert lower == ref_upper_differs
+        assert text_from(text, start) == text[start:].lstrip(WHITESPACE)
+
+    check()
+    assert next_line(b"USER a\r\nPASS b\n", 0, MAX_LINE) == ("USER a", 7)
+    assert next_line(b"USER a\r\nPASS b\n", 8, MAX_LINE) == ("PASS b", 14)
+    assert next_line(b"USER a\r\nPASS b", 8, MAX_LINE) is None
+    assert split_command("  stor\t a b ") == ("stor", "a b ", True, True)
