@@ -18,6 +18,10 @@ from analyser.runtime cimport AnalyserCore
 cpdef extract_last_count(str text)
 
 
+cpdef bint is_absolute_path(str name)
+cpdef str build_path_compressed(str directory, str name)
+
+
 @cython.locals(n=Py_ssize_t)
 cpdef str text_from(str line, Py_ssize_t i)
 
@@ -231,3 +235,6 @@ cdef class FtpCore(AnalyserCore):
     cpdef report_transfer(self, Transfer t)
     cpdef finish_blocks(self, Transfer t)
     cpdef extra_transfer_fields(self, Transfer t)
+    cpdef setup_session(self)
+    @cython.locals(t=Transfer, ch=Channel)
+    cpdef end_session(self)

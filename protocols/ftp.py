@@ -162,7 +162,6 @@ HOST_PORT_NUMBERS = re.compile(r"\s*([+-]?\d+),\s*([+-]?\d+),\s*([+-]?\d+),\s*([
 # "(1234 bytes)" in a 150/125 reply: the announced size (transfers.log).
 ANNOUNCED_SIZE = re.compile(rb"\((\d{1,20}) bytes?\)", re.I)
 NUMBER = re.compile(r"[0-9]+")
-ABSOLUTE_PATH = re.compile(r"(/|[A-Za-z]:[\\/]).*", re.S)
 PATH_IN_TEXT = re.compile(r'(/|[A-Za-z]:[\\/])([^" ]|(\\ ))*')
 LONG_ADDRESS = re.compile(r"\s*(\d+(?:\s*,\s*\d+)*)")
 
@@ -201,8 +200,17 @@ def compress_path(path: str) -> str:
     return out[:-1] if len(out) > 1 and out.endswith("/") else out
 
 
+def is_absolute_path(name: str) -> bool:
+    """Zeek's absolute_path_pat (utils/paths.zeek): a slash first, or an
+    ASCII drive letter, a colon and a slash or backslash."""
+    if name.startswith("/"):
+        return True
+    return len(name) >= 3 and name[1] == ":" and (name[2] == "/" or name[2] == "\\") and \
+        ("A" <= name[0] <= "Z" or "a" <= name[0] <= "z")
+
+
 def build_path_compressed(directory: str, name: str) -> str:
-    if ABSOLUTE_PATH.fullmatch(name) or directory == "":
+    if is_absolute_path(name) or directory == "":
         path = name
     else:
         path = directory + ("" if directory.endswith("/") else "/") + name
@@ -1275,6 +1283,66 @@ class FtpCore(AnalyserCore):
         return {}
 
 
+    # -- the session's start and end ------------------------------------------------
+
+    def setup_session(self) -> None:
+        self.zeek = ZeekFtpLog(self.conn.id, self.conn.uid, self._write_ftp_row,
+                               self._zeek_weird,
+                               logged_commands(str(self.config.get("log_commands", ""))),
+                               bool(self.config.get("capture_password")))
+        self.buffers = [bytearray(), bytearray()]      # by side: ORIG, RESP
+        self.discarding = [False, False]   # by side: dropping the rest of a cut line
+        self.stopped = False          # no more parsing (TLS, violation)
+        self.encrypted = False
+        self.tls_record_unread = False   # AUTH TLS accepted: the client's next byte to look at
+        self.awaiting = deque()
+        self.awaiting.append(Awaiting("<init>", "", self._rt.now()))
+        self.reply_lines = []
+        self.reply_code_pending = 0   # code of a multi-line reply in progress
+        self.reply_first = None
+        self.auth_requested = ""
+        self.mode = "S"
+        self.channels = {}
+        self.channel_count = 0
+        self.current_channel = None
+        self.transfers = []     # open ones
+        self.transfer_count = 0
+        self.sizes = {}         # file -> size from a 213 reply to SIZE
+        # Our expectations not met yet (each also on its channel's list): they
+        # are withdrawn when they can no longer be met; their number is capped.
+        self.live_expectations = []
+        self.closed = False           # both sides of the control connection ended
+        self.ended = False
+
+    def end_session(self) -> None:
+        """The control connection is over (or no longer parsed): write Zeek's
+        pending rows and report what can be reported."""
+        if self.ended:
+            return
+        self.ended = True
+        self.zeek.finalize()
+        # ZeekFtpLog holds bound methods of this analyser: drop it so the
+        # session is freed by reference counting, not left to the cyclic GC.
+        self.zeek = None
+        for t in list(self.transfers):
+            t.control_ended = True
+            self.check_transfer(t)
+        if self.closed:
+            # Closed (not merely no longer parsed): no data connection will
+            # come for it any more.
+            for ch in self.channels.values():
+                self.withdraw(ch)
+
+
+    # -- sinks -------------------------------------------------------------------------------
+
+    def _write_ftp_row(self, row: dict) -> None:
+        self.log("ftp", row)
+
+    def _zeek_weird(self, name: str, detail: str) -> None:
+        self.weird(name, detail=detail)
+
+
 class Ftp(FtpCore, Analyser):
     """FTP control channel: ftp.log as Zeek writes it, data channels linked to it,
     one transfers.log row per transfer."""
@@ -1308,34 +1376,6 @@ class Ftp(FtpCore, Analyser):
             self.read_both_sides()
         finally:
             self.end_session()
-
-    def setup_session(self) -> None:
-        self.zeek = ZeekFtpLog(self.id, self.uid, self._write_ftp_row, self._zeek_weird,
-                               logged_commands(str(self.config.get("log_commands", ""))),
-                               bool(self.config.get("capture_password")))
-        self.buffers = [bytearray(), bytearray()]      # by side: ORIG, RESP
-        self.discarding = [False, False]   # by side: dropping the rest of a cut line
-        self.stopped = False          # no more parsing (TLS, violation)
-        self.encrypted = False
-        self.tls_record_unread = False   # AUTH TLS accepted: the client's next byte to look at
-        self.awaiting: deque[Awaiting] = deque()
-        self.awaiting.append(Awaiting("<init>", "", self.ts))
-        self.reply_lines: list[str] = []
-        self.reply_code_pending = 0   # code of a multi-line reply in progress
-        self.reply_first: tuple[int, str, float] | None = None
-        self.auth_requested = ""
-        self.mode = "S"
-        self.channels: dict[int, Channel] = {}
-        self.channel_count = 0
-        self.current_channel: Channel | None = None
-        self.transfers: list[Transfer] = []     # open ones
-        self.transfer_count = 0
-        self.sizes: dict[str, int] = {}         # file -> size from a 213 reply to SIZE
-        # Our expectations not met yet (each also on its channel's list): they
-        # are withdrawn when they can no longer be met; their number is capped.
-        self.live_expectations: list[Expectation] = []
-        self.closed = False           # both sides of the control connection ended
-        self.ended = False
 
     def read_both_sides(self) -> None:
         while not self.stopped:
@@ -1387,32 +1427,3 @@ class Ftp(FtpCore, Analyser):
             # read_both_sides once feeding stops (feed() runs outside main(),
             # where nothing can be read).
             self.tls_record_unread = True
-
-    # -- end -------------------------------------------------------------------------------
-
-    def end_session(self) -> None:
-        """The control connection is over (or no longer parsed): write Zeek's
-        pending rows and report what can be reported."""
-        if self.ended:
-            return
-        self.ended = True
-        self.zeek.finalize()
-        # ZeekFtpLog holds bound methods of this analyser: drop it so the
-        # session is freed by reference counting, not left to the cyclic GC.
-        self.zeek = None
-        for t in list(self.transfers):
-            t.control_ended = True
-            self.check_transfer(t)
-        if self.closed:
-            # Closed (not merely no longer parsed): no data connection will
-            # come for it any more.
-            for ch in self.channels.values():
-                self.withdraw(ch)
-
-    # -- sinks -------------------------------------------------------------------------------
-
-    def _write_ftp_row(self, row: dict) -> None:
-        self.log("ftp", row)
-
-    def _zeek_weird(self, name: str, detail: str) -> None:
-        self.weird(name, detail=detail)

@@ -837,3 +837,21 @@ def test_lines_are_cut_and_split_as_strip_and_decode_would():
     assert next_line(b"USER a\r\nPASS b\n", 8, MAX_LINE) == ("PASS b", 14)
     assert next_line(b"USER a\r\nPASS b", 8, MAX_LINE) is None
     assert split_command("  stor\t a b ") == ("stor", "a b ", True, True)
+
+
+def test_absolute_paths_are_those_of_zeeks_pattern():
+    """is_absolute_path() is Zeek's absolute_path_pat, (/|[A-Za-z]:[\\/]).*,
+    matched whole, on any text."""
+    import re
+    from hypothesis import given, settings, strategies as st
+    from protocols.ftp import is_absolute_path
+    pattern = re.compile(r"(/|[A-Za-z]:[\\/]).*", re.S)
+
+    @settings(max_examples=1000, deadline=None)
+    @given(st.lists(st.sampled_from(["/", "\\", ":", "C", "z", "\u00e9", "1", "\n", " ", "a"]),
+                    max_size=5).map("".join))
+    def check(name):
+        assert is_absolute_path(name) == bool(pattern.fullmatch(name))
+
+    check()
+    assert is_absolute_path("c:\\x") and is_absolute_path("/") and not is_absolute_path("a/b")
