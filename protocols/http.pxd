@@ -101,6 +101,7 @@ cdef class HttpCore(AnalyserCore):
     cdef public object upgrade_uri
     cdef public dict unread
 
+    cpdef setup_connection(self)
     cpdef bint feed_side(self, int side, object data) except -1
     @cython.locals(pos=Py_ssize_t, n=Py_ssize_t, ts=double, whole_blocks=bint, state=int,
                    take=Py_ssize_t, remaining=Py_ssize_t, end=Py_ssize_t, nl=Py_ssize_t,

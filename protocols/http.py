@@ -1166,6 +1166,32 @@ class HttpCore(AnalyserCore):
         if not self.keep_alive and s.version > HTTP_1_0:
             self.keep_alive = True
 
+    def setup_connection(self) -> None:
+        """The connection's state, before anything is read (struct fields
+        of HttpCore in the build)."""
+        self.keep_alive = False
+        self.connection_close = False
+        self.connect_request = False
+        self.upgrade = False            # the response said Connection: upgrade
+        self.upgrade_protocol = ""      # ... and Upgrade: this
+        self.request_failed = False     # a bad first request line (not confirmed yet)
+        # After a CONNECT or an upgrade: "websocket" or "detect" (content
+        # detection), the request's URI, and the bytes the response side sent
+        # past the HTTP part ({RESP: bytes}: replaced, never changed in place).
+        self.tunnel = ""
+        self.upgrade_uri = None
+        self.unread = {}
+        self.zeek = ZeekHttpLog(self.conn.id, self.conn.uid, partial(self.log, "http"),
+                                self._zeek_weird, bool(self.config.get("capture_password")))
+        self.transfer_min = int(self.config.get("transfer_min_bytes", TRANSFER_MIN_BYTES))
+        self.sides = (Side(True), Side(False))
+        self.num_requests = 0
+        self.stopped = False
+        self.unanswered = deque()
+        # [is_orig]: upper-cased name -> the last header line of that name
+        # (read again only if an upgrade hands the connection over).
+        self.upgrade_headers = ({}, {})
+
 
 class Http(HttpCore, Analyser):
     """HTTP/1.x: http.log as Zeek writes it, one transfers.log row per large
@@ -1190,29 +1216,7 @@ class Http(HttpCore, Analyser):
     # -- main ----------------------------------------------------------------------
 
     def main(self):
-        # The connection's state (struct fields of HttpCore in the build).
-        self.keep_alive = False
-        self.connection_close = False
-        self.connect_request = False
-        self.upgrade = False            # the response said Connection: upgrade
-        self.upgrade_protocol = ""      # ... and Upgrade: this
-        self.request_failed = False     # a bad first request line (not confirmed yet)
-        # After a CONNECT or an upgrade: "websocket" or "detect" (content
-        # detection), the request's URI, and the bytes the response side sent
-        # past the HTTP part ({RESP: bytes}: replaced, never changed in place).
-        self.tunnel = ""
-        self.upgrade_uri: str | None = None
-        self.unread: dict[int, bytes] = {}
-        self.zeek = ZeekHttpLog(self.id, self.uid, partial(self.log, "http"), self._zeek_weird,
-                                bool(self.config.get("capture_password")))
-        self.transfer_min = int(self.config.get("transfer_min_bytes", TRANSFER_MIN_BYTES))
-        self.sides = (Side(True), Side(False))
-        self.num_requests = 0
-        self.stopped = False
-        self.unanswered: deque[Request] = deque()
-        # [is_orig]: upper-cased name -> the last header line of that name
-        # (read again only if an upgrade hands the connection over).
-        self.upgrade_headers: tuple[dict, dict] = ({}, {})
+        self.setup_connection()
         try:
             self.read_both_sides()
         finally:
