@@ -11,12 +11,15 @@ cimport cython
 @cython.locals(end=Py_ssize_t, pos=Py_ssize_t, stop=Py_ssize_t, block_end=Py_ssize_t,
                start=Py_ssize_t, size=Py_ssize_t, names_end=Py_ssize_t,
                shares_end=Py_ssize_t, i=Py_ssize_t, j=Py_ssize_t, k=Py_ssize_t,
-               psk=bint)
+               psk=bint, kind=int, version=int, x_sni=int, x_groups=int, x_formats=int,
+               x_signatures=int, x_alpn=int, x_ticket=int, x_psk=int, x_versions=int,
+               x_key_share=int, x_key_share_old=int)
 cpdef tuple _client_hello_walk(bytes body, bint build)
 
 
 @cython.locals(end=Py_ssize_t, pos=Py_ssize_t, stop=Py_ssize_t, block_end=Py_ssize_t,
-               start=Py_ssize_t, names_end=Py_ssize_t, i=Py_ssize_t, k=Py_ssize_t)
+               start=Py_ssize_t, names_end=Py_ssize_t, i=Py_ssize_t, k=Py_ssize_t,
+               kind=int, x_alpn=int, x_versions=int, x_key_share=int, x_key_share_old=int)
 cpdef tuple _server_hello_walk(bytes body, bint keep_data)
 
 

@@ -436,6 +436,12 @@ def _client_hello_walk(body: bytes, build: bool) -> tuple | None:
     analyser to look them up without computing them).  Without: what the
     analyser takes, no ClientHello built: (version, session id, server names,
     session ticket or None, whether it offers a pre-shared key, the key)."""
+    # The extension types as locals: C integers in the build (tls.pxd), so
+    # each extension's type is compared without making an int object.
+    x_sni, x_groups, x_formats = EXT_SERVER_NAME, EXT_SUPPORTED_GROUPS, EXT_EC_POINT_FORMATS
+    x_signatures, x_alpn, x_ticket = EXT_SIGNATURE_ALGORITHMS, EXT_ALPN, EXT_SESSION_TICKET
+    x_psk, x_versions, x_key_share = EXT_PRE_SHARED_KEY, EXT_SUPPORTED_VERSIONS, EXT_KEY_SHARE
+    x_key_share_old = EXT_KEY_SHARE_OLD
     end = len(body)
     if end < HELLO_RANDOM_END + 1:
         return None
@@ -486,10 +492,10 @@ def _client_hello_walk(body: bytes, build: bool) -> tuple | None:
             if build:
                 extensions.append((kind, body[start:stop]))
             pos = stop
-            if kind > EXT_KEY_SHARE:
+            if kind > x_key_share:
                 continue
             size = stop - start
-            if kind == EXT_SERVER_NAME:
+            if kind == x_sni:
                 if size:
                     if size < 2:
                         return None
@@ -507,7 +513,7 @@ def _client_hello_walk(body: bytes, build: bool) -> tuple | None:
                         if body[i] == 0:
                             server_names.append(body[j:k].decode("utf-8", "backslashreplace"))
                         i = k
-            elif kind == EXT_SUPPORTED_GROUPS or kind == EXT_SIGNATURE_ALGORITHMS:
+            elif kind == x_groups or kind == x_signatures:
                 if size < 2:
                     return None
                 k = 2 + (body[start] << 8 | body[start + 1])
@@ -517,7 +523,7 @@ def _client_hello_walk(body: bytes, build: bool) -> tuple | None:
                     values = array("H", body[start + 2:start + k])
                     if NATIVE_LITTLE_ENDIAN:
                         values.byteswap()
-                if kind == EXT_SUPPORTED_GROUPS:
+                if kind == x_groups:
                     groups_data = body[start:stop]
                     if build:
                         groups = values.tolist()
@@ -525,13 +531,13 @@ def _client_hello_walk(body: bytes, build: bool) -> tuple | None:
                     signatures_data = body[start:stop]
                     if build:
                         signature_algorithms = values.tolist()
-            elif kind == EXT_EC_POINT_FORMATS:
+            elif kind == x_formats:
                 if size < 1 or 1 + body[start] > size:
                     return None
                 formats_data = body[start:stop]
                 if build:
                     point_formats = list(body[start + 1:start + 1 + body[start]])
-            elif kind == EXT_ALPN:
+            elif kind == x_alpn:
                 if size < 2:
                     return None
                 names_end = start + 2 + (body[start] << 8 | body[start + 1])
@@ -547,7 +553,7 @@ def _client_hello_walk(body: bytes, build: bool) -> tuple | None:
                         alpn.append(body[i + 1:k])
                     i = k
                 alpn_data = body[start:stop]
-            elif kind == EXT_SUPPORTED_VERSIONS:
+            elif kind == x_versions:
                 if size < 1:
                     return None
                 k = body[start]
@@ -559,7 +565,7 @@ def _client_hello_walk(body: bytes, build: bool) -> tuple | None:
                     if NATIVE_LITTLE_ENDIAN:
                         values.byteswap()
                     supported_versions = values.tolist()
-            elif kind == EXT_KEY_SHARE or kind == EXT_KEY_SHARE_OLD:
+            elif kind == x_key_share or kind == x_key_share_old:
                 if size < 2:
                     return None
                 shares_end = start + 2 + (body[start] << 8 | body[start + 1])
@@ -575,9 +581,9 @@ def _client_hello_walk(body: bytes, build: bool) -> tuple | None:
                     if build:
                         key_share_groups.append(body[i] << 8 | body[i + 1])
                     i = k
-            elif kind == EXT_SESSION_TICKET:
+            elif kind == x_ticket:
                 session_ticket = body[start:stop]
-            elif kind == EXT_PRE_SHARED_KEY:
+            elif kind == x_psk:
                 psk = True
     version = body[0] << 8 | body[1]
     key = (version, ciphers, tuple(kinds), groups_data, formats_data, signatures_data,
@@ -612,6 +618,10 @@ def _server_hello_walk(body: bytes, keep_data: bool) -> tuple | None:
     group, first ALPN protocol), the extensions as (type, data) pairs when
     `keep_data`, else their types only; None when anything is off (the
     checked parser then says what)."""
+    # The extension types as locals (C integers in the build), as in
+    # _client_hello_walk.
+    x_alpn, x_versions = EXT_ALPN, EXT_SUPPORTED_VERSIONS
+    x_key_share, x_key_share_old = EXT_KEY_SHARE, EXT_KEY_SHARE_OLD
     end = len(body)
     if end < HELLO_RANDOM_END + 1:
         return None
@@ -641,13 +651,13 @@ def _server_hello_walk(body: bytes, keep_data: bool) -> tuple | None:
                 return None
             extensions.append((kind, body[start:stop]) if keep_data else kind)
             pos = stop
-            if kind == EXT_SUPPORTED_VERSIONS:
+            if kind == x_versions:
                 if stop - start >= 2:
                     selected_version = body[start] << 8 | body[start + 1]
-            elif kind == EXT_KEY_SHARE or kind == EXT_KEY_SHARE_OLD:
+            elif kind == x_key_share or kind == x_key_share_old:
                 if stop - start >= 2:
                     key_share_group = body[start] << 8 | body[start + 1]
-            elif kind == EXT_ALPN:
+            elif kind == x_alpn:
                 # parse_alpn's checks: the list, then each name, must fit.
                 if stop - start < 2:
                     return None
