@@ -54,8 +54,10 @@ cdef class TlsCore(AnalyserCore):
 
     cpdef bint feed_side(self, int side, object data) except -1
     @cython.locals(data=bytes, n=Py_ssize_t, content=int, version=int, length=Py_ssize_t,
-                   end=Py_ssize_t, body=bytes, pending=list, encrypted=list)
+                   end=Py_ssize_t, body=bytes, pending=list, encrypted=list, pos=Py_ssize_t,
+                   taken=bint)
     cdef take_records(self, int side)
+    cdef Py_ssize_t drop_at(self, int side, bytes data, Py_ssize_t pos, Py_ssize_t n) except -1
     @cython.locals(data=bytes, pending=list)
     cpdef drop(self, int side, Py_ssize_t n)
     cdef check_first_record(self, bytes head)

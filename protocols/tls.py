@@ -1031,71 +1031,94 @@ class TlsCore(AnalyserCore):
         is not whole yet (its rest comes in a later chunk) or the handshake is
         over.  The header's checks run as soon as it is there; an encrypted
         record (or one too long) needs only its header: the rest of it not
-        yet read is skipped in compiled code."""
+        yet read is skipped in compiled code.  The records are read at an
+        offset into the pending bytes, which are cut once, on the way out."""
         pending = self.pending
         encrypted = self.encrypted
-        while not self.done:
-            data = pending[side]
-            n = len(data)
-            if n < RECORD_HEADER_SIZE:
-                return                                      # the header's rest: wait for it
-            if self.records >= MAX_HANDSHAKE_RECORDS:
-                self.weird("SSL_handshake_too_long", records=self.records + 1)
-                self.done = True
-                return
-            if self.row is None:
-                self.start_row()
-            if not self.record_layer_known:
-                if data[0] & 0x80:
-                    if not self.sslv2_record(side, data):
-                        return                              # its rest: wait for it
-                    self.records += 1
-                    continue
-                self.check_first_record(data[:RECORD_HEADER_SIZE])
-            content = data[0]
-            version = data[1] << 8 | data[2]
-            length = data[3] << 8 | data[4]
-            if version not in RECORD_VERSIONS:
-                self.violation("Invalid version late in TLS connection. Packet reported "
-                               "version: %d" % version, data[:RECORD_HEADER_SIZE])
-            end = RECORD_HEADER_SIZE + length
-            if length > MAX_RECORD:
-                self.records += 1
-                self.weird("SSL_record_too_large", length=length)
-                self.drop(side, end)
-                continue
-            if encrypted[side] or (content == APPLICATION_DATA
-                                   and self.version not in LEGACY_VERSIONS):
-                # An application-data record in the clear turns its side
-                # encrypted once the chosen version is not a legacy one
-                # (Zeek's determine_state).
-                self.records += 1
-                encrypted[side] = True
-                self.drop(side, end)
-                if encrypted[1 - side]:
-                    self.established = True
+        data = pending[side]
+        pos = 0
+        try:
+            while not self.done:
+                n = len(data) - pos
+                if n < RECORD_HEADER_SIZE:
+                    return                                  # the header's rest: wait for it
+                if self.records >= MAX_HANDSHAKE_RECORDS:
+                    self.weird("SSL_handshake_too_long", records=self.records + 1)
                     self.done = True
-                continue
-            if n < end:
-                return                                      # the body's rest: wait for it
-            self.records += 1
-            body = data[RECORD_HEADER_SIZE:end]
-            pending[side] = data[end:]
-            if content == HANDSHAKE:
-                self.handshake_record(side, body)
-            elif content == CHANGE_CIPHER_SPEC:
-                self.change_cipher_spec(side)
-            elif content == ALERT:
-                self.alerts(side, body)
-            elif content == HEARTBEAT:
-                self.history(side, "b")
-            elif content == APPLICATION_DATA:
-                if self.version is not None:
-                    self.weird("ssl_early_application_data")
-            else:
-                self.violation("unknown SSL record type (%d) from %s"
-                               % (content, "originator" if side == ORIG else "responder"),
-                               data[:RECORD_HEADER_SIZE])
+                    return
+                if self.row is None:
+                    self.start_row()
+                if not self.record_layer_known:
+                    if data[pos] & 0x80:
+                        pending[side] = data = data[pos:]   # (sslv2_record cuts them itself)
+                        pos = 0
+                        taken = self.sslv2_record(side, data)
+                        data = pending[side]
+                        if not taken:
+                            return                          # its rest: wait for it
+                        self.records += 1
+                        continue
+                    self.check_first_record(data[pos:pos + RECORD_HEADER_SIZE])
+                content = data[pos]
+                version = data[pos + 1] << 8 | data[pos + 2]
+                length = data[pos + 3] << 8 | data[pos + 4]
+                if version not in RECORD_VERSIONS:
+                    self.violation("Invalid version late in TLS connection. Packet reported "
+                                   "version: %d" % version, data[pos:pos + RECORD_HEADER_SIZE])
+                end = RECORD_HEADER_SIZE + length
+                if length > MAX_RECORD:
+                    self.records += 1
+                    self.weird("SSL_record_too_large", length=length)
+                    pos = self.drop_at(side, data, pos, end)
+                    data = pending[side] if pos == 0 else data
+                    continue
+                if encrypted[side] or (content == APPLICATION_DATA
+                                       and self.version not in LEGACY_VERSIONS):
+                    # An application-data record in the clear turns its side
+                    # encrypted once the chosen version is not a legacy one
+                    # (Zeek's determine_state).
+                    self.records += 1
+                    encrypted[side] = True
+                    pos = self.drop_at(side, data, pos, end)
+                    data = pending[side] if pos == 0 else data
+                    if encrypted[1 - side]:
+                        self.established = True
+                        self.done = True
+                    continue
+                if n < end:
+                    return                                  # the body's rest: wait for it
+                self.records += 1
+                body = data[pos + RECORD_HEADER_SIZE:pos + end]
+                pos += end
+                if content == HANDSHAKE:
+                    self.handshake_record(side, body)
+                elif content == CHANGE_CIPHER_SPEC:
+                    self.change_cipher_spec(side)
+                elif content == ALERT:
+                    self.alerts(side, body)
+                elif content == HEARTBEAT:
+                    self.history(side, "b")
+                elif content == APPLICATION_DATA:
+                    if self.version is not None:
+                        self.weird("ssl_early_application_data")
+                else:
+                    self.violation("unknown SSL record type (%d) from %s"
+                                   % (content, "originator" if side == ORIG else "responder"),
+                                   data[pos - end:pos - end + RECORD_HEADER_SIZE])
+        finally:
+            if pos:
+                pending[side] = data[pos:]
+
+    def drop_at(self, side: int, data: bytes, pos: int, n: int) -> int:
+        """take_records()' drop(): the next n bytes of a side, from `pos` in
+        its pending `data`, discarded.  Where the records go on in `data`;
+        0 when all of it went (the side's pending bytes are then empty, and
+        what is still to come is skipped in compiled code)."""
+        if len(data) - pos >= n:
+            return pos + n
+        self.pending[side] = data[pos:]
+        self.drop(side, n)
+        return 0
 
     def drop(self, side: int, n: int) -> None:
         """Discard the next n bytes of a side: pending ones, and the rest
