@@ -82,7 +82,6 @@ class ZeekLogWriter:
         self._open(opened_at)
 
     def _open(self, opened_at: float) -> None:
-        self.rows = 0
         self.opened_at = opened_at
         if self.log_format == "tsv":
             self._out = open(self.filename, "wb")
@@ -91,8 +90,22 @@ class ZeekLogWriter:
                 self._tsv = TsvRows(self.fields, self._out)
             else:
                 self._tsv.retarget(self._out)       # the same buffer, the new file
+            self._rows_before = self._tsv.rows      # (TsvRows counts every row it wrote)
         else:
             self._out = open(self.filename, "w", encoding="utf-8", newline="\n")
+            self._json_rows = 0
+
+    @property
+    def rows(self) -> int:
+        """Rows written to the current file."""
+        if self.log_format == "tsv":
+            return self._tsv.rows - self._rows_before
+        return self._json_rows
+
+    def row_writer(self):
+        """What writes one row, as write() does: for TSV the compiled writer
+        itself (no call through this class)."""
+        return self._tsv.write if self.log_format == "tsv" else self.write
 
     def _header(self):
         def w(text: str) -> None:
@@ -114,7 +127,7 @@ class ZeekLogWriter:
                    if row.get(f.name) is not None}
             self._out.write(self._json(obj))
             self._out.write("\n")
-        self.rows += 1
+            self._json_rows += 1
 
     def size(self) -> int:
         """Bytes of the file so far, buffered rows included."""

@@ -56,9 +56,9 @@ class Sinks:
         self.anonymizer = anonymizer        # analyser.anonymize.Anonymizer, or None
         self.metrics = metrics              # analyser.metrics.Metrics, or None
         self.logs: LogSet | None = None
-        # path -> its writer, once a row of it was written, when rows go to
-        # their log file only (no anonymising, Redis or rotation): log() then
-        # hands them to it at once.
+        # path -> what writes its rows (ZeekLogWriter.row_writer()), once a
+        # row of it was written, when rows go to their log file only (no
+        # anonymising, Redis or rotation): log() then hands them to it at once.
         self.plain_writers: dict = {}
         self.count = 0
         self.engine = None
@@ -116,16 +116,16 @@ class Sinks:
             self.on_connection(row)
 
     def log(self, path: str, row: dict) -> None:
-        w = self.plain_writers.get(path)
-        if w is not None:
-            w.write(row)                    # the row goes to its file and nowhere else
+        write = self.plain_writers.get(path)
+        if write is not None:
+            write(row)                      # the row goes to its file and nowhere else
             return
         if self.anonymizer is not None:
             row = self.anonymizer.record(row)
         if self.logs is not None:
             self.logs.write(path, row)
             if self.rows_only_to_files():
-                self.plain_writers[path] = self.logs.open(path)
+                self.plain_writers[path] = self.logs.open(path).row_writer()
         if self.redis is not None:
             self.redis.log(path, row)
 

@@ -48,8 +48,11 @@ cdef class AnalyserCore:
     cdef public bint _named_service
     # Connections it expect()ed that are still open (it is kept for them).
     cdef public Py_ssize_t _children
+    cdef public object _seconds_key
 
     cdef _request(self, int side, int want, object n)
+    # Every row of an analyser's logs (a C call from compiled analysers).
+    cpdef log(self, str path, dict row)
 
 
 cdef class Runtime(StreamReader):

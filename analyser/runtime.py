@@ -200,6 +200,8 @@ class AnalyserCore:
         self._into: tuple | None = None                  # (handler, limit) of read_any_into()
         self._named_service = False                      # confirm() named the service
         self._children = 0                               # expected connections still open
+        # Its class's name: the key of its time in Runtime.seconds, read per wake-up.
+        self._seconds_key = getattr(type(self), "name", type(self).__name__)
 
     # -- what subclasses write ---------------------------------------------------
 
@@ -887,7 +889,8 @@ class Runtime(StreamReader):
             self.wakeup_started = 0.0
             if self.timed_out_seq == seq and self.watchdog is not None:
                 clear_in(self.watchdog.thread_id)
-        self.seconds[a.name] = self.seconds.get(a.name, 0.0) + perf_counter() - started
+        key = a._seconds_key
+        self.seconds[key] = self.seconds.get(key, 0.0) + perf_counter() - started
 
     def rank_by_content(self, pending: dict[int, bytes], exclude: type | None = None
                         ) -> list[tuple[type, dict]]:
@@ -1127,7 +1130,8 @@ class Runtime(StreamReader):
             self.wakeup_started = 0.0
             if self.timed_out_seq == seq and self.watchdog is not None:
                 clear_in(self.watchdog.thread_id)
-        self.seconds[a.name] = self.seconds.get(a.name, 0.0) + perf_counter() - started
+        key = a._seconds_key
+        self.seconds[key] = self.seconds.get(key, 0.0) + perf_counter() - started
         if wake:
             self._wake(a, value, throw=isinstance(value, BaseException))
 

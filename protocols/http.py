@@ -51,7 +51,6 @@ import binascii
 import re
 import zlib
 from collections import deque
-from functools import partial
 
 from analyser import (ORIG, RESP, TRANSFERS, Analyser, Field, Gap, Signature, StreamEnd,
                       conn_id_fields)
@@ -1181,7 +1180,7 @@ class HttpCore(AnalyserCore):
         self.tunnel = ""
         self.upgrade_uri = None
         self.unread = {}
-        self.zeek = ZeekHttpLog(self.conn.id, self.conn.uid, partial(self.log, "http"),
+        self.zeek = ZeekHttpLog(self.conn.id, self.conn.uid, self._write_http_row,
                                 self._zeek_weird, bool(self.config.get("capture_password")))
         self.transfer_min = int(self.config.get("transfer_min_bytes", TRANSFER_MIN_BYTES))
         self.sides = (Side(True), Side(False))
@@ -1191,6 +1190,9 @@ class HttpCore(AnalyserCore):
         # [is_orig]: upper-cased name -> the last header line of that name
         # (read again only if an upgrade hands the connection over).
         self.upgrade_headers = ({}, {})
+
+    def _write_http_row(self, row: dict) -> None:
+        self.log("http", row)
 
 
 class Http(HttpCore, Analyser):
