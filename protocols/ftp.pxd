@@ -162,6 +162,7 @@ cdef class FtpCore(AnalyserCore):
     cdef public str auth_requested
     cdef public str mode
     cdef public dict sizes
+    cdef public frozenset transfer_command_set
     cdef public bint encrypted
     cdef public bint tls_record_unread
     cdef public dict channels          # number -> Channel

@@ -848,7 +848,7 @@ class FtpCore(AnalyserCore):
             if found:
                 self.open_channel(False, self.id.resp_h, [found])
         self.extension_command(cmd, arg, waiting)
-        if cmd in self.transfer_commands:
+        if cmd in self.transfer_command_set:
             waiting.transfer = self.start_transfer(ts, cmd, arg)
 
     def extension_command(self, cmd: str, arg: str, waiting: Awaiting) -> None:
@@ -1290,6 +1290,7 @@ class FtpCore(AnalyserCore):
                                self._zeek_weird,
                                logged_commands(str(self.config.get("log_commands", ""))),
                                bool(self.config.get("capture_password")))
+        self.transfer_command_set = self.transfer_commands   # (the class's, read per command)
         self.buffers = [bytearray(), bytearray()]      # by side: ORIG, RESP
         self.discarding = [False, False]   # by side: dropping the rest of a cut line
         self.stopped = False          # no more parsing (TLS, violation)
