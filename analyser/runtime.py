@@ -475,8 +475,6 @@ class AnalyserCore:
         this connection's `session` and sees this analyser as its `parent`;
         `meta` travels with it.  Returns the expectation; `.cancel()`
         withdraws it."""
-        if resp_p is None and orig_h is None:
-            raise ValueError("an expectation for any port needs orig_h")
         return self._rt.expect(self, resp_h, resp_p, orig_h, proto, timeout, analyser, meta)
 
     def add_service(self, name: str) -> None:
@@ -1222,6 +1220,8 @@ class Runtime(StreamReader):
     # -- expected connections -----------------------------------------------------------
 
     def expect(self, a, resp_h, resp_p, orig_h, proto, timeout, analyser, meta) -> Expectation:
+        if resp_p is None and orig_h is None:
+            raise ValueError("an expectation for any port needs orig_h")
         self.counters["expectations_added"] += 1
         port = None if resp_p is None else int(resp_p)
         e = Expectation(resp_h, port, orig_h, proto, self.now() + timeout,

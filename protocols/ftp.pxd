@@ -23,6 +23,7 @@ cpdef str build_path_compressed(str directory, str name)
 
 
 @cython.locals(n=Py_ssize_t)
+cpdef Py_ssize_t blanks_end(str line, Py_ssize_t i) except -1
 cpdef str text_from(str line, Py_ssize_t i)
 
 

@@ -224,10 +224,7 @@ def split_command(line: str) -> tuple[str, str, bool, bool]:
     has no space: a blank ends it) and whether it has a lower-case letter.
     Loops over the characters: no strip() copies, no upper() when not needed."""
     n = len(line)
-    i = 0
-    while i < n and line[i] in " \t\n\v\f\r":
-        i += 1
-    start = i
+    start = i = blanks_end(line, 0)
     lower = False
     printable = True
     while i < n:
@@ -242,13 +239,18 @@ def split_command(line: str) -> tuple[str, str, bool, bool]:
     return line[start:i], text_from(line, i), printable, lower
 
 
-def text_from(line: str, i: int) -> str:
-    """line[i:] without its leading blanks (line[i:].lstrip(WHITESPACE), with
-    one copy)."""
+def blanks_end(line: str, i: int) -> int:
+    """Where the blanks (WHITESPACE) that start at line[i] end."""
     n = len(line)
     while i < n and line[i] in " \t\n\v\f\r":
         i += 1
-    return line[i:]
+    return i
+
+
+def text_from(line: str, i: int) -> str:
+    """line[i:] without its leading blanks (line[i:].lstrip(WHITESPACE), with
+    one copy)."""
+    return line[blanks_end(line, i):]
 
 
 def extract_path(text: str) -> str:
@@ -1030,8 +1032,6 @@ class FtpCore(AnalyserCore):
         if len(live) >= MAX_PENDING_EXPECTATIONS:
             self.weird("FTP_too_many_expected_data_channels", count=len(live))
             return None
-        if resp_p is None and orig_h is None:
-            raise ValueError("an expectation for any port needs orig_h")
         # AnalyserCore.expect() without its keyword arguments.
         e = self._rt.expect(self, resp_h, resp_p, orig_h, "tcp", EXPECT_TIMEOUT, analyser, meta)
         live.append(e)
