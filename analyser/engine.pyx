@@ -235,7 +235,7 @@ cdef class Engine:
                  timeouts=None, uint32_t flow_capacity=DEFAULT_FLOW_CAPACITY,
                  uint64_t ring_records=65536, uint64_t ring_bytes=4 << 20,
                  bint key_on_vlan=False, analysers=None, monitor=None, on_event=None,
-                 on_log=None, uint64_t max_stream_bytes=4 << 20,
+                 on_log=None, log_writers=None, uint64_t max_stream_bytes=4 << 20,
                  uint64_t max_owned_bytes=1 << 20, ring_policy="wait", detect="content",
                  uint64_t max_owned_total=128 << 20,
                  worker=None, double dedup=0.0, bint no_payload=False, pcap_out=None,
@@ -288,7 +288,8 @@ cdef class Engine:
         if analysers:
             from analyser.runtime import Runtime
             self.runtime = Runtime(emit=on_event, clock=self.flows.trace_time, log=on_log,
-                                   no_payload=no_payload)
+                                   log_writers=log_writers, no_payload=no_payload)
+            self.runtime.trace_clock = self.flows
             if analyser_time_limit > 0:
                 from analyser.watchdog import Watchdog
                 self.runtime.watchdog = Watchdog(self.runtime, analyser_time_limit)

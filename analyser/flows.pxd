@@ -51,7 +51,7 @@ cdef class FlowTable:
     cdef readonly uint64_t flows_by_proto_tcp
     cdef readonly uint64_t flows_by_proto_udp
     cdef readonly uint64_t flows_by_proto_icmp
-    cdef double now
+    cdef readonly double now    # the trace time of the packet being processed
     cdef object on_finish       # Python callable(raw record dict); per connection, not per packet
     # Analysers (None when the engine runs without them): binding in
     # binding.pyx; the streams get each analysed flow's segments.

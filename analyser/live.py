@@ -195,7 +195,8 @@ def _run(src, interface, *, logs_dir, log_format, ignore_checksums, timeouts,
     engine = Engine(on_connection=sinks.connection, ignore_checksums=ignore_checksums,
                     timeouts=timeouts, flow_capacity=flow_capacity_for(flow_memory_mb),
                     analysers=analysers, monitor=monitor, on_event=sinks.events(on_event),
-                    on_log=sinks.log, ring_policy="drop", ring_bytes=ring_bytes,
+                    on_log=sinks.log, log_writers=sinks.plain_writers, ring_policy="drop",
+                    ring_bytes=ring_bytes,
                     ring_records=ring_records, **engine_options)
     engine.measure_latency()          # one clock read per packet: always on
     try:

@@ -191,6 +191,7 @@ def replay_files(paths: Iterable[str], *, logs_dir: str | None = None,
                     ignore_checksums=ignore_checksums, timeouts=timeouts,
                     flow_capacity=flow_capacity_for(flow_memory_mb), analysers=analysers,
                     monitor=monitor, on_event=sinks.events(on_event), on_log=sinks.log,
+                    log_writers=sinks.plain_writers,
                     **engine_options)
     # Logs only once the options proved good (a bad filter writes nothing).
     sinks.start(engine, logs_dir, log_format, analysers, rotate)

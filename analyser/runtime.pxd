@@ -10,6 +10,7 @@
 cimport cython
 from libc.stdint cimport int32_t, uint64_t
 from analyser.streams cimport Streams, StreamReader
+from analyser.flows cimport FlowTable
 
 
 @cython.locals(compiled=Streams)
@@ -63,6 +64,9 @@ cdef class Runtime(StreamReader):
     cdef public object main_greenlet
     cdef public dict instances
     cdef public object now
+    # The engine's flow table when it is the clock: now_ts() reads its time
+    # as a C field (analysers ask it per line), not through a call.
+    cdef public FlowTable trace_clock
     cdef public dict counters
     cdef public dict seconds
     cdef public double wakeup_started
@@ -77,6 +81,7 @@ cdef class Runtime(StreamReader):
     cdef public Py_ssize_t _next_slot
     cdef public object _emit
     cdef public object _log
+    cdef public dict _log_writers
     cdef public dict events_by_kind
     cdef public object pcap_rule
     cdef public bint detecting
@@ -85,6 +90,7 @@ cdef class Runtime(StreamReader):
     cdef public dict _host_pairs
 
     cpdef new_slot(self)
+    cpdef double now_ts(self) except? -1.0
     @cython.locals(a=AnalyserCore)
     cpdef start(self, object cls, object slot, Connection conn, object config,
                 object candidates=*, object replay=*, bint detect=*)

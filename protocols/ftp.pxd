@@ -164,6 +164,8 @@ cdef class FtpCore(AnalyserCore):
     cdef public str mode
     cdef public dict sizes
     cdef public frozenset transfer_command_set
+    cdef public bint extends_commands  # a subclass has extension_command
+    cdef public bint extends_replies   # ... extension_reply
     cdef public bint encrypted
     cdef public bint tls_record_unread
     cdef public dict channels          # number -> Channel

@@ -834,7 +834,7 @@ class FtpCore(AnalyserCore):
             # Both greet with 220; Zeek's FTP signature also needs the client's
             # USER, ours does not, so an SMTP client's EHLO is where FTP gives up.
             self.invalid_reply("SMTP command %s in place of an FTP command" % cmd, line)
-        ts = self._rt.now()               # self.ts, without the property
+        ts = self._rt.now_ts()               # self.ts, without the property
         announced = self.zeek.request(ts, cmd, arg)
         if cmd == "AUTH":
             self.auth_requested = arg.strip().upper()
@@ -849,7 +849,8 @@ class FtpCore(AnalyserCore):
             found = parse_long_address(arg)
             if found:
                 self.open_channel(False, self.id.resp_h, [found])
-        self.extension_command(cmd, arg, waiting)
+        if self.extends_commands:
+            self.extension_command(cmd, arg, waiting)
         if cmd in self.transfer_command_set:
             waiting.transfer = self.start_transfer(ts, cmd, arg)
 
@@ -867,7 +868,7 @@ class FtpCore(AnalyserCore):
             c0, c1, c2 = line[0], line[1], line[2]
             if "0" <= c0 <= "9" and "0" <= c1 <= "9" and "0" <= c2 <= "9":
                 code = (ord(c0) - 48) * 100 + (ord(c1) - 48) * 10 + ord(c2) - 48
-        ts = self._rt.now()               # self.ts, without the property
+        ts = self._rt.now_ts()               # self.ts, without the property
         if self.reply_code_pending:
             if code == self.reply_code_pending and n > 3 and line[3] == " ":
                 text = text_from(line, 4)
@@ -940,7 +941,8 @@ class FtpCore(AnalyserCore):
             m = ANNOUNCED_SIZE.search(reply.text.encode("utf-8", "replace"))
             if m:
                 t.size_announced = min(int(m.group(1)), COUNT_MAX)
-        self.extension_reply(head, reply)
+        if self.extends_replies:
+            self.extension_reply(head, reply)
 
     def final_reply(self, head: Awaiting, reply: Reply) -> None:
         cmd, code = head.cmd, reply.code
@@ -960,7 +962,8 @@ class FtpCore(AnalyserCore):
         elif cmd == "AUTH" and code == 234 and self.auth_requested in (
                 "TLS", "SSL", "TLS-C", "TLS-P"):
             self.start_tls()
-        self.extension_reply(head, reply)
+        if self.extends_replies:
+            self.extension_reply(head, reply)
         t = head.transfer
         if t is not None:
             t.reply_code, t.reply_ts = code, reply.ts
@@ -1025,7 +1028,7 @@ class FtpCore(AnalyserCore):
     def expect_bounded(self, resp_h: str, resp_p: int | None, orig_h: str | None, analyser,
                        meta: dict) -> Expectation | None:
         """add_expectation() with its meta as a dict (the per-channel call)."""
-        now = self._rt.now()
+        now = self._rt.now_ts()
         live = self.live_expectations
         if live and live[0].deadline < now:
             live[:] = [e for e in live if e.deadline >= now]   # expired in the runtime too
@@ -1238,7 +1241,7 @@ class FtpCore(AnalyserCore):
             if s.bytes is not None:
                 total = s.bytes if total is None else total + s.bytes
             missed += s.missed_bytes
-        end_ts = t.reply_ts if t.reply_ts is not None else self._rt.now()
+        end_ts = t.reply_ts if t.reply_ts is not None else self._rt.now_ts()
         duration = max(0.0, end_ts - t.ts)
         size_matches = None
         if t.size_announced is not None and total is not None:
@@ -1291,13 +1294,18 @@ class FtpCore(AnalyserCore):
                                logged_commands(str(self.config.get("log_commands", ""))),
                                bool(self.config.get("capture_password")))
         self.transfer_command_set = self.transfer_commands   # (the class's, read per command)
+        # The per-line extension points are called only where a subclass has
+        # them (a Python call per line otherwise, to do nothing).
+        cls = type(self)
+        self.extends_commands = cls.extension_command is not FtpCore.extension_command
+        self.extends_replies = cls.extension_reply is not FtpCore.extension_reply
         self.buffers = [bytearray(), bytearray()]      # by side: ORIG, RESP
         self.discarding = [False, False]   # by side: dropping the rest of a cut line
         self.stopped = False          # no more parsing (TLS, violation)
         self.encrypted = False
         self.tls_record_unread = False   # AUTH TLS accepted: the client's next byte to look at
         self.awaiting = deque()
-        self.awaiting.append(Awaiting("<init>", "", self._rt.now()))
+        self.awaiting.append(Awaiting("<init>", "", self._rt.now_ts()))
         self.reply_lines = []
         self.reply_code_pending = 0   # code of a multi-line reply in progress
         self.reply_first = None

@@ -678,7 +678,7 @@ class HttpCore(AnalyserCore):
                 self.violation("not a http reply line", data[:64])
         pos = 0
         n = len(data)
-        ts = self._rt.now()                    # (the packet's: the same for all of it)
+        ts = self._rt.now_ts()                    # (the packet's: the same for all of it)
         whole_blocks = True             # header_block() may find the next block's end
         heads = HEADS                   # (None: every head takes the general path)
         while pos < n and not self.stopped:
@@ -880,7 +880,7 @@ class HttpCore(AnalyserCore):
         if num_requests > 1 and not self.keep_alive:
             self.weird("unexpected_multiple_HTTP_requests")
         if ts is None:
-            ts = self._rt.now()
+            ts = self._rt.now_ts()
         method = method.decode("utf-8", "backslashreplace")
         if uri.find(b"%") >= 0:               # (`in` on bytes raises and clears an error)
             uri = unescape_uri(uri, self._weird_plain)
@@ -937,7 +937,7 @@ class HttpCore(AnalyserCore):
         if unanswered and not self._confirmed:
             self.confirm()
         if ts is None:
-            ts = self._rt.now()
+            ts = self._rt.now_ts()
         version = VERSION_TEXTS.get(s.version)
         self.zeek.reply(ts, version if version is not None else version_text(s.version), code,
                         "<empty>" if reason is None else
@@ -985,7 +985,7 @@ class HttpCore(AnalyserCore):
                     row = zeek.pending.get(zeek.current_request if is_orig
                                            else zeek.current_response)
                     if row is None:
-                        row = zeek.header_row(self._rt.now() if ts is None else ts, is_orig)
+                        row = zeek.header_row(self._rt.now_ts() if ts is None else ts, is_orig)
                 if not known:
                     continue                  # a header nothing reads
                 upper, value, framing, logged, field, upgrades = known
@@ -1129,7 +1129,7 @@ class HttpCore(AnalyserCore):
             return
         s.ongoing = False
         if ts is None:
-            ts = self._rt.now()
+            ts = self._rt.now_ts()
         if s.state != NOTHING:
             s.state = FIRST
         s.remaining = 0
