@@ -287,7 +287,8 @@ cdef class Engine:
         self.monitor = monitor
         if analysers:
             from analyser.runtime import Runtime
-            self.runtime = Runtime(emit=on_event, clock=self.flows.trace_time, log=on_log,
+            # The flow table is the analysers' clock: now_ts() reads its time.
+            self.runtime = Runtime(emit=on_event, log=on_log,
                                    log_writers=log_writers, no_payload=no_payload)
             self.runtime.trace_clock = self.flows
             if analyser_time_limit > 0:

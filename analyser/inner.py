@@ -49,8 +49,9 @@ class InnerStreams:
         # Same sinks and clock as the carrier; its own slots and greenlets,
         # whose parent is the carrier's greenlet (a blocked inner read returns
         # to the carrier's feed()).
-        self.runtime = Runtime(emit=outer._emit, clock=outer.now, log=outer.log,
+        self.runtime = Runtime(emit=outer._emit, clock=outer.now_ts, log=outer.log,
                                no_payload=outer.no_payload)
+        self.runtime.trace_clock = outer.trace_clock
         self.runtime.set_classes(list(outer.classes.values()))
         self.runtime.detecting = True
         self.streams = ScriptedStreams(self.runtime, INNER_SLOT)

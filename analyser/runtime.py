@@ -838,14 +838,18 @@ class Runtime(StreamReader):
         """The run's analysers, [(class, config)]: hand_over() finds them by name."""
         self.classes = {cls.name: (cls, config) for cls, config in analysers}
 
-    # -- slots and greenlets ---------------------------------------------------------
+    # -- the clock -------------------------------------------------------------------
 
     def now_ts(self) -> float:
-        """now(): the flow table's time when the engine set it as the clock."""
+        """The trace time: the flow table's when the engine set it as the
+        clock (`trace_clock`, read as a C field), else `clock()` (a runtime
+        without an engine: analyser.testing's)."""
         clock = self.trace_clock
         if clock is not None:
             return clock.now
         return self.now()
+
+    # -- slots and greenlets ---------------------------------------------------------
 
     def new_slot(self) -> int:
         if self._free_slots:

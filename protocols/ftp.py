@@ -834,7 +834,7 @@ class FtpCore(AnalyserCore):
             # Both greet with 220; Zeek's FTP signature also needs the client's
             # USER, ours does not, so an SMTP client's EHLO is where FTP gives up.
             self.invalid_reply("SMTP command %s in place of an FTP command" % cmd, line)
-        ts = self._rt.now_ts()               # self.ts, without the property
+        ts = self._rt.now_ts()           # self.ts, without the property
         announced = self.zeek.request(ts, cmd, arg)
         if cmd == "AUTH":
             self.auth_requested = arg.strip().upper()
@@ -868,7 +868,7 @@ class FtpCore(AnalyserCore):
             c0, c1, c2 = line[0], line[1], line[2]
             if "0" <= c0 <= "9" and "0" <= c1 <= "9" and "0" <= c2 <= "9":
                 code = (ord(c0) - 48) * 100 + (ord(c1) - 48) * 10 + ord(c2) - 48
-        ts = self._rt.now_ts()               # self.ts, without the property
+        ts = self._rt.now_ts()           # self.ts, without the property
         if self.reply_code_pending:
             if code == self.reply_code_pending and n > 3 and line[3] == " ":
                 text = text_from(line, 4)
