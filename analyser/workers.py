@@ -78,62 +78,127 @@ def merged_stats(all_stats: list[dict], live: bool = False) -> dict:
     return out
 
 
-def _ts_of_tsv(line: str) -> float:
+def _ts_of_tsv(line: bytes) -> float:
     try:
-        return float(line.split("\t", 1)[0])
+        return float(line[:line.find(b"\t")])
     except ValueError:
         return float("inf")
 
 
-def _ts_of_json(line: str) -> float:
+def _ts_of_json(line: bytes) -> float:
+    # Rows and events are written with "ts" first: read its number without
+    # parsing the line; anything else is parsed whole.
+    if line.startswith(b'{"ts":'):
+        end = line.find(b",", 6)
+        try:
+            return float(line[6:end if end > 0 else -1])
+        except ValueError:
+            pass
     try:
         return float(json.loads(line).get("ts", float("inf")))
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, TypeError):
         return float("inf")
 
 
+def _in_ts_order(rows: list[bytes], key) -> list[bytes]:
+    """`rows` (each worker's in turn, in the order it wrote them) by ts; ties
+    keep that order (a stable sort: by worker, then position)."""
+    stamps = [key(row) for row in rows]
+    return [rows[i] for i in sorted(range(len(rows)), key=stamps.__getitem__)]
+
+
 def merge_log(parts: list[str], target: str) -> None:
-    """Zeek logs of the same path from several workers -> one, rows by ts."""
+    """Zeek logs of the same path from several workers -> one, rows by ts.
+    Read and written as bytes, cut at newlines only: a row holds no newline
+    (TSV escapes it, JSON too), but may hold other line separators."""
     headers, rows, close = [], [], None
     json_format = None
     for k, part in enumerate(parts):
-        with open(part, encoding="utf-8", newline="\n") as f:
-            lines = f.read().splitlines()
+        with open(part, "rb") as f:
+            lines = f.read().split(b"\n")
         body = []
         for line in lines:
-            if line.startswith("#"):
-                if line.startswith("#close"):
+            if line.startswith(b"#"):
+                if line.startswith(b"#close"):
                     close = line
                 elif k == 0:
                     headers.append(line)
             elif line:
                 body.append(line)
-        if json_format is None:
-            json_format = not any(l.startswith("#") for l in lines) and bool(body)
-        key = _ts_of_json if json_format else _ts_of_tsv
-        rows.append([(key(line), k, i, line) for i, line in enumerate(body)])
-    with open(target, "w", encoding="utf-8", newline="\n") as out:
-        for line in headers:
-            out.write(line + "\n")
+        if json_format is None and body:
+            json_format = not any(line.startswith(b"#") for line in lines)
+        rows.extend(body)
+    key = _ts_of_json if json_format else _ts_of_tsv
+    with open(target, "wb") as out:
         # Each worker writes rows as connections end; the merged log is in
         # order of ts (ties: worker, then position), like one sorted log.
-        for _, _, _, line in sorted(r for part in rows for r in part):
-            out.write(line + "\n")
+        out.write(b"".join(line + b"\n" for line in headers))
+        out.write(b"".join(line + b"\n" for line in _in_ts_order(rows, key)))
         if close is not None:
-            out.write(close + "\n")
+            out.write(close + b"\n")
+
+
+def _merge_in_child(parts: list[str], target: str, conn) -> None:
+    try:
+        merge_log(parts, target)
+        conn.send(("ok", None))
+    except BaseException as exc:            # reported by the parent, with its type
+        conn.send(("error", (type(exc).__name__, "%s: %s" % (target, exc))))
+    finally:
+        conn.close()
+
+
+def merge_logs(jobs: list[tuple[list[str], str]], n: int) -> None:
+    """merge_log(parts, target) for each job, up to `n` at once in processes
+    of their own (the biggest first): merging reads, sorts and writes every
+    row again, the longest serial step of a run with several workers.
+    Raises WorkerError with the first failure, after all have ended."""
+    if n < 2 or len(jobs) < 2:
+        for parts, target in jobs:
+            merge_log(parts, target)
+        return
+    from multiprocessing.connection import wait
+    ctx = multiprocessing.get_context("fork")
+    def size(job):
+        try:
+            return sum(os.path.getsize(part) for part in job[0])
+        except OSError:
+            return 0                         # its merge will say why
+    pending = sorted(jobs, key=size)
+    running = {}                             # receiver -> process
+    failure = None
+    while pending or running:
+        while pending and len(running) < n:
+            parts, target = pending.pop()
+            receiver, sender = ctx.Pipe(False)
+            p = ctx.Process(target=_merge_in_child, args=(parts, target, sender), daemon=True)
+            p.start()
+            sender.close()
+            running[receiver] = p
+        for receiver in wait(list(running)):
+            p = running.pop(receiver)
+            try:
+                status, value = receiver.recv()
+            except EOFError:
+                status, value = "error", ("WorkerError", "a process merging logs died "
+                                                         "(exit %s)" % p.exitcode)
+            p.join()
+            if status == "error" and failure is None:
+                failure = value
+    if failure is not None:
+        raise WorkerError(*failure)
 
 
 def merge_events(parts: list[str], target) -> None:
     """JSON-lines events of the workers, in order of trace time."""
-    streams = []
-    for k, part in enumerate(parts):
+    events = []
+    for part in parts:
         if not os.path.exists(part):
             continue
-        with open(part, encoding="utf-8") as f:
-            streams.append([(_ts_of_json(line), k, i, line)
-                            for i, line in enumerate(f.read().splitlines()) if line])
-    for _, _, _, line in sorted(e for part in streams for e in part):
-        target.write(line + "\n")
+        with open(part, "rb") as f:
+            events.extend(line for line in f.read().split(b"\n") if line)
+    target.write(b"".join(line + b"\n" for line in _in_ts_order(events, _ts_of_json))
+                 .decode("utf-8", "replace"))
 
 
 def _run_worker(k: int, n: int, run, conn) -> None:
@@ -203,10 +268,12 @@ def run_workers(n: int, run, logs_dir: str | None, events_path: str | None,
             names = sorted({name for k in range(n)
                             for name in os.listdir(os.path.join(scratch, str(k)))
                             if name.endswith(".log")})
+            jobs = []
             for name in names:
                 parts = [os.path.join(scratch, str(k), name) for k in range(n)
                          if os.path.exists(os.path.join(scratch, str(k), name))]
-                merge_log(parts, os.path.join(logs_dir, name))
+                jobs.append((parts, os.path.join(logs_dir, name)))
+            merge_logs(jobs, n)
         if events_path:
             parts = [os.path.join(scratch, str(k), "events.json") for k in range(n)]
             if events_path == "-":

@@ -69,6 +69,49 @@ def test_two_workers_write_the_same_rows_and_events_as_one(run_cli, tmp_path, tr
     assert not list((tmp_path / "two").glob(".workers-*"))      # scratch removed
 
 
+def test_json_logs_and_events_of_two_workers_are_merged_in_ts_order(run_cli, tmp_path,
+                                                                    traces):
+    run_replay(run_cli, traces, tmp_path / "one", "--log-format", "json")
+    run_replay(run_cli, traces, tmp_path / "two", "--log-format", "json", "--workers", "2")
+    for name in ("conn.log", "ftp.log", "transfers.log"):
+        one = (tmp_path / "one" / name).read_text().splitlines()
+        two = (tmp_path / "two" / name).read_text().splitlines()
+        assert one and sorted(one) == sorted(two), name
+        stamps = [json.loads(line)["ts"] for line in two]
+        assert stamps == sorted(stamps), name
+    events = (tmp_path / "two" / "events.json").read_text().splitlines()
+    stamps = [json.loads(line)["ts"] for line in events]
+    assert len(events) > 100 and stamps == sorted(stamps)
+
+
+def test_merging_keeps_rows_whole_and_ties_in_worker_order(tmp_path):
+    from analyser.workers import merge_log, merge_logs
+    header = "#separator \\x09\n#fields\tts\tnote\n"
+    # U+2028 and U+0085 are line breaks to str.splitlines(), not to a log.
+    parts = {0: ["2.0\tzero-a\u2028still zero-a", "1.0\tzero-b", "3.0\ttie-0"],
+             1: ["3.0\ttie-1", "0.5\tone-a\x85", "x\tno time: last"]}
+    paths = []
+    for k, lines in parts.items():
+        paths.append(tmp_path / ("part%d.log" % k))
+        paths[-1].write_text(header + "".join(line + "\n" for line in lines)
+                             + "#close\t2026\n", encoding="utf-8")
+    merge_log([str(p) for p in paths], str(tmp_path / "merged.log"))
+    merged = (tmp_path / "merged.log").read_bytes().decode("utf-8").split("\n")
+    assert merged[:2] == header.split("\n")[:2]
+    assert [line.split("\t")[1] for line in merged[2:-2]] == [
+        "one-a\x85", "zero-b", "zero-a\u2028still zero-a", "tie-0", "tie-1", "no time: last"]
+    assert merged[-2:] == ["#close\t2026", ""]
+    # Several logs at once in processes of their own: the same bytes.
+    jobs = [([str(p) for p in paths], str(tmp_path / ("m%d.log" % i))) for i in range(3)]
+    merge_logs(jobs, 2)
+    for _, target in jobs:
+        assert open(target, "rb").read() == (tmp_path / "merged.log").read_bytes()
+    # A merge that fails is reported, not lost.
+    from analyser.workers import WorkerError
+    with pytest.raises(WorkerError, match="missing"):
+        merge_logs(jobs + [([str(tmp_path / "missing.log")], str(tmp_path / "m.log"))], 2)
+
+
 def test_each_worker_owns_whole_host_pairs(tmp_path):
     from analyser import registry
     from analyser.replay import replay_files
