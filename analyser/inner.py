@@ -52,6 +52,7 @@ class InnerStreams:
         self.runtime = Runtime(emit=outer._emit, clock=outer.now_ts, log=outer.log,
                                no_payload=outer.no_payload)
         self.runtime.trace_clock = outer.trace_clock
+        self.runtime._stopwatches = outer._stopwatches     # its analysers' time is the run's
         self.runtime.set_classes(list(outer.classes.values()))
         self.runtime.detecting = True
         self.streams = ScriptedStreams(self.runtime, INNER_SLOT)
@@ -102,8 +103,6 @@ class InnerStreams:
             self.undetected = True
             for key, value in self.runtime.counters.items():
                 self.outer.counters[key] = self.outer.counters.get(key, 0) + value
-            for name, seconds in self.runtime.seconds.items():
-                self.outer.seconds[name] = self.outer.seconds.get(name, 0.0) + seconds
             self.outer.error_log.extend(self.runtime.error_log[:100])
 
     # -- detection -------------------------------------------------------------------------

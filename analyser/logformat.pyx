@@ -31,6 +31,10 @@ from cpython.unicode cimport PyUnicode_CheckExact
 
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object s, Py_ssize_t* size) except NULL
+    # A str held as one byte per character, all ASCII: its bytes are its UTF-8.
+    bint PyUnicode_IS_COMPACT_ASCII(object s)
+    Py_ssize_t PyUnicode_GET_LENGTH(object s)
+    void* PyUnicode_DATA(object s)
     long long PyLong_AsLongLongAndOverflow(object o, int* overflow) except? -1
 
 cdef enum:
@@ -225,12 +229,16 @@ cdef class TsvRows:
         cdef bytes encoded
         if not PyUnicode_CheckExact(value):
             value = str(value)
-        try:
-            s = PyUnicode_AsUTF8AndSize(value, &size)
-        except UnicodeEncodeError:
-            encoded = (<str>value).encode("utf-8", "backslashreplace")
-            s = encoded
-            size = len(encoded)
+        if PyUnicode_IS_COMPACT_ASCII(value):
+            s = <const char*>PyUnicode_DATA(value)      # most strings: no call
+            size = PyUnicode_GET_LENGTH(value)
+        else:
+            try:
+                s = PyUnicode_AsUTF8AndSize(value, &size)
+            except UnicodeEncodeError:
+                encoded = (<str>value).encode("utf-8", "backslashreplace")
+                s = encoded
+                size = len(encoded)
         if size == 0:
             self.put(b"(empty)", 7)
             return
@@ -276,10 +284,11 @@ cdef class TsvRows:
             v = PyLong_AsLongLongAndOverflow(value, &overflow)
             if not overflow:
                 if v >= 0:
-                    n = format_count(tmp, <uint64_t>v)
+                    self.reserve(24)                # straight into the buffer
+                    self.len += format_count(self.buf + self.len, <uint64_t>v)
                 else:
                     n = snprintf(tmp, 32, b"%lld", v)
-                self.put(tmp, n)
+                    self.put(tmp, n)
                 return
         text = str(int(value)).encode("ascii")
         self.put(text, len(text))

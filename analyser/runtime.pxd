@@ -17,6 +17,10 @@ from analyser.flows cimport FlowTable
 cdef object stream_request(object streams, Py_ssize_t slot, int side, int want, object n)
 
 
+cdef class Stopwatch:
+    cdef public double seconds
+
+
 cdef class Connection:
     cdef dict __dict__
     cdef public str uid
@@ -49,7 +53,7 @@ cdef class AnalyserCore:
     cdef public bint _named_service
     # Connections it expect()ed that are still open (it is kept for them).
     cdef public Py_ssize_t _children
-    cdef public object _seconds_key
+    cdef public Stopwatch _stopwatch
 
     cdef _request(self, int side, int want, object n)
     # Every row of an analyser's logs (a C call from compiled analysers).
@@ -68,7 +72,7 @@ cdef class Runtime(StreamReader):
     # as a C field (analysers ask it per line), not through a call.
     cdef public FlowTable trace_clock
     cdef public dict counters
-    cdef public dict seconds
+    cdef public dict _stopwatches
     cdef public double wakeup_started
     cdef public Py_ssize_t wakeup_seq
     cdef public Py_ssize_t timed_out_seq

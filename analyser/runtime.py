@@ -200,8 +200,8 @@ class AnalyserCore:
         self._into: tuple | None = None                  # (handler, limit) of read_any_into()
         self._named_service = False                      # confirm() named the service
         self._children = 0                               # expected connections still open
-        # Its class's name: the key of its time in Runtime.seconds, read per wake-up.
-        self._seconds_key = getattr(type(self), "name", type(self).__name__)
+        # Where its class's time goes (Runtime.seconds), added to per wake-up.
+        self._stopwatch = runtime.stopwatch(getattr(type(self), "name", type(self).__name__))
 
     # -- what subclasses write ---------------------------------------------------
 
@@ -773,6 +773,15 @@ class Expectation(SlotRecord):
         return self.runtime.cancel_expectation(self) if self.runtime else False
 
 
+class Stopwatch:
+    """The time one analyser's code has taken, in seconds: added to at the
+    end of every wake-up (a C field in the build)."""
+    __slots__ = ("seconds",)
+
+    def __init__(self):
+        self.seconds = 0.0
+
+
 class Runtime(StreamReader):
     """Runs analysers in greenlets for one engine.  The stream layer hands it
     met requests through ready() (a StreamReader's: a C call in the build)."""
@@ -805,7 +814,7 @@ class Runtime(StreamReader):
                          "log_rows": 0}
         self.error_log: list[dict] = []
         self.by_uid: dict[str, Analyser] = {}
-        self.seconds: dict[str, float] = {}         # analyser name -> time in its code
+        self._stopwatches: dict[str, Stopwatch] = {}   # analyser name -> time in its code
         # The wake-up running now (analyser/watchdog.py stops one that runs too long).
         self.wakeup_started = 0.0
         self.wakeup_seq = 0
@@ -833,6 +842,18 @@ class Runtime(StreamReader):
         # (analyser/inner.py) end with their analyser, as their carrier may.
         self._idle_workers: list[greenlet.greenlet] = []
         self._keeps_workers = self.main_greenlet.parent is None
+
+    def stopwatch(self, name: str) -> "Stopwatch":
+        """The time of analyser `name`'s code (one per name, shared)."""
+        watch = self._stopwatches.get(name)
+        if watch is None:
+            watch = self._stopwatches[name] = Stopwatch()
+        return watch
+
+    @property
+    def seconds(self) -> dict[str, float]:
+        """Analyser name -> seconds spent in its code."""
+        return {name: watch.seconds for name, watch in self._stopwatches.items()}
 
     def set_classes(self, analysers) -> None:
         """The run's analysers, [(class, config)]: hand_over() finds them by name."""
@@ -904,8 +925,7 @@ class Runtime(StreamReader):
             self.wakeup_started = 0.0
             if self.timed_out_seq == seq and self.watchdog is not None:
                 clear_in(self.watchdog.thread_id)
-        key = a._seconds_key
-        self.seconds[key] = self.seconds.get(key, 0.0) + perf_counter() - started
+        a._stopwatch.seconds += perf_counter() - started
 
     def rank_by_content(self, pending: dict[int, bytes], exclude: type | None = None
                         ) -> list[tuple[type, dict]]:
@@ -1145,8 +1165,7 @@ class Runtime(StreamReader):
             self.wakeup_started = 0.0
             if self.timed_out_seq == seq and self.watchdog is not None:
                 clear_in(self.watchdog.thread_id)
-        key = a._seconds_key
-        self.seconds[key] = self.seconds.get(key, 0.0) + perf_counter() - started
+        a._stopwatch.seconds += perf_counter() - started
         if wake:
             self._wake(a, value, throw=isinstance(value, BaseException))
 

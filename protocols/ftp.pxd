@@ -37,6 +37,10 @@ cpdef tuple split_command(str line)
 cpdef parse_port_numbers(str text)
 
 
+@cython.locals(i=Py_ssize_t, start=Py_ssize_t)
+cpdef parse_pasv_reply(str msg)
+
+
 cdef class CmdArg:
     cdef public double ts
     cdef public str cmd
