@@ -1616,11 +1616,12 @@ cdef class FlowTable:
                     services = tuple(services) + (TUNNEL_SERVICES[f.tunnel_kind],)
                 if self.tunnel_log is not None:
                     self.tunnel_log.closed(self.now, uid_text(f.uid))
-            # Nobody needs the row as a dict (no expectation, a TSV conn.log is
-            # all the sink wants): straight into conn.log.
-            direct = (self.conn_tsv is not None and expectation is None
+            # A TSV conn.log is all the sink wants: the row goes straight into
+            # it.  As a dict only for the analyser that expected the
+            # connection (its expected_ended() reads it), or for the sink.
+            direct = (self.conn_tsv is not None
                       and (self.tunnel_of == NULL or self.tunnel_of[idx] == NULL))
-            if not direct:
+            if not direct or expectation is not None:
                 rec = self.record(f)
                 if services:
                     rec["service"] = ",".join(services)

@@ -214,7 +214,8 @@ class AnalyserCore:
 
     def expected_ended(self, conn_row: dict, meta: dict) -> None:
         """A connection this analyser expect()ed has ended; `conn_row` is its
-        conn.log row (sizes, state, uid).  Runs outside main(): no reads."""
+        conn.log row (sizes, state, uid), to read: conn.log has its own copy.
+        Runs outside main(): no reads."""
 
     # -- detection ------------------------------------------------------------------
 

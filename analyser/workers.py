@@ -172,10 +172,20 @@ def merge_logs(jobs: list[tuple[list[str], str]], n: int) -> None:
             parts, target = pending.pop()
             receiver, sender = ctx.Pipe(False)
             p = ctx.Process(target=_merge_in_child, args=(parts, target, sender), daemon=True)
-            p.start()
+            try:
+                p.start()
+            except OSError:
+                # No process to be had (fork refused for memory): merged here.
+                receiver.close()
+                sender.close()
+                try:
+                    merge_log(parts, target)
+                except OSError as exc:
+                    failure = failure or (type(exc).__name__, "%s: %s" % (target, exc))
+                continue
             sender.close()
             running[receiver] = p
-        for receiver in wait(list(running)):
+        for receiver in (wait(list(running)) if running else ()):
             p = running.pop(receiver)
             try:
                 status, value = receiver.recv()

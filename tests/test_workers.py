@@ -84,7 +84,7 @@ def test_json_logs_and_events_of_two_workers_are_merged_in_ts_order(run_cli, tmp
     assert len(events) > 100 and stamps == sorted(stamps)
 
 
-def test_merging_keeps_rows_whole_and_ties_in_worker_order(tmp_path):
+def test_merging_keeps_rows_whole_and_ties_in_worker_order(tmp_path, monkeypatch):
     from analyser.workers import merge_log, merge_logs
     header = "#separator \\x09\n#fields\tts\tnote\n"
     # U+2028 and U+0085 are line breaks to str.splitlines(), not to a log.
@@ -106,6 +106,15 @@ def test_merging_keeps_rows_whole_and_ties_in_worker_order(tmp_path):
     merge_logs(jobs, 2)
     for _, target in jobs:
         assert open(target, "rb").read() == (tmp_path / "merged.log").read_bytes()
+    # No process to be had (fork refused): merged in this one, the same bytes.
+    import multiprocessing.process
+
+    def refused(self):
+        raise OSError(12, "Cannot allocate memory")
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", refused)
+    merge_logs([([str(p) for p in paths], str(tmp_path / "here.log"))] + jobs[:1], 2)
+    assert (tmp_path / "here.log").read_bytes() == (tmp_path / "merged.log").read_bytes()
+    monkeypatch.undo()
     # A merge that fails is reported, not lost.
     from analyser.workers import WorkerError
     with pytest.raises(WorkerError, match="missing"):
