@@ -138,12 +138,18 @@ def merge_log(parts: list[str], target: str) -> None:
             out.write(close + b"\n")
 
 
-def _merge_in_child(parts: list[str], target: str, conn) -> None:
+def _merged(parts: list[str], target: str) -> tuple:
+    """merge_log() as ("ok", None) or ("error", (exception type name, message))."""
     try:
         merge_log(parts, target)
-        conn.send(("ok", None))
-    except BaseException as exc:            # reported by the parent, with its type
-        conn.send(("error", (type(exc).__name__, "%s: %s" % (target, exc))))
+        return "ok", None
+    except BaseException as exc:            # reported by the caller, with its type
+        return "error", (type(exc).__name__, "%s: %s" % (target, exc))
+
+
+def _merge_in_child(parts: list[str], target: str, conn) -> None:
+    try:
+        conn.send(_merged(parts, target))
     finally:
         conn.close()
 
@@ -159,6 +165,7 @@ def merge_logs(jobs: list[tuple[list[str], str]], n: int) -> None:
         return
     from multiprocessing.connection import wait
     ctx = multiprocessing.get_context("fork")
+
     def size(job):
         try:
             return sum(os.path.getsize(part) for part in job[0])
@@ -178,10 +185,9 @@ def merge_logs(jobs: list[tuple[list[str], str]], n: int) -> None:
                 # No process to be had (fork refused for memory): merged here.
                 receiver.close()
                 sender.close()
-                try:
-                    merge_log(parts, target)
-                except OSError as exc:
-                    failure = failure or (type(exc).__name__, "%s: %s" % (target, exc))
+                status, value = _merged(parts, target)
+                if status == "error" and failure is None:
+                    failure = value
                 continue
             sender.close()
             running[receiver] = p
