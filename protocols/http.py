@@ -678,7 +678,7 @@ class HttpCore(AnalyserCore):
                 self.violation("not a http reply line", data[:64])
         pos = 0
         n = len(data)
-        ts = self._rt.now_ts()                    # (the packet's: the same for all of it)
+        ts = self._rt.now_ts()          # (the packet's: the same for all of it)
         whole_blocks = True             # header_block() may find the next block's end
         heads = HEADS                   # (None: every head takes the general path)
         while pos < n and not self.stopped:
